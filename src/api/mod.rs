@@ -1,0 +1,76 @@
+//! Queries out, over HTTP: `sql` (read-only SQL as JSON), `lists` (sessions and agents seen),
+//! `ops` (health and Prometheus metrics). All reads go through `store::reader`.
+
+pub mod lists;
+pub mod ops;
+pub mod sql;
+
+use std::sync::Arc;
+
+use axum::extract::Request;
+use axum::http::{header, StatusCode};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use axum::Json;
+
+use crate::auth::Token;
+use crate::store::{Store, StoreError};
+use crate::telemetry::Metrics;
+
+/// State shared by the query API handlers.
+#[derive(Clone)]
+pub struct ApiState {
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    pub read_token: Arc<Token>,
+}
+
+/// A JSON error body `{"error": "..."}` with the status from `crate::error`.
+pub struct ApiError(pub StoreError);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0.http_status(), Json(serde_json::json!({ "error": self.0.to_string() }))).into_response()
+    }
+}
+
+impl From<StoreError> for ApiError {
+    fn from(e: StoreError) -> Self {
+        ApiError(e)
+    }
+}
+
+/// Middleware: the read token guards every `/api` route when configured.
+pub async fn require_read_token(
+    axum::extract::State(token): axum::extract::State<Arc<Token>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if token.allows(auth) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": "missing or invalid bearer token" })),
+        )
+            .into_response()
+    }
+}
+
+/// All query API routes.
+pub fn routes(state: ApiState) -> axum::Router {
+    use axum::routing::{get, post};
+    let guarded = axum::Router::new()
+        .route("/api/sql", post(sql::post_sql))
+        .route("/api/sessions", get(lists::sessions))
+        .route("/api/agents", get(lists::agents))
+        .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
+        .with_state(state.clone());
+    axum::Router::new()
+        .route("/healthz", get(ops::healthz))
+        .route("/metrics", get(ops::metrics))
+        .with_state(state)
+        .merge(guarded)
+}

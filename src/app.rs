@@ -1,0 +1,126 @@
+//! Wiring only: open the store, bind both listeners (before serving, so port 0 works), serve
+//! OTLP/gRPC on one and OTLP/HTTP + the query API on the other, and shut down in order:
+//! stop accepting -> finish in-flight exports -> writer drains, commits, checkpoints -> exit.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::net::TcpListener;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+use crate::api::{self, ApiState};
+use crate::auth::Token;
+use crate::config::ServeArgs;
+use crate::receiver::grpc::{self, GrpcReceiver};
+use crate::receiver::http::{self as http_rx, HttpReceiver};
+use crate::receiver::ingest::Ingest;
+use crate::store::{Store, StoreError, WriterHandle};
+use crate::telemetry::Metrics;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AppError {
+    #[error("cannot bind {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// A running collector.
+pub struct Running {
+    pub grpc_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub store: Store,
+    pub metrics: Arc<Metrics>,
+    cancel: CancellationToken,
+    servers: Vec<JoinHandle<()>>,
+    writer: WriterHandle,
+    shutdown_timeout: Duration,
+}
+
+/// Open everything and start serving. Returns once both listeners are bound.
+pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
+    let metrics = Arc::new(Metrics::default());
+    let (store, writer) = Store::open(&args.store_config(), metrics.clone(), None)?;
+    let grpc_listener =
+        TcpListener::bind(args.grpc_addr).await.map_err(|source| AppError::Bind { addr: args.grpc_addr, source })?;
+    let http_listener =
+        TcpListener::bind(args.http_addr).await.map_err(|source| AppError::Bind { addr: args.http_addr, source })?;
+    let grpc_addr = grpc_listener.local_addr().map_err(|source| AppError::Bind { addr: args.grpc_addr, source })?;
+    let http_addr = http_listener.local_addr().map_err(|source| AppError::Bind { addr: args.http_addr, source })?;
+    tracing::info!(%grpc_addr, "OTLP/gRPC listening");
+    tracing::info!(%http_addr, "OTLP/HTTP and query API listening");
+
+    let cancel = CancellationToken::new();
+    let ingest = Ingest::new(store.clone(), metrics.clone());
+    let ingest_token = Arc::new(Token::new(args.ingest_token.clone()));
+    let read_token = Arc::new(Token::new(args.read_token.clone()));
+
+    let (traces, logs, metrics_svc) = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
+    let grpc_cancel = cancel.clone();
+    let grpc_server = tokio::spawn(async move {
+        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        let result = tonic::transport::Server::builder()
+            .add_service(traces)
+            .add_service(logs)
+            .add_service(metrics_svc)
+            .serve_with_incoming_shutdown(incoming, grpc_cancel.cancelled_owned())
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "gRPC server stopped with an error");
+        }
+    });
+
+    let router = http_rx::routes(HttpReceiver {
+        ingest,
+        max_request_bytes: args.max_request_bytes,
+        token: ingest_token,
+    })
+    .merge(api::routes(ApiState { store: store.clone(), metrics: metrics.clone(), read_token }))
+    .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
+    let http_cancel = cancel.clone();
+    let http_server = tokio::spawn(async move {
+        let result = axum::serve(http_listener, router)
+            .with_graceful_shutdown(http_cancel.cancelled_owned())
+            .await;
+        if let Err(e) = result {
+            tracing::error!(error = %e, "HTTP server stopped with an error");
+        }
+    });
+
+    Ok(Running {
+        grpc_addr,
+        http_addr,
+        store,
+        metrics,
+        cancel,
+        servers: vec![grpc_server, http_server],
+        writer,
+        shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
+    })
+}
+
+impl Running {
+    /// Orderly shutdown; every export acknowledged before this returns is committed.
+    pub async fn shutdown(self) {
+        let Running { store, cancel, servers, writer, shutdown_timeout, metrics, .. } = self;
+        tracing::info!("shutting down: no new connections");
+        cancel.cancel();
+        for s in servers {
+            if tokio::time::timeout(shutdown_timeout, s).await.is_err() {
+                tracing::warn!("a server did not stop in time");
+            }
+        }
+        drop(store);
+        drop(metrics);
+        tracing::info!("draining the writer");
+        let _ = tokio::task::spawn_blocking(move || writer.join()).await;
+        tracing::info!("shutdown complete");
+    }
+
+    /// A token that, when cancelled, starts the same shutdown (for signal handlers).
+    pub fn cancel_token(&self) -> CancellationToken {
+        self.cancel.clone()
+    }
+}

@@ -1,0 +1,224 @@
+//! Command line and configuration. Every flag has an `AGENT_CONSOLE_*` environment variable and
+//! may also come from a TOML file (`--config`, keys are the flag names with `_`). Precedence:
+//! command line > environment > file > default.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::parser::ValueSource;
+use clap::{ArgMatches, Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use serde::{Deserialize, Serialize};
+
+use crate::store::{QueryLimits, StoreConfig};
+
+#[derive(Debug, Parser)]
+#[command(name = "agent-console", version, about = "Live OpenTelemetry collector and query API for fleets of AI agents")]
+pub struct Cli {
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the collector: OTLP gRPC + HTTP in, DuckDB store, SQL and REST out.
+    Serve(ServeArgs),
+}
+
+#[derive(Debug, Clone, Args, Serialize, Deserialize)]
+pub struct ServeArgs {
+    /// Optional TOML file with any of these settings.
+    #[arg(long, env = "AGENT_CONSOLE_CONFIG")]
+    #[serde(skip)]
+    pub config: Option<PathBuf>,
+    /// Directory of the embedded DuckDB database.
+    #[arg(long, env = "AGENT_CONSOLE_DATA_DIR", default_value = "./agent-console-data")]
+    pub data_dir: PathBuf,
+    /// OTLP/gRPC listen address (port 0 picks a free port).
+    #[arg(long, env = "AGENT_CONSOLE_GRPC_ADDR", default_value = "127.0.0.1:4317")]
+    pub grpc_addr: SocketAddr,
+    /// OTLP/HTTP and query API listen address.
+    #[arg(long, env = "AGENT_CONSOLE_HTTP_ADDR", default_value = "127.0.0.1:4318")]
+    pub http_addr: SocketAddr,
+    /// Largest export accepted, in bytes, after decompression.
+    #[arg(long, env = "AGENT_CONSOLE_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
+    pub max_request_bytes: usize,
+    /// Decoded bytes queued or being written before exports are refused (503 / UNAVAILABLE).
+    #[arg(long, env = "AGENT_CONSOLE_MAX_INFLIGHT_BYTES", default_value_t = 128 * 1024 * 1024)]
+    pub max_inflight_bytes: usize,
+    /// Export requests that may wait for the writer.
+    #[arg(long, env = "AGENT_CONSOLE_QUEUE_CAPACITY", default_value_t = 1024)]
+    pub queue_capacity: usize,
+    /// How long an export may wait for queue room before it is refused, in ms.
+    #[arg(long, env = "AGENT_CONSOLE_QUEUE_WAIT_MS", default_value_t = 500)]
+    pub queue_wait_ms: u64,
+    /// Most rows merged into one write transaction.
+    #[arg(long, env = "AGENT_CONSOLE_MAX_BATCH_ROWS", default_value_t = 65_536)]
+    pub max_batch_rows: usize,
+    /// DuckDB memory limit.
+    #[arg(long, env = "AGENT_CONSOLE_DUCKDB_MEMORY_LIMIT", default_value = "2GB")]
+    pub duckdb_memory_limit: String,
+    /// DuckDB worker threads.
+    #[arg(long, env = "AGENT_CONSOLE_DUCKDB_THREADS", default_value_t = 2)]
+    pub duckdb_threads: i64,
+    /// SQL API timeout, in ms.
+    #[arg(long, env = "AGENT_CONSOLE_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
+    pub query_timeout_ms: u64,
+    /// Most rows a SQL API answer carries.
+    #[arg(long, env = "AGENT_CONSOLE_QUERY_MAX_ROWS", default_value_t = 100_000)]
+    pub query_max_rows: usize,
+    /// Bearer token required on OTLP ingest (HTTP and gRPC) when set.
+    #[arg(long, env = "AGENT_CONSOLE_INGEST_TOKEN", hide_env_values = true)]
+    pub ingest_token: Option<String>,
+    /// Bearer token required on the query API (`/api/*`) when set.
+    #[arg(long, env = "AGENT_CONSOLE_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
+    /// Log filter (tracing EnvFilter syntax); RUST_LOG wins when set.
+    #[arg(long, env = "AGENT_CONSOLE_LOG", default_value = "info")]
+    pub log: String,
+    /// Log as JSON lines.
+    #[arg(long, env = "AGENT_CONSOLE_LOG_JSON", default_value_t = false)]
+    pub log_json: bool,
+    /// Longest graceful shutdown before giving up, in seconds.
+    #[arg(long, env = "AGENT_CONSOLE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    pub shutdown_timeout_secs: u64,
+}
+
+/// Errors of configuration loading.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("invalid config file {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl ServeArgs {
+    /// Defaults for every setting (what `serve` with no flags uses), for tests and embedding.
+    pub fn defaults() -> Self {
+        let m = Cli::command().try_get_matches_from(["agent-console", "serve"]);
+        match m.ok().and_then(|m| m.subcommand_matches("serve").cloned()) {
+            Some(sm) => ServeArgs::from_arg_matches(&sm).unwrap_or_else(|_| unreachable_defaults()),
+            None => unreachable_defaults(),
+        }
+    }
+
+    /// Overlay a TOML file's keys on settings that came from defaults only.
+    pub fn apply_file(mut self, matches: &ArgMatches) -> Result<Self, ConfigError> {
+        let Some(path) = self.config.clone() else { return Ok(self) };
+        let text = std::fs::read_to_string(&path).map_err(|source| ConfigError::Read { path: path.clone(), source })?;
+        let file: toml::Table =
+            toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
+        let mut current = serde_json::to_value(&self)
+            .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
+        let obj = current.as_object_mut().ok_or_else(|| ConfigError::Invalid {
+            path: path.clone(),
+            message: "settings are not a table".into(),
+        })?;
+        for (key, value) in file {
+            let key = key.replace('-', "_");
+            if !obj.contains_key(&key) && !matches!(key.as_str(), "ingest_token" | "read_token") {
+                return Err(ConfigError::Invalid { path: path.clone(), message: format!("unknown setting {key:?}") });
+            }
+            let from_user = matches!(
+                matches.value_source(&key),
+                Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
+            );
+            if !from_user {
+                let v = serde_json::to_value(&value)
+                    .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
+                obj.insert(key, v);
+            }
+        }
+        let config = self.config.take();
+        let mut merged: ServeArgs = serde_json::from_value(current)
+            .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
+        merged.config = config;
+        Ok(merged)
+    }
+
+    pub fn store_config(&self) -> StoreConfig {
+        StoreConfig {
+            data_dir: self.data_dir.clone(),
+            memory_limit: self.duckdb_memory_limit.clone(),
+            threads: self.duckdb_threads.max(1),
+            queue_capacity: self.queue_capacity.max(1),
+            max_inflight_bytes: self.max_inflight_bytes.max(self.max_request_bytes),
+            queue_wait: Duration::from_millis(self.queue_wait_ms),
+            max_batch_rows: self.max_batch_rows.max(1),
+            query: QueryLimits {
+                timeout: Duration::from_millis(self.query_timeout_ms.max(1)),
+                max_rows: self.query_max_rows.max(1),
+                ..QueryLimits::default()
+            },
+        }
+    }
+}
+
+fn unreachable_defaults() -> ServeArgs {
+    ServeArgs {
+        config: None,
+        data_dir: PathBuf::from("./agent-console-data"),
+        grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
+        http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
+        max_request_bytes: 16 * 1024 * 1024,
+        max_inflight_bytes: 128 * 1024 * 1024,
+        queue_capacity: 1024,
+        queue_wait_ms: 500,
+        max_batch_rows: 65_536,
+        duckdb_memory_limit: "2GB".into(),
+        duckdb_threads: 2,
+        query_timeout_ms: 30_000,
+        query_max_rows: 100_000,
+        ingest_token: None,
+        read_token: None,
+        log: "info".into(),
+        log_json: false,
+        shutdown_timeout_secs: 30,
+    }
+}
+
+/// Parse the process arguments (and config file) into a command.
+pub fn parse() -> Result<Command, ConfigError> {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    match cli.command {
+        Command::Serve(args) => {
+            let sub = matches.subcommand_matches("serve").cloned().unwrap_or_default();
+            Ok(Command::Serve(args.apply_file(&sub)?))
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn file_fills_defaults_but_not_flags() {
+        let dir = std::env::temp_dir().join(format!("ac-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("dir");
+        let path = dir.join("c.toml");
+        std::fs::write(&path, "data_dir = \"/tmp/from-file\"\nquery_max_rows = 7\nhttp_addr = \"127.0.0.1:9999\"\n")
+            .expect("write");
+        let m = Cli::command()
+            .try_get_matches_from(["agent-console", "serve", "--config", path.to_str().expect("utf8"), "--query-max-rows", "9"])
+            .expect("parse");
+        let sub = m.subcommand_matches("serve").expect("serve").clone();
+        let args = ServeArgs::from_arg_matches(&sub).expect("args").apply_file(&sub).expect("file");
+        assert_eq!(args.data_dir, PathBuf::from("/tmp/from-file"));
+        assert_eq!(args.query_max_rows, 9, "command line beats the file");
+        assert_eq!(args.http_addr.port(), 9999);
+        std::fs::write(&path, "no_such_key = 1\n").expect("write");
+        let args = ServeArgs::from_arg_matches(&sub).expect("args");
+        assert!(matches!(args.apply_file(&sub), Err(ConfigError::Invalid { .. })));
+    }
+
+    #[test]
+    fn defaults_are_loopback() {
+        let d = ServeArgs::defaults();
+        assert!(d.grpc_addr.ip().is_loopback() && d.http_addr.ip().is_loopback());
+        assert_eq!(d.grpc_addr.port(), 4317);
+        assert_eq!(d.http_addr.port(), 4318);
+    }
+}

@@ -1,0 +1,25 @@
+//! agent-console: an OpenTelemetry-compatible collector and query API for fleets of AI agents.
+//!
+//! # Layout (follow a byte)
+//! - `receiver`: OTLP in. `grpc` and `http` decode (`decode`, `otlp_json`), then call the one
+//!   shared `ingest` path.
+//! - `model`: the agent model. `normalize` maps OTLP to rows (pure), `semconv` lists the
+//!   attribute names it reads, `dedup` drops calls reported twice.
+//! - `store`: embedded DuckDB. `writer` is the single writer thread, `reader` runs read-only SQL,
+//!   `schema` holds the migrations.
+//! - `api`: queries out over HTTP (`/api/sql`, `/api/sessions`, `/api/agents`, `/healthz`,
+//!   `/metrics`).
+//! - `app` wires it together; `config` parses flags, env and TOML; `error` maps errors to status
+//!   codes; `auth` checks bearer tokens; `telemetry` is our own logging and metrics.
+//! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
+
+pub mod api;
+pub mod app;
+pub mod auth;
+pub mod config;
+pub mod error;
+pub mod fixtures;
+pub mod model;
+pub mod receiver;
+pub mod store;
+pub mod telemetry;

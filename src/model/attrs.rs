@@ -1,0 +1,323 @@
+//! Attribute access for the normaliser: a one-pass index of the keys we care about, lenient value
+//! coercion (numbers sent as strings, `"true"` flags) and a fast AnyValue -> JSON writer used to
+//! keep every raw attribute.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::LazyLock;
+
+use base64::Engine as _;
+use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+
+use super::semconv;
+
+/// FNV-1a: short keys, no DoS concern (the table is fixed and small).
+#[derive(Default)]
+struct Fnv(u64);
+impl Hasher for Fnv {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
+        for b in bytes {
+            h ^= u64::from(*b);
+            h = h.wrapping_mul(0x0100_0000_01b3);
+        }
+        self.0 = h;
+    }
+}
+type FnvMap<K, V> = HashMap<K, V, BuildHasherDefault<Fnv>>;
+
+const SLOTS: usize = 128;
+
+static KEY_SLOTS: LazyLock<FnvMap<&'static str, usize>> = LazyLock::new(|| {
+    let mut m = FnvMap::default();
+    for k in semconv::all_keys() {
+        let n = m.len();
+        m.entry(k).or_insert(n);
+    }
+    assert!(m.len() <= SLOTS, "raise SLOTS");
+    m
+});
+
+/// The known attributes of one record (span, log record, data point or resource).
+pub struct AttrIndex<'a> {
+    slots: [Option<&'a AnyValue>; SLOTS],
+}
+
+impl<'a> AttrIndex<'a> {
+    pub fn build(kvs: &'a [KeyValue]) -> Self {
+        let mut slots = [None; SLOTS];
+        let table = &*KEY_SLOTS;
+        for kv in kvs {
+            if let Some(i) = table.get(kv.key.as_str()) {
+                if let Some(v) = kv.value.as_ref() {
+                    if v.value.is_some() {
+                        slots[*i] = Some(v);
+                    }
+                }
+            }
+        }
+        Self { slots }
+    }
+
+    pub fn empty() -> Self {
+        Self { slots: [None; SLOTS] }
+    }
+
+    pub fn get(&self, key: &str) -> Option<&'a AnyValue> {
+        KEY_SLOTS.get(key).and_then(|i| self.slots[*i])
+    }
+
+    pub fn str(&self, key: &str) -> Option<&'a str> {
+        self.get(key).and_then(as_str).map(str::trim).filter(|s| !s.is_empty())
+    }
+
+    /// First non-empty string among `keys`, with the key that matched.
+    pub fn first_str(&self, keys: &[&'static str]) -> Option<(&'static str, &'a str)> {
+        keys.iter().find_map(|k| self.str(k).map(|v| (*k, v)))
+    }
+
+    pub fn i64(&self, key: &str) -> Option<i64> {
+        self.get(key).and_then(as_i64)
+    }
+
+    pub fn first_i64(&self, keys: &[&'static str]) -> Option<(&'static str, i64)> {
+        keys.iter().find_map(|k| self.i64(k).map(|v| (*k, v)))
+    }
+
+    pub fn f64(&self, key: &str) -> Option<f64> {
+        self.get(key).and_then(as_f64)
+    }
+
+    pub fn first_f64(&self, keys: &[&'static str]) -> Option<f64> {
+        keys.iter().find_map(|k| self.f64(k))
+    }
+
+    pub fn bool(&self, key: &str) -> Option<bool> {
+        self.get(key).and_then(as_bool)
+    }
+}
+
+/// A string attribute; other scalar kinds are not strings (use the typed getters).
+pub fn as_str(v: &AnyValue) -> Option<&str> {
+    match v.value.as_ref()? {
+        Value::StringValue(s) => Some(s.as_str()),
+        _ => None,
+    }
+}
+
+/// Integers sent as ints, integral doubles or decimal strings (Claude Code < 2.1.122 sent strings).
+pub fn as_i64(v: &AnyValue) -> Option<i64> {
+    match v.value.as_ref()? {
+        Value::IntValue(i) => Some(*i),
+        Value::DoubleValue(d) if d.is_finite() && d.fract() == 0.0 && d.abs() < 9.0e18 => Some(*d as i64),
+        Value::StringValue(s) => {
+            let s = s.trim();
+            s.parse::<i64>().ok().or_else(|| {
+                s.parse::<f64>()
+                    .ok()
+                    .filter(|d| d.is_finite() && d.fract() == 0.0 && d.abs() < 9.0e18)
+                    .map(|d| d as i64)
+            })
+        }
+        _ => None,
+    }
+}
+
+pub fn as_f64(v: &AnyValue) -> Option<f64> {
+    match v.value.as_ref()? {
+        Value::DoubleValue(d) if d.is_finite() => Some(*d),
+        Value::IntValue(i) => Some(*i as f64),
+        Value::StringValue(s) => s.trim().parse::<f64>().ok().filter(|d| d.is_finite()),
+        _ => None,
+    }
+}
+
+pub fn as_bool(v: &AnyValue) -> Option<bool> {
+    match v.value.as_ref()? {
+        Value::BoolValue(b) => Some(*b),
+        Value::IntValue(i) => Some(*i != 0),
+        Value::StringValue(s) => match s.trim().to_ascii_lowercase().as_str() {
+            "true" | "1" | "yes" => Some(true),
+            "false" | "0" | "no" => Some(false),
+            _ => None,
+        },
+        _ => None,
+    }
+}
+
+/// Render a value as display text (log bodies): strings verbatim, everything else as JSON.
+pub fn display_text(v: &AnyValue) -> String {
+    match v.value.as_ref() {
+        Some(Value::StringValue(s)) => s.clone(),
+        None => String::new(),
+        Some(_) => {
+            let mut out = String::new();
+            write_any_json(v, &mut out, 0);
+            out
+        }
+    }
+}
+
+/// `{"key": value, ...}` for a list of attributes; keys keep their order, a repeated key keeps
+/// its last value when read back.
+pub fn attrs_json(kvs: &[KeyValue]) -> String {
+    let mut out = String::with_capacity(kvs.len() * 48 + 2);
+    write_kvs_json(kvs, &mut out, 0);
+    out
+}
+
+const MAX_DEPTH: usize = 32;
+
+fn write_kvs_json(kvs: &[KeyValue], out: &mut String, depth: usize) {
+    out.push('{');
+    for (i, kv) in kvs.iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        write_json_str(&kv.key, out);
+        out.push(':');
+        match kv.value.as_ref() {
+            Some(v) => write_any_json(v, out, depth + 1),
+            None => out.push_str("null"),
+        }
+    }
+    out.push('}');
+}
+
+fn write_any_json(v: &AnyValue, out: &mut String, depth: usize) {
+    use std::fmt::Write as _;
+    if depth > MAX_DEPTH {
+        out.push_str("null");
+        return;
+    }
+    match v.value.as_ref() {
+        None => out.push_str("null"),
+        Some(Value::StringValue(s)) => write_json_str(s, out),
+        Some(Value::BoolValue(b)) => out.push_str(if *b { "true" } else { "false" }),
+        Some(Value::IntValue(i)) => {
+            let _ = write!(out, "{i}");
+        }
+        Some(Value::DoubleValue(d)) => {
+            if d.is_finite() {
+                let _ = write!(out, "{d}");
+            } else {
+                // JSON has no NaN/Infinity: keep the information as a string.
+                write_json_str(&d.to_string(), out);
+            }
+        }
+        Some(Value::BytesValue(b)) => {
+            write_json_str(&base64::engine::general_purpose::STANDARD.encode(b), out);
+        }
+        Some(Value::ArrayValue(a)) => {
+            out.push('[');
+            for (i, item) in a.values.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_any_json(item, out, depth + 1);
+            }
+            out.push(']');
+        }
+        Some(Value::KvlistValue(kv)) => write_kvs_json(&kv.values, out, depth + 1),
+        #[allow(unreachable_patterns)]
+        Some(_) => out.push_str("null"),
+    }
+}
+
+/// Append `s` as a JSON string literal.
+pub fn write_json_str(s: &str, out: &mut String) {
+    out.reserve(s.len() + 2);
+    out.push('"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: Option<&str> = match b {
+            b'"' => Some("\\\""),
+            b'\\' => Some("\\\\"),
+            b'\n' => Some("\\n"),
+            b'\r' => Some("\\r"),
+            b'\t' => Some("\\t"),
+            0..=0x1f => None,
+            _ => continue,
+        };
+        out.push_str(&s[start..i]);
+        match esc {
+            Some(e) => out.push_str(e),
+            None => {
+                use std::fmt::Write as _;
+                let _ = write!(out, "\\u{:04x}", b);
+            }
+        }
+        start = i + 1;
+    }
+    out.push_str(&s[start..]);
+    out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
+
+    fn kv(k: &str, v: Value) -> KeyValue {
+        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    }
+
+    #[test]
+    fn json_of_every_value_kind() {
+        let attrs = vec![
+            kv("s", Value::StringValue("a\"b\n\u{1}".into())),
+            kv("b", Value::BoolValue(true)),
+            kv("i", Value::IntValue(-7)),
+            kv("d", Value::DoubleValue(1.5)),
+            kv("nan", Value::DoubleValue(f64::NAN)),
+            kv("bytes", Value::BytesValue(vec![1, 2, 3])),
+            kv(
+                "arr",
+                Value::ArrayValue(ArrayValue {
+                    values: vec![AnyValue { value: Some(Value::IntValue(1)) }, AnyValue { value: None }],
+                }),
+            ),
+            kv("kv", Value::KvlistValue(KeyValueList { values: vec![kv("x", Value::StringValue("y".into()))] })),
+        ];
+        let json = attrs_json(&attrs);
+        let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid json");
+        assert_eq!(parsed["s"], "a\"b\n\u{1}");
+        assert_eq!(parsed["b"], true);
+        assert_eq!(parsed["i"], -7);
+        assert_eq!(parsed["d"], 1.5);
+        assert_eq!(parsed["nan"], "NaN");
+        assert_eq!(parsed["bytes"], "AQID");
+        assert_eq!(parsed["arr"], serde_json::json!([1, null]));
+        assert_eq!(parsed["kv"]["x"], "y");
+    }
+
+    #[test]
+    fn coercions() {
+        let s = |x: &str| AnyValue { value: Some(Value::StringValue(x.into())) };
+        assert_eq!(as_i64(&s(" 2100 ")), Some(2100));
+        assert_eq!(as_i64(&s("1e3")), Some(1000));
+        assert_eq!(as_i64(&s("x")), None);
+        assert_eq!(as_i64(&AnyValue { value: Some(Value::DoubleValue(3.0)) }), Some(3));
+        assert_eq!(as_i64(&AnyValue { value: Some(Value::DoubleValue(3.5)) }), None);
+        assert_eq!(as_f64(&s("0.25")), Some(0.25));
+        assert_eq!(as_bool(&s("TRUE")), Some(true));
+        assert_eq!(as_bool(&s("false")), Some(false));
+    }
+
+    #[test]
+    fn index_finds_known_keys_only() {
+        let attrs = vec![
+            kv("session.id", Value::StringValue("s1".into())),
+            kv("unrelated", Value::StringValue("x".into())),
+            kv("input_tokens", Value::StringValue("12".into())),
+        ];
+        let idx = AttrIndex::build(&attrs);
+        assert_eq!(idx.str("session.id"), Some("s1"));
+        assert_eq!(idx.get("unrelated"), None);
+        assert_eq!(idx.first_i64(semconv::INPUT_TOKENS), Some(("input_tokens", 12)));
+    }
+}

@@ -1,0 +1,14 @@
+//! The agent model and the pure mapping from OTLP into it.
+//! - `semconv`: the attribute names we read, in priority order.
+//! - `attrs`: one-pass attribute index, lenient coercion, AnyValue -> JSON.
+//! - `ids`: typed trace/span/session/agent/task ids.
+//! - `records`: the row types stored by `store`.
+//! - `normalize`: OTLP export request -> `records::Batch` (+ rejected count).
+//! - `dedup`: drops model/tool calls reported twice (nested spans, two signals).
+
+pub mod attrs;
+pub mod dedup;
+pub mod ids;
+pub mod normalize;
+pub mod records;
+pub mod semconv;

@@ -1,0 +1,195 @@
+//! The normalised agent model: one row type per stored table. Times are microseconds since the
+//! Unix epoch (UTC), ids are hex strings, raw attributes are JSON text. Produced by
+//! `model::normalize`, consumed by `store::writer`.
+
+use std::sync::Arc;
+
+/// What kind of work a span represents, across conventions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SpanType {
+    Llm,
+    Tool,
+    Agent,
+    Chain,
+    Retriever,
+    Embedding,
+    Other,
+}
+
+impl SpanType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SpanType::Llm => "llm",
+            SpanType::Tool => "tool",
+            SpanType::Agent => "agent",
+            SpanType::Chain => "chain",
+            SpanType::Retriever => "retriever",
+            SpanType::Embedding => "embedding",
+            SpanType::Other => "other",
+        }
+    }
+}
+
+/// Who/what a record belongs to; shared by every row type.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Context {
+    pub session_id: Option<String>,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub task_id: Option<String>,
+    /// Framework run / turn id (`gen_ai.task.id`, `prompt.id`, ...): not a task.
+    pub run_id: Option<String>,
+    pub service_name: Option<Arc<str>>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct SpanRow {
+    pub time_us: i64,
+    pub trace_id: String,
+    pub span_id: String,
+    pub parent_span_id: Option<String>,
+    pub name: String,
+    pub kind: &'static str,
+    pub start_us: i64,
+    pub end_us: i64,
+    pub duration_ms: f64,
+    pub status_code: &'static str,
+    pub status_message: Option<String>,
+    pub scope_name: Option<Arc<str>>,
+    pub span_type: SpanType,
+    pub model: Option<String>,
+    pub error: bool,
+    pub ctx: Context,
+    pub attributes: String,
+    pub resource_attributes: Arc<str>,
+    pub events: Option<String>,
+    pub links: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogRow {
+    pub time_us: i64,
+    pub observed_us: i64,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub severity_number: i32,
+    pub severity_text: Option<String>,
+    pub event_name: Option<String>,
+    pub body: Option<String>,
+    pub scope_name: Option<Arc<str>>,
+    pub ctx: Context,
+    pub attributes: String,
+    pub resource_attributes: Arc<str>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct PointRow {
+    pub time_us: i64,
+    pub start_us: Option<i64>,
+    pub name: Arc<str>,
+    pub description: Option<Arc<str>>,
+    pub unit: Option<Arc<str>>,
+    /// gauge | sum | histogram | exponential_histogram | summary
+    pub kind: &'static str,
+    /// delta | cumulative | unspecified (gauges and summaries: unspecified)
+    pub temporality: &'static str,
+    pub is_monotonic: Option<bool>,
+    /// Gauge/sum value; for histograms and summaries the sum when reported.
+    pub value: Option<f64>,
+    pub count: Option<u64>,
+    pub sum: Option<f64>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    /// Bucket bounds/counts or quantiles as JSON, for distributions.
+    pub distribution: Option<String>,
+    /// Stable hash of (resource, scope, name, point attributes): one series.
+    pub series_id: String,
+    pub ctx: Context,
+    pub attributes: String,
+    pub resource_attributes: Arc<str>,
+}
+
+/// One billable model call, whichever signal carried it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelCallRow {
+    pub time_us: i64,
+    /// span | log
+    pub source: &'static str,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub parent_span_id: Option<String>,
+    pub request_id: Option<String>,
+    pub model: Option<String>,
+    pub provider: Option<String>,
+    pub operation: Option<String>,
+    /// OpenTelemetry convention: includes cache reads and writes.
+    pub input_tokens: Option<i64>,
+    pub output_tokens: Option<i64>,
+    pub cache_read_tokens: Option<i64>,
+    pub cache_write_tokens: Option<i64>,
+    pub cost_usd: Option<f64>,
+    /// reported (the source sent it) or null until priced.
+    pub cost_source: Option<&'static str>,
+    pub duration_ms: Option<f64>,
+    pub error: bool,
+    /// Which token rule was applied: `otel` (input includes cache) or `cache_added`.
+    pub token_rule: &'static str,
+    pub ctx: Context,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ToolCallRow {
+    pub time_us: i64,
+    pub source: &'static str,
+    pub trace_id: Option<String>,
+    pub span_id: Option<String>,
+    pub tool_call_id: Option<String>,
+    pub tool_name: String,
+    pub duration_ms: Option<f64>,
+    pub success: Option<bool>,
+    pub error: Option<String>,
+    pub ctx: Context,
+}
+
+/// A session or agent seen in a batch (folded into the `sessions` / `agents` tables).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Seen {
+    pub id: String,
+    pub first_us: i64,
+    pub last_us: i64,
+    pub agent_id: Option<String>,
+    pub display_name: Option<String>,
+    pub service_name: Option<Arc<str>>,
+    pub task_id: Option<String>,
+}
+
+/// Everything one export request maps to.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Batch {
+    pub spans: Vec<SpanRow>,
+    pub logs: Vec<LogRow>,
+    pub points: Vec<PointRow>,
+    pub model_calls: Vec<ModelCallRow>,
+    pub tool_calls: Vec<ToolCallRow>,
+    pub sessions: Vec<Seen>,
+    pub agents: Vec<Seen>,
+}
+
+impl Batch {
+    pub fn is_empty(&self) -> bool {
+        self.spans.is_empty() && self.logs.is_empty() && self.points.is_empty()
+    }
+    /// Rows that will be written (for metrics and queue accounting).
+    pub fn row_count(&self) -> usize {
+        self.spans.len() + self.logs.len() + self.points.len() + self.model_calls.len() + self.tool_calls.len()
+    }
+    pub fn append(&mut self, mut other: Batch) {
+        self.spans.append(&mut other.spans);
+        self.logs.append(&mut other.logs);
+        self.points.append(&mut other.points);
+        self.model_calls.append(&mut other.model_calls);
+        self.tool_calls.append(&mut other.tool_calls);
+        self.sessions.append(&mut other.sessions);
+        self.agents.append(&mut other.agents);
+    }
+}

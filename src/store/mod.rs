@@ -1,0 +1,189 @@
+//! Embedded DuckDB storage. `Store` is the cheap, cloneable handle the rest of the server uses:
+//! `write` queues a mapped batch for the single writer thread (`writer`) and resolves once it is
+//! committed; `query` runs read-only SQL on a separate connection (`reader`). Schema lives in
+//! `schema` as numbered migrations; `arrow_rows` turns rows into Arrow batches for the Appender.
+
+pub mod arrow_rows;
+pub mod reader;
+pub mod schema;
+pub mod writer;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use duckdb::{Config, Connection};
+use tokio::sync::{mpsc, oneshot, Semaphore};
+
+use crate::model::records::Batch;
+use crate::telemetry::Metrics;
+pub use reader::{QueryLimits, QueryResult};
+use writer::{CommitHook, WriteRequest, WriterConfig};
+
+/// Storage errors. Cloneable: one commit result acknowledges several requests.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum StoreError {
+    #[error("database error: {0}")]
+    Db(String),
+    #[error("arrow conversion failed: {0}")]
+    Arrow(String),
+    #[error("schema migration {version} failed: {message}")]
+    Migration { version: i32, message: String },
+    #[error("write queue is full, retry later")]
+    Overloaded,
+    #[error("store is shutting down")]
+    Closed,
+    #[error("store unavailable: {0}")]
+    Unavailable(String),
+    #[error("query timed out after {0} ms")]
+    Timeout(u64),
+    #[error("{0}")]
+    Refused(String),
+    #[error("query failed: {0}")]
+    Query(String),
+}
+
+impl From<duckdb::Error> for StoreError {
+    fn from(e: duckdb::Error) -> Self {
+        StoreError::Db(e.to_string())
+    }
+}
+
+impl From<duckdb::arrow::error::ArrowError> for StoreError {
+    fn from(e: duckdb::arrow::error::ArrowError) -> Self {
+        StoreError::Arrow(e.to_string())
+    }
+}
+
+/// Storage settings (filled from `config::Config`).
+#[derive(Debug, Clone)]
+pub struct StoreConfig {
+    pub data_dir: PathBuf,
+    /// DuckDB `memory_limit`, e.g. "2GB".
+    pub memory_limit: String,
+    pub threads: i64,
+    /// Requests waiting for the writer.
+    pub queue_capacity: usize,
+    /// Decoded bytes in flight (queued + being written) before ingest answers "overloaded".
+    pub max_inflight_bytes: usize,
+    /// How long an export may wait for room before it is refused.
+    pub queue_wait: Duration,
+    pub max_batch_rows: usize,
+    pub query: QueryLimits,
+}
+
+impl Default for StoreConfig {
+    fn default() -> Self {
+        Self {
+            data_dir: PathBuf::from("./agent-console-data"),
+            memory_limit: "2GB".into(),
+            threads: 2,
+            queue_capacity: 1024,
+            max_inflight_bytes: 128 * 1024 * 1024,
+            queue_wait: Duration::from_millis(500),
+            max_batch_rows: 65_536,
+            query: QueryLimits::default(),
+        }
+    }
+}
+
+/// Handle to the store. Clone freely.
+#[derive(Clone)]
+pub struct Store {
+    tx: mpsc::Sender<WriteRequest>,
+    budget: Arc<Semaphore>,
+    budget_total_kib: u32,
+    queue_wait: Duration,
+    pub reader: Arc<reader::Reader>,
+}
+
+/// Owns the writer thread; `shutdown` drains it.
+pub struct WriterHandle {
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl WriterHandle {
+    /// Wait for the writer to drain and checkpoint (call after every `Store` clone is dropped).
+    pub fn join(mut self) {
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("writer thread panicked");
+            }
+        }
+    }
+}
+
+impl Store {
+    /// Open (or create) the database, migrate it, start the writer thread.
+    pub fn open(
+        cfg: &StoreConfig,
+        metrics: Arc<Metrics>,
+        on_commit: Option<CommitHook>,
+    ) -> Result<(Store, WriterHandle), StoreError> {
+        std::fs::create_dir_all(&cfg.data_dir)
+            .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
+        let path = cfg.data_dir.join("agent-console.duckdb");
+        let config = Config::default()
+            .max_memory(&cfg.memory_limit)?
+            .threads(cfg.threads)?
+            .enable_autoload_extension(false)?;
+        let conn = Connection::open_with_flags(&path, config)?;
+        let version = schema::migrate(&conn)?;
+        // Sandbox every connection of this database: no file, network or extension access from
+        // SQL, and no setting can be changed afterwards (the read API is exposed to users).
+        conn.execute_batch(
+            "SET wal_autocheckpoint = '64MB';
+             SET enable_external_access = false;
+             SET lock_configuration = true;",
+        )?;
+        tracing::info!(path = %path.display(), schema_version = version, "store opened");
+        let read_conn = conn.try_clone()?;
+        let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
+        let wcfg = WriterConfig { max_batch_rows: cfg.max_batch_rows };
+        let m = metrics.clone();
+        let thread = std::thread::Builder::new()
+            .name("duckdb-writer".into())
+            .spawn(move || writer::run(conn, rx, wcfg, m, on_commit))
+            .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
+        let budget_total_kib = u32::try_from((cfg.max_inflight_bytes / 1024).max(1)).unwrap_or(u32::MAX);
+        Ok((
+            Store {
+                tx,
+                budget: Arc::new(Semaphore::new(budget_total_kib as usize)),
+                budget_total_kib,
+                queue_wait: cfg.queue_wait,
+                reader: Arc::new(reader::Reader::new(read_conn, cfg.query.clone(), metrics)),
+            },
+            WriterHandle { thread: Some(thread) },
+        ))
+    }
+
+    /// Queue `batch` (whose decoded request was `size_bytes`) and wait until it is committed.
+    /// Refuses with `Overloaded` when the in-flight budget stays full for `queue_wait`.
+    pub async fn write(&self, batch: Batch, size_bytes: usize) -> Result<(), StoreError> {
+        let kib = u32::try_from(size_bytes / 1024 + 1).unwrap_or(u32::MAX).min(self.budget_total_kib);
+        let permit = match tokio::time::timeout(self.queue_wait, self.budget.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(_)) => return Err(StoreError::Closed),
+            Err(_) => return Err(StoreError::Overloaded),
+        };
+        let (ack, done) = oneshot::channel();
+        let req = WriteRequest { batch, ack, permit: Some(permit) };
+        match tokio::time::timeout(self.queue_wait, self.tx.send(req)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(_)) => return Err(StoreError::Closed),
+            Err(_) => return Err(StoreError::Overloaded),
+        }
+        done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Requests waiting for the writer right now.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.max_capacity() - self.tx.capacity()
+    }
+
+    /// Run read-only SQL (see `reader`).
+    pub async fn query(&self, sql: String) -> Result<QueryResult, StoreError> {
+        self.reader.query(sql).await
+    }
+}

@@ -1,0 +1,38 @@
+//! Versioned schema migrations. Each migration is a SQL file under `store/schema/`, applied once in
+//! order inside a transaction and recorded in `schema_migrations` with the mapping version.
+
+use duckdb::Connection;
+
+use super::StoreError;
+use crate::model::normalize::MAPPING_VERSION;
+
+/// (version, name, SQL). Append only: never edit a released migration.
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("schema/0001_init.sql"))];
+
+/// Bring the database up to the newest schema; returns the version now in force.
+pub fn migrate(conn: &Connection) -> Result<i32, StoreError> {
+    conn.execute_batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+            version INTEGER PRIMARY KEY, name VARCHAR NOT NULL, mapping_version INTEGER,
+            applied_at TIMESTAMPTZ NOT NULL DEFAULT now())",
+    )?;
+    let current: i32 = conn.query_row("SELECT coalesce(max(version), 0) FROM schema_migrations", [], |r| r.get(0))?;
+    for (version, name, sql) in MIGRATIONS.iter().filter(|(v, _, _)| *v > current) {
+        tracing::info!(version, name, "applying schema migration");
+        conn.execute_batch("BEGIN TRANSACTION")?;
+        let applied = conn.execute_batch(sql).and_then(|_| {
+            conn.execute(
+                "INSERT INTO schema_migrations (version, name, mapping_version) VALUES (?, ?, ?)",
+                duckdb::params![version, name, MAPPING_VERSION],
+            )
+        });
+        match applied {
+            Ok(_) => conn.execute_batch("COMMIT")?,
+            Err(e) => {
+                let _ = conn.execute_batch("ROLLBACK");
+                return Err(StoreError::Migration { version: *version, message: e.to_string() });
+            }
+        }
+    }
+    Ok(MIGRATIONS.last().map(|m| m.0).unwrap_or(0))
+}

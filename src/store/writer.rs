@@ -1,0 +1,266 @@
+//! The one DuckDB writer: an OS thread that owns the write connection and its Appenders, takes
+//! batches from a bounded channel, merges whatever is queued into one transaction, commits, and
+//! only then acknowledges every request in it. Closing the channel drains it and checkpoints.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use duckdb::{Appender, Connection};
+use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+
+use super::{arrow_rows, StoreError};
+use crate::model::dedup::Deduper;
+use crate::model::records::{Batch, Seen};
+use crate::telemetry::Metrics;
+
+/// One export's rows, waiting for the writer.
+pub struct WriteRequest {
+    pub batch: Batch,
+    pub ack: oneshot::Sender<Result<(), StoreError>>,
+    /// Holds this request's share of the in-flight byte budget until it is committed.
+    pub permit: Option<OwnedSemaphorePermit>,
+}
+
+/// Called after each commit with the committed rows (the live stream hooks in here).
+pub type CommitHook = Box<dyn Fn(&Batch) + Send>;
+
+pub struct WriterConfig {
+    /// Stop merging queued requests into one transaction beyond this many rows.
+    pub max_batch_rows: usize,
+}
+
+struct Appenders<'c> {
+    spans: Appender<'c>,
+    logs: Appender<'c>,
+    points: Appender<'c>,
+    model_calls: Appender<'c>,
+    tool_calls: Appender<'c>,
+    sessions_stage: Appender<'c>,
+    agents_stage: Appender<'c>,
+}
+
+const SPAN_COLS: &[&str] = &[
+    "time", "trace_id", "span_id", "parent_span_id", "name", "kind", "start_time", "end_time", "duration_ms",
+    "status_code", "status_message", "scope_name", "span_type", "model", "error", "attributes",
+    "resource_attributes", "events", "links", "service_name", "session_id", "agent_id", "task_id", "agent_name",
+    "run_id",
+];
+const LOG_COLS: &[&str] = &[
+    "time", "observed_time", "trace_id", "span_id", "severity_number", "severity_text", "event_name", "body",
+    "scope_name", "attributes", "resource_attributes", "service_name", "session_id", "agent_id", "task_id",
+    "agent_name", "run_id",
+];
+const POINT_COLS: &[&str] = &[
+    "time", "start_time", "name", "description", "unit", "kind", "temporality", "is_monotonic", "value", "count",
+    "sum", "min", "max", "distribution", "series_id", "attributes", "resource_attributes", "service_name",
+    "session_id", "agent_id", "task_id",
+];
+const MODEL_COLS: &[&str] = &[
+    "time", "source", "trace_id", "span_id", "request_id", "model", "provider", "operation", "input_tokens",
+    "output_tokens", "cache_read_tokens", "cache_write_tokens", "cost_usd", "cost_source", "duration_ms", "error",
+    "token_rule", "service_name", "session_id", "agent_id", "task_id", "agent_name", "run_id",
+];
+const TOOL_COLS: &[&str] = &[
+    "time", "source", "trace_id", "span_id", "tool_call_id", "tool_name", "duration_ms", "success", "error",
+    "service_name", "session_id", "agent_id", "task_id", "agent_name", "run_id",
+];
+
+const STAGE_DDL: &str = "
+    CREATE TEMP TABLE IF NOT EXISTS sessions_stage (id VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ,
+        agent_id VARCHAR, display_name VARCHAR, service_name VARCHAR, task_id VARCHAR);
+    CREATE TEMP TABLE IF NOT EXISTS agents_stage (id VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ,
+        agent_id VARCHAR, display_name VARCHAR, service_name VARCHAR, task_id VARCHAR);";
+
+const UPSERT_SESSIONS: &str = "
+    INSERT INTO sessions (session_id, time, first_seen, last_seen, agent_id, display_name, service_name, task_id)
+    SELECT id, last_seen, first_seen, last_seen, agent_id, display_name, service_name, task_id FROM sessions_stage
+    ON CONFLICT (session_id) DO UPDATE SET
+        first_seen = least(sessions.first_seen, excluded.first_seen),
+        last_seen = greatest(sessions.last_seen, excluded.last_seen),
+        time = greatest(sessions.time, excluded.time),
+        agent_id = coalesce(sessions.agent_id, excluded.agent_id),
+        display_name = coalesce(sessions.display_name, excluded.display_name),
+        service_name = coalesce(sessions.service_name, excluded.service_name),
+        task_id = CASE WHEN excluded.last_seen >= sessions.last_seen
+                       THEN coalesce(excluded.task_id, sessions.task_id)
+                       ELSE coalesce(sessions.task_id, excluded.task_id) END;
+    DELETE FROM sessions_stage;";
+
+const UPSERT_AGENTS: &str = "
+    INSERT INTO agents (agent_id, time, first_seen, last_seen, display_name, service_name)
+    SELECT id, last_seen, first_seen, last_seen, display_name, service_name FROM agents_stage
+    ON CONFLICT (agent_id) DO UPDATE SET
+        first_seen = least(agents.first_seen, excluded.first_seen),
+        last_seen = greatest(agents.last_seen, excluded.last_seen),
+        time = greatest(agents.time, excluded.time),
+        display_name = coalesce(agents.display_name, excluded.display_name),
+        service_name = coalesce(agents.service_name, excluded.service_name);
+    DELETE FROM agents_stage;";
+
+impl<'c> Appenders<'c> {
+    fn new(conn: &'c Connection) -> Result<Self, duckdb::Error> {
+        Ok(Self {
+            spans: conn.appender_with_columns("spans", SPAN_COLS)?,
+            logs: conn.appender_with_columns("logs", LOG_COLS)?,
+            points: conn.appender_with_columns("metric_points", POINT_COLS)?,
+            model_calls: conn.appender_with_columns("model_calls", MODEL_COLS)?,
+            tool_calls: conn.appender_with_columns("tool_calls", TOOL_COLS)?,
+            sessions_stage: conn.appender("sessions_stage")?,
+            agents_stage: conn.appender("agents_stage")?,
+        })
+    }
+}
+
+/// Fold repeated ids (several requests in one transaction) so the upsert sees each id once.
+fn fold_seen(rows: Vec<Seen>) -> Vec<Seen> {
+    let mut map: HashMap<String, Seen> = HashMap::with_capacity(rows.len());
+    for r in rows {
+        match map.get_mut(&r.id) {
+            None => {
+                map.insert(r.id.clone(), r);
+            }
+            Some(e) => {
+                e.first_us = e.first_us.min(r.first_us);
+                if r.last_us >= e.last_us {
+                    e.last_us = r.last_us;
+                    if r.task_id.is_some() {
+                        e.task_id = r.task_id;
+                    }
+                }
+                if e.agent_id.is_none() {
+                    e.agent_id = r.agent_id;
+                }
+                if e.display_name.is_none() {
+                    e.display_name = r.display_name;
+                }
+                if e.service_name.is_none() {
+                    e.service_name = r.service_name;
+                }
+            }
+        }
+    }
+    map.into_values().collect()
+}
+
+fn append_all(conn: &Connection, app: &mut Appenders, batch: &Batch) -> Result<(), StoreError> {
+    if !batch.spans.is_empty() {
+        app.spans.append_record_batch(arrow_rows::spans(&batch.spans)?)?;
+        app.spans.flush()?;
+    }
+    if !batch.logs.is_empty() {
+        app.logs.append_record_batch(arrow_rows::logs(&batch.logs)?)?;
+        app.logs.flush()?;
+    }
+    if !batch.points.is_empty() {
+        app.points.append_record_batch(arrow_rows::points(&batch.points)?)?;
+        app.points.flush()?;
+    }
+    if !batch.model_calls.is_empty() {
+        app.model_calls.append_record_batch(arrow_rows::model_calls(&batch.model_calls)?)?;
+        app.model_calls.flush()?;
+    }
+    if !batch.tool_calls.is_empty() {
+        app.tool_calls.append_record_batch(arrow_rows::tool_calls(&batch.tool_calls)?)?;
+        app.tool_calls.flush()?;
+    }
+    if !batch.sessions.is_empty() {
+        app.sessions_stage.append_record_batch(arrow_rows::seen(&batch.sessions)?)?;
+        app.sessions_stage.flush()?;
+        conn.execute_batch(UPSERT_SESSIONS)?;
+    }
+    if !batch.agents.is_empty() {
+        app.agents_stage.append_record_batch(arrow_rows::seen(&batch.agents)?)?;
+        app.agents_stage.flush()?;
+        conn.execute_batch(UPSERT_AGENTS)?;
+    }
+    Ok(())
+}
+
+/// Write one merged batch in one transaction.
+fn commit(conn: &Connection, app: &mut Appenders, batch: &Batch) -> Result<(), StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    match append_all(conn, app, batch) {
+        Ok(()) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(())
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// Run the writer loop on the current thread until the channel closes.
+pub fn run(
+    conn: Connection,
+    mut rx: mpsc::Receiver<WriteRequest>,
+    cfg: WriterConfig,
+    metrics: Arc<Metrics>,
+    on_commit: Option<CommitHook>,
+) {
+    if let Err(e) = conn.execute_batch(STAGE_DDL) {
+        tracing::error!(error = %e, "writer: cannot create staging tables");
+    }
+    let mut appenders = match Appenders::new(&conn) {
+        Ok(a) => Some(a),
+        Err(e) => {
+            tracing::error!(error = %e, "writer: cannot create appenders");
+            None
+        }
+    };
+    let mut dedup = Deduper::default();
+    while let Some(first) = rx.blocking_recv() {
+        let mut rows = first.batch.row_count();
+        let mut reqs = vec![first];
+        while rows < cfg.max_batch_rows {
+            match rx.try_recv() {
+                Ok(r) => {
+                    rows += r.batch.row_count();
+                    reqs.push(r);
+                }
+                Err(_) => break,
+            }
+        }
+        metrics.queue_depth.store(rx.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        let mut merged = Batch::default();
+        for r in &mut reqs {
+            merged.append(std::mem::take(&mut r.batch));
+        }
+        merged.sessions = fold_seen(std::mem::take(&mut merged.sessions));
+        merged.agents = fold_seen(std::mem::take(&mut merged.agents));
+        let dropped = dedup.filter(&mut merged);
+        let started = Instant::now();
+        let result = match appenders.as_mut() {
+            Some(app) => commit(&conn, app, &merged),
+            None => Err(StoreError::Unavailable("writer has no appenders".into())),
+        };
+        let elapsed = started.elapsed();
+        metrics.observe_commit(elapsed, merged.row_count() as u64, result.is_ok());
+        match &result {
+            Ok(()) => {
+                tracing::debug!(requests = reqs.len(), rows = merged.row_count(), dropped_duplicates = dropped,
+                    elapsed_ms = elapsed.as_secs_f64() * 1e3, "batch committed");
+                if let Some(hook) = &on_commit {
+                    hook(&merged);
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, requests = reqs.len(), "batch commit failed");
+                // An appender may hold half a batch after a failure: start clean.
+                drop(appenders.take());
+                appenders = Appenders::new(&conn).ok();
+            }
+        }
+        for r in reqs {
+            let _ = r.ack.send(result.clone());
+            drop(r.permit);
+        }
+    }
+    drop(appenders);
+    match conn.execute_batch("CHECKPOINT") {
+        Ok(()) => tracing::info!("writer drained and checkpointed"),
+        Err(e) => tracing::warn!(error = %e, "final checkpoint failed"),
+    }
+}

@@ -1,0 +1,55 @@
+//! Micro-benchmarks of the ingest stages alone, on 512 realistic ~1 KB GenAI spans
+//! (`fixtures::genai_traces`): protobuf decode, mapping to the agent model, Arrow batch build,
+//! and append + commit through the single writer.
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
+use prost::Message;
+
+use agent_console::fixtures::{genai_traces, Rng};
+use agent_console::model::normalize;
+use agent_console::store::{arrow_rows, Store, StoreConfig};
+use agent_console::telemetry::Metrics;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+
+const SPANS: usize = 512;
+const NOW_NS: u64 = 1_795_273_131_000_000_000;
+
+fn stages(c: &mut Criterion) {
+    let mut rng = Rng::new(3);
+    let req = genai_traces(SPANS, 100, &mut rng, NOW_NS);
+    let bytes = req.encode_to_vec();
+    let mut g = c.benchmark_group("ingest_512_spans");
+    g.throughput(Throughput::Elements(SPANS as u64));
+    g.bench_function("decode_protobuf", |b| {
+        b.iter(|| ExportTraceServiceRequest::decode(&bytes[..]).map(|r| r.resource_spans.len()))
+    });
+    g.bench_function("map_to_model", |b| b.iter(|| normalize::traces(&req, 0).batch.spans.len()));
+    let mapped = normalize::traces(&req, 0).batch;
+    g.bench_function("build_arrow_spans", |b| b.iter(|| arrow_rows::spans(&mapped.spans).map(|r| r.num_rows())));
+
+    let dir = tempfile::tempdir().expect("tempdir");
+    let cfg = StoreConfig { data_dir: dir.path().to_path_buf(), ..StoreConfig::default() };
+    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
+    let (store, writer) = rt.block_on(async { Store::open(&cfg, std::sync::Arc::new(Metrics::default()), None) }).expect("store");
+    let mut seed = 10;
+    g.bench_function("append_commit", |b| {
+        b.iter_batched(
+            || {
+                seed += 1;
+                normalize::traces(&genai_traces(SPANS, 100, &mut Rng::new(seed), NOW_NS), 0).batch
+            },
+            |batch| rt.block_on(store.write(batch, bytes.len())),
+            BatchSize::SmallInput,
+        )
+    });
+    g.finish();
+    drop(store);
+    writer.join();
+}
+
+criterion_group! {
+    name = benches;
+    config = Criterion::default().sample_size(20).measurement_time(std::time::Duration::from_secs(5));
+    targets = stages
+}
+criterion_main!(benches);
