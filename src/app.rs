@@ -57,14 +57,15 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     let ingest_token = Arc::new(Token::new(args.ingest_token.clone()));
     let read_token = Arc::new(Token::new(args.read_token.clone()));
 
-    let (traces, logs, metrics_svc) = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
+    let svcs = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
     let grpc_cancel = cancel.clone();
     let grpc_server = tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
         let result = tonic::transport::Server::builder()
-            .add_service(traces)
-            .add_service(logs)
-            .add_service(metrics_svc)
+            .layer(tower::util::MapResponseLayer::new(grpc::size_limit_status))
+            .add_service(svcs.traces)
+            .add_service(svcs.logs)
+            .add_service(svcs.metrics)
             .serve_with_incoming_shutdown(incoming, grpc_cancel.cancelled_owned())
             .await;
         if let Err(e) = result {
@@ -72,18 +73,13 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
-    let router = http_rx::routes(HttpReceiver {
-        ingest,
-        max_request_bytes: args.max_request_bytes,
-        token: ingest_token,
-    })
-    .merge(api::routes(ApiState { store: store.clone(), metrics: metrics.clone(), read_token }))
-    .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
+    let router =
+        http_rx::routes(HttpReceiver { ingest, max_request_bytes: args.max_request_bytes, token: ingest_token })
+            .merge(api::routes(ApiState { store: store.clone(), metrics: metrics.clone(), read_token }))
+            .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
     let http_cancel = cancel.clone();
     let http_server = tokio::spawn(async move {
-        let result = axum::serve(http_listener, router)
-            .with_graceful_shutdown(http_cancel.cancelled_owned())
-            .await;
+        let result = axum::serve(http_listener, router).with_graceful_shutdown(http_cancel.cancelled_owned()).await;
         if let Err(e) = result {
             tracing::error!(error = %e, "HTTP server stopped with an error");
         }

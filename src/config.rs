@@ -13,7 +13,11 @@ use serde::{Deserialize, Serialize};
 use crate::store::{QueryLimits, StoreConfig};
 
 #[derive(Debug, Parser)]
-#[command(name = "agent-console", version, about = "Live OpenTelemetry collector and query API for fleets of AI agents")]
+#[command(
+    name = "agent-console",
+    version,
+    about = "Live OpenTelemetry collector and query API for fleets of AI agents"
+)]
 pub struct Cli {
     #[command(subcommand)]
     pub command: Command,
@@ -111,19 +115,16 @@ impl ServeArgs {
             toml::from_str(&text).map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
         let mut current = serde_json::to_value(&self)
             .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
-        let obj = current.as_object_mut().ok_or_else(|| ConfigError::Invalid {
-            path: path.clone(),
-            message: "settings are not a table".into(),
-        })?;
+        let obj = current
+            .as_object_mut()
+            .ok_or_else(|| ConfigError::Invalid { path: path.clone(), message: "settings are not a table".into() })?;
         for (key, value) in file {
             let key = key.replace('-', "_");
             if !obj.contains_key(&key) && !matches!(key.as_str(), "ingest_token" | "read_token") {
                 return Err(ConfigError::Invalid { path: path.clone(), message: format!("unknown setting {key:?}") });
             }
-            let from_user = matches!(
-                matches.value_source(&key),
-                Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable)
-            );
+            let from_user =
+                matches!(matches.value_source(&key), Some(ValueSource::CommandLine) | Some(ValueSource::EnvVariable));
             if !from_user {
                 let v = serde_json::to_value(&value)
                     .map_err(|e| ConfigError::Invalid { path: path.clone(), message: e.to_string() })?;
@@ -202,7 +203,14 @@ mod tests {
         std::fs::write(&path, "data_dir = \"/tmp/from-file\"\nquery_max_rows = 7\nhttp_addr = \"127.0.0.1:9999\"\n")
             .expect("write");
         let m = Cli::command()
-            .try_get_matches_from(["agent-console", "serve", "--config", path.to_str().expect("utf8"), "--query-max-rows", "9"])
+            .try_get_matches_from([
+                "agent-console",
+                "serve",
+                "--config",
+                path.to_str().expect("utf8"),
+                "--query-max-rows",
+                "9",
+            ])
             .expect("parse");
         let sub = m.subcommand_matches("serve").expect("serve").clone();
         let args = ServeArgs::from_arg_matches(&sub).expect("args").apply_file(&sub).expect("file");

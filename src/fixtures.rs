@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status};
+use opentelemetry_proto::tonic::trace::v1::{
+    span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
+};
 
 /// Where the captured fixtures live: `$AGENT_CONSOLE_SHARED/fixtures`, else `../shared/fixtures`
 /// next to the crate.
@@ -109,10 +111,7 @@ pub fn genai_traces(spans: usize, sessions: u64, rng: &mut Rng, now_ns: u64) -> 
                 kv_int("gen_ai.usage.input_tokens", input),
                 kv_int("gen_ai.usage.output_tokens", 20 + rng.below(900) as i64),
                 kv_int("gen_ai.usage.cache_read.input_tokens", input / 3),
-                kv(
-                    "gen_ai.request.temperature",
-                    Value::DoubleValue(0.2),
-                ),
+                kv("gen_ai.request.temperature", Value::DoubleValue(0.2)),
                 kv_int("gen_ai.request.max_tokens", 1024),
                 kv_str("gen_ai.response.id", &format!("chatcmpl-{:016x}", rng.next_u64())),
                 kv(
@@ -133,7 +132,10 @@ pub fn genai_traces(spans: usize, sessions: u64, rng: &mut Rng, now_ns: u64) -> 
                 kv_str("gen_ai.tool.name", tool),
                 kv_str("gen_ai.tool.call.id", &format!("call_{:016x}", rng.next_u64())),
                 kv_str("gen_ai.tool.type", "function"),
-                kv_str("gen_ai.tool.call.arguments", "{\"query\":\"latest quarterly numbers for the account\",\"limit\":10}"),
+                kv_str(
+                    "gen_ai.tool.call.arguments",
+                    "{\"query\":\"latest quarterly numbers for the account\",\"limit\":10}",
+                ),
                 kv_str("gen_ai.tool.call.result", &PROMPT[..180]),
                 kv_str("code.function", "tools.dispatch"),
                 kv_str("thread.name", "MainThread"),

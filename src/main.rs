@@ -1,8 +1,8 @@
 //! `agent-console serve`: parse configuration, start the collector, stop cleanly on
 //! SIGINT/SIGTERM.
 
-use anyhow::Context as _;
 use agent_console::{app, config, telemetry};
+use anyhow::Context as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {

@@ -97,12 +97,25 @@ impl Metrics {
         let _ = writeln!(o, "# HELP agent_console_received_total Records accepted (spans, log records, data points).");
         let _ = writeln!(o, "# TYPE agent_console_received_total counter");
         for s in sigs {
-            let _ = writeln!(o, "agent_console_received_total{{signal=\"{}\"}} {}", s.as_str(), self.received[s.idx()].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "agent_console_received_total{{signal=\"{}\"}} {}",
+                s.as_str(),
+                self.received[s.idx()].load(Relaxed)
+            );
         }
-        let _ = writeln!(o, "# HELP agent_console_rejected_total Records rejected inside accepted requests (partial success).");
+        let _ = writeln!(
+            o,
+            "# HELP agent_console_rejected_total Records rejected inside accepted requests (partial success)."
+        );
         let _ = writeln!(o, "# TYPE agent_console_rejected_total counter");
         for s in sigs {
-            let _ = writeln!(o, "agent_console_rejected_total{{signal=\"{}\"}} {}", s.as_str(), self.rejected[s.idx()].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "agent_console_rejected_total{{signal=\"{}\"}} {}",
+                s.as_str(),
+                self.rejected[s.idx()].load(Relaxed)
+            );
         }
         let _ = writeln!(o, "# HELP agent_console_refused_requests_total Export requests refused whole.");
         let _ = writeln!(o, "# TYPE agent_console_refused_requests_total counter");
@@ -119,7 +132,12 @@ impl Metrics {
         let _ = writeln!(o, "# HELP agent_console_requests_total Export requests received.");
         let _ = writeln!(o, "# TYPE agent_console_requests_total counter");
         for s in sigs {
-            let _ = writeln!(o, "agent_console_requests_total{{signal=\"{}\"}} {}", s.as_str(), self.requests[s.idx()].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "agent_console_requests_total{{signal=\"{}\"}} {}",
+                s.as_str(),
+                self.requests[s.idx()].load(Relaxed)
+            );
         }
         let _ = writeln!(o, "# HELP agent_console_queue_depth Export requests waiting for the writer.");
         let _ = writeln!(o, "# TYPE agent_console_queue_depth gauge");
@@ -133,7 +151,12 @@ impl Metrics {
         let _ = writeln!(o, "# HELP agent_console_commit_seconds Batch commit latency.");
         let _ = writeln!(o, "# TYPE agent_console_commit_seconds histogram");
         for (i, b) in COMMIT_BUCKETS_MS.iter().enumerate() {
-            let _ = writeln!(o, "agent_console_commit_seconds_bucket{{le=\"{}\"}} {}", b / 1e3, self.commit_buckets[i].load(Relaxed));
+            let _ = writeln!(
+                o,
+                "agent_console_commit_seconds_bucket{{le=\"{}\"}} {}",
+                b / 1e3,
+                self.commit_buckets[i].load(Relaxed)
+            );
         }
         let commits = self.commits.load(Relaxed);
         let _ = writeln!(o, "agent_console_commit_seconds_bucket{{le=\"+Inf\"}} {commits}");

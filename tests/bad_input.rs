@@ -111,14 +111,17 @@ async fn http_bad_bodies_are_refused_cleanly() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn wrong_length_ids_are_a_partial_success() {
     let app = spawn().await;
-    let mut req = ExportTraceServiceRequest::decode(&fixture("langchain-openinference/traces-1.pb")[..]).expect("fixture");
+    let mut req =
+        ExportTraceServiceRequest::decode(&fixture("langchain-openinference/traces-1.pb")[..]).expect("fixture");
     let spans = &mut req.resource_spans[0].scope_spans[0].spans;
     spans[0].trace_id = vec![1, 2, 3];
     spans[1].span_id = vec![0; 8];
     let r = app.post("/v1/traces", "application/x-protobuf", req.encode_to_vec()).await;
     assert_eq!(r.status(), 200);
-    let resp = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(r.bytes().await.expect("b"))
-        .expect("response");
+    let resp = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(
+        r.bytes().await.expect("b"),
+    )
+    .expect("response");
     let ps = resp.partial_success.expect("partial success");
     assert_eq!(ps.rejected_spans, 2);
     assert!(ps.error_message.contains("16 bytes"), "{}", ps.error_message);
@@ -158,14 +161,16 @@ async fn overload_refuses_with_retry_after_and_stores_only_acked() {
     })
     .await;
     let mut rng = agent_console::fixtures::Rng::new(7);
-    let bodies: Vec<Vec<u8>> =
-        (0..40).map(|_| agent_console::fixtures::genai_traces(50, 8, &mut rng, 1_795_273_131_000_000_000).encode_to_vec()).collect();
+    let bodies: Vec<Vec<u8>> = (0..40)
+        .map(|_| agent_console::fixtures::genai_traces(50, 8, &mut rng, 1_795_273_131_000_000_000).encode_to_vec())
+        .collect();
     let mut handles = Vec::new();
     for b in bodies {
         let client = app.client.clone();
         let url = format!("{}/v1/traces", app.http);
         handles.push(tokio::spawn(async move {
-            let r = client.post(url).header("content-type", "application/x-protobuf").body(b).send().await.expect("post");
+            let r =
+                client.post(url).header("content-type", "application/x-protobuf").body(b).send().await.expect("post");
             (r.status().as_u16(), r.headers().get("retry-after").map(|v| v.to_str().unwrap_or("").to_string()))
         }));
     }

@@ -23,7 +23,12 @@ fn start(dir: &std::path::Path) -> (Child, String) {
         let line = lines.next().expect("agent-console exited before listening").expect("read stderr");
         if let Some(i) = line.find("http_addr=") {
             let rest = &line[i + "http_addr=".len()..];
-            break rest.split_whitespace().next().expect("addr").trim_matches(|c: char| !c.is_ascii_graphic()).to_string();
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("addr")
+                .trim_matches(|c: char| !c.is_ascii_graphic())
+                .to_string();
         }
     };
     // Keep draining stderr so the child never blocks on a full pipe.

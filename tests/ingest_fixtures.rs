@@ -26,11 +26,9 @@ async fn langchain_openinference_traces() {
 
     assert_eq!(as_i64(&app.scalar("SELECT count(*) FROM spans").await), 7);
     let types = app.rows("SELECT span_type, count(*) FROM spans GROUP BY 1 ORDER BY 1").await;
-    let types: Vec<(String, i64)> = types.iter().map(|r| (r[0].as_str().unwrap_or("").to_string(), as_i64(&r[1]))).collect();
-    assert_eq!(
-        types,
-        vec![("chain".into(), 2), ("llm".into(), 2), ("other".into(), 2), ("tool".into(), 1)]
-    );
+    let types: Vec<(String, i64)> =
+        types.iter().map(|r| (r[0].as_str().unwrap_or("").to_string(), as_i64(&r[1]))).collect();
+    assert_eq!(types, vec![("chain".into(), 2), ("llm".into(), 2), ("other".into(), 2), ("tool".into(), 1)]);
     let calls = app
         .rows(
             "SELECT count(*), sum(input_tokens), sum(output_tokens), sum(cache_read_tokens), min(model), max(model), \
@@ -42,11 +40,12 @@ async fn langchain_openinference_traces() {
     assert_eq!((c[4].as_str(), c[5].as_str()), (Some("gpt-4o-mini"), Some("gpt-4o-mini")));
     assert_eq!((c[6].as_str(), c[7].as_str()), (Some("TASK-42"), Some("research-agent")));
     let tool = app.rows("SELECT tool_name, success, task_id FROM tool_calls").await;
-    assert_eq!(tool, vec![vec![serde_json::json!("lookup_weather"), serde_json::json!(true), serde_json::json!("TASK-42")]]);
+    assert_eq!(
+        tool,
+        vec![vec![serde_json::json!("lookup_weather"), serde_json::json!(true), serde_json::json!("TASK-42")]]
+    );
     // Raw attributes are kept and queryable as JSON.
-    let kind = app
-        .scalar("SELECT count(*) FROM spans WHERE attributes->>'openinference.span.kind' = 'PROMPT'")
-        .await;
+    let kind = app.scalar("SELECT count(*) FROM spans WHERE attributes->>'openinference.span.kind' = 'PROMPT'").await;
     assert_eq!(as_i64(&kind), 2);
     let ids = app.rows("SELECT length(trace_id), length(span_id) FROM spans LIMIT 1").await;
     assert_eq!((as_i64(&ids[0][0]), as_i64(&ids[0][1])), (32, 16));
@@ -103,7 +102,10 @@ async fn claude_code_logs_chunked_and_metrics_at_root() {
         .rows("SELECT kind, temporality, is_monotonic, value, start_time IS NOT NULL FROM metric_points WHERE name = 'claude_code.cost.usage'")
         .await;
     assert_eq!(metric.len(), 1);
-    assert_eq!((metric[0][0].as_str(), metric[0][1].as_str(), &metric[0][2]), (Some("sum"), Some("delta"), &serde_json::json!(true)));
+    assert_eq!(
+        (metric[0][0].as_str(), metric[0][1].as_str(), &metric[0][2]),
+        (Some("sum"), Some("delta"), &serde_json::json!(true))
+    );
     assert!((as_f64(&metric[0][3]) - 0.0279).abs() < 1e-9);
     assert_eq!(metric[0][4], true);
     let events = app
@@ -184,6 +186,14 @@ async fn json_in_the_js_exporter_style() {
     assert_eq!(r0[8], "CARD-7");
     assert_eq!(r0[9], "0.5");
     let mc = app.rows("SELECT model, provider, input_tokens, output_tokens FROM model_calls").await;
-    assert_eq!(mc, vec![vec![serde_json::json!("gpt-4o"), serde_json::json!("openai"), serde_json::json!(321), serde_json::json!(12)]]);
+    assert_eq!(
+        mc,
+        vec![vec![
+            serde_json::json!("gpt-4o"),
+            serde_json::json!("openai"),
+            serde_json::json!(321),
+            serde_json::json!(12)
+        ]]
+    );
     app.shutdown().await;
 }

@@ -50,7 +50,8 @@ fn send(t: Transport, grpc: &str, http: &str, session: &str) {
             .build(),
     }
     .expect("span exporter");
-    let tp = SdkTracerProvider::builder().with_simple_exporter(span_exporter).with_resource(resource("sdk-agent")).build();
+    let tp =
+        SdkTracerProvider::builder().with_simple_exporter(span_exporter).with_resource(resource("sdk-agent")).build();
     let tracer = tp.tracer("sdk-test");
     tracer.in_span("invoke_agent planner", |cx| {
         cx.span().set_attribute(KeyValue::new("gen_ai.operation.name", "invoke_agent"));
@@ -91,7 +92,8 @@ fn send(t: Transport, grpc: &str, http: &str, session: &str) {
             .build(),
     }
     .expect("log exporter");
-    let lp = SdkLoggerProvider::builder().with_simple_exporter(log_exporter).with_resource(resource("claude-code")).build();
+    let lp =
+        SdkLoggerProvider::builder().with_simple_exporter(log_exporter).with_resource(resource("claude-code")).build();
     let logger = lp.logger("com.anthropic.claude_code.events");
     let mut rec = logger.create_log_record();
     rec.set_body(LogValue::String("claude_code.api_request".into()));
@@ -134,7 +136,10 @@ fn send(t: Transport, grpc: &str, http: &str, session: &str) {
             .build(),
     }
     .expect("metric exporter");
-    let mp = SdkMeterProvider::builder().with_periodic_exporter(metric_exporter).with_resource(resource("claude-code")).build();
+    let mp = SdkMeterProvider::builder()
+        .with_periodic_exporter(metric_exporter)
+        .with_resource(resource("claude-code"))
+        .build();
     let meter = mp.meter("com.anthropic.claude_code");
     let cost = meter.f64_counter("claude_code.cost.usage").with_unit("USD").build();
     cost.add(0.25, &[KeyValue::new("session.id", session.to_string()), KeyValue::new("model", "claude-sonnet-4-5")]);
@@ -169,13 +174,17 @@ async fn check(app: &TestApp, t: Transport, session: &str) {
     assert_eq!((mc[0][0].as_str(), mc[0][1].as_str()), (Some("gpt-4o"), Some("openai")), "{t:?}");
     assert_eq!((as_i64(&mc[0][2]), as_i64(&mc[0][3]), as_i64(&mc[0][4])), (1234, 56, 200), "{t:?}");
     assert!((as_f64(&mc[0][5]) - 0.0123).abs() < 1e-12);
-    assert_eq!((mc[0][6].as_str(), mc[0][7].as_str(), mc[0][8].as_str()), (Some("reported"), Some("span"), Some("TASK-SDK")));
+    assert_eq!(
+        (mc[0][6].as_str(), mc[0][7].as_str(), mc[0][8].as_str()),
+        (Some("reported"), Some("span"), Some("TASK-SDK"))
+    );
     // The Claude Code style log record: input includes the separately reported cache.
     assert_eq!((mc[1][0].as_str(), mc[1][1].as_str()), (Some("claude-sonnet-4-5"), Some("anthropic")), "{t:?}");
     assert_eq!((as_i64(&mc[1][2]), as_i64(&mc[1][3]), as_i64(&mc[1][4])), (1150, 20, 1000), "{t:?}");
     assert!((as_f64(&mc[1][5]) - 0.004).abs() < 1e-12);
 
-    let tool = app.rows(&q("SELECT tool_name, success, error, tool_call_id FROM tool_calls WHERE session_id = '$S'")).await;
+    let tool =
+        app.rows(&q("SELECT tool_name, success, error, tool_call_id FROM tool_calls WHERE session_id = '$S'")).await;
     assert_eq!(tool.len(), 1, "{t:?}");
     assert_eq!(tool[0][0], "search");
     assert_eq!(tool[0][1], false);
@@ -204,11 +213,13 @@ async fn check(app: &TestApp, t: Transport, session: &str) {
     assert!((as_f64(&cost[0][3]) - 0.75).abs() < 1e-12);
     assert_eq!(cost[0][4], "USD");
     let inc = app
-        .scalar(&q("SELECT sum(increment) FROM metric_increments WHERE name = 'claude_code.cost.usage' AND session_id = '$S'"))
+        .scalar(&q(
+            "SELECT sum(increment) FROM metric_increments WHERE name = 'claude_code.cost.usage' AND session_id = '$S'",
+        ))
         .await;
     assert!((as_f64(&inc) - 0.75).abs() < 1e-12);
     let hist = app
-        .rows(&q("SELECT kind, count, sum, min, max, distribution->'counts' IS NOT NULL FROM metric_points WHERE name = 'gen_ai.client.operation.duration' AND session_id = '$S' ORDER BY time DESC LIMIT 1"))
+        .rows(&q("SELECT kind, count, sum, min, max, (distribution->'counts') IS NOT NULL FROM metric_points WHERE name = 'gen_ai.client.operation.duration' AND session_id = '$S' ORDER BY time DESC LIMIT 1"))
         .await;
     assert_eq!(hist.len(), 1, "{t:?}");
     assert_eq!(hist[0][0], "histogram");
@@ -220,7 +231,9 @@ async fn check(app: &TestApp, t: Transport, session: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn rust_sdk_over_grpc_http_protobuf_and_http_json() {
     let app = spawn().await;
-    for (t, session) in [(Transport::Grpc, "s-grpc"), (Transport::HttpProtobuf, "s-http-pb"), (Transport::HttpJson, "s-http-json")] {
+    for (t, session) in
+        [(Transport::Grpc, "s-grpc"), (Transport::HttpProtobuf, "s-http-pb"), (Transport::HttpJson, "s-http-json")]
+    {
         let (grpc, http) = (app.grpc.clone(), app.http.clone());
         let handle = tokio::runtime::Handle::current();
         tokio::task::spawn_blocking(move || {
@@ -231,7 +244,8 @@ async fn rust_sdk_over_grpc_http_protobuf_and_http_json() {
         .expect("sdk thread");
         check(&app, t, session).await;
     }
-    let sessions = app.scalar("SELECT count(*) FROM sessions WHERE session_id IN ('s-grpc', 's-http-pb', 's-http-json')").await;
+    let sessions =
+        app.scalar("SELECT count(*) FROM sessions WHERE session_id IN ('s-grpc', 's-http-pb', 's-http-json')").await;
     assert_eq!(as_i64(&sessions), 3);
     app.shutdown().await;
 }

@@ -44,7 +44,8 @@ async fn writes_files_and_settings_are_refused() {
     }
     // Nothing changed and reads still work.
     assert_eq!(as_i64(&app.scalar("SELECT count(*) FROM spans").await), 0);
-    let tables = app.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").await;
+    let tables =
+        app.rows("SELECT table_name FROM information_schema.tables WHERE table_schema = 'main' ORDER BY 1").await;
     let names: Vec<&str> = tables.iter().filter_map(|r| r[0].as_str()).collect();
     for t in ["agents", "logs", "metric_points", "model_calls", "sessions", "spans", "tool_calls"] {
         assert!(names.contains(&t), "{t} in {names:?}");
@@ -99,10 +100,16 @@ async fn tokens_guard_ingest_and_reads() {
     let r = app.client.get(format!("{}/api/sessions", app.http)).send().await.expect("get");
     assert_eq!(r.status(), 401);
     // gRPC without the token is UNAUTHENTICATED.
-    let mut client = opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(app.grpc.clone())
+    let mut client =
+        opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient::connect(
+            app.grpc.clone(),
+        )
         .await
         .expect("connect");
-    let err = client.export(opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default()).await.expect_err("auth");
+    let err = client
+        .export(opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest::default())
+        .await
+        .expect_err("auth");
     assert_eq!(err.code(), tonic::Code::Unauthenticated);
     let health = app.client.get(format!("{}/healthz", app.http)).send().await.expect("healthz");
     assert_eq!(health.status(), 200);

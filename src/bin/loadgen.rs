@@ -83,7 +83,11 @@ impl Http1 {
         s.write_all(body).await?;
         let mut line = String::new();
         self.stream.read_line(&mut line).await?;
-        let status: u16 = line.split_whitespace().nth(1).and_then(|c| c.parse().ok()).ok_or_else(|| anyhow!("bad status line {line:?}"))?;
+        let status: u16 = line
+            .split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .ok_or_else(|| anyhow!("bad status line {line:?}"))?;
         let mut len = 0usize;
         loop {
             line.clear();
@@ -106,8 +110,7 @@ impl Http1 {
 
 async fn count_spans(http: &str) -> anyhow::Result<u64> {
     let mut c = Http1::connect(http).await?;
-    let (status, body) =
-        c.post("/api/sql", "application/json", br#"{"sql":"SELECT count(*) FROM spans"}"#).await?;
+    let (status, body) = c.post("/api/sql", "application/json", br#"{"sql":"SELECT count(*) FROM spans"}"#).await?;
     if status != 200 {
         bail!("count query answered {status}: {}", String::from_utf8_lossy(&body));
     }
@@ -120,7 +123,13 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
-async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Vec<u8>, ExportTraceServiceRequest)>>, id: usize, c: Arc<Counters>, until: Instant) {
+async fn run_client(
+    args: Arc<Args>,
+    payloads: Arc<Vec<(usize, Vec<u8>, ExportTraceServiceRequest)>>,
+    id: usize,
+    c: Arc<Counters>,
+    until: Instant,
+) {
     let mut i = id;
     match args.protocol {
         Proto::Grpc => {
@@ -197,7 +206,12 @@ async fn main() -> anyhow::Result<()> {
     let avg = payloads.iter().map(|p| p.1.len()).sum::<usize>() / payloads.len();
     println!(
         "loadgen: {:?}, {} clients, {} spans/request ({} bytes, {} bytes/span), {} s",
-        args.protocol, args.clients, args.batch, avg, avg / args.batch.max(1), args.seconds
+        args.protocol,
+        args.clients,
+        args.batch,
+        avg,
+        avg / args.batch.max(1),
+        args.seconds
     );
     let before = count_spans(&args.http).await.context("counting spans before the run (is the collector up?)")?;
     let payloads = Arc::new(payloads);

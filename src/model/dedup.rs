@@ -152,8 +152,11 @@ impl Deduper {
             for anc in self.ancestors(&key) {
                 if let Some(&j) = in_batch.get(&anc) {
                     if j != i && !drop[j] && related(tokens(&calls[i]), tokens(&calls[j])) {
-                        let (keep, lose) =
-                            if has_tokens(tokens(&calls[i])) || !has_tokens(tokens(&calls[j])) { (i, j) } else { (j, i) };
+                        let (keep, lose) = if has_tokens(tokens(&calls[i])) || !has_tokens(tokens(&calls[j])) {
+                            (i, j)
+                        } else {
+                            (j, i)
+                        };
                         let loser = calls[lose].clone();
                         merge(&mut calls[keep], &loser);
                         drop[lose] = true;
@@ -333,7 +336,10 @@ mod tests {
         let mut d = Deduper::default();
         let mut b = Batch {
             spans: vec![span("a", Some("root")), span("b", Some("root"))],
-            model_calls: vec![call("a", Some("root"), Some((1, 1)), "span"), call("b", Some("root"), Some((1, 1)), "span")],
+            model_calls: vec![
+                call("a", Some("root"), Some((1, 1)), "span"),
+                call("b", Some("root"), Some((1, 1)), "span"),
+            ],
             ..Default::default()
         };
         d.filter(&mut b);

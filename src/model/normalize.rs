@@ -76,10 +76,7 @@ struct Scope {
 impl Scope {
     fn new(scope: Option<&InstrumentationScope>) -> Self {
         let name = scope.map(|s| s.name.as_str()).filter(|s| !s.is_empty());
-        Self {
-            claude_code: name.is_some_and(|n| n.starts_with(k::CC_SCOPE_PREFIX)),
-            name: name.map(Arc::from),
-        }
+        Self { claude_code: name.is_some_and(|n| n.starts_with(k::CC_SCOPE_PREFIX)), name: name.map(Arc::from) }
     }
 }
 
@@ -310,9 +307,7 @@ fn usage(rec: &AttrIndex, claude_code: bool, anthropic_excludes_cache: bool) -> 
 }
 
 fn reported_cost(rec: &AttrIndex) -> Option<f64> {
-    rec.first_f64(k::COST_USD)
-        .or_else(|| rec.f64(k::COST_USD_MICROS).map(|m| m / 1e6))
-        .filter(|c| *c >= 0.0)
+    rec.first_f64(k::COST_USD).or_else(|| rec.f64(k::COST_USD_MICROS).map(|m| m / 1e6)).filter(|c| *c >= 0.0)
 }
 
 /// Sessions and agents seen in one request, folded per id.
@@ -436,7 +431,8 @@ fn map_span(
     };
     let error_type = idx.str(k::ERROR_TYPE);
     let error = status_code == "error" || error_type.is_some() || idx.bool(k::SUCCESS) == Some(false);
-    let entity_agent = (idx.str(k::TRACELOOP_KIND) == Some("agent")).then(|| idx.str(k::TRACELOOP_ENTITY_NAME)).flatten();
+    let entity_agent =
+        (idx.str(k::TRACELOOP_KIND) == Some("agent")).then(|| idx.str(k::TRACELOOP_ENTITY_NAME)).flatten();
     let ctx = context(&idx, res, Some(trace_id.clone()), entity_agent);
     let duration_ms = (end_us - start_us) as f64 / 1000.0;
 
@@ -453,9 +449,10 @@ fn map_span(
             request_id: idx.first_str(k::REQUEST_ID).map(|(_, v)| v.to_string()),
             model: model.clone(),
             provider: prov,
-            operation: idx.str(k::OPERATION_NAME).map(str::to_string).or_else(|| {
-                Some(if span_type == SpanType::Embedding { "embeddings" } else { "chat" }.to_string())
-            }),
+            operation: idx
+                .str(k::OPERATION_NAME)
+                .map(str::to_string)
+                .or_else(|| Some(if span_type == SpanType::Embedding { "embeddings" } else { "chat" }.to_string())),
             input_tokens: u.input,
             output_tokens: u.output,
             cache_read_tokens: u.cache_read,
@@ -562,12 +559,7 @@ fn span_links_json(span: &Span) -> String {
 }
 
 /// The event name of a log record: the OTLP field, else Claude Code's body / `event.name`.
-fn log_event_name(
-    event_name: &str,
-    body: Option<&str>,
-    idx: &AttrIndex,
-    claude_code: bool,
-) -> Option<String> {
+fn log_event_name(event_name: &str, body: Option<&str>, idx: &AttrIndex, claude_code: bool) -> Option<String> {
     if !event_name.is_empty() {
         return Some(event_name.to_string());
     }
@@ -619,7 +611,17 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
                 let body = rec.body.as_ref().map(attrs::display_text).filter(|b| !b.is_empty());
                 let event_name = log_event_name(&rec.event_name, body_str, &idx, claude_code);
                 let ctx = context(&idx, &res, trace_id.clone(), None);
-                map_log_derived(&idx, &res, claude_code, event_name.as_deref(), time_us, &trace_id, &span_id, &ctx, &mut out.batch);
+                map_log_derived(
+                    &idx,
+                    &res,
+                    claude_code,
+                    event_name.as_deref(),
+                    time_us,
+                    &trace_id,
+                    &span_id,
+                    &ctx,
+                    &mut out.batch,
+                );
                 seen.note(&ctx, time_us);
                 out.batch.logs.push(LogRow {
                     time_us,
@@ -814,20 +816,32 @@ fn map_metric(metric: &Metric, res: &Res, scope: &Scope, received_us: i64, out: 
     match metric.data.as_ref() {
         Some(Data::Gauge(g)) => {
             for p in &g.data_points {
-                let c = PointCommon { attributes: &p.attributes, start_ns: p.start_time_unix_nano, time_ns: p.time_unix_nano };
+                let c = PointCommon {
+                    attributes: &p.attributes,
+                    start_ns: p.start_time_unix_nano,
+                    time_ns: p.time_unix_nano,
+                };
                 push(c, "gauge", "unspecified", None, number(&p.value), None, None, None, None, None);
             }
         }
         Some(Data::Sum(s)) => {
             for p in &s.data_points {
-                let c = PointCommon { attributes: &p.attributes, start_ns: p.start_time_unix_nano, time_ns: p.time_unix_nano };
+                let c = PointCommon {
+                    attributes: &p.attributes,
+                    start_ns: p.start_time_unix_nano,
+                    time_ns: p.time_unix_nano,
+                };
                 let temp = temporality(s.aggregation_temporality);
                 push(c, "sum", temp, Some(s.is_monotonic), number(&p.value), None, None, None, None, None);
             }
         }
         Some(Data::Histogram(h)) => {
             for p in &h.data_points {
-                let c = PointCommon { attributes: &p.attributes, start_ns: p.start_time_unix_nano, time_ns: p.time_unix_nano };
+                let c = PointCommon {
+                    attributes: &p.attributes,
+                    start_ns: p.start_time_unix_nano,
+                    time_ns: p.time_unix_nano,
+                };
                 let dist = serde_json::json!({"bounds": p.explicit_bounds, "counts": p.bucket_counts}).to_string();
                 let temp = temporality(h.aggregation_temporality);
                 push(c, "histogram", temp, None, p.sum, Some(p.count), p.sum, p.min, p.max, Some(dist));
@@ -835,10 +849,15 @@ fn map_metric(metric: &Metric, res: &Res, scope: &Scope, received_us: i64, out: 
         }
         Some(Data::ExponentialHistogram(h)) => {
             for p in &h.data_points {
-                let c = PointCommon { attributes: &p.attributes, start_ns: p.start_time_unix_nano, time_ns: p.time_unix_nano };
-                let buckets = |b: &Option<opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets>| {
-                    b.as_ref().map(|b| serde_json::json!({"offset": b.offset, "counts": b.bucket_counts}))
+                let c = PointCommon {
+                    attributes: &p.attributes,
+                    start_ns: p.start_time_unix_nano,
+                    time_ns: p.time_unix_nano,
                 };
+                let buckets =
+                    |b: &Option<opentelemetry_proto::tonic::metrics::v1::exponential_histogram_data_point::Buckets>| {
+                        b.as_ref().map(|b| serde_json::json!({"offset": b.offset, "counts": b.bucket_counts}))
+                    };
                 let dist = serde_json::json!({
                     "scale": p.scale, "zero_count": p.zero_count, "zero_threshold": p.zero_threshold,
                     "positive": buckets(&p.positive), "negative": buckets(&p.negative),
@@ -850,10 +869,25 @@ fn map_metric(metric: &Metric, res: &Res, scope: &Scope, received_us: i64, out: 
         }
         Some(Data::Summary(s)) => {
             for p in &s.data_points {
-                let c = PointCommon { attributes: &p.attributes, start_ns: p.start_time_unix_nano, time_ns: p.time_unix_nano };
+                let c = PointCommon {
+                    attributes: &p.attributes,
+                    start_ns: p.start_time_unix_nano,
+                    time_ns: p.time_unix_nano,
+                };
                 let q: Vec<[f64; 2]> = p.quantile_values.iter().map(|q| [q.quantile, q.value]).collect();
                 let dist = serde_json::json!({ "quantiles": q }).to_string();
-                push(c, "summary", "unspecified", None, Some(p.sum), Some(p.count), Some(p.sum), None, None, Some(dist));
+                push(
+                    c,
+                    "summary",
+                    "unspecified",
+                    None,
+                    Some(p.sum),
+                    Some(p.count),
+                    Some(p.sum),
+                    None,
+                    None,
+                    Some(dist),
+                );
             }
         }
         // A metric without data carries no points: nothing to store, nothing rejected.
@@ -906,7 +940,10 @@ mod tests {
         let b = &m.batch;
         assert_eq!(b.spans.len(), 7);
         let count = |t: SpanType| b.spans.iter().filter(|s| s.span_type == t).count();
-        assert_eq!((count(SpanType::Llm), count(SpanType::Tool), count(SpanType::Chain), count(SpanType::Other)), (2, 1, 2, 2));
+        assert_eq!(
+            (count(SpanType::Llm), count(SpanType::Tool), count(SpanType::Chain), count(SpanType::Other)),
+            (2, 1, 2, 2)
+        );
         assert_eq!(b.model_calls.len(), 2);
         assert!(b.model_calls.iter().all(|c| c.model.as_deref() == Some("gpt-4o-mini")));
         let sum = |f: fn(&ModelCallRow) -> Option<i64>| b.model_calls.iter().filter_map(f).sum::<i64>();
@@ -953,7 +990,10 @@ mod tests {
             .iter()
             .map(|c| (c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cache_write_tokens))
             .collect();
-        assert_eq!(got, vec![(Some(4200), Some(64), Some(1800), Some(300)), (Some(4300), Some(21), Some(2000), Some(0))]);
+        assert_eq!(
+            got,
+            vec![(Some(4200), Some(64), Some(1800), Some(300)), (Some(4300), Some(21), Some(2000), Some(0))]
+        );
         let cost: f64 = calls.iter().filter_map(|c| c.cost_usd).sum();
         assert!((cost - 0.0279).abs() < 1e-9, "{cost}");
         assert_eq!(tools.len(), 1);
@@ -974,22 +1014,23 @@ mod tests {
         assert_eq!(cost[0].is_monotonic, Some(true));
         assert!((cost[0].value.unwrap_or(0.0) - 0.0279).abs() < 1e-9);
         assert!(cost[0].start_us.is_some());
-        let tokens: f64 = m
+        let tokens: f64 =
+            m.batch.points.iter().filter(|p| &*p.name == "claude_code.token.usage").filter_map(|p| p.value).sum();
+        assert_eq!(tokens, 4400.0 + 85.0 + 3800.0 + 300.0);
+        assert!(m
             .batch
             .points
             .iter()
-            .filter(|p| &*p.name == "claude_code.token.usage")
-            .filter_map(|p| p.value)
-            .sum();
-        assert_eq!(tokens, 4400.0 + 85.0 + 3800.0 + 300.0);
-        assert!(m.batch.points.iter().all(|p| p.ctx.session_id.as_deref() == Some("f140c7f4-628d-4454-b78d-f488814a62f0")));
+            .all(|p| p.ctx.session_id.as_deref() == Some("f140c7f4-628d-4454-b78d-f488814a62f0")));
     }
 
     /// (name, resource attrs, span attrs, span name) -> (type, model, provider, input, output, cache read, cache write)
     #[test]
     fn conventions_table() {
-        type Exp = (SpanType, Option<&'static str>, Option<&'static str>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
-        let cases: Vec<(&str, Vec<KeyValue>, Vec<KeyValue>, &str, Exp)> = vec![
+        type Exp =
+            (SpanType, Option<&'static str>, Option<&'static str>, Option<i64>, Option<i64>, Option<i64>, Option<i64>);
+        type Case = (&'static str, Vec<KeyValue>, Vec<KeyValue>, &'static str, Exp);
+        let cases: Vec<Case> = vec![
             (
                 "otel genai current",
                 vec![],
@@ -1135,7 +1176,10 @@ mod tests {
 
     #[test]
     fn task_id_sources_and_run_ids() {
-        let m = traces(&one_span(vec![], vec![kv_str("agent_console.task.id", "KAN-1"), kv_str("gen_ai.task.id", "run-9")], "x"), NOW);
+        let m = traces(
+            &one_span(vec![], vec![kv_str("agent_console.task.id", "KAN-1"), kv_str("gen_ai.task.id", "run-9")], "x"),
+            NOW,
+        );
         assert_eq!(m.batch.spans[0].ctx.task_id.as_deref(), Some("KAN-1"));
         assert_eq!(m.batch.spans[0].ctx.run_id.as_deref(), Some("run-9"));
         let m = traces(&one_span(vec![kv_str("agent_console.task.id", "RES-2")], vec![], "x"), NOW);
@@ -1165,7 +1209,11 @@ mod tests {
 
     #[test]
     fn span_status_error_marks_tool_failure() {
-        let mut req = one_span(vec![], vec![kv_str("gen_ai.operation.name", "execute_tool"), kv_str("gen_ai.tool.name", "sh")], "t");
+        let mut req = one_span(
+            vec![],
+            vec![kv_str("gen_ai.operation.name", "execute_tool"), kv_str("gen_ai.tool.name", "sh")],
+            "t",
+        );
         req.resource_spans[0].scope_spans[0].spans[0].status = Some(Status { code: 2, message: "exit 1".into() });
         let m = traces(&req, NOW);
         assert_eq!(m.batch.tool_calls[0].success, Some(false));

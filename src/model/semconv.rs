@@ -23,14 +23,8 @@ pub const SESSION_ID: &[&str] = &[
 ];
 pub const AGENT_ID: &[&str] = &["gen_ai.agent.id", "agent_id", "coding_agent.agent.id"];
 pub const AGENT_NAME: &[&str] = &["gen_ai.agent.name", "agent.name", "agent_type"];
-pub const RUN_ID: &[&str] = &[
-    "gen_ai.task.id",
-    "gen_ai.agent.task.id",
-    "task_id",
-    "workflow.run_id",
-    "prompt.id",
-    "prompt_id",
-];
+pub const RUN_ID: &[&str] =
+    &["gen_ai.task.id", "gen_ai.agent.task.id", "task_id", "workflow.run_id", "prompt.id", "prompt_id"];
 pub const MODEL: &[&str] = &[
     "gen_ai.response.model",
     "gen_ai.request.model",
@@ -41,20 +35,12 @@ pub const MODEL: &[&str] = &[
     "embedding.model_name",
 ];
 pub const PROVIDER: &[&str] = &["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"];
-pub const INPUT_TOKENS: &[&str] = &[
-    "gen_ai.usage.input_tokens",
-    "gen_ai.usage.prompt_tokens",
-    "llm.token_count.prompt",
-    CC_INPUT_TOKENS,
-];
+pub const INPUT_TOKENS: &[&str] =
+    &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt", CC_INPUT_TOKENS];
 /// Claude Code's own key: Anthropic usage semantics, cache tokens *excluded*.
 pub const CC_INPUT_TOKENS: &str = "input_tokens";
-pub const OUTPUT_TOKENS: &[&str] = &[
-    "gen_ai.usage.output_tokens",
-    "gen_ai.usage.completion_tokens",
-    "llm.token_count.completion",
-    "output_tokens",
-];
+pub const OUTPUT_TOKENS: &[&str] =
+    &["gen_ai.usage.output_tokens", "gen_ai.usage.completion_tokens", "llm.token_count.completion", "output_tokens"];
 pub const CACHE_READ_TOKENS: &[&str] = &[
     "gen_ai.usage.cache_read.input_tokens",
     "gen_ai.usage.cache_read_input_tokens",

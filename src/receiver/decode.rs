@@ -47,7 +47,11 @@ pub fn encoding_of(content_type: Option<&str>) -> Result<Encoding, IngestError> 
 }
 
 /// Undo `Content-Encoding`, refusing output larger than `limit` bytes (gzip bombs).
-pub fn decompress(body: bytes::Bytes, content_encoding: Option<&str>, limit: usize) -> Result<bytes::Bytes, IngestError> {
+pub fn decompress(
+    body: bytes::Bytes,
+    content_encoding: Option<&str>,
+    limit: usize,
+) -> Result<bytes::Bytes, IngestError> {
     let enc = content_encoding.map(|e| e.trim().to_ascii_lowercase()).unwrap_or_default();
     let mut out = Vec::new();
     let read = match enc.as_str() {

@@ -8,7 +8,9 @@ use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsS
 use opentelemetry_proto::tonic::collector::logs::v1::{
     ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
 };
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{MetricsService, MetricsServiceServer};
+use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
+    MetricsService, MetricsServiceServer,
+};
 use opentelemetry_proto::tonic::collector::metrics::v1::{
     ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
 };
@@ -112,12 +114,25 @@ impl tonic::service::Interceptor for AuthInterceptor {
 
 type Svc<S> = InterceptedService<S, AuthInterceptor>;
 
+/// tonic reports a message over `max_decoding_message_size` as OUT_OF_RANGE; OTLP says
+/// RESOURCE_EXHAUSTED. Our handlers never return OUT_OF_RANGE, so the rewrite is exact.
+/// (Unary errors are trailers-only responses: the status is in the headers.)
+pub fn size_limit_status<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let out_of_range = res.headers().get("grpc-status").is_some_and(|v| v.as_bytes() == b"11");
+    if out_of_range {
+        res.headers_mut().insert("grpc-status", http::HeaderValue::from_static("8"));
+    }
+    res
+}
+
 /// The three OTLP services, configured and guarded.
-pub fn services(
-    receiver: GrpcReceiver,
-    max_message_bytes: usize,
-    token: Arc<Token>,
-) -> (Svc<TraceServiceServer<GrpcReceiver>>, Svc<LogsServiceServer<GrpcReceiver>>, Svc<MetricsServiceServer<GrpcReceiver>>) {
+pub struct Services {
+    pub traces: Svc<TraceServiceServer<GrpcReceiver>>,
+    pub logs: Svc<LogsServiceServer<GrpcReceiver>>,
+    pub metrics: Svc<MetricsServiceServer<GrpcReceiver>>,
+}
+
+pub fn services(receiver: GrpcReceiver, max_message_bytes: usize, token: Arc<Token>) -> Services {
     let auth = AuthInterceptor(token);
     let traces = TraceServiceServer::new(receiver.clone())
         .accept_compressed(CompressionEncoding::Gzip)
@@ -131,9 +146,9 @@ pub fn services(
         .accept_compressed(CompressionEncoding::Gzip)
         .send_compressed(CompressionEncoding::Gzip)
         .max_decoding_message_size(max_message_bytes);
-    (
-        InterceptedService::new(traces, auth.clone()),
-        InterceptedService::new(logs, auth.clone()),
-        InterceptedService::new(metrics, auth),
-    )
+    Services {
+        traces: InterceptedService::new(traces, auth.clone()),
+        logs: InterceptedService::new(logs, auth.clone()),
+        metrics: InterceptedService::new(metrics, auth),
+    }
 }

@@ -13,9 +13,7 @@ use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt;
 use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceResponse,
-};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
 use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use prost::Message;
 
@@ -57,7 +55,7 @@ async fn root(State(s): State<HttpReceiver>, req: Request) -> Response {
     handle(s, None, req).await
 }
 
-fn header_str<'a>(h: &'a HeaderMap, name: header::HeaderName) -> Option<&'a str> {
+fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
@@ -139,8 +137,10 @@ pub fn success_response(enc: Encoding, o: &Outcome) -> Response {
     let (pb, key) = match o.signal {
         Signal::Traces => (
             ExportTraceServiceResponse {
-                partial_success: partial
-                    .then(|| ExportTracePartialSuccess { rejected_spans: o.rejected as i64, error_message: msg.clone() }),
+                partial_success: partial.then(|| ExportTracePartialSuccess {
+                    rejected_spans: o.rejected as i64,
+                    error_message: msg.clone(),
+                }),
             }
             .encode_to_vec(),
             "rejectedSpans",

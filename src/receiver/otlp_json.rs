@@ -5,26 +5,23 @@
 
 use std::fmt::Write as _;
 
-use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
+use base64::Engine as _;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1::{
-    AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList, any_value,
+    any_value, AnyValue, ArrayValue, EntityRef, InstrumentationScope, KeyValue, KeyValueList,
 };
 use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, SeverityNumber};
 use opentelemetry_proto::tonic::metrics::v1::{
-    AggregationTemporality, Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge,
-    Histogram, HistogramDataPoint, Metric, NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum,
-    Summary, SummaryDataPoint, exemplar, exponential_histogram_data_point, metric,
-    number_data_point, summary_data_point,
+    exemplar, exponential_histogram_data_point, metric, number_data_point, summary_data_point, AggregationTemporality,
+    Exemplar, ExponentialHistogram, ExponentialHistogramDataPoint, Gauge, Histogram, HistogramDataPoint, Metric,
+    NumberDataPoint, ResourceMetrics, ScopeMetrics, Sum, Summary, SummaryDataPoint,
 };
 use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{
-    ResourceSpans, ScopeSpans, Span, Status, span, status,
-};
+use opentelemetry_proto::tonic::trace::v1::{span, status, ResourceSpans, ScopeSpans, Span, Status};
 use serde_json::{Map, Value};
 
 /// Maximum nesting depth of `AnyValue` (arrayValue / kvlistValue) accepted.
@@ -277,11 +274,7 @@ fn type_name(v: &Value) -> &'static str {
 }
 
 fn wrong_type(p: &Path<'_>, expected: &'static str, v: &Value) -> JsonDecodeError {
-    JsonDecodeError::WrongType {
-        path: p.render(),
-        expected,
-        found: type_name(v),
-    }
+    JsonDecodeError::WrongType { path: p.render(), expected, found: type_name(v) }
 }
 
 fn parse_root(body: &[u8]) -> R<Map<String, Value>> {
@@ -359,9 +352,7 @@ fn bool_val(v: &Value, p: &Path<'_>) -> R<bool> {
 
 fn hex_val(v: &Value, p: &Path<'_>) -> R<Vec<u8>> {
     match v {
-        Value::String(s) => {
-            hex::decode(s).map_err(|_| JsonDecodeError::InvalidHex { path: p.render() })
-        }
+        Value::String(s) => hex::decode(s).map_err(|_| JsonDecodeError::InvalidHex { path: p.render() }),
         other => Err(wrong_type(p, "hex string", other)),
     }
 }
@@ -375,14 +366,8 @@ const B64_URL_SAFE: GeneralPurpose = GeneralPurpose::new(&alphabet::URL_SAFE, B6
 fn base64_val(v: &Value, p: &Path<'_>) -> R<Vec<u8>> {
     match v {
         Value::String(s) => {
-            let engine = if s.bytes().any(|b| b == b'-' || b == b'_') {
-                &B64_URL_SAFE
-            } else {
-                &B64_STANDARD
-            };
-            engine
-                .decode(s)
-                .map_err(|_| JsonDecodeError::InvalidBase64 { path: p.render() })
+            let engine = if s.bytes().any(|b| b == b'-' || b == b'_') { &B64_URL_SAFE } else { &B64_STANDARD };
+            engine.decode(s).map_err(|_| JsonDecodeError::InvalidBase64 { path: p.render() })
         }
         other => Err(wrong_type(p, "base64 string", other)),
     }
@@ -455,10 +440,7 @@ fn i64_raw(v: &Value, p: &Path<'_>) -> R<Result<i64, &'static str>> {
 }
 
 fn invalid_int(p: &Path<'_>, reason: &'static str) -> JsonDecodeError {
-    JsonDecodeError::InvalidInteger {
-        path: p.render(),
-        reason,
-    }
+    JsonDecodeError::InvalidInteger { path: p.render(), reason }
 }
 
 fn u64_val(v: &Value, p: &Path<'_>) -> R<u64> {
@@ -470,15 +452,11 @@ fn i64_val(v: &Value, p: &Path<'_>) -> R<i64> {
 }
 
 fn u32_val(v: &Value, p: &Path<'_>) -> R<u32> {
-    u64_raw(v, p)?
-        .and_then(|u| u32::try_from(u).map_err(|_| OUT_OF_RANGE))
-        .map_err(|r| invalid_int(p, r))
+    u64_raw(v, p)?.and_then(|u| u32::try_from(u).map_err(|_| OUT_OF_RANGE)).map_err(|r| invalid_int(p, r))
 }
 
 fn i32_val(v: &Value, p: &Path<'_>) -> R<i32> {
-    i64_raw(v, p)?
-        .and_then(|i| i32::try_from(i).map_err(|_| OUT_OF_RANGE))
-        .map_err(|r| invalid_int(p, r))
+    i64_raw(v, p)?.and_then(|i| i32::try_from(i).map_err(|_| OUT_OF_RANGE)).map_err(|r| invalid_int(p, r))
 }
 
 fn f64_val(v: &Value, p: &Path<'_>) -> R<f64> {
@@ -508,10 +486,7 @@ fn enum_val(v: &Value, p: &Path<'_>, from_name: fn(&str) -> Option<i32>) -> R<i3
         while !s.is_char_boundary(end) {
             end -= 1;
         }
-        return Err(JsonDecodeError::UnknownEnum {
-            path: p.render(),
-            value: s[..end].to_owned(),
-        });
+        return Err(JsonDecodeError::UnknownEnum { path: p.render(), value: s[..end].to_owned() });
     }
     i32_val(v, p)
 }
@@ -572,10 +547,7 @@ fn values_field<T>(v: Value, p: &Path<'_>, f: impl Fn(Value, &Path<'_>) -> R<T>)
 
 fn parse_any_value(v: Value, p: &Path<'_>, depth: usize) -> R<AnyValue> {
     if depth > MAX_ANY_VALUE_DEPTH {
-        return Err(JsonDecodeError::TooDeep {
-            path: p.render(),
-            limit: MAX_ANY_VALUE_DEPTH,
-        });
+        return Err(JsonDecodeError::TooDeep { path: p.render(), limit: MAX_ANY_VALUE_DEPTH });
     }
     let mut value = None;
     for_fields!(v, p, |val, fp| {
@@ -970,11 +942,7 @@ mod tests {
     use prost::Message as _;
 
     fn kv(key: &str, value: any_value::Value) -> KeyValue {
-        KeyValue {
-            key: key.to_owned(),
-            value: Some(AnyValue { value: Some(value) }),
-            ..Default::default()
-        }
+        KeyValue { key: key.to_owned(), value: Some(AnyValue { value: Some(value) }), ..Default::default() }
     }
 
     fn s(v: &str) -> any_value::Value {
@@ -985,16 +953,12 @@ mod tests {
         r.expect_err("expected an error").to_string()
     }
 
-    const TRACE_ID: [u8; 16] = [
-        0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6,
-        0x0c,
-    ];
+    const TRACE_ID: [u8; 16] =
+        [0x5b, 0x8e, 0xff, 0xf7, 0x98, 0x03, 0x81, 0x03, 0xd2, 0x69, 0xb6, 0x33, 0x81, 0x3f, 0xc6, 0x0c];
     const SPAN_ID: [u8; 8] = [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x74];
     const PARENT_ID: [u8; 8] = [0xee, 0xe1, 0x9b, 0x7e, 0xc3, 0xc1, 0xb1, 0x73];
-    const LINK_TRACE_ID: [u8; 16] = [
-        0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31,
-        0x9c,
-    ];
+    const LINK_TRACE_ID: [u8; 16] =
+        [0x0a, 0xf7, 0x65, 0x19, 0x16, 0xcd, 0x43, 0xdd, 0x84, 0x48, 0xeb, 0x21, 0x1c, 0x80, 0x31, 0x9c];
     const LINK_SPAN_ID: [u8; 8] = [0xb7, 0xad, 0x6b, 0x71, 0x69, 0x20, 0x33, 0x31];
 
     /// OpenTelemetry JS exporter style: int64 as JSON numbers, enums as integers, uppercase hex.
@@ -1145,12 +1109,8 @@ mod tests {
                                 "tags",
                                 any_value::Value::ArrayValue(ArrayValue {
                                     values: vec![
-                                        AnyValue {
-                                            value: Some(s("a")),
-                                        },
-                                        AnyValue {
-                                            value: Some(any_value::Value::IntValue(-7)),
-                                        },
+                                        AnyValue { value: Some(s("a")) },
+                                        AnyValue { value: Some(any_value::Value::IntValue(-7)) },
                                     ],
                                 }),
                             ),
@@ -1162,16 +1122,8 @@ mod tests {
                                             "inner",
                                             any_value::Value::ArrayValue(ArrayValue {
                                                 values: vec![
-                                                    AnyValue {
-                                                        value: Some(any_value::Value::BoolValue(
-                                                            false,
-                                                        )),
-                                                    },
-                                                    AnyValue {
-                                                        value: Some(any_value::Value::DoubleValue(
-                                                            1.5,
-                                                        )),
-                                                    },
+                                                    AnyValue { value: Some(any_value::Value::BoolValue(false)) },
+                                                    AnyValue { value: Some(any_value::Value::DoubleValue(1.5)) },
                                                 ],
                                             }),
                                         ),
@@ -1221,10 +1173,7 @@ mod tests {
         let res = rs.resource.as_ref().expect("resource");
         assert_eq!(res.attributes[0].key, "service.name");
         assert_eq!(
-            res.attributes[1]
-                .value
-                .as_ref()
-                .and_then(|v| v.value.clone()),
+            res.attributes[1].value.as_ref().and_then(|v| v.value.clone()),
             Some(any_value::Value::IntValue(4242))
         );
         let scope = rs.scope_spans[0].scope.as_ref().expect("scope");
@@ -1241,18 +1190,11 @@ mod tests {
         // Exact u64 nanoseconds: would be off if routed through f64.
         assert_eq!(sp.start_time_unix_nano, 1_700_000_000_123_456_789);
         assert_eq!(sp.end_time_unix_nano, 1_700_000_000_987_654_321);
-        let vals: Vec<_> = sp
-            .attributes
-            .iter()
-            .map(|a| a.value.as_ref().and_then(|v| v.value.clone()))
-            .collect();
+        let vals: Vec<_> = sp.attributes.iter().map(|a| a.value.as_ref().and_then(|v| v.value.clone())).collect();
         assert_eq!(vals[0], Some(any_value::Value::IntValue(200)));
         assert_eq!(vals[1], Some(any_value::Value::BoolValue(true)));
         assert_eq!(vals[2], Some(any_value::Value::DoubleValue(0.25)));
-        assert_eq!(
-            vals[3],
-            Some(any_value::Value::BytesValue(b"hello".to_vec()))
-        );
+        assert_eq!(vals[3], Some(any_value::Value::BytesValue(b"hello".to_vec())));
         match &vals[4] {
             Some(any_value::Value::ArrayValue(a)) => {
                 assert_eq!(a.values.len(), 2);
@@ -1317,10 +1259,7 @@ mod tests {
             "schemaUrl":"https://opentelemetry.io/schemas/1.24.0"}]}]}"#;
         let req = decode_logs(body.as_bytes()).expect("decode");
         let rl = &req.resource_logs[0];
-        assert_eq!(
-            rl.resource.as_ref().expect("resource").attributes,
-            vec![kv("service.name", s("api"))]
-        );
+        assert_eq!(rl.resource.as_ref().expect("resource").attributes, vec![kv("service.name", s("api"))]);
         let sl = &rl.scope_logs[0];
         assert_eq!(sl.scope.as_ref().expect("scope").name, "app-logger");
         assert_eq!(sl.schema_url, "https://opentelemetry.io/schemas/1.24.0");
@@ -1330,9 +1269,7 @@ mod tests {
             observed_time_unix_nano: 1_700_000_000_000_000_002,
             severity_number: SeverityNumber::Info as i32,
             severity_text: "INFO".into(),
-            body: Some(AnyValue {
-                value: Some(s("user logged in")),
-            }),
+            body: Some(AnyValue { value: Some(s("user logged in")) }),
             attributes: vec![kv("user", s("bob"))],
             dropped_attributes_count: 3,
             flags: 1,
@@ -1466,14 +1403,8 @@ mod tests {
                     scale: -3,
                     zero_count: 1,
                     zero_threshold: 1e-9,
-                    positive: Some(exponential_histogram_data_point::Buckets {
-                        offset: -2,
-                        bucket_counts: vec![1, 2],
-                    }),
-                    negative: Some(exponential_histogram_data_point::Buckets {
-                        offset: 4,
-                        bucket_counts: vec![],
-                    }),
+                    positive: Some(exponential_histogram_data_point::Buckets { offset: -2, bucket_counts: vec![1, 2] }),
+                    negative: Some(exponential_histogram_data_point::Buckets { offset: 4, bucket_counts: vec![] }),
                     min: Some(-1.0),
                     max: Some(3.25),
                     ..Default::default()
@@ -1505,8 +1436,7 @@ mod tests {
             err_msg(decode_traces(body.as_bytes())),
             "resourceSpans[0].scopeSpans[1].spans[3].traceId: invalid hex"
         );
-        let odd =
-            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"links":[{"spanId":"abc"}]}]}]}]}"#;
+        let odd = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"links":[{"spanId":"abc"}]}]}]}]}"#;
         assert_eq!(
             err_msg(decode_traces(odd.as_bytes())),
             "resourceSpans[0].scopeSpans[0].spans[0].links[0].spanId: invalid hex"
@@ -1524,18 +1454,9 @@ mod tests {
         assert!(matches!(e, JsonDecodeError::Json(_)));
         assert!(e.to_string().starts_with("malformed json: "), "{e}");
         assert!(matches!(decode_logs(b""), Err(JsonDecodeError::Json(_))));
-        assert!(matches!(
-            decode_metrics(b"[]"),
-            Err(JsonDecodeError::NotAnObject)
-        ));
-        assert!(matches!(
-            decode_traces(b"null"),
-            Err(JsonDecodeError::NotAnObject)
-        ));
-        assert_eq!(
-            err_msg(decode_traces(b"\"x\"")),
-            "request body is not a json object"
-        );
+        assert!(matches!(decode_metrics(b"[]"), Err(JsonDecodeError::NotAnObject)));
+        assert!(matches!(decode_traces(b"null"), Err(JsonDecodeError::NotAnObject)));
+        assert_eq!(err_msg(decode_traces(b"\"x\"")), "request body is not a json object");
     }
 
     #[test]
@@ -1546,10 +1467,7 @@ mod tests {
             "resourceSpans[0].resource.attributes: expected array, found string"
         );
         let body = r#"{"resourceSpans":{}}"#;
-        assert_eq!(
-            err_msg(decode_traces(body.as_bytes())),
-            "resourceSpans: expected array, found object"
-        );
+        assert_eq!(err_msg(decode_traces(body.as_bytes())), "resourceSpans: expected array, found object");
         let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"kind":true}]}]}]}"#;
         assert_eq!(
             err_msg(decode_traces(body.as_bytes())),
@@ -1568,8 +1486,7 @@ mod tests {
             err_msg(decode_traces(body.as_bytes())),
             "resourceSpans[0].scopeSpans[0].spans[0]: expected object, found string"
         );
-        let body =
-            r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"bytesValue":"!!"}}]}]}]}"#;
+        let body = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"body":{"bytesValue":"!!"}}]}]}]}"#;
         assert_eq!(
             err_msg(decode_logs(body.as_bytes())),
             "resourceLogs[0].scopeLogs[0].logRecords[0].body.bytesValue: invalid base64"
@@ -1585,8 +1502,7 @@ mod tests {
             err_msg(decode_metrics(body.as_bytes())),
             "resourceMetrics[0].scopeMetrics[0].metrics[0].gauge.dataPoints[0].asDouble: invalid double"
         );
-        let body =
-            r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"droppedEventsCount":4294967296}]}]}]}"#;
+        let body = r#"{"resourceSpans":[{"scopeSpans":[{"spans":[{"droppedEventsCount":4294967296}]}]}]}"#;
         assert_eq!(
             err_msg(decode_traces(body.as_bytes())),
             "resourceSpans[0].scopeSpans[0].spans[0].droppedEventsCount: invalid integer (out of range)"
@@ -1596,9 +1512,7 @@ mod tests {
     #[test]
     fn error_negative_unsigned() {
         for t in ["-5", "\"-5\"", "-5.0", "-1e3"] {
-            let body = format!(
-                r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"startTimeUnixNano":{t}}}]}}]}}]}}"#
-            );
+            let body = format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"startTimeUnixNano":{t}}}]}}]}}]}}"#);
             assert_eq!(
                 err_msg(decode_traces(body.as_bytes())),
                 "resourceSpans[0].scopeSpans[0].spans[0].startTimeUnixNano: \
@@ -1632,15 +1546,11 @@ mod tests {
              unknown enum value \"DELTA\""
         );
         let body = r#"{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"severityNumber":"SEVERITY_NUMBER_LOUD"}]}]}]}"#;
-        assert!(matches!(
-            decode_logs(body.as_bytes()),
-            Err(JsonDecodeError::UnknownEnum { .. })
-        ));
+        assert!(matches!(decode_logs(body.as_bytes()), Err(JsonDecodeError::UnknownEnum { .. })));
         // Long names are truncated in the message, on a char boundary.
         let long = "é".repeat(100);
-        let body = format!(
-            r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"status":{{"code":"{long}"}}}}]}}]}}]}}"#
-        );
+        let body =
+            format!(r#"{{"resourceSpans":[{{"scopeSpans":[{{"spans":[{{"status":{{"code":"{long}"}}}}]}}]}}]}}"#);
         match decode_traces(body.as_bytes()) {
             Err(JsonDecodeError::UnknownEnum { path, value }) => {
                 assert_eq!(path, "resourceSpans[0].scopeSpans[0].spans[0].status.code");
@@ -1681,24 +1591,14 @@ mod tests {
         // Same shape, shallow: fine.
         let body = nested_array_json(10);
         let req = decode_logs(body.as_bytes()).expect("shallow nesting");
-        let mut v = req.resource_logs[0].scope_logs[0].log_records[0]
-            .body
-            .clone();
+        let mut v = req.resource_logs[0].scope_logs[0].log_records[0].body.clone();
         let mut levels = 0;
-        while let Some(AnyValue {
-            value: Some(any_value::Value::ArrayValue(a)),
-        }) = v
-        {
+        while let Some(AnyValue { value: Some(any_value::Value::ArrayValue(a)) }) = v {
             levels += 1;
             v = a.values.into_iter().next();
         }
         assert_eq!(levels, 10);
-        assert_eq!(
-            v,
-            Some(AnyValue {
-                value: Some(any_value::Value::IntValue(1))
-            })
-        );
+        assert_eq!(v, Some(AnyValue { value: Some(any_value::Value::IntValue(1)) }));
     }
 
     fn nested_value(levels: usize) -> Value {
@@ -1719,10 +1619,7 @@ mod tests {
         match parse_any_value(deep, &p.key("body"), 1) {
             Err(JsonDecodeError::TooDeep { path, limit }) => {
                 assert_eq!(limit, 64);
-                assert!(
-                    path.starts_with("body.kvlistValue.values[0].value.kvlistValue"),
-                    "{path}"
-                );
+                assert!(path.starts_with("body.kvlistValue.values[0].value.kvlistValue"), "{path}");
                 assert_eq!(path.matches("].value").count(), 64, "{path}");
             }
             other => panic!("{other:?}"),
@@ -1762,10 +1659,7 @@ mod tests {
         assert_eq!(res.attributes, vec![kv("k", any_value::Value::IntValue(1))]);
         let ss = &rs.scope_spans[0];
         assert_eq!(ss.schema_url, "ss-schema");
-        assert_eq!(
-            ss.scope.as_ref().expect("scope").dropped_attributes_count,
-            1
-        );
+        assert_eq!(ss.scope.as_ref().expect("scope").dropped_attributes_count, 1);
         let sp = &ss.spans[0];
         assert_eq!(sp.trace_id, vec![1, 2]);
         assert_eq!(sp.span_id, vec![0x0a, 0x0b]);
@@ -1776,31 +1670,14 @@ mod tests {
         assert_eq!(sp.start_time_unix_nano, u64::MAX);
         assert_eq!(sp.end_time_unix_nano, 1_700_000_000_000_000_000);
         let vals: Vec<_> = sp.attributes.iter().map(|a| a.value.clone()).collect();
-        assert_eq!(
-            vals[0],
-            Some(AnyValue {
-                value: Some(any_value::Value::BoolValue(false))
-            })
-        );
-        assert_eq!(
-            vals[1],
-            Some(AnyValue {
-                value: Some(any_value::Value::DoubleValue(f64::NEG_INFINITY))
-            })
-        );
-        assert_eq!(
-            vals[2],
-            Some(AnyValue {
-                value: Some(any_value::Value::BytesValue(vec![0xfb, 0xff]))
-            })
-        );
+        assert_eq!(vals[0], Some(AnyValue { value: Some(any_value::Value::BoolValue(false)) }));
+        assert_eq!(vals[1], Some(AnyValue { value: Some(any_value::Value::DoubleValue(f64::NEG_INFINITY)) }));
+        assert_eq!(vals[2], Some(AnyValue { value: Some(any_value::Value::BytesValue(vec![0xfb, 0xff])) }));
         assert_eq!(
             vals[3],
             Some(AnyValue {
                 value: Some(any_value::Value::ArrayValue(ArrayValue {
-                    values: vec![AnyValue {
-                        value: Some(s("x"))
-                    }]
+                    values: vec![AnyValue { value: Some(s("x")) }]
                 }))
             })
         );
@@ -1808,11 +1685,7 @@ mod tests {
             vals[4],
             Some(AnyValue {
                 value: Some(any_value::Value::KvlistValue(KeyValueList {
-                    values: vec![KeyValue {
-                        key: "z".into(),
-                        value: None,
-                        ..Default::default()
-                    }]
+                    values: vec![KeyValue { key: "z".into(), value: None, ..Default::default() }]
                 }))
             })
         );
@@ -1883,45 +1756,27 @@ mod tests {
 
     #[test]
     fn empty_and_null_bodies() {
-        assert_eq!(
-            decode_traces(b"{}").expect("t"),
-            ExportTraceServiceRequest::default()
-        );
-        assert_eq!(
-            decode_logs(b" {} ").expect("l"),
-            ExportLogsServiceRequest::default()
-        );
-        assert_eq!(
-            decode_metrics(b"{}").expect("m"),
-            ExportMetricsServiceRequest::default()
-        );
+        assert_eq!(decode_traces(b"{}").expect("t"), ExportTraceServiceRequest::default());
+        assert_eq!(decode_logs(b" {} ").expect("l"), ExportLogsServiceRequest::default());
+        assert_eq!(decode_metrics(b"{}").expect("m"), ExportMetricsServiceRequest::default());
         assert_eq!(
             decode_traces(br#"{"resourceSpans":null,"other":[1]}"#).expect("t"),
             ExportTraceServiceRequest::default()
         );
         // A body for another signal decodes as an empty request of this one.
-        assert_eq!(
-            decode_traces(br#"{"resourceLogs":[{}]}"#).expect("t"),
-            ExportTraceServiceRequest::default()
-        );
-        let req = decode_metrics(br#"{"resourceMetrics":[{"resource":null,"scopeMetrics":[{"metrics":[{"name":"x"}]}]}]}"#)
-            .expect("m");
+        assert_eq!(decode_traces(br#"{"resourceLogs":[{}]}"#).expect("t"), ExportTraceServiceRequest::default());
+        let req =
+            decode_metrics(br#"{"resourceMetrics":[{"resource":null,"scopeMetrics":[{"metrics":[{"name":"x"}]}]}]}"#)
+                .expect("m");
         assert_eq!(req.resource_metrics[0].resource, None);
-        assert_eq!(
-            req.resource_metrics[0].scope_metrics[0].metrics[0].data,
-            None
-        );
+        assert_eq!(req.resource_metrics[0].scope_metrics[0].metrics[0].data, None);
         // Resource entity refs.
         let req = decode_traces(
             br#"{"resourceSpans":[{"resource":{"entityRefs":[{"type":"host","idKeys":["host.id"],
             "description_keys":["host.name"],"schemaUrl":"u"}]}}]}"#,
         )
         .expect("entity refs");
-        let er = &req.resource_spans[0]
-            .resource
-            .as_ref()
-            .expect("res")
-            .entity_refs[0];
+        let er = &req.resource_spans[0].resource.as_ref().expect("res").entity_refs[0];
         assert_eq!(er.r#type, "host");
         assert_eq!(er.id_keys, vec!["host.id".to_owned()]);
         assert_eq!(er.description_keys, vec!["host.name".to_owned()]);
@@ -1931,23 +1786,11 @@ mod tests {
     #[test]
     fn sniff() {
         assert_eq!(sniff_signal(JS_TRACES.as_bytes()), Some(Signal::Traces));
-        assert_eq!(
-            sniff_signal(br#"{"resource_spans":[]}"#),
-            Some(Signal::Traces)
-        );
+        assert_eq!(sniff_signal(br#"{"resource_spans":[]}"#), Some(Signal::Traces));
         assert_eq!(sniff_signal(br#"{"resourceLogs":[]}"#), Some(Signal::Logs));
-        assert_eq!(
-            sniff_signal(br#" {"resource_logs":null}"#),
-            Some(Signal::Logs)
-        );
-        assert_eq!(
-            sniff_signal(br#"{"resourceMetrics":[]}"#),
-            Some(Signal::Metrics)
-        );
-        assert_eq!(
-            sniff_signal(br#"{"resource_metrics":[]}"#),
-            Some(Signal::Metrics)
-        );
+        assert_eq!(sniff_signal(br#" {"resource_logs":null}"#), Some(Signal::Logs));
+        assert_eq!(sniff_signal(br#"{"resourceMetrics":[]}"#), Some(Signal::Metrics));
+        assert_eq!(sniff_signal(br#"{"resource_metrics":[]}"#), Some(Signal::Metrics));
         // Key after other fields whose values contain decoy keys and quotes.
         assert_eq!(
             sniff_signal(
@@ -2017,10 +1860,7 @@ mod tests {
                             kind: span::SpanKind::Client as i32,
                             start_time_unix_nano: 1,
                             end_time_unix_nano: u64::MAX,
-                            status: Some(Status {
-                                message: String::new(),
-                                code: 1,
-                            }),
+                            status: Some(Status { message: String::new(), code: 1 }),
                             ..Default::default()
                         },
                         Span {
@@ -2064,14 +1904,8 @@ mod tests {
     fn number_edge_cases() {
         let p = Path::Root;
         let v = |j: &str| serde_json::from_str::<Value>(j).expect("json");
-        assert_eq!(
-            u64_val(&v("1.7e18"), &p).ok(),
-            Some(1_700_000_000_000_000_000)
-        );
-        assert_eq!(
-            u64_val(&v("\"1.7e18\""), &p).ok(),
-            Some(1_700_000_000_000_000_000)
-        );
+        assert_eq!(u64_val(&v("1.7e18"), &p).ok(), Some(1_700_000_000_000_000_000));
+        assert_eq!(u64_val(&v("\"1.7e18\""), &p).ok(), Some(1_700_000_000_000_000_000));
         assert_eq!(u64_val(&v("18446744073709551615"), &p).ok(), Some(u64::MAX));
         assert_eq!(u64_val(&v("-0"), &p).ok(), Some(0));
         assert_eq!(u64_val(&v("\"-0\""), &p).ok(), Some(0));
@@ -2080,10 +1914,7 @@ mod tests {
         assert!(u64_val(&v("\"\""), &p).is_err());
         assert!(u64_val(&v("\"NaN\""), &p).is_err());
         assert_eq!(i64_val(&v("-9223372036854775808"), &p).ok(), Some(i64::MIN));
-        assert_eq!(
-            i64_val(&v("\"9223372036854775807\""), &p).ok(),
-            Some(i64::MAX)
-        );
+        assert_eq!(i64_val(&v("\"9223372036854775807\""), &p).ok(), Some(i64::MAX));
         assert!(i64_val(&v("9223372036854775808"), &p).is_err());
         assert!(i64_val(&v("1e19"), &p).is_err());
         assert_eq!(i64_val(&v("-2e3"), &p).ok(), Some(-2000));

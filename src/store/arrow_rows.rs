@@ -212,7 +212,8 @@ pub fn points(rows: &[PointRow]) -> Result<RecordBatch, ArrowError> {
 pub fn model_calls(rows: &[ModelCallRow]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let mut time = ts(n);
-    let (mut source, mut trace, mut span, mut req, mut model, mut prov, mut op) = (s(n), s(n), s(n), s(n), s(n), s(n), s(n));
+    let (mut source, mut trace, mut span, mut req, mut model, mut prov, mut op) =
+        (s(n), s(n), s(n), s(n), s(n), s(n), s(n));
     let mut toks: [Int64Builder; 4] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
     let (mut cost, mut dur) = (Float64Builder::with_capacity(n), Float64Builder::with_capacity(n));
     let (mut cost_src, mut rule) = (s(n), s(n));
@@ -227,7 +228,8 @@ pub fn model_calls(rows: &[ModelCallRow]) -> Result<RecordBatch, ArrowError> {
         model.append_option(r.model.as_deref());
         prov.append_option(r.provider.as_deref());
         op.append_option(r.operation.as_deref());
-        for (b, v) in toks.iter_mut().zip([r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens]) {
+        for (b, v) in toks.iter_mut().zip([r.input_tokens, r.output_tokens, r.cache_read_tokens, r.cache_write_tokens])
+        {
             b.append_option(v);
         }
         cost.append_option(r.cost_usd);

@@ -123,10 +123,8 @@ impl Store {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
         let path = cfg.data_dir.join("agent-console.duckdb");
-        let config = Config::default()
-            .max_memory(&cfg.memory_limit)?
-            .threads(cfg.threads)?
-            .enable_autoload_extension(false)?;
+        let config =
+            Config::default().max_memory(&cfg.memory_limit)?.threads(cfg.threads)?.enable_autoload_extension(false)?;
         let conn = Connection::open_with_flags(&path, config)?;
         let version = schema::migrate(&conn)?;
         // Sandbox every connection of this database: no file, network or extension access from

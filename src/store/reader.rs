@@ -49,13 +49,49 @@ pub struct QueryResult {
 
 /// Table functions and scalar functions that reach outside the database or change state.
 const DENIED_FUNCTIONS: &[&str] = &[
-    "read_csv", "read_csv_auto", "read_parquet", "parquet_scan", "read_json", "read_json_auto",
-    "read_json_objects", "read_json_objects_auto", "read_ndjson", "read_ndjson_auto", "read_ndjson_objects",
-    "read_text", "read_blob", "glob", "sniff_csv", "parquet_metadata", "parquet_schema", "parquet_file_metadata",
-    "parquet_kv_metadata", "parquet_bloom_probe", "iceberg_scan", "iceberg_metadata", "iceberg_snapshots",
-    "delta_scan", "read_xlsx", "sqlite_scan", "sqlite_attach", "postgres_scan", "postgres_attach", "mysql_scan",
-    "query", "query_table", "getenv", "checkpoint", "force_checkpoint", "nextval", "setval", "currval",
-    "duckdb_secrets", "which_secret", "load_aws_credentials", "install_extension", "load_extension",
+    "read_csv",
+    "read_csv_auto",
+    "read_parquet",
+    "parquet_scan",
+    "read_json",
+    "read_json_auto",
+    "read_json_objects",
+    "read_json_objects_auto",
+    "read_ndjson",
+    "read_ndjson_auto",
+    "read_ndjson_objects",
+    "read_text",
+    "read_blob",
+    "glob",
+    "sniff_csv",
+    "parquet_metadata",
+    "parquet_schema",
+    "parquet_file_metadata",
+    "parquet_kv_metadata",
+    "parquet_bloom_probe",
+    "iceberg_scan",
+    "iceberg_metadata",
+    "iceberg_snapshots",
+    "delta_scan",
+    "read_xlsx",
+    "sqlite_scan",
+    "sqlite_attach",
+    "postgres_scan",
+    "postgres_attach",
+    "mysql_scan",
+    "query",
+    "query_table",
+    "getenv",
+    "checkpoint",
+    "force_checkpoint",
+    "nextval",
+    "setval",
+    "currval",
+    "duckdb_secrets",
+    "which_secret",
+    "load_aws_credentials",
+    "install_extension",
+    "load_extension",
 ];
 
 pub struct Reader {
@@ -173,7 +209,9 @@ pub fn vet(conn: &Connection, sql: &str) -> Result<(), StoreError> {
         return Err(StoreError::Refused(format!("send exactly one statement, got {statements}")));
     }
     if let Some(f) = find_denied(&ast, 0) {
-        return Err(StoreError::Refused(format!("function {f}() is not allowed: the SQL API is read-only and cannot reach files")));
+        return Err(StoreError::Refused(format!(
+            "function {f}() is not allowed: the SQL API is read-only and cannot reach files"
+        )));
     }
     Ok(())
 }
@@ -209,11 +247,8 @@ fn run(conn: &Connection, sql: &str, max_rows: usize) -> Result<QueryResult, Sto
     let mut stmt = conn.prepare(sql).map_err(|e| StoreError::Query(e.to_string()))?;
     let arrow = stmt.query_arrow([]).map_err(|e| StoreError::Query(e.to_string()))?;
     let schema = arrow.get_schema();
-    let columns: Vec<Column> = schema
-        .fields()
-        .iter()
-        .map(|f| Column { name: f.name().clone(), ty: sql_type_name(f.data_type()) })
-        .collect();
+    let columns: Vec<Column> =
+        schema.fields().iter().map(|f| Column { name: f.name().clone(), ty: sql_type_name(f.data_type()) }).collect();
     let mut rows = Vec::new();
     let mut truncated = false;
     for batch in arrow {
@@ -309,7 +344,12 @@ pub fn json_value(a: &dyn Array, i: usize) -> Json {
         }
         DataType::Decimal128(_, scale) => {
             let v = a.as_primitive::<Decimal128Type>().value(i);
-            float(v as f64 / 10f64.powi(i32::from(*scale)))
+            if *scale == 0 {
+                // Integer sums come back as HUGEINT -> DECIMAL(38,0): keep them integers.
+                i64::try_from(v).map(Json::from).unwrap_or_else(|_| Json::String(v.to_string()))
+            } else {
+                float(v as f64 / 10f64.powi(i32::from(*scale)))
+            }
         }
         DataType::List(_) => {
             let l = a.as_list::<i32>().value(i);
@@ -318,11 +358,7 @@ pub fn json_value(a: &dyn Array, i: usize) -> Json {
         DataType::Struct(fields) => {
             let s = a.as_struct();
             Json::Object(
-                fields
-                    .iter()
-                    .zip(s.columns())
-                    .map(|(f, c)| (f.name().clone(), json_value(c.as_ref(), i)))
-                    .collect(),
+                fields.iter().zip(s.columns()).map(|(f, c)| (f.name().clone(), json_value(c.as_ref(), i))).collect(),
             )
         }
         _ => {
