@@ -320,28 +320,40 @@ struct SeenSet {
 impl SeenSet {
     fn note(&mut self, ctx: &Context, t_us: i64) {
         if let Some(agent) = &ctx.agent_id {
-            let e = self.agents.entry(agent.clone()).or_insert_with(|| Seen {
-                id: agent.clone(),
-                first_us: t_us,
-                last_us: t_us,
-                agent_id: Some(agent.clone()),
-                display_name: ctx.agent_name.clone(),
-                service_name: ctx.service_name.clone(),
-                task_id: ctx.task_id.clone(),
-            });
-            e.first_us = e.first_us.min(t_us);
-            e.last_us = e.last_us.max(t_us);
+            if let Some(e) = self.agents.get_mut(agent) {
+                e.first_us = e.first_us.min(t_us);
+                e.last_us = e.last_us.max(t_us);
+            } else {
+                self.agents.insert(
+                    agent.clone(),
+                    Seen {
+                        id: agent.clone(),
+                        first_us: t_us,
+                        last_us: t_us,
+                        agent_id: Some(agent.clone()),
+                        display_name: ctx.agent_name.clone(),
+                        service_name: ctx.service_name.clone(),
+                        task_id: ctx.task_id.clone(),
+                    },
+                );
+            }
         }
         if let Some(session) = &ctx.session_id {
-            let e = self.sessions.entry(session.clone()).or_insert_with(|| Seen {
-                id: session.clone(),
-                first_us: t_us,
-                last_us: t_us,
-                agent_id: ctx.agent_id.clone(),
-                display_name: None,
-                service_name: ctx.service_name.clone(),
-                task_id: ctx.task_id.clone(),
-            });
+            if !self.sessions.contains_key(session) {
+                self.sessions.insert(
+                    session.clone(),
+                    Seen {
+                        id: session.clone(),
+                        first_us: t_us,
+                        last_us: t_us,
+                        agent_id: ctx.agent_id.clone(),
+                        display_name: None,
+                        service_name: ctx.service_name.clone(),
+                        task_id: ctx.task_id.clone(),
+                    },
+                );
+            }
+            let Some(e) = self.sessions.get_mut(session) else { return };
             e.first_us = e.first_us.min(t_us);
             if t_us >= e.last_us {
                 e.last_us = t_us;

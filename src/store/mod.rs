@@ -130,7 +130,7 @@ impl Store {
         // Sandbox every connection of this database: no file, network or extension access from
         // SQL, and no setting can be changed afterwards (the read API is exposed to users).
         conn.execute_batch(
-            "SET wal_autocheckpoint = '64MB';
+            "SET wal_autocheckpoint = '1GB';
              SET enable_external_access = false;
              SET lock_configuration = true;",
         )?;

@@ -198,6 +198,56 @@ impl<'c> Appenders<'c> {
     }
 }
 
+/// What the `sessions` / `agents` tables already hold, so that a busy session is not re-written
+/// on every batch: a row is written when it is new, when its activity moved on by
+/// `TOUCH_INTERVAL_US`, or when its task / earliest time changed. Bounded; forgetting an entry
+/// only costs one extra upsert.
+struct SeenCache {
+    rows: HashMap<String, Seen>,
+    cap: usize,
+}
+
+/// `sessions.last_seen` / `agents.last_seen` may lag the newest span by up to this much.
+const TOUCH_INTERVAL_US: i64 = 2_000_000;
+
+impl SeenCache {
+    fn new(cap: usize) -> Self {
+        Self { rows: HashMap::new(), cap }
+    }
+
+    /// Keep only the rows that change what is stored.
+    fn changed(&self, rows: Vec<Seen>) -> Vec<Seen> {
+        rows.into_iter()
+            .filter(|r| match self.rows.get(&r.id) {
+                None => true,
+                Some(old) => {
+                    r.last_us - old.last_us >= TOUCH_INTERVAL_US
+                        || r.first_us < old.first_us
+                        || (r.task_id.is_some() && r.task_id != old.task_id && r.last_us >= old.last_us)
+                        || (old.agent_id.is_none() && r.agent_id.is_some())
+                }
+            })
+            .collect()
+    }
+
+    fn remember(&mut self, rows: &[Seen]) {
+        if self.rows.len() + rows.len() > self.cap {
+            self.rows.clear();
+        }
+        for r in rows {
+            let e = self.rows.entry(r.id.clone()).or_insert_with(|| r.clone());
+            e.first_us = e.first_us.min(r.first_us);
+            e.last_us = e.last_us.max(r.last_us);
+            if r.task_id.is_some() {
+                e.task_id = r.task_id.clone();
+            }
+            if e.agent_id.is_none() {
+                e.agent_id = r.agent_id.clone();
+            }
+        }
+    }
+}
+
 /// Fold repeated ids (several requests in one transaction) so the upsert sees each id once.
 fn fold_seen(rows: Vec<Seen>) -> Vec<Seen> {
     let mut map: HashMap<String, Seen> = HashMap::with_capacity(rows.len());
@@ -297,6 +347,8 @@ pub fn run(
         }
     };
     let mut dedup = Deduper::default();
+    let mut sessions_cache = SeenCache::new(200_000);
+    let mut agents_cache = SeenCache::new(20_000);
     while let Some(first) = rx.blocking_recv() {
         let mut rows = first.batch.row_count();
         let mut reqs = vec![first];
@@ -314,8 +366,8 @@ pub fn run(
         for r in &mut reqs {
             merged.append(std::mem::take(&mut r.batch));
         }
-        merged.sessions = fold_seen(std::mem::take(&mut merged.sessions));
-        merged.agents = fold_seen(std::mem::take(&mut merged.agents));
+        merged.sessions = sessions_cache.changed(fold_seen(std::mem::take(&mut merged.sessions)));
+        merged.agents = agents_cache.changed(fold_seen(std::mem::take(&mut merged.agents)));
         let dropped = dedup.filter(&mut merged);
         let started = Instant::now();
         let result = match appenders.as_mut() {
@@ -333,6 +385,8 @@ pub fn run(
                     elapsed_ms = elapsed.as_secs_f64() * 1e3,
                     "batch committed"
                 );
+                sessions_cache.remember(&merged.sessions);
+                agents_cache.remember(&merged.agents);
                 if let Some(hook) = &on_commit {
                     hook(&merged);
                 }
