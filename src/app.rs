@@ -85,13 +85,27 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
+    // Idle checkpoints keep the WAL short without stalling busy periods.
+    let ck_store = store.clone();
+    let ck_cancel = cancel.clone();
+    let checkpointer = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(30));
+        tick.tick().await;
+        loop {
+            tokio::select! {
+                _ = ck_cancel.cancelled() => break,
+                _ = tick.tick() => ck_store.checkpoint_when_idle(),
+            }
+        }
+    });
+
     Ok(Running {
         grpc_addr,
         http_addr,
         store,
         metrics,
         cancel,
-        servers: vec![grpc_server, http_server],
+        servers: vec![grpc_server, http_server, checkpointer],
         writer,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })

@@ -115,3 +115,33 @@ async fn tokens_guard_ingest_and_reads() {
     assert_eq!(health.status(), 200);
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slow_queries_time_out_and_the_server_recovers() {
+    let app = spawn_with(|a| a.query_timeout_ms = 200).await;
+    let started = std::time::Instant::now();
+    let (status, body) = sql_status(&app, "SELECT sum(i * i) FROM range(20000000000) t(i)", None).await;
+    assert_eq!(status, 504, "{body}");
+    assert!(body["error"].as_str().is_some_and(|m| m.contains("timed out")), "{body}");
+    assert!(started.elapsed() < std::time::Duration::from_secs(20));
+    assert_eq!(app.scalar("SELECT 41 + 1").await, 42);
+    app.shutdown().await;
+}
+
+/// Graceful shutdown drains the writer: everything acknowledged is there after a restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_flushes_and_restart_keeps_data() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    let first = spawn_with(|a| a.data_dir = path.clone()).await;
+    let r = first.post("/v1/logs", "application/x-protobuf", fixture("claude-code/otlp/logs-1.pb")).await;
+    assert_eq!(r.status(), 200);
+    let before = as_i64(&first.scalar("SELECT count(*) FROM logs").await);
+    assert!(before > 0);
+    first.shutdown().await;
+    let second = spawn_with(|a| a.data_dir = path.clone()).await;
+    assert_eq!(as_i64(&second.scalar("SELECT count(*) FROM logs").await), before);
+    let migrations = second.rows("SELECT version, name FROM schema_migrations ORDER BY version").await;
+    assert_eq!(migrations, vec![vec![serde_json::json!(1), serde_json::json!("init")]]);
+    second.shutdown().await;
+}

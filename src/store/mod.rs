@@ -18,7 +18,7 @@ use tokio::sync::{mpsc, oneshot, Semaphore};
 use crate::model::records::Batch;
 use crate::telemetry::Metrics;
 pub use reader::{QueryLimits, QueryResult};
-use writer::{CommitHook, WriteRequest, WriterConfig};
+use writer::{CommitHook, Msg, WriteRequest, WriterConfig};
 
 /// Storage errors. Cloneable: one commit result acknowledges several requests.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -90,7 +90,7 @@ impl Default for StoreConfig {
 /// Handle to the store. Clone freely.
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::Sender<WriteRequest>,
+    tx: mpsc::Sender<Msg>,
     budget: Arc<Semaphore>,
     budget_total_kib: u32,
     queue_wait: Duration,
@@ -130,7 +130,7 @@ impl Store {
         // Sandbox every connection of this database: no file, network or extension access from
         // SQL, and no setting can be changed afterwards (the read API is exposed to users).
         conn.execute_batch(
-            "SET wal_autocheckpoint = '1GB';
+            "SET wal_autocheckpoint = '256MB';
              SET enable_external_access = false;
              SET lock_configuration = true;",
         )?;
@@ -167,12 +167,17 @@ impl Store {
         };
         let (ack, done) = oneshot::channel();
         let req = WriteRequest { batch, ack, permit: Some(permit) };
-        match tokio::time::timeout(self.queue_wait, self.tx.send(req)).await {
+        match tokio::time::timeout(self.queue_wait, self.tx.send(Msg::Write(req))).await {
             Ok(Ok(())) => {}
             Ok(Err(_)) => return Err(StoreError::Closed),
             Err(_) => return Err(StoreError::Overloaded),
         }
         done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Ask the writer to checkpoint when it is idle (dropped when the queue is full).
+    pub fn checkpoint_when_idle(&self) {
+        let _ = self.tx.try_send(Msg::Checkpoint);
     }
 
     /// Requests waiting for the writer right now.

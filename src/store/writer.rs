@@ -22,6 +22,14 @@ pub struct WriteRequest {
     pub permit: Option<OwnedSemaphorePermit>,
 }
 
+/// What the writer thread is asked to do.
+pub enum Msg {
+    Write(WriteRequest),
+    /// Checkpoint now if nothing is waiting (sent on a timer, so an idle collector keeps a
+    /// short WAL and restarts fast).
+    Checkpoint,
+}
+
 /// Called after each commit with the committed rows (the live stream hooks in here).
 pub type CommitHook = Box<dyn Fn(&Batch) + Send>;
 
@@ -331,7 +339,7 @@ fn commit(conn: &Connection, app: &mut Appenders, batch: &Batch) -> Result<(), S
 /// Run the writer loop on the current thread until the channel closes.
 pub fn run(
     conn: Connection,
-    mut rx: mpsc::Receiver<WriteRequest>,
+    mut rx: mpsc::Receiver<Msg>,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
     on_commit: Option<CommitHook>,
@@ -349,15 +357,34 @@ pub fn run(
     let mut dedup = Deduper::default();
     let mut sessions_cache = SeenCache::new(200_000);
     let mut agents_cache = SeenCache::new(20_000);
-    while let Some(first) = rx.blocking_recv() {
+    let mut dirty = false;
+    while let Some(msg) = rx.blocking_recv() {
+        let first = match msg {
+            Msg::Write(r) => r,
+            Msg::Checkpoint => {
+                if dirty && rx.is_empty() {
+                    let started = Instant::now();
+                    match conn.execute_batch("CHECKPOINT") {
+                        Ok(()) => {
+                            dirty = false;
+                            tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "idle checkpoint");
+                        }
+                        Err(e) => tracing::warn!(error = %e, "idle checkpoint failed"),
+                    }
+                }
+                continue;
+            }
+        };
         let mut rows = first.batch.row_count();
         let mut reqs = vec![first];
         while rows < cfg.max_batch_rows {
             match rx.try_recv() {
-                Ok(r) => {
+                Ok(Msg::Write(r)) => {
                     rows += r.batch.row_count();
                     reqs.push(r);
                 }
+                // Busy: DuckDB's own WAL-size checkpoint covers this case.
+                Ok(Msg::Checkpoint) => {}
                 Err(_) => break,
             }
         }
@@ -385,6 +412,7 @@ pub fn run(
                     elapsed_ms = elapsed.as_secs_f64() * 1e3,
                     "batch committed"
                 );
+                dirty = true;
                 sessions_cache.remember(&merged.sessions);
                 agents_cache.remember(&merged.agents);
                 if let Some(hook) = &on_commit {
