@@ -11,9 +11,9 @@ use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValu
 
 use super::semconv;
 
-/// FNV-1a: short keys, no DoS concern (the table is fixed and small).
+/// FNV-1a: short keys, no DoS concern (fixed key tables, series ids).
 #[derive(Default)]
-struct Fnv(u64);
+pub struct Fnv(u64);
 impl Hasher for Fnv {
     fn finish(&self) -> u64 {
         self.0

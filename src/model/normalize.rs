@@ -744,7 +744,7 @@ fn temporality(t: i32) -> &'static str {
 }
 
 fn series_id(res: &Res, scope: &Scope, name: &str, attrs_json: &str) -> String {
-    let mut h = Fnv64::default();
+    let mut h = attrs::Fnv::default();
     h.write(res.json.as_bytes());
     h.write(&[0]);
     h.write(scope.name.as_deref().unwrap_or("").as_bytes());
@@ -753,22 +753,6 @@ fn series_id(res: &Res, scope: &Scope, name: &str, attrs_json: &str) -> String {
     h.write(&[0]);
     h.write(attrs_json.as_bytes());
     format!("{:016x}", h.finish())
-}
-
-#[derive(Default)]
-struct Fnv64(u64);
-impl Hasher for Fnv64 {
-    fn finish(&self) -> u64 {
-        self.0
-    }
-    fn write(&mut self, bytes: &[u8]) {
-        let mut h = if self.0 == 0 { 0xcbf2_9ce4_8422_2325 } else { self.0 };
-        for b in bytes {
-            h ^= u64::from(*b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-        self.0 = h;
-    }
 }
 
 struct PointCommon<'a> {

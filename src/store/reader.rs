@@ -115,27 +115,18 @@ impl Reader {
         Ok(base.try_clone()?)
     }
 
-    /// Vet and run one read-only statement.
-    pub async fn query(self: &Arc<Self>, sql: String) -> Result<QueryResult, StoreError> {
-        if sql.len() > self.limits.max_sql_bytes {
-            return Err(StoreError::Refused(format!(
-                "query is {} bytes, the limit is {}",
-                sql.len(),
-                self.limits.max_sql_bytes
-            )));
-        }
+    /// Run `f` on a fresh connection on a blocking thread; past the query timeout, interrupt
+    /// DuckDB and answer `Timeout`. Every read path goes through here.
+    pub async fn with_connection<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let conn = self.connection()?;
         let interrupt = conn.interrupt_handle();
-        let max_rows = self.limits.max_rows;
         let timeout = self.limits.timeout;
-        let task = tokio::task::spawn_blocking(move || {
-            let started = Instant::now();
-            vet(&conn, &sql)?;
-            let mut r = run(&conn, &sql, max_rows)?;
-            r.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
-            Ok::<_, StoreError>(r)
-        });
         self.metrics.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let task = tokio::task::spawn_blocking(move || f(&conn));
         match tokio::time::timeout(timeout, task).await {
             Ok(Ok(r)) => r,
             Ok(Err(e)) => Err(StoreError::Unavailable(format!("query task failed: {e}"))),
@@ -145,20 +136,35 @@ impl Reader {
             }
         }
     }
-}
 
-impl Reader {
+    /// Vet and run one read-only statement.
+    pub async fn query(&self, sql: String) -> Result<QueryResult, StoreError> {
+        if sql.len() > self.limits.max_sql_bytes {
+            return Err(StoreError::Refused(format!(
+                "query is {} bytes, the limit is {}",
+                sql.len(),
+                self.limits.max_sql_bytes
+            )));
+        }
+        let max_rows = self.limits.max_rows;
+        self.with_connection(move |conn| {
+            let started = Instant::now();
+            vet(conn, &sql)?;
+            let mut r = run(conn, &sql, max_rows)?;
+            r.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
+            Ok(r)
+        })
+        .await
+    }
+
     /// Run one of our own fixed queries with bound parameters (no vetting needed) and return the
     /// rows as JSON objects keyed by column name.
     pub async fn query_objects(
-        self: &Arc<Self>,
+        &self,
         sql: &'static str,
         params: Vec<Option<String>>,
     ) -> Result<Vec<serde_json::Map<String, Json>>, StoreError> {
-        let conn = self.connection()?;
-        let interrupt = conn.interrupt_handle();
-        let timeout = self.limits.timeout;
-        let task = tokio::task::spawn_blocking(move || {
+        self.with_connection(move |conn| {
             let mut stmt = conn.prepare(sql)?;
             let arrow = stmt.query_arrow(duckdb::params_from_iter(params.iter()))?;
             let names: Vec<String> = arrow.get_schema().fields().iter().map(|f| f.name().clone()).collect();
@@ -174,16 +180,9 @@ impl Reader {
                     );
                 }
             }
-            Ok::<_, StoreError>(out)
-        });
-        match tokio::time::timeout(timeout, task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("query task failed: {e}"))),
-            Err(_) => {
-                interrupt.interrupt();
-                Err(StoreError::Timeout(timeout.as_millis() as u64))
-            }
-        }
+            Ok(out)
+        })
+        .await
     }
 }
 
