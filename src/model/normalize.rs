@@ -623,17 +623,7 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
                 let body = rec.body.as_ref().map(attrs::display_text).filter(|b| !b.is_empty());
                 let event_name = log_event_name(&rec.event_name, body_str, &idx, claude_code);
                 let ctx = context(&idx, &res, trace_id.clone(), None);
-                map_log_derived(
-                    &idx,
-                    &res,
-                    claude_code,
-                    event_name.as_deref(),
-                    time_us,
-                    &trace_id,
-                    &span_id,
-                    &ctx,
-                    &mut out.batch,
-                );
+                map_log_derived(&idx, &res, event_name.as_deref(), time_us, &trace_id, &span_id, &ctx, &mut out.batch);
                 seen.note(&ctx, time_us);
                 out.batch.logs.push(LogRow {
                     time_us,
@@ -661,7 +651,6 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
 fn map_log_derived(
     idx: &AttrIndex,
     res: &Res,
-    claude_code: bool,
     event_name: Option<&str>,
     time_us: i64,
     trace_id: &Option<String>,
@@ -712,9 +701,7 @@ fn map_log_derived(
                 ctx: ctx.clone(),
             });
         }
-        _ => {
-            let _ = claude_code;
-        }
+        _ => {}
     }
 }
 
