@@ -16,6 +16,7 @@ use crate::config::ServeArgs;
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::http::{self as http_rx, HttpReceiver};
 use crate::receiver::ingest::Ingest;
+use crate::cost::pricing::{Pricing, PricingError};
 use crate::store::{Store, StoreError, WriterHandle};
 use crate::telemetry::Metrics;
 
@@ -25,6 +26,8 @@ pub enum AppError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error("prices: {0}")]
+    Pricing(#[from] PricingError),
 }
 
 /// A running collector.
@@ -42,7 +45,10 @@ pub struct Running {
 /// Open everything and start serving. Returns once both listeners are bound.
 pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     let metrics = Arc::new(Metrics::default());
-    let (store, writer) = Store::open(&args.store_config(), metrics.clone(), None)?;
+    std::fs::create_dir_all(&args.data_dir)
+        .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", args.data_dir.display())))?;
+    let pricing = Arc::new(Pricing::load(args.prices.clone(), &args.data_dir)?);
+    let (store, writer) = Store::open(&args.store_config(), pricing.current()?, metrics.clone(), None)?;
     let grpc_listener =
         TcpListener::bind(args.grpc_addr).await.map_err(|source| AppError::Bind { addr: args.grpc_addr, source })?;
     let http_listener =
@@ -75,7 +81,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
 
     let router =
         http_rx::routes(HttpReceiver { ingest, max_request_bytes: args.max_request_bytes, token: ingest_token })
-            .merge(api::routes(ApiState { store: store.clone(), metrics: metrics.clone(), read_token }))
+            .merge(api::routes(ApiState { store: store.clone(), metrics: metrics.clone(), read_token, pricing }))
             .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
     let http_cancel = cancel.clone();
     let http_server = tokio::spawn(async move {

@@ -27,6 +27,36 @@ pub struct Cli {
 pub enum Command {
     /// Run the collector: OTLP gRPC + HTTP in, DuckDB store, SQL and REST out.
     Serve(ServeArgs),
+    /// Write one table (optionally a time range) to a Parquet, CSV or Arrow file.
+    Export(ExportArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ExportArgs {
+    /// Table: spans, logs, metric_points, model_calls, tool_calls, sessions, agents or prices.
+    #[arg(long, env = "AGENT_CONSOLE_EXPORT_TABLE")]
+    pub table: String,
+    /// Start of the range (inclusive): RFC 3339, a date, or Unix seconds/ms.
+    #[arg(long, env = "AGENT_CONSOLE_EXPORT_FROM")]
+    pub from: Option<String>,
+    /// End of the range (exclusive).
+    #[arg(long, env = "AGENT_CONSOLE_EXPORT_TO")]
+    pub to: Option<String>,
+    /// Directory the file is written to.
+    #[arg(long, env = "AGENT_CONSOLE_EXPORT_OUT", default_value = ".")]
+    pub out: PathBuf,
+    /// parquet, csv or arrow.
+    #[arg(long, env = "AGENT_CONSOLE_EXPORT_FORMAT", default_value = "parquet")]
+    pub format: String,
+    /// Database directory to read when no collector is running on it.
+    #[arg(long, env = "AGENT_CONSOLE_DATA_DIR", default_value = "./agent-console-data")]
+    pub data_dir: PathBuf,
+    /// Export through a running collector instead (its HTTP address, e.g. http://127.0.0.1:4318).
+    #[arg(long, env = "AGENT_CONSOLE_URL")]
+    pub url: Option<String>,
+    /// Read token of that collector, when it has one.
+    #[arg(long, env = "AGENT_CONSOLE_READ_TOKEN", hide_env_values = true)]
+    pub read_token: Option<String>,
 }
 
 #[derive(Debug, Clone, Args, Serialize, Deserialize)]
@@ -77,6 +107,9 @@ pub struct ServeArgs {
     /// Bearer token required on the query API (`/api/*`) when set.
     #[arg(long, env = "AGENT_CONSOLE_READ_TOKEN", hide_env_values = true)]
     pub read_token: Option<String>,
+    /// Extra or overriding model prices (TOML, same format as the embedded table).
+    #[arg(long, env = "AGENT_CONSOLE_PRICES")]
+    pub prices: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax); RUST_LOG wins when set.
     #[arg(long, env = "AGENT_CONSOLE_LOG", default_value = "info")]
     pub log: String,
@@ -173,6 +206,7 @@ fn unreachable_defaults() -> ServeArgs {
         query_max_rows: 100_000,
         ingest_token: None,
         read_token: None,
+        prices: None,
         log: "info".into(),
         log_json: false,
         shutdown_timeout_secs: 30,
@@ -188,6 +222,7 @@ pub fn parse() -> Result<Command, ConfigError> {
             let sub = matches.subcommand_matches("serve").cloned().unwrap_or_default();
             Ok(Command::Serve(args.apply_file(&sub)?))
         }
+        other => Ok(other),
     }
 }
 

@@ -1,12 +1,22 @@
 //! `agent-console serve`: parse configuration, start the collector, stop cleanly on
-//! SIGINT/SIGTERM.
+//! SIGINT/SIGTERM. `agent-console export`: write a table to a file.
 
-use agent_console::{app, config, telemetry};
+use agent_console::{app, config, export_cmd, telemetry};
 use anyhow::Context as _;
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let config::Command::Serve(args) = config::parse().context("configuration")?;
+    let args = match config::parse().context("configuration")? {
+        config::Command::Serve(args) => args,
+        config::Command::Export(args) => {
+            let done = export_cmd::run(args).await?;
+            match done.rows {
+                Some(rows) => println!("wrote {} ({rows} rows, {} bytes)", done.path.display(), done.bytes),
+                None => println!("wrote {} ({} bytes)", done.path.display(), done.bytes),
+            }
+            return Ok(());
+        }
+    };
     telemetry::init_tracing(&args.log, args.log_json);
     let running = app::start(args).await.context("starting agent-console")?;
     let cancel = running.cancel_token();

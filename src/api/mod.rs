@@ -1,7 +1,12 @@
-//! Queries out, over HTTP: `sql` (read-only SQL as JSON), `lists` (sessions and agents seen),
-//! `ops` (health and Prometheus metrics). All reads go through `store::reader`.
+//! Queries out, over HTTP: `sql` (read-only SQL as JSON, CSV or Arrow), `lists` (sessions and
+//! agents seen), `cost` (rollups, unpriced models, re-pricing), `export` (Parquet), `ops` (health
+//! and Prometheus metrics); `params` parses shared query parameters. All reads go through
+//! `store::reader`.
 
+pub mod cost;
+pub mod export;
 pub mod lists;
+pub mod params;
 pub mod ops;
 pub mod sql;
 
@@ -14,6 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::Json;
 
 use crate::auth::Token;
+use crate::cost::pricing::Pricing;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -23,6 +29,7 @@ pub struct ApiState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub read_token: Arc<Token>,
+    pub pricing: Arc<Pricing>,
 }
 
 /// A JSON error body `{"error": "..."}` with the status from `crate::error`.
@@ -66,6 +73,10 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/api/sql", post(sql::post_sql))
         .route("/api/sessions", get(lists::sessions))
         .route("/api/agents", get(lists::agents))
+        .route("/api/cost", get(cost::rollup))
+        .route("/api/cost/unpriced", get(cost::unpriced))
+        .route("/api/cost/reprice", post(cost::reprice))
+        .route("/api/export", get(export::export))
         .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
         .with_state(state.clone());
     axum::Router::new()

@@ -13,7 +13,7 @@ use duckdb::arrow::record_batch::RecordBatch;
 use crate::model::records::{Context, LogRow, ModelCallRow, PointRow, Seen, SpanRow, ToolCallRow};
 
 fn ts(cap: usize) -> TimestampMicrosecondBuilder {
-    TimestampMicrosecondBuilder::with_capacity(cap).with_timezone("UTC")
+    TimestampMicrosecondBuilder::with_capacity(cap)
 }
 fn s(cap: usize) -> StringBuilder {
     StringBuilder::with_capacity(cap, cap * 16)

@@ -5,7 +5,10 @@
 
 pub mod arrow_rows;
 pub mod reader;
+pub mod reprice;
 pub mod schema;
+pub mod sqlcompat;
+pub mod stream;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -15,6 +18,8 @@ use std::time::Duration;
 use duckdb::{Config, Connection};
 use tokio::sync::{mpsc, oneshot, Semaphore};
 
+use crate::cost::pricing::RepriceReport;
+use crate::cost::PriceTable;
 use crate::model::records::Batch;
 use crate::telemetry::Metrics;
 pub use reader::{QueryLimits, QueryResult};
@@ -117,6 +122,7 @@ impl Store {
     /// Open (or create) the database, migrate it, start the writer thread.
     pub fn open(
         cfg: &StoreConfig,
+        prices: Arc<PriceTable>,
         metrics: Arc<Metrics>,
         on_commit: Option<CommitHook>,
     ) -> Result<(Store, WriterHandle), StoreError> {
@@ -137,7 +143,7 @@ impl Store {
         tracing::info!(path = %path.display(), schema_version = version, "store opened");
         let read_conn = conn.try_clone()?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-        let wcfg = WriterConfig { max_batch_rows: cfg.max_batch_rows };
+        let wcfg = WriterConfig { max_batch_rows: cfg.max_batch_rows, prices };
         let m = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("duckdb-writer".into())
@@ -178,6 +184,13 @@ impl Store {
     /// Ask the writer to checkpoint when it is idle (dropped when the queue is full).
     pub fn checkpoint_when_idle(&self) {
         let _ = self.tx.try_send(Msg::Checkpoint);
+    }
+
+    /// Switch the writer to `table` and re-price stored calls that have no reported cost.
+    pub async fn reprice(&self, table: Arc<PriceTable>) -> Result<RepriceReport, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Msg::Reprice(table, ack)).await.map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Requests waiting for the writer right now.

@@ -149,6 +149,7 @@ impl Reader {
         let max_rows = self.limits.max_rows;
         self.with_connection(move |conn| {
             let started = Instant::now();
+            let sql = super::sqlcompat::rewrite(&sql);
             vet(conn, &sql)?;
             let mut r = run(conn, &sql, max_rows)?;
             r.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -161,11 +162,12 @@ impl Reader {
     /// rows as JSON objects keyed by column name.
     pub async fn query_objects(
         &self,
-        sql: &'static str,
+        sql: impl Into<String>,
         params: Vec<Option<String>>,
     ) -> Result<Vec<serde_json::Map<String, Json>>, StoreError> {
+        let sql = sql.into();
         self.with_connection(move |conn| {
-            let mut stmt = conn.prepare(sql)?;
+            let mut stmt = conn.prepare(&sql)?;
             let arrow = stmt.query_arrow(duckdb::params_from_iter(params.iter()))?;
             let names: Vec<String> = arrow.get_schema().fields().iter().map(|f| f.name().clone()).collect();
             let mut out = Vec::new();

@@ -7,7 +7,11 @@ use super::StoreError;
 use crate::model::normalize::MAPPING_VERSION;
 
 /// (version, name, SQL). Append only: never edit a released migration.
-pub const MIGRATIONS: &[(i32, &str, &str)] = &[(1, "init", include_str!("schema/0001_init.sql"))];
+pub const MIGRATIONS: &[(i32, &str, &str)] = &[
+    (1, "init", include_str!("schema/0001_init.sql")),
+    (2, "utc_timestamps", include_str!("schema/0002_utc_timestamps.sql")),
+    (3, "prices", include_str!("schema/0003_prices.sql")),
+];
 
 /// Bring the database up to the newest schema; returns the version now in force.
 pub fn migrate(conn: &Connection) -> Result<i32, StoreError> {

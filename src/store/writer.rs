@@ -9,7 +9,9 @@ use std::time::Instant;
 use duckdb::{Appender, Connection};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
-use super::{arrow_rows, StoreError};
+use super::{arrow_rows, reprice, StoreError};
+use crate::cost::pricing::{price_calls, RepriceReport};
+use crate::cost::PriceTable;
 use crate::model::dedup::Deduper;
 use crate::model::records::{Batch, Seen};
 use crate::telemetry::Metrics;
@@ -28,6 +30,8 @@ pub enum Msg {
     /// Checkpoint now if nothing is waiting (sent on a timer, so an idle collector keeps a
     /// short WAL and restarts fast).
     Checkpoint,
+    /// Switch to a new price table and re-price every stored call that has no reported cost.
+    Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
 }
 
 /// Called after each commit with the committed rows (the live stream hooks in here).
@@ -36,6 +40,8 @@ pub type CommitHook = Box<dyn Fn(&Batch) + Send>;
 pub struct WriterConfig {
     /// Stop merging queued requests into one transaction beyond this many rows.
     pub max_batch_rows: usize,
+    /// Prices in force when the writer starts.
+    pub prices: Arc<PriceTable>,
 }
 
 struct Appenders<'c> {
@@ -161,9 +167,9 @@ const TOOL_COLS: &[&str] = &[
 ];
 
 const STAGE_DDL: &str = "
-    CREATE TEMP TABLE IF NOT EXISTS sessions_stage (id VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ,
+    CREATE TEMP TABLE IF NOT EXISTS sessions_stage (id VARCHAR, first_seen TIMESTAMP, last_seen TIMESTAMP,
         agent_id VARCHAR, display_name VARCHAR, service_name VARCHAR, task_id VARCHAR);
-    CREATE TEMP TABLE IF NOT EXISTS agents_stage (id VARCHAR, first_seen TIMESTAMPTZ, last_seen TIMESTAMPTZ,
+    CREATE TEMP TABLE IF NOT EXISTS agents_stage (id VARCHAR, first_seen TIMESTAMP, last_seen TIMESTAMP,
         agent_id VARCHAR, display_name VARCHAR, service_name VARCHAR, task_id VARCHAR);";
 
 const UPSERT_SESSIONS: &str = "
@@ -358,9 +364,32 @@ pub fn run(
     let mut sessions_cache = SeenCache::new(200_000);
     let mut agents_cache = SeenCache::new(20_000);
     let mut dirty = false;
+    let mut prices = cfg.prices.clone();
+    if let Err(e) = reprice::publish_prices(&conn, &prices) {
+        tracing::warn!(error = %e, "writer: cannot publish the price table");
+    }
     while let Some(msg) = rx.blocking_recv() {
         let first = match msg {
             Msg::Write(r) => r,
+            Msg::Reprice(table, ack) => {
+                let started = Instant::now();
+                let result = reprice::reprice(&conn, &table);
+                match &result {
+                    Ok(r) => {
+                        tracing::info!(
+                            computed = r.computed,
+                            unpriced = r.unpriced,
+                            elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                            "re-priced stored model calls"
+                        );
+                        prices = table;
+                        dirty = true;
+                    }
+                    Err(e) => tracing::error!(error = %e, "re-pricing failed"),
+                }
+                let _ = ack.send(result);
+                continue;
+            }
             Msg::Checkpoint => {
                 if dirty && rx.is_empty() {
                     let started = Instant::now();
@@ -377,6 +406,7 @@ pub fn run(
         };
         let mut rows = first.batch.row_count();
         let mut reqs = vec![first];
+        let mut deferred = None;
         while rows < cfg.max_batch_rows {
             match rx.try_recv() {
                 Ok(Msg::Write(r)) => {
@@ -385,6 +415,11 @@ pub fn run(
                 }
                 // Busy: DuckDB's own WAL-size checkpoint covers this case.
                 Ok(Msg::Checkpoint) => {}
+                // Rare: re-price after this batch, with a fresh loop turn.
+                Ok(Msg::Reprice(table, ack)) => {
+                    deferred = Some((table, ack));
+                    break;
+                }
                 Err(_) => break,
             }
         }
@@ -396,6 +431,7 @@ pub fn run(
         merged.sessions = sessions_cache.changed(fold_seen(std::mem::take(&mut merged.sessions)));
         merged.agents = agents_cache.changed(fold_seen(std::mem::take(&mut merged.agents)));
         let dropped = dedup.filter(&mut merged);
+        price_calls(&prices, &mut merged.model_calls);
         let started = Instant::now();
         let result = match appenders.as_mut() {
             Some(app) => commit(&conn, app, &merged),
@@ -429,6 +465,13 @@ pub fn run(
         for r in reqs {
             let _ = r.ack.send(result.clone());
             drop(r.permit);
+        }
+        if let Some((table, ack)) = deferred {
+            let result = reprice::reprice(&conn, &table);
+            if result.is_ok() {
+                prices = table;
+            }
+            let _ = ack.send(result);
         }
     }
     drop(appenders);
