@@ -11,6 +11,7 @@
 //!   `/metrics`).
 //! - `app` wires it together; `config` parses flags, env and TOML; `error` maps errors to status
 //!   codes; `auth` checks bearer tokens; `telemetry` is our own logging and metrics.
+//! - `cost`: the embedded, versioned model price table (`prices`) and per-call cost arithmetic.
 //! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
 
 pub mod api;
