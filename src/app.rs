@@ -13,10 +13,10 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::auth::Token;
 use crate::config::ServeArgs;
+use crate::cost::pricing::{Pricing, PricingError};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::http::{self as http_rx, HttpReceiver};
 use crate::receiver::ingest::Ingest;
-use crate::cost::pricing::{Pricing, PricingError};
 use crate::store::{Store, StoreError, WriterHandle};
 use crate::telemetry::Metrics;
 

@@ -34,7 +34,8 @@ pub struct Exported {
 }
 
 fn file_name(args: &ExportArgs, format: Format) -> String {
-    let clean = |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect::<String>();
+    let clean =
+        |s: &str| s.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect::<String>();
     let mut name = args.table.clone();
     if let Some(f) = &args.from {
         name.push_str(&format!("_from_{}", clean(f)));
@@ -89,7 +90,8 @@ fn direct(
     let schema = stream.get_schema();
     let write_err = |m: String| ExportError::Write { path: path.clone(), message: m };
     let file = std::fs::File::create(&path).map_err(|e| write_err(e.to_string()))?;
-    let mut w = formats::writer(format, &schema, std::io::BufWriter::new(file)).map_err(|e| write_err(e.to_string()))?;
+    let mut w =
+        formats::writer(format, &schema, std::io::BufWriter::new(file)).map_err(|e| write_err(e.to_string()))?;
     let mut rows = 0u64;
     for batch in stream {
         let batch = batch.map_err(|e| ExportError::Query(e.to_string()))?;

@@ -142,13 +142,7 @@ fn csv_schema(schema: &SchemaRef) -> SchemaRef {
         schema
             .fields()
             .iter()
-            .map(|f| {
-                if flat(f.data_type()) {
-                    f.as_ref().clone()
-                } else {
-                    Field::new(f.name(), DataType::Utf8, true)
-                }
-            })
+            .map(|f| if flat(f.data_type()) { f.as_ref().clone() } else { Field::new(f.name(), DataType::Utf8, true) })
             .collect::<Vec<_>>(),
     ))
 }

@@ -146,17 +146,16 @@ async fn get(app: &TestApp, path: &str) -> (u16, Value) {
     (status, r.json().await.unwrap_or(Value::Null))
 }
 
-async fn start() -> TestApp {
+/// The collector with the test price file (the directory must outlive it: re-pricing re-reads it).
+async fn start() -> (TestApp, tempfile::TempDir) {
     let prices_dir = tempfile::tempdir().expect("dir");
     let path = prices_dir.path().join("prices.toml");
     std::fs::write(&path, PRICES).expect("write prices");
     let app = spawn_with(|a| a.prices = Some(path.clone())).await;
-    // The file was read at start-up; the directory may go.
-    drop(prices_dir);
     let body = serde_json::to_vec(&payload()).expect("json");
     let r = app.post("/v1/traces", "application/json", body).await;
     assert_eq!(r.status(), 200, "{:?}", r.text().await);
-    app
+    (app, prices_dir)
 }
 
 fn close(a: f64, b: f64) -> bool {
@@ -165,7 +164,7 @@ fn close(a: f64, b: f64) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_are_priced_and_rolled_up() {
-    let app = start().await;
+    let (app, _prices) = start().await;
     let rows = app.rows("SELECT model, cost_source, cost_usd FROM model_calls ORDER BY time").await;
     let got: Vec<(String, String, Option<f64>)> = rows
         .iter()
@@ -189,10 +188,7 @@ async fn calls_are_priced_and_rolled_up() {
     let a1 = rows.iter().find(|r| r["group"] == "a1").expect("a1");
     let a2 = rows.iter().find(|r| r["group"] == "a2").expect("a2");
     assert!(close(as_f64(&a1["cost_usd"]), 0.00669), "{a1}");
-    assert_eq!(
-        (as_i64(&a1["calls"]), as_i64(&a1["input_tokens"]), as_i64(&a1["output_tokens"])),
-        (2, 3000, 500)
-    );
+    assert_eq!((as_i64(&a1["calls"]), as_i64(&a1["input_tokens"]), as_i64(&a1["output_tokens"])), (2, 3000, 500));
     assert_eq!((as_i64(&a1["cache_read_tokens"]), as_i64(&a1["cache_write_tokens"])), (200, 100));
     assert!(close(as_f64(&a2["cost_usd"]), 0.5), "{a2}");
     assert_eq!((as_i64(&a2["calls"]), as_i64(&a2["input_tokens"])), (2, 600));
@@ -207,11 +203,16 @@ async fn calls_are_priced_and_rolled_up() {
     assert_eq!(v["rows"][0]["group"], "T1");
 
     // Every grouping and bucket equals the equivalent SQL.
-    for (group, col) in
-        [("agent", "agent_id"), ("task", "task_id"), ("model", "model"), ("provider", "provider"), ("session", "session_id")]
-    {
+    for (group, col) in [
+        ("agent", "agent_id"),
+        ("task", "task_id"),
+        ("model", "model"),
+        ("provider", "provider"),
+        ("session", "session_id"),
+    ] {
         for bucket in ["", "hour", "day", "week", "month"] {
-            let b = if bucket.is_empty() { "NULL::TIMESTAMP".to_string() } else { format!("date_trunc('{bucket}', time)") };
+            let b =
+                if bucket.is_empty() { "NULL::TIMESTAMP".to_string() } else { format!("date_trunc('{bucket}', time)") };
             let sql = format!(
                 "SELECT {b} AS bucket, {col} AS g, coalesce(sum(cost_usd), 0), count(*), sum(input_tokens), \
                  sum(output_tokens), sum(cache_read_tokens), sum(cache_write_tokens) \
@@ -244,7 +245,7 @@ async fn calls_are_priced_and_rolled_up() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn unpriced_models_are_listed_and_repriced() {
-    let app = start().await;
+    let (app, _prices) = start().await;
     let (status, v) = get(&app, "/api/cost/unpriced").await;
     assert_eq!(status, 200);
     let models = v["models"].as_array().expect("models");
@@ -265,8 +266,9 @@ async fn unpriced_models_are_listed_and_repriced() {
 
     let added = "version = \"ops\"\n[[model]]\nid = \"mystery-model-x\"\nprovider = \"acme\"\neffective = \"2020-01-01\"\ninput = 3.0\noutput = 6.0\n";
     let r = app.client.post(format!("{}/api/cost/reprice", app.http)).body(added).send().await.expect("post");
-    assert_eq!(r.status(), 200);
+    let status = r.status();
     let report: Value = r.json().await.expect("json");
+    assert_eq!(status, 200, "{report}");
     assert_eq!((as_i64(&report["computed"]), as_i64(&report["unpriced"])), (3, 0), "{report}");
     let (_, v) = get(&app, "/api/cost/unpriced").await;
     assert_eq!(v["models"].as_array().map(Vec::len), Some(0), "{v}");
@@ -277,7 +279,9 @@ async fn unpriced_models_are_listed_and_repriced() {
     let total = app.scalar("SELECT sum(cost_usd) FROM model_calls").await;
     assert!(close(as_f64(&total), 0.50669 + 0.00036), "{total}");
     // New calls of that model are priced on the way in, and the addition survives a restart.
-    let dir = app.dir.path().to_path_buf();
+    let mut app = app;
+    let kept = std::mem::replace(&mut app.dir, tempfile::tempdir().expect("dir"));
+    let dir = kept.path().to_path_buf();
     assert!(dir.join("prices-added.toml").exists());
     app.shutdown().await;
     let app2 = spawn_with(|a| a.data_dir = dir.clone()).await;
@@ -288,7 +292,7 @@ async fn unpriced_models_are_listed_and_repriced() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sql_streams_csv_and_arrow_and_exports_parquet() {
-    let app = start().await;
+    let (app, _prices) = start().await;
     let sql = "SELECT time, model, input_tokens, cost_usd, cost_source FROM model_calls ORDER BY time";
     let json_rows = app.rows(sql).await;
 
@@ -367,4 +371,58 @@ async fn sql_streams_csv_and_arrow_and_exports_parquet() {
     let (status, _) = get(&app, "/api/export?table=secrets").await;
     assert_eq!(status, 400);
     app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_command_reads_the_file_or_a_running_collector() {
+    use agent_console::config::ExportArgs;
+    use agent_console::export_cmd;
+    let (app, _prices) = start().await;
+    // Postgres-style "now() - interval" works although DuckDB has no ICU (see store::sqlcompat).
+    let recent = app.scalar("SELECT count(*) FROM model_calls WHERE time > now() - INTERVAL '100 years'").await;
+    assert_eq!(as_i64(&recent), 4);
+    let out = tempfile::tempdir().expect("out");
+    let args = |url: Option<String>, data_dir: std::path::PathBuf| ExportArgs {
+        table: "model_calls".into(),
+        from: Some("2026-07-01".into()),
+        to: None,
+        out: out.path().to_path_buf(),
+        format: "parquet".into(),
+        data_dir,
+        url,
+        read_token: None,
+    };
+    let read_rows = |path: &std::path::Path| -> usize {
+        let f = std::fs::File::open(path).expect("file");
+        let r = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f)
+            .expect("parquet")
+            .build()
+            .expect("reader");
+        r.map(|b| b.expect("batch").num_rows()).sum()
+    };
+    // While the collector runs, another process finds the file locked: a clear error naming --url.
+    let data_dir = app.dir.path().to_path_buf();
+    let cli = std::process::Command::new(env!("CARGO_BIN_EXE_agent-console"))
+        .args(["export", "--table", "model_calls", "--data-dir"])
+        .arg(&data_dir)
+        .arg("--out")
+        .arg(out.path())
+        .output()
+        .expect("run export");
+    let stderr = String::from_utf8_lossy(&cli.stderr);
+    assert!(!cli.status.success() && stderr.contains("--url"), "{stderr}");
+    // Through the running collector's API instead.
+    let done = export_cmd::run(args(Some(app.http.clone()), data_dir.clone())).await.expect("via api");
+    assert_eq!(read_rows(&done.path), 3);
+    // Stopped: straight from the file.
+    let mut app = app;
+    let kept = std::mem::replace(&mut app.dir, tempfile::tempdir().expect("dir"));
+    app.shutdown().await;
+    let done = export_cmd::run(args(None, kept.path().to_path_buf())).await.expect("direct");
+    assert_eq!((read_rows(&done.path), done.rows), (3, Some(3)));
+    assert!(done
+        .path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with("model_calls_from_2026-07-01")));
 }

@@ -142,6 +142,10 @@ async fn graceful_shutdown_flushes_and_restart_keeps_data() {
     let second = spawn_with(|a| a.data_dir = path.clone()).await;
     assert_eq!(as_i64(&second.scalar("SELECT count(*) FROM logs").await), before);
     let migrations = second.rows("SELECT version, name FROM schema_migrations ORDER BY version").await;
-    assert_eq!(migrations, vec![vec![serde_json::json!(1), serde_json::json!("init")]]);
+    let want: Vec<Vec<serde_json::Value>> = agent_console::store::schema::MIGRATIONS
+        .iter()
+        .map(|(v, name, _)| vec![serde_json::json!(v), serde_json::json!(name)])
+        .collect();
+    assert_eq!(migrations, want, "each migration applied exactly once");
     second.shutdown().await;
 }

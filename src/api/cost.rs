@@ -56,7 +56,11 @@ pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>), Strin
             let us = parse_instant(v).ok_or_else(|| {
                 format!("{name} must be RFC 3339 (2026-11-21T10:00:00Z), a date or Unix seconds/ms, not {v:?}")
             })?;
-            clauses.push(if name == "from" { "time >= make_timestamp(?::BIGINT)" } else { "time < make_timestamp(?::BIGINT)" });
+            clauses.push(if name == "from" {
+                "time >= make_timestamp(?::BIGINT)"
+            } else {
+                "time < make_timestamp(?::BIGINT)"
+            });
             params.push(Some(us.to_string()));
         }
     }
@@ -172,7 +176,8 @@ mod tests {
             ..Default::default()
         };
         let (sql, params) = rollup_sql(&p).expect("sql");
-        assert!(sql.contains("WHERE time >= make_timestamp(?::BIGINT) AND time < make_timestamp(?::BIGINT) AND task_id = ?"));
+        assert!(sql
+            .contains("WHERE time >= make_timestamp(?::BIGINT) AND time < make_timestamp(?::BIGINT) AND task_id = ?"));
         assert_eq!(params.len(), 3);
         assert_eq!(params[0].as_deref(), Some("1795219200000000"));
         for bad in [

@@ -30,7 +30,11 @@ pub struct ExportParams {
 }
 
 /// The query for one table and optional range (UTC microseconds); pure.
-pub fn export_sql(table: &str, from_us: Option<i64>, to_us: Option<i64>) -> Result<(String, Vec<Option<String>>), String> {
+pub fn export_sql(
+    table: &str,
+    from_us: Option<i64>,
+    to_us: Option<i64>,
+) -> Result<(String, Vec<Option<String>>), String> {
     if !TABLES.contains(&table) {
         return Err(format!("table must be one of {}, not {table:?}", TABLES.join(", ")));
     }

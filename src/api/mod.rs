@@ -6,8 +6,8 @@
 pub mod cost;
 pub mod export;
 pub mod lists;
-pub mod params;
 pub mod ops;
+pub mod params;
 pub mod sql;
 
 use std::sync::Arc;

@@ -29,7 +29,11 @@ pub struct SqlParams {
 pub fn negotiate(format: Option<&str>, headers: &HeaderMap) -> Result<Format, ApiError> {
     match format {
         Some(f) => Format::from_name(f).map_err(|e| ApiError(StoreError::Refused(e.to_string()))),
-        None => Ok(headers.get(header::ACCEPT).and_then(|v| v.to_str().ok()).map(Format::from_accept).unwrap_or(Format::Json)),
+        None => Ok(headers
+            .get(header::ACCEPT)
+            .and_then(|v| v.to_str().ok())
+            .map(Format::from_accept)
+            .unwrap_or(Format::Json)),
     }
 }
 

@@ -159,6 +159,18 @@ impl PriceTable {
         Ok(table)
     }
 
+    /// One price file (same format), without the embedded table.
+    pub fn load_file(path: &Path) -> Result<PriceTable, PriceError> {
+        let text =
+            std::fs::read_to_string(path).map_err(|source| PriceError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, &path.display().to_string())
+    }
+
+    /// Every entry (each model's history oldest first), e.g. to publish or save the table.
+    pub fn entries(&self) -> Vec<&PriceEntry> {
+        self.series.iter().flat_map(|s| s.entries.iter()).collect()
+    }
+
     /// Adds `other`'s entries: an entry with the same id, provider and effective date replaces ours,
     /// others are added; aliases are combined. `other`'s models take priority for defaults and shared
     /// aliases. The version becomes `ours+theirs` when `other` has one.

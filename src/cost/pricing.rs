@@ -27,8 +27,10 @@ pub fn price_calls(table: &PriceTable, calls: &mut [ModelCallRow]) {
         let entry = c.model.as_deref().and_then(|m| table.lookup(m, c.provider.as_deref(), c.time_us));
         match entry {
             Some(e) => {
-                c.cost_usd =
-                    Some(call_cost(&e.price, c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cache_write_tokens).unwrap_or(0.0));
+                c.cost_usd = Some(
+                    call_cost(&e.price, c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cache_write_tokens)
+                        .unwrap_or(0.0),
+                );
                 c.cost_source = Some(COMPUTED);
             }
             None => {

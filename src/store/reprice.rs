@@ -20,11 +20,13 @@ const APPLY: &str = "
     WHERE cost_source IS DISTINCT FROM 'reported';
     UPDATE model_calls AS m SET
         cost_source = 'computed',
-        cost_usd = (greatest(coalesce(m.input_tokens, 0) - coalesce(m.cache_read_tokens, 0)
-                             - coalesce(m.cache_write_tokens, 0), 0) * r.p_in
-                    + coalesce(m.output_tokens, 0) * r.p_out
-                    + coalesce(m.cache_read_tokens, 0) * r.p_cr
-                    + coalesce(m.cache_write_tokens, 0) * r.p_cw) / 1e6
+        cost_usd = CASE WHEN m.input_tokens IS NULL AND m.output_tokens IS NULL AND m.cache_read_tokens IS NULL
+                             AND m.cache_write_tokens IS NULL THEN 0.0 ELSE
+                   (greatest(greatest(coalesce(m.input_tokens, 0), 0) - greatest(coalesce(m.cache_read_tokens, 0), 0)
+                             - greatest(coalesce(m.cache_write_tokens, 0), 0), 0) * r.p_in
+                    + greatest(coalesce(m.cache_read_tokens, 0), 0) * r.p_cr
+                    + greatest(coalesce(m.cache_write_tokens, 0), 0) * r.p_cw
+                    + greatest(coalesce(m.output_tokens, 0), 0) * r.p_out) / 1000000.0 END
     FROM reprice_stage r
     WHERE m.cost_source = 'unpriced'
       AND m.model = r.model AND m.provider IS NOT DISTINCT FROM r.provider

@@ -40,3 +40,35 @@ pub fn migrate(conn: &Connection) -> Result<i32, StoreError> {
     }
     Ok(MIGRATIONS.last().map(|m| m.0).unwrap_or(0))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn upgrades_a_version_1_database_keeping_its_rows() {
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(
+            "CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, name VARCHAR NOT NULL,
+                mapping_version INTEGER, applied_at TIMESTAMPTZ NOT NULL DEFAULT now());",
+        )
+        .expect("table");
+        conn.execute_batch(MIGRATIONS[0].2).expect("v1");
+        conn.execute_batch(
+            "INSERT INTO schema_migrations (version, name) VALUES (1, 'init');
+             INSERT INTO model_calls (time, model) VALUES ('2026-11-21 10:30:00+00'::TIMESTAMPTZ, 'm');",
+        )
+        .expect("v1 rows");
+        assert_eq!(migrate(&conn).expect("migrate"), MIGRATIONS.len() as i32);
+        let (ty, t, hour): (String, i64, String) = conn
+            .query_row(
+                "SELECT typeof(time), epoch_us(time), date_trunc('hour', time)::VARCHAR FROM model_calls",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .expect("row");
+        assert_eq!((ty.as_str(), t, hour.as_str()), ("TIMESTAMP", 1_795_257_000_000_000, "2026-11-21 10:00:00"));
+        // Idempotent.
+        assert_eq!(migrate(&conn).expect("again"), MIGRATIONS.len() as i32);
+    }
+}

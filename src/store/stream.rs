@@ -136,8 +136,9 @@ fn produce(
         vet(conn, &sql)?;
     }
     let mut stmt = conn.prepare(&sql).map_err(|e| StoreError::Query(e.to_string()))?;
-    let stream =
-        stmt.stream_arrow(duckdb::params_from_iter(spec.params.iter())).map_err(|e| StoreError::Query(e.to_string()))?;
+    let stream = stmt
+        .stream_arrow(duckdb::params_from_iter(spec.params.iter()))
+        .map_err(|e| StoreError::Query(e.to_string()))?;
     let schema = stream.get_schema();
     let sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK_BYTES) };
     let mut w = formats::writer(spec.format, &schema, sink).map_err(|e| StoreError::Query(e.to_string()))?;

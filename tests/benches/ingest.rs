@@ -30,8 +30,16 @@ fn stages(c: &mut Criterion) {
     let dir = tempfile::tempdir().expect("tempdir");
     let cfg = StoreConfig { data_dir: dir.path().to_path_buf(), ..StoreConfig::default() };
     let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build().expect("runtime");
-    let (store, writer) =
-        rt.block_on(async { Store::open(&cfg, std::sync::Arc::new(agent_console::cost::PriceTable::embedded().expect("prices")), std::sync::Arc::new(Metrics::default()), None) }).expect("store");
+    let (store, writer) = rt
+        .block_on(async {
+            Store::open(
+                &cfg,
+                std::sync::Arc::new(agent_console::cost::PriceTable::embedded().expect("prices")),
+                std::sync::Arc::new(Metrics::default()),
+                None,
+            )
+        })
+        .expect("store");
     let mut seed = 10;
     g.bench_function("append_commit", |b| {
         b.iter_batched(
