@@ -103,6 +103,11 @@ fn unix_nanos(rfc3339: &str) -> String {
 }
 
 fn payload() -> Value {
+    payload_with_ids(0)
+}
+
+/// The calls as OTLP/JSON; `id_base` shifts trace and span ids so a resend is a new set of calls.
+fn payload_with_ids(id_base: usize) -> Value {
     let spans: Vec<Value> = CALLS
         .iter()
         .enumerate()
@@ -124,8 +129,8 @@ fn payload() -> Value {
                 attrs.push(json!({"key": "gen_ai.usage.cost", "value": {"doubleValue": cost}}));
             }
             json!({
-                "traceId": format!("{:032x}", i + 1),
-                "spanId": format!("{:016x}", i + 1),
+                "traceId": format!("{:032x}", id_base + i + 1),
+                "spanId": format!("{:016x}", id_base + i + 1),
                 "name": format!("chat {}", c.model),
                 "kind": 3,
                 "startTimeUnixNano": start,
@@ -193,6 +198,7 @@ async fn calls_are_priced_and_rolled_up() {
     assert!(close(as_f64(&a2["cost_usd"]), 0.5), "{a2}");
     assert_eq!((as_i64(&a2["calls"]), as_i64(&a2["input_tokens"])), (2, 600));
     assert!(a1["bucket"].is_null());
+    assert_eq!(v["source"], "cost_hourly");
     assert!(close(as_f64(&v["totals"]["cost_usd"]), 0.50669), "{v}");
     assert_eq!(as_i64(&v["totals"]["calls"]), 4);
 
@@ -235,6 +241,8 @@ async fn calls_are_priced_and_rolled_up() {
             }
         }
     }
+    let (_, v) = get(&app, "/api/cost?group_by=session&bucket=minute").await;
+    assert_eq!(v["source"], "model_calls");
     let (status, v) = get(&app, "/api/cost?group_by=colour").await;
     assert_eq!(status, 400);
     assert!(v["error"].as_str().is_some_and(|e| e.contains("group_by")), "{v}");
@@ -275,9 +283,12 @@ async fn unpriced_models_are_listed_and_repriced() {
     let row = app.rows("SELECT cost_source, cost_usd FROM model_calls WHERE model = 'mystery-model-x'").await;
     assert_eq!(row[0][0], "computed");
     assert!(close(as_f64(&row[0][1]), 0.00036), "{row:?}");
-    // Reported cost untouched, computed ones unchanged.
+    // Reported cost untouched, computed ones unchanged; the hourly rollup follows.
     let total = app.scalar("SELECT sum(cost_usd) FROM model_calls").await;
     assert!(close(as_f64(&total), 0.50669 + 0.00036), "{total}");
+    let (_, v) = get(&app, "/api/cost?group_by=model&bucket=day").await;
+    assert_eq!(v["source"], "cost_hourly");
+    assert!(close(as_f64(&v["totals"]["cost_usd"]), 0.50669 + 0.00036), "{v}");
     // New calls of that model are priced on the way in, and the addition survives a restart.
     let mut app = app;
     let kept = std::mem::replace(&mut app.dir, tempfile::tempdir().expect("dir"));
@@ -425,4 +436,27 @@ async fn export_command_reads_the_file_or_a_running_collector() {
         .file_name()
         .and_then(|n| n.to_str())
         .is_some_and(|n| n.starts_with("model_calls_from_2026-07-01")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hourly_rollup_accumulates_across_batches() {
+    let (app, _prices) = start().await;
+    for round in 1..=3 {
+        let body = serde_json::to_vec(&payload_with_ids(round * 100)).expect("json");
+        let r = app.post("/v1/traces", "application/json", body).await;
+        assert_eq!(r.status(), 200);
+    }
+    // Four batches of the same calls: the rollup rows were updated in place, not duplicated.
+    let keys = app.scalar("SELECT count(*) FROM cost_hourly").await;
+    assert_eq!(as_i64(&keys), 4);
+    let want =
+        app.rows("SELECT sum(cost_usd), count(*), sum(input_tokens), sum(cache_read_tokens) FROM model_calls").await;
+    let (_, v) = get(&app, "/api/cost?group_by=provider&bucket=month").await;
+    assert_eq!(v["source"], "cost_hourly");
+    let t = &v["totals"];
+    assert!(close(as_f64(&t["cost_usd"]), as_f64(&want[0][0])), "{v} vs {want:?}");
+    assert!(close(as_f64(&t["cost_usd"]), 4.0 * 0.50669), "{v}");
+    assert_eq!(as_i64(&t["calls"]), 16);
+    assert_eq!((as_i64(&t["input_tokens"]), as_i64(&t["cache_read_tokens"])), (as_i64(&want[0][2]), 800));
+    app.shutdown().await;
 }

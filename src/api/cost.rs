@@ -9,12 +9,15 @@
 
 use axum::body::Bytes;
 use axum::extract::{Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
 
 use super::params::parse_instant;
 use super::{ApiError, ApiState};
+use crate::store::reader::json_value;
 use crate::store::StoreError;
 
 #[derive(Debug, Deserialize, Default)]
@@ -34,8 +37,19 @@ fn refused(msg: String) -> ApiError {
     ApiError(StoreError::Refused(msg))
 }
 
+/// Which table answers a rollup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    /// `cost_hourly`, the writer-maintained hourly rollup.
+    Hourly,
+    /// `model_calls` itself (per session, per minute, or ranges not on whole hours).
+    Calls,
+}
+
+const HOUR_US: i64 = 3_600_000_000;
+
 /// The SQL and its parameters for a rollup request (pure, unit-tested).
-pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>), String> {
+pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>, Source), String> {
     let group = match p.group_by.as_deref().unwrap_or("model") {
         "agent" => "agent_id",
         "task" => "task_id",
@@ -45,24 +59,46 @@ pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>), Strin
         other => return Err(format!("group_by must be agent, task, model, provider or session, not {other:?}")),
     };
     let bucket = match p.bucket.as_deref() {
-        None | Some("") | Some("none") => "NULL::TIMESTAMP".to_string(),
-        Some(b @ ("minute" | "hour" | "day" | "week" | "month")) => format!("date_trunc('{b}', time)"),
+        None | Some("") | Some("none") => None,
+        Some(b @ ("minute" | "hour" | "day" | "week" | "month")) => Some(b),
         Some(other) => return Err(format!("bucket must be minute, hour, day, week or month, not {other:?}")),
     };
-    let mut clauses = Vec::new();
-    let mut params = Vec::new();
+    let mut range = Vec::new();
     for (name, value) in [("from", &p.from), ("to", &p.to)] {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
             let us = parse_instant(v).ok_or_else(|| {
                 format!("{name} must be RFC 3339 (2026-11-21T10:00:00Z), a date or Unix seconds/ms, not {v:?}")
             })?;
-            clauses.push(if name == "from" {
-                "time >= make_timestamp(?::BIGINT)"
-            } else {
-                "time < make_timestamp(?::BIGINT)"
-            });
-            params.push(Some(us.to_string()));
+            range.push((name, us));
         }
+    }
+    let source = if group != "session_id"
+        && p.session.as_deref().is_none_or(str::is_empty)
+        && bucket != Some("minute")
+        && range.iter().all(|(_, us)| us.rem_euclid(HOUR_US) == 0)
+    {
+        Source::Hourly
+    } else {
+        Source::Calls
+    };
+    let (table, time_col) = match source {
+        Source::Hourly => ("cost_hourly", "hour"),
+        Source::Calls => ("model_calls", "time"),
+    };
+    let bucket_expr = match bucket {
+        None => "NULL::TIMESTAMP".to_string(),
+        Some(b) => format!("date_trunc('{b}', {time_col})"),
+    };
+    let group_expr = match source {
+        Source::Hourly => format!("nullif({group}, '')"),
+        Source::Calls => group.to_string(),
+    };
+    let mut clauses = Vec::new();
+    let mut params = Vec::new();
+    for (name, us) in range {
+        let op = if name == "from" { ">=" } else { "<" };
+        clauses.push(format!("{time_col} {op} make_timestamp(?::BIGINT)"));
+        params.push(Some(us.to_string()));
     }
     for (col, value) in [
         ("agent_id", &p.agent),
@@ -72,62 +108,94 @@ pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>), Strin
         ("session_id", &p.session),
     ] {
         if let Some(v) = value.as_deref().filter(|v| !v.is_empty()) {
-            clauses.push(match col {
-                "agent_id" => "agent_id = ?",
-                "task_id" => "task_id = ?",
-                "model" => "model = ?",
-                "provider" => "provider = ?",
-                _ => "session_id = ?",
-            });
+            clauses.push(format!("{col} = ?"));
             params.push(Some(v.to_string()));
         }
     }
     let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let calls = match source {
+        Source::Hourly => "coalesce(sum(calls), 0)::BIGINT",
+        Source::Calls => "count(*)",
+    };
     let sql = format!(
-        "SELECT {bucket} AS bucket, {group} AS grp, grouping({group}) AS is_total,
-                coalesce(sum(cost_usd), 0)::DOUBLE AS cost_usd, count(*) AS calls,
+        "SELECT {bucket_expr} AS bucket, {group_expr} AS grp, grouping({group_expr}) AS is_total,
+                coalesce(sum(cost_usd), 0)::DOUBLE AS cost_usd, {calls} AS calls,
                 coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
                 coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
                 coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
                 coalesce(sum(cache_write_tokens), 0)::BIGINT AS cache_write_tokens
-         FROM model_calls {filter}
-         GROUP BY GROUPING SETS (({bucket}, {group}), ())
+         FROM {table} {filter}
+         GROUP BY GROUPING SETS (({bucket_expr}, {group_expr}), ())
          ORDER BY is_total, bucket NULLS FIRST, cost_usd DESC, grp NULLS LAST"
     );
-    Ok((sql, params))
+    Ok((sql, params, source))
 }
 
 const FIELDS: &[&str] =
     &["cost_usd", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"];
 
-pub async fn rollup(State(s): State<ApiState>, Query(p): Query<CostParams>) -> Result<Json<Value>, ApiError> {
-    let (sql, params) = rollup_sql(&p).map_err(refused)?;
-    let rows = s.store.reader.query_objects(sql, params).await?;
-    let mut out = Vec::new();
-    let mut totals = Map::new();
-    for r in rows {
-        let pick = |r: &Map<String, Value>| -> Map<String, Value> {
-            FIELDS.iter().map(|f| (f.to_string(), r.get(*f).cloned().unwrap_or(Value::Null))).collect()
-        };
-        if r.get("is_total").and_then(Value::as_i64).unwrap_or(0) != 0 {
-            totals = pick(&r);
-        } else {
-            let mut o = Map::new();
-            o.insert("bucket".into(), r.get("bucket").cloned().unwrap_or(Value::Null));
-            o.insert("group".into(), r.get("grp").cloned().unwrap_or(Value::Null));
-            o.extend(pick(&r));
-            out.push(Value::Object(o));
-        }
-    }
-    if totals.is_empty() {
-        totals = FIELDS.iter().map(|f| (f.to_string(), json!(0))).collect();
-    }
-    Ok(Json(json!({
+pub async fn rollup(State(s): State<ApiState>, Query(p): Query<CostParams>) -> Result<Response, ApiError> {
+    let (sql, params, source) = rollup_sql(&p).map_err(refused)?;
+    let head = json!({
         "group_by": p.group_by.as_deref().unwrap_or("model"),
         "bucket": p.bucket,
-        "rows": out,
-        "totals": totals,
-    })))
+        "source": match source { Source::Hourly => "cost_hourly", Source::Calls => "model_calls" },
+    });
+    // Query and serialise on the blocking thread: a per-agent daily rollup can be thousands of rows.
+    let body = s
+        .store
+        .reader
+        .with_connection(move |conn| {
+            let mut stmt = conn.prepare(&sql)?;
+            let arrow = stmt.query_arrow(duckdb::params_from_iter(params.iter()))?;
+            let schema = arrow.get_schema();
+            let col = |name: &str| schema.index_of(name).map_err(|e| StoreError::Query(e.to_string()));
+            let (bucket, grp, is_total) = (col("bucket")?, col("grp")?, col("is_total")?);
+            let fields = FIELDS.iter().map(|f| col(f)).collect::<Result<Vec<_>, _>>()?;
+            let mut rows = Vec::with_capacity(64 * 1024);
+            let mut totals = None;
+            let mut first = true;
+            let object = |batch: &duckdb::arrow::record_batch::RecordBatch, i: usize, with_keys: bool| {
+                let mut o = Map::new();
+                if with_keys {
+                    o.insert("bucket".into(), json_value(batch.column(bucket).as_ref(), i));
+                    o.insert("group".into(), json_value(batch.column(grp).as_ref(), i));
+                }
+                for (name, c) in FIELDS.iter().zip(&fields) {
+                    o.insert((*name).into(), json_value(batch.column(*c).as_ref(), i));
+                }
+                Value::Object(o)
+            };
+            rows.push(b'[');
+            for batch in arrow {
+                for i in 0..batch.num_rows() {
+                    if json_value(batch.column(is_total).as_ref(), i).as_i64().unwrap_or(0) != 0 {
+                        totals = Some(object(&batch, i, false));
+                        continue;
+                    }
+                    if !first {
+                        rows.push(b',');
+                    }
+                    first = false;
+                    serde_json::to_writer(&mut rows, &object(&batch, i, true))
+                        .map_err(|e| StoreError::Query(e.to_string()))?;
+                }
+            }
+            rows.push(b']');
+            let totals =
+                totals.unwrap_or_else(|| Value::Object(FIELDS.iter().map(|f| ((*f).into(), json!(0))).collect()));
+            let mut head = head;
+            head["totals"] = totals;
+            // `head` is a small object: splice the rows array in before its closing brace.
+            let mut out = serde_json::to_vec(&head).map_err(|e| StoreError::Query(e.to_string()))?;
+            out.pop();
+            out.extend_from_slice(b",\"rows\":");
+            out.extend_from_slice(&rows);
+            out.push(b'}');
+            Ok(out)
+        })
+        .await?;
+    Ok(([(header::CONTENT_TYPE, "application/json")], body).into_response())
 }
 
 const UNPRICED_SQL: &str = "
@@ -166,18 +234,32 @@ mod tests {
     #[test]
     fn rollup_sql_shapes() {
         let p = CostParams { group_by: Some("agent".into()), bucket: Some("day".into()), ..Default::default() };
-        let (sql, params) = rollup_sql(&p).expect("sql");
-        assert!(sql.contains("date_trunc('day', time)") && sql.contains("agent_id AS grp"), "{sql}");
+        let (sql, params, source) = rollup_sql(&p).expect("sql");
+        assert_eq!(source, Source::Hourly);
+        assert!(sql.contains("date_trunc('day', hour)") && sql.contains("nullif(agent_id, '') AS grp"), "{sql}");
         assert!(params.is_empty() && !sql.contains("WHERE"));
+        for (p, want) in [
+            (CostParams { group_by: Some("session".into()), ..Default::default() }, Source::Calls),
+            (CostParams { bucket: Some("minute".into()), ..Default::default() }, Source::Calls),
+            (CostParams { session: Some("s".into()), ..Default::default() }, Source::Calls),
+            (CostParams { from: Some("2026-11-21T10:30:00Z".into()), ..Default::default() }, Source::Calls),
+            (CostParams { from: Some("2026-11-21T10:00:00Z".into()), ..Default::default() }, Source::Hourly),
+        ] {
+            assert_eq!(rollup_sql(&p).expect("sql").2, want, "{p:?}");
+        }
         let p = CostParams {
             from: Some("2026-11-21".into()),
             to: Some("2026-11-22T00:00:00Z".into()),
             task: Some("T-1".into()),
             ..Default::default()
         };
-        let (sql, params) = rollup_sql(&p).expect("sql");
-        assert!(sql
-            .contains("WHERE time >= make_timestamp(?::BIGINT) AND time < make_timestamp(?::BIGINT) AND task_id = ?"));
+        let (sql, params, _) = rollup_sql(&p).expect("sql");
+        assert!(
+            sql.contains(
+                "WHERE hour >= make_timestamp(?::BIGINT) AND hour < make_timestamp(?::BIGINT) AND task_id = ?"
+            ),
+            "{sql}"
+        );
         assert_eq!(params.len(), 3);
         assert_eq!(params[0].as_deref(), Some("1795219200000000"));
         for bad in [

@@ -3,6 +3,11 @@
 //! collector for a fixed time, then count what was persisted back through `/api/sql` and report
 //! spans/s. Overload answers (503 / UNAVAILABLE) are counted, waited out and retried.
 //!
+//! With `--rate` the clients together send at most that many spans/s; with `--probe-rollups` a
+//! prober asks `GET /api/cost` (by model and by agent, per day) in a loop meanwhile and reports
+//! p50/p99 latency. `--seed-model-calls N --data-dir DIR` fills a stopped collector's database
+//! with N synthetic model calls over 30 days first (for the rollup benchmark), then exits.
+//!
 //! cargo run --release --bin loadgen -- --protocol grpc --clients 4 --seconds 20
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -49,6 +54,19 @@ struct Args {
     /// PID of the collector, to report its peak RSS (VmHWM) from /proc.
     #[arg(long, env = "AGENT_CONSOLE_LOADGEN_SERVER_PID")]
     server_pid: Option<u32>,
+    /// Cap on spans/s over all clients (0 = as fast as the collector takes them).
+    #[arg(long, default_value_t = 0, env = "AGENT_CONSOLE_LOADGEN_RATE")]
+    rate: u64,
+    /// Meanwhile, time cost rollups (by model and by agent, per day) through the API.
+    #[arg(long, default_value_t = false, env = "AGENT_CONSOLE_LOADGEN_PROBE_ROLLUPS")]
+    probe_rollups: bool,
+    /// Instead of sending: add this many synthetic model calls to the database in --data-dir
+    /// (the collector must be stopped) and exit.
+    #[arg(long, env = "AGENT_CONSOLE_LOADGEN_SEED_MODEL_CALLS")]
+    seed_model_calls: Option<u64>,
+    /// Database directory for --seed-model-calls.
+    #[arg(long, default_value = "./agent-console-data", env = "AGENT_CONSOLE_DATA_DIR")]
+    data_dir: std::path::PathBuf,
 }
 
 #[derive(Default)]
@@ -78,6 +96,15 @@ impl Http1 {
             self.host,
             body.len()
         );
+        self.send(head, body).await
+    }
+
+    async fn get(&mut self, path: &str) -> anyhow::Result<(u16, Vec<u8>)> {
+        let head = format!("GET {path} HTTP/1.1\r\nHost: {}\r\n\r\n", self.host);
+        self.send(head, &[]).await
+    }
+
+    async fn send(&mut self, head: String, body: &[u8]) -> anyhow::Result<(u16, Vec<u8>)> {
         let s = self.stream.get_mut();
         s.write_all(head.as_bytes()).await?;
         s.write_all(body).await?;
@@ -123,6 +150,16 @@ fn peak_rss_kib(pid: u32) -> Option<u64> {
     status.lines().find(|l| l.starts_with("VmHWM:"))?.split_whitespace().nth(1)?.parse().ok()
 }
 
+/// Sleep so that this client sends at most `rate / clients` spans/s (no-op without `--rate`).
+async fn pace(args: &Args, started: Instant, sent_by_me: u64) {
+    if args.rate == 0 || args.clients == 0 {
+        return;
+    }
+    let per_client = args.rate as f64 / args.clients as f64;
+    let due = started + Duration::from_secs_f64(sent_by_me as f64 / per_client);
+    tokio::time::sleep_until(due.into()).await;
+}
+
 async fn run_client(
     args: Arc<Args>,
     payloads: Arc<Vec<(usize, Vec<u8>, ExportTraceServiceRequest)>>,
@@ -131,6 +168,8 @@ async fn run_client(
     until: Instant,
 ) {
     let mut i = id;
+    let started = Instant::now();
+    let mut mine = 0u64;
     match args.protocol {
         Proto::Grpc => {
             let mut client = match TraceServiceClient::connect(format!("http://{}", args.grpc)).await {
@@ -144,6 +183,7 @@ async fn run_client(
             while Instant::now() < until {
                 let (n, _, req) = &payloads[i % payloads.len()];
                 i += 1;
+                mine += *n as u64;
                 c.sent_spans.fetch_add(*n as u64, Relaxed);
                 match client.export(req.clone()).await {
                     Ok(_) => {
@@ -157,6 +197,7 @@ async fn run_client(
                         c.errors.fetch_add(1, Relaxed);
                     }
                 }
+                pace(&args, started, mine).await;
             }
         }
         Proto::Http => {
@@ -171,6 +212,7 @@ async fn run_client(
             while Instant::now() < until {
                 let (n, body, _) = &payloads[i % payloads.len()];
                 i += 1;
+                mine += *n as u64;
                 c.sent_spans.fetch_add(*n as u64, Relaxed);
                 match client.post("/v1/traces", "application/x-protobuf", body).await {
                     Ok((200, _)) => {
@@ -187,14 +229,79 @@ async fn run_client(
                         }
                     }
                 }
+                pace(&args, started, mine).await;
             }
         }
     }
 }
 
+/// Time `GET /api/cost` rollups until `until`; returns the latencies in ms.
+async fn probe_rollups(http: String, until: Instant) -> anyhow::Result<Vec<f64>> {
+    let mut c = Http1::connect(&http).await?;
+    let mut lat = Vec::new();
+    let paths = ["/api/cost?group_by=model&bucket=day", "/api/cost?group_by=agent&bucket=day"];
+    let mut i = 0;
+    while Instant::now() < until {
+        let t = Instant::now();
+        let (status, body) = c.get(paths[i % 2]).await?;
+        if status != 200 {
+            bail!("rollup answered {status}: {}", String::from_utf8_lossy(&body));
+        }
+        lat.push(t.elapsed().as_secs_f64() * 1e3);
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(lat)
+}
+
+fn percentile(sorted: &[f64], p: f64) -> f64 {
+    if sorted.is_empty() {
+        return f64::NAN;
+    }
+    let idx = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[idx.min(sorted.len() - 1)]
+}
+
+/// Fill `model_calls` with `n` synthetic calls over the 30 days before now, appended in time order
+/// as ingest would: sessions of 100 consecutive calls, each on one of 200 agents and one of 5,000
+/// tasks, using two of 12 models; then rebuild the hourly cost rollup as the writer keeps it.
+fn seed(data_dir: &std::path::Path, n: u64) -> anyhow::Result<()> {
+    std::fs::create_dir_all(data_dir)?;
+    let conn = duckdb::Connection::open(data_dir.join("agent-console.duckdb"))?;
+    agent_console::store::schema::migrate(&conn)?;
+    let now_us = SystemTime::now().duration_since(UNIX_EPOCH)?.as_micros() as i64;
+    let span_us = 30 * 86_400 * 1_000_000i64;
+    let step = (span_us / n.max(1) as i64).max(1);
+    let started = Instant::now();
+    conn.execute(
+        "INSERT INTO model_calls (time, source, trace_id, span_id, service_name, session_id, agent_id, agent_name,
+             task_id, model, provider, operation, input_tokens, output_tokens, cache_read_tokens, cache_write_tokens,
+             cost_usd, cost_source, duration_ms, error, token_rule)
+         SELECT make_timestamp(?::BIGINT + i * ?::BIGINT), 'span', printf('%032x', i), printf('%016x', i), 'seed',
+                'sess-' || (i // 100), 'agent-' || ((i // 100) % 200), 'agent ' || ((i // 100) % 200),
+                'TASK-' || (hash(i // 100) % 5000),
+                ['gpt-4o-mini', 'gpt-4.1', 'gpt-5', 'claude-sonnet-4-5-20250929', 'claude-haiku-4-5-20251001',
+                 'claude-opus-4-1-20250805', 'gemini-2.5-flash', 'gemini-2.5-pro', 'mistral-large-latest',
+                 'deepseek-chat', 'grok-4', 'llama-3.3-70b-versatile'][1 + ((i // 100 + (i % 3 = 0)::INTEGER) % 12)::INTEGER],
+                ['openai', 'openai', 'openai', 'anthropic', 'anthropic', 'anthropic', 'gcp.gemini', 'gcp.gemini',
+                 'mistral_ai', 'deepseek', 'x_ai', 'groq'][1 + ((i // 100 + (i % 3 = 0)::INTEGER) % 12)::INTEGER],
+                'chat', 500 + hash(i) % 20000, 50 + hash(i + 7) % 2000, hash(i + 3) % 5000, hash(i + 5) % 500,
+                (500 + hash(i) % 20000) * 3e-6, 'computed', 100 + hash(i) % 5000, i % 97 = 0, 'otel'
+         FROM range(?::BIGINT) t(i)",
+        duckdb::params![now_us - span_us, step, n as i64],
+    )?;
+    conn.execute_batch(agent_console::store::rollup::REBUILD)?;
+    conn.execute_batch("CHECKPOINT")?;
+    println!("seeded {n} model calls in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    if let Some(n) = args.seed_model_calls {
+        return seed(&args.data_dir, n);
+    }
     let now_ns = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
     let mut rng = agent_console::fixtures::Rng::new(42);
     let payloads: Vec<_> = (0..64)
@@ -221,8 +328,20 @@ async fn main() -> anyhow::Result<()> {
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| tokio::spawn(run_client(args.clone(), payloads.clone(), id, counters.clone(), until)))
         .collect();
+    let prober = args.probe_rollups.then(|| tokio::spawn(probe_rollups(args.http.clone(), until)));
     for t in tasks {
         t.await?;
+    }
+    if let Some(p) = prober {
+        let mut lat = p.await??;
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "rollups (by model / by agent, per day): n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or(f64::NAN)
+        );
     }
     let send_elapsed = start.elapsed().as_secs_f64();
     let acked = counters.acked_spans.load(Relaxed);

@@ -6,6 +6,7 @@
 pub mod arrow_rows;
 pub mod reader;
 pub mod reprice;
+pub mod rollup;
 pub mod schema;
 pub mod sqlcompat;
 pub mod stream;

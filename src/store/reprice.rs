@@ -68,7 +68,10 @@ pub fn reprice(conn: &Connection, table: &PriceTable) -> Result<RepriceReport, S
         app.flush()?;
     }
     conn.execute_batch("BEGIN TRANSACTION")?;
-    let applied = conn.execute_batch(APPLY).and_then(|_| publish(conn, table));
+    let applied = conn
+        .execute_batch(APPLY)
+        .and_then(|_| conn.execute_batch(super::rollup::REBUILD))
+        .and_then(|_| publish(conn, table));
     match applied {
         Ok(()) => conn.execute_batch("COMMIT")?,
         Err(e) => {

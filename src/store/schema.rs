@@ -11,6 +11,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (1, "init", include_str!("schema/0001_init.sql")),
     (2, "utc_timestamps", include_str!("schema/0002_utc_timestamps.sql")),
     (3, "prices", include_str!("schema/0003_prices.sql")),
+    (4, "cost_hourly", include_str!("schema/0004_cost_hourly.sql")),
 ];
 
 /// Bring the database up to the newest schema; returns the version now in force.

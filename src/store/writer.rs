@@ -9,7 +9,7 @@ use std::time::Instant;
 use duckdb::{Appender, Connection};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
-use super::{arrow_rows, reprice, StoreError};
+use super::{arrow_rows, reprice, rollup, StoreError};
 use crate::cost::pricing::{price_calls, RepriceReport};
 use crate::cost::PriceTable;
 use crate::model::dedup::Deduper;
@@ -52,6 +52,7 @@ struct Appenders<'c> {
     tool_calls: Appender<'c>,
     sessions_stage: Appender<'c>,
     agents_stage: Appender<'c>,
+    cost_stage: Appender<'c>,
 }
 
 const SPAN_COLS: &[&str] = &[
@@ -208,6 +209,7 @@ impl<'c> Appenders<'c> {
             tool_calls: conn.appender_with_columns("tool_calls", TOOL_COLS)?,
             sessions_stage: conn.appender("sessions_stage")?,
             agents_stage: conn.appender("agents_stage")?,
+            cost_stage: conn.appender("cost_hourly_stage")?,
         })
     }
 }
@@ -309,6 +311,7 @@ fn append_all(conn: &Connection, app: &mut Appenders, batch: &Batch) -> Result<(
     if !batch.model_calls.is_empty() {
         app.model_calls.append_record_batch(arrow_rows::model_calls(&batch.model_calls)?)?;
         app.model_calls.flush()?;
+        rollup::apply(conn, &mut app.cost_stage, &batch.model_calls)?;
     }
     if !batch.tool_calls.is_empty() {
         app.tool_calls.append_record_batch(arrow_rows::tool_calls(&batch.tool_calls)?)?;
@@ -350,7 +353,7 @@ pub fn run(
     metrics: Arc<Metrics>,
     on_commit: Option<CommitHook>,
 ) {
-    if let Err(e) = conn.execute_batch(STAGE_DDL) {
+    if let Err(e) = conn.execute_batch(STAGE_DDL).and_then(|_| conn.execute_batch(rollup::STAGE_DDL)) {
         tracing::error!(error = %e, "writer: cannot create staging tables");
     }
     let mut appenders = match Appenders::new(&conn) {

@@ -1,0 +1,101 @@
+//! The hourly cost rollup (`cost_hourly`), maintained by the writer: each committed batch's model
+//! calls are summed per (hour, agent, task, model, provider) in Rust and upserted in the same
+//! transaction, so the rollup always equals `model_calls`. Re-pricing rebuilds it with SQL.
+
+use std::collections::HashMap;
+
+use duckdb::{params, Appender, Connection};
+
+use crate::model::records::ModelCallRow;
+
+const HOUR_US: i64 = 3_600_000_000;
+
+pub const STAGE_DDL: &str = "
+    CREATE TEMP TABLE IF NOT EXISTS cost_hourly_stage (hour_us BIGINT, agent_id VARCHAR, task_id VARCHAR,
+        model VARCHAR, provider VARCHAR, calls BIGINT, cost_usd DOUBLE, input_tokens BIGINT, output_tokens BIGINT,
+        cache_read_tokens BIGINT, cache_write_tokens BIGINT);";
+
+const UPSERT: &str = "
+    INSERT INTO cost_hourly
+    SELECT make_timestamp(hour_us), agent_id, task_id, model, provider, calls, cost_usd, input_tokens,
+           output_tokens, cache_read_tokens, cache_write_tokens
+    FROM cost_hourly_stage
+    ON CONFLICT (hour, agent_id, task_id, model, provider) DO UPDATE SET
+        calls = cost_hourly.calls + excluded.calls,
+        cost_usd = CASE WHEN cost_hourly.cost_usd IS NULL THEN excluded.cost_usd
+                        WHEN excluded.cost_usd IS NULL THEN cost_hourly.cost_usd
+                        ELSE cost_hourly.cost_usd + excluded.cost_usd END,
+        input_tokens = cost_hourly.input_tokens + excluded.input_tokens,
+        output_tokens = cost_hourly.output_tokens + excluded.output_tokens,
+        cache_read_tokens = cost_hourly.cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_tokens = cost_hourly.cache_write_tokens + excluded.cache_write_tokens;
+    DELETE FROM cost_hourly_stage;";
+
+/// Recompute the whole rollup from `model_calls` (after re-pricing).
+pub const REBUILD: &str = "
+    DELETE FROM cost_hourly;
+    INSERT INTO cost_hourly
+    SELECT date_trunc('hour', time), coalesce(agent_id, ''), coalesce(task_id, ''), coalesce(model, ''),
+           coalesce(provider, ''), count(*), sum(cost_usd), coalesce(sum(input_tokens), 0),
+           coalesce(sum(output_tokens), 0), coalesce(sum(cache_read_tokens), 0), coalesce(sum(cache_write_tokens), 0)
+    FROM model_calls GROUP BY ALL;";
+
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Sums {
+    pub calls: i64,
+    pub cost_usd: Option<f64>,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+}
+
+type Key<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
+
+/// Sum calls per hour and key (pure).
+pub fn aggregate(calls: &[ModelCallRow]) -> HashMap<Key<'_>, Sums> {
+    let mut out: HashMap<Key<'_>, Sums> = HashMap::new();
+    for c in calls {
+        let key = (
+            c.time_us.div_euclid(HOUR_US) * HOUR_US,
+            c.ctx.agent_id.as_deref().unwrap_or(""),
+            c.ctx.task_id.as_deref().unwrap_or(""),
+            c.model.as_deref().unwrap_or(""),
+            c.provider.as_deref().unwrap_or(""),
+        );
+        let s = out.entry(key).or_default();
+        s.calls += 1;
+        if let Some(cost) = c.cost_usd {
+            s.cost_usd = Some(s.cost_usd.unwrap_or(0.0) + cost);
+        }
+        s.input_tokens += c.input_tokens.unwrap_or(0);
+        s.output_tokens += c.output_tokens.unwrap_or(0);
+        s.cache_read_tokens += c.cache_read_tokens.unwrap_or(0);
+        s.cache_write_tokens += c.cache_write_tokens.unwrap_or(0);
+    }
+    out
+}
+
+/// Add a committed batch's calls to the rollup (inside the writer's transaction).
+pub fn apply(conn: &Connection, stage: &mut Appender<'_>, calls: &[ModelCallRow]) -> Result<(), duckdb::Error> {
+    if calls.is_empty() {
+        return Ok(());
+    }
+    for ((hour, agent, task, model, provider), s) in aggregate(calls) {
+        stage.append_row(params![
+            hour,
+            agent,
+            task,
+            model,
+            provider,
+            s.calls,
+            s.cost_usd,
+            s.input_tokens,
+            s.output_tokens,
+            s.cache_read_tokens,
+            s.cache_write_tokens
+        ])?;
+    }
+    stage.flush()?;
+    conn.execute_batch(UPSERT)
+}
