@@ -460,3 +460,43 @@ async fn hourly_rollup_accumulates_across_batches() {
     assert_eq!((as_i64(&t["input_tokens"]), as_i64(&t["cache_read_tokens"])), (as_i64(&want[0][2]), 800));
     app.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn captured_fixtures_roll_up_to_hand_computed_costs() {
+    let app = spawn().await;
+    let r = app.post("/v1/traces", "application/x-protobuf", fixture("langchain-openinference/traces-1.pb")).await;
+    assert_eq!(r.status(), 200);
+    for f in ["claude-code/otlp/logs-1.pb", "claude-code/otlp/logs-2.pb"] {
+        let r = app.post("/v1/logs", "application/x-protobuf", fixture(f)).await;
+        assert_eq!(r.status(), 200);
+    }
+    // LangChain/OpenInference gpt-4o-mini at the embedded list price ($0.15 in, $0.60 out, $0.075
+    // cached in per 1M): (1200-400)*0.15 + 400*0.075 + 85*0.60 = 201 and 1350*0.15 + 40*0.60 = 226.5
+    // micro-dollars. Claude Code reports its own cost: 0.014875 + 0.013025.
+    let rows = app.rows("SELECT model, cost_source, cost_usd FROM model_calls ORDER BY model, cost_usd").await;
+    let sources: Vec<(&str, &str)> =
+        rows.iter().map(|r| (r[0].as_str().unwrap_or(""), r[1].as_str().unwrap_or(""))).collect();
+    assert_eq!(
+        sources,
+        [
+            ("claude-opus-4-8", "reported"),
+            ("claude-opus-4-8", "reported"),
+            ("gpt-4o-mini", "computed"),
+            ("gpt-4o-mini", "computed")
+        ]
+    );
+    assert!(close(as_f64(&rows[2][2]), 0.000201) && close(as_f64(&rows[3][2]), 0.0002265), "{rows:?}");
+    let (_, v) = get(&app, "/api/cost?group_by=task").await;
+    let by_task: Vec<(Value, f64, i64)> = v["rows"]
+        .as_array()
+        .expect("rows")
+        .iter()
+        .map(|r| (r["group"].clone(), as_f64(&r["cost_usd"]), as_i64(&r["calls"])))
+        .collect();
+    assert_eq!(by_task.len(), 2, "{v}");
+    assert!(by_task[0].0.is_null() && close(by_task[0].1, 0.0279) && by_task[0].2 == 2, "{v}");
+    assert!(by_task[1].0 == "TASK-42" && close(by_task[1].1, 0.0004275) && by_task[1].2 == 2, "{v}");
+    assert!(close(as_f64(&v["totals"]["cost_usd"]), 0.0283275), "{v}");
+    assert_eq!((as_i64(&v["totals"]["input_tokens"]), as_i64(&v["totals"]["cache_read_tokens"])), (11050, 4200));
+    app.shutdown().await;
+}
