@@ -446,6 +446,7 @@ pub fn text_batch(names: &[&str], columns: Vec<Vec<String>>) -> RecordBatch {
 
 /// Postgres catalogue relations DuckDB lacks, as empty stand-ins with Postgres' columns.
 const STAND_INS: &[(&str, &str)] = &[
+    ("pg_class", "SELECT *, false AS relforcerowsecurity FROM pg_catalog.pg_class"),
     (
         "pg_extension",
         "SELECT NULL::BIGINT AS oid, NULL::VARCHAR AS extname, NULL::BIGINT AS extowner, NULL::BIGINT AS extnamespace, NULL::BOOLEAN AS extrelocatable, NULL::VARCHAR AS extversion, NULL::VARCHAR AS extconfig, NULL::VARCHAR AS extcondition WHERE false",

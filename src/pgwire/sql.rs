@@ -277,13 +277,72 @@ fn duckdb_type_for(pg: &str) -> Option<&'static str> {
     })
 }
 
+/// Postgres functions DuckDB lacks whose answer here is a constant.
+const CONSTANT_CALLS: &[(&str, &str)] = &[
+    ("pg_get_userbyid", "'agent_console'"),
+    ("pg_encoding_to_char", "'UTF8'"),
+    ("pg_backend_pid", "0"),
+    ("pg_get_indexdef", "''"),
+    ("pg_get_triggerdef", "''"),
+    ("pg_get_partkeydef", "NULL::VARCHAR"),
+    ("pg_get_statisticsobjdef_columns", "NULL::VARCHAR"),
+    ("pg_relation_size", "0::BIGINT"),
+    ("pg_total_relation_size", "0::BIGINT"),
+    ("pg_table_size", "0::BIGINT"),
+    ("pg_indexes_size", "0::BIGINT"),
+    ("pg_is_in_recovery", "false"),
+    ("pg_relation_is_publishable", "false"),
+    ("array_lower", "1"),
+    ("txid_current", "0::BIGINT"),
+];
+
+/// Postgres functions DuckDB has under another name (same arguments).
+const RENAMED_CALLS: &[(&str, &str)] = &[("array_upper", "array_length"), ("btrim", "trim")];
+
+/// Positions of the commas directly inside the parentheses at `open`..`close`.
+fn top_level_commas(toks: &[Token<'_>], open: usize, close: usize) -> Vec<usize> {
+    let mut depth = 0usize;
+    let mut out = Vec::new();
+    for (k, t) in toks.iter().enumerate().take(close).skip(open) {
+        match t.kind {
+            Tok::LParen => depth += 1,
+            Tok::RParen => depth = depth.saturating_sub(1),
+            Tok::Comma if depth == 1 => out.push(k),
+            _ => {}
+        }
+    }
+    out
+}
+
+/// Index of the `)` closing the `(` at `open`.
+fn matching_paren(toks: &[Token<'_>], open: usize) -> Option<usize> {
+    let mut depth = 0usize;
+    for (k, t) in toks.iter().enumerate().skip(open) {
+        match t.kind {
+            Tok::LParen => depth += 1,
+            Tok::RParen => {
+                depth = depth.checked_sub(1)?;
+                if depth == 0 {
+                    return Some(k);
+                }
+            }
+            _ => {}
+        }
+    }
+    None
+}
+
 /// Rewrite Postgres-only spellings into DuckDB SQL. `settings` answers `current_setting('x')`
 /// and `version()` with literals; `missing` names catalogue relations to read unqualified
 /// (stand-ins are created for them as temporary views).
 pub fn rewrite(sql: &str, setting: &dyn Fn(&str) -> Option<String>, missing: &[&str]) -> String {
-    let toks = lex(sql);
+    rewrite_tokens(&lex(sql), setting, missing)
+}
+
+fn rewrite_tokens(toks: &[Token<'_>], setting: &dyn Fn(&str) -> Option<String>, missing: &[&str]) -> String {
     let n = toks.len();
-    let mut out = String::with_capacity(sql.len());
+    let sql_len: usize = toks.iter().map(|t| t.text.len()).sum();
+    let mut out = String::with_capacity(sql_len);
     // Index of the next non-trivia token at or after `i`.
     let next = |mut i: usize| {
         while i < n && toks[i].is_trivia() {
@@ -350,6 +409,46 @@ pub fn rewrite(sql: &str, setting: &dyn Fn(&str) -> Option<String>, missing: &[&
                 out.push_str(ty);
                 i += 1;
                 continue;
+            }
+        }
+        // pg_get_expr(expr, rel, pretty): DuckDB's takes two arguments.
+        if t.is_word("pg_get_expr") {
+            let a = next(i + 1);
+            if a < n && toks[a].kind == Tok::LParen {
+                if let Some(end) = matching_paren(toks, a) {
+                    let commas = top_level_commas(toks, a, end);
+                    if commas.len() == 2 {
+                        out.push_str("pg_get_expr");
+                        out.push_str(&rewrite_tokens(&toks[a..commas[1]], setting, missing));
+                        out.push(')');
+                        i = end + 1;
+                        continue;
+                    }
+                }
+            }
+        }
+        // Postgres functions DuckDB knows by another name.
+        if t.kind == Tok::Word {
+            if let Some((_, to)) = RENAMED_CALLS.iter().find(|(f, _)| t.text.eq_ignore_ascii_case(f)) {
+                let a = next(i + 1);
+                if a < n && toks[a].kind == Tok::LParen {
+                    out.push_str(to);
+                    i += 1;
+                    continue;
+                }
+            }
+        }
+        // Catalogue functions DuckDB lacks -> constant answers.
+        if t.kind == Tok::Word {
+            if let Some((_, value)) = CONSTANT_CALLS.iter().find(|(f, _)| t.text.eq_ignore_ascii_case(f)) {
+                let a = next(i + 1);
+                if a < n && toks[a].kind == Tok::LParen {
+                    if let Some(end) = matching_paren(toks, a) {
+                        out.push_str(value);
+                        i = end + 1;
+                        continue;
+                    }
+                }
             }
         }
         // current_setting('name' [, missing_ok]) and version() -> literals
