@@ -1,5 +1,6 @@
-//! Wiring only: open the store, bind both listeners (before serving, so port 0 works), serve
-//! OTLP/gRPC on one and OTLP/HTTP + the query API on the other, and shut down in order:
+//! Wiring only: open the store, bind the listeners (before serving, so port 0 works), serve
+//! OTLP/gRPC on one, OTLP/HTTP + the query API on another and the Postgres wire protocol on a
+//! third, and shut down in order:
 //! stop accepting -> finish in-flight exports -> writer drains, commits, checkpoints -> exit.
 
 use std::net::SocketAddr;
@@ -14,6 +15,7 @@ use crate::api::{self, ApiState};
 use crate::auth::Token;
 use crate::config::ServeArgs;
 use crate::cost::pricing::{Pricing, PricingError};
+use crate::pgwire::{self, PgError, PgServer};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::http::{self as http_rx, HttpReceiver};
 use crate::receiver::ingest::Ingest;
@@ -28,12 +30,15 @@ pub enum AppError {
     Store(#[from] StoreError),
     #[error("prices: {0}")]
     Pricing(#[from] PricingError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
 }
 
 /// A running collector.
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub pg_addr: SocketAddr,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     cancel: CancellationToken,
@@ -55,8 +60,17 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         TcpListener::bind(args.http_addr).await.map_err(|source| AppError::Bind { addr: args.http_addr, source })?;
     let grpc_addr = grpc_listener.local_addr().map_err(|source| AppError::Bind { addr: args.grpc_addr, source })?;
     let http_addr = http_listener.local_addr().map_err(|source| AppError::Bind { addr: args.http_addr, source })?;
+    let pg_listener =
+        TcpListener::bind(args.pg_addr).await.map_err(|source| AppError::Bind { addr: args.pg_addr, source })?;
+    let pg_addr = pg_listener.local_addr().map_err(|source| AppError::Bind { addr: args.pg_addr, source })?;
+    let pg_tls = match (&args.pg_tls_cert, &args.pg_tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => None,
+    };
+    let pg = PgServer::new(store.reader.clone(), args.read_token.clone(), pg_tls)?;
     tracing::info!(%grpc_addr, "OTLP/gRPC listening");
     tracing::info!(%http_addr, "OTLP/HTTP and query API listening");
+    tracing::info!(%pg_addr, tls = pg.tls_enabled(), "Postgres wire protocol listening");
 
     let cancel = CancellationToken::new();
     let ingest = Ingest::new(store.clone(), metrics.clone());
@@ -91,6 +105,8 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
+    let pg_server = tokio::spawn(pgwire::serve(pg_listener, pg, cancel.clone()));
+
     // Idle checkpoints keep the WAL short without stalling busy periods.
     let ck_store = store.clone();
     let ck_cancel = cancel.clone();
@@ -108,10 +124,11 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     Ok(Running {
         grpc_addr,
         http_addr,
+        pg_addr,
         store,
         metrics,
         cancel,
-        servers: vec![grpc_server, http_server, checkpointer],
+        servers: vec![grpc_server, http_server, pg_server, checkpointer],
         writer,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })
