@@ -364,7 +364,7 @@ fn plan_show(words: &[&str], session: &Session) -> Plan {
 
 /// Canned answers for SELECTs clients send on their own.
 fn plan_select(stmt: &str, norm: &str, session: &Session) -> Option<Plan> {
-    if norm == "select version ( )" || norm == "select pg_catalog . version ( )" {
+    if norm == "select version ( )" || norm == "select pg_catalog.version ( )" {
         return Some(Plan::Rows(text_batch(&["version"], vec![vec![version_string()]])));
     }
     // Grafana's version probe wants an int column named `version`.

@@ -226,14 +226,16 @@ pub fn is_empty(sql: &str) -> bool {
     lex(sql).iter().all(|t| t.is_trivia() || t.kind == Tok::Semi)
 }
 
-/// Words lower-cased, comments dropped, one space between tokens: the form chatter is
-/// recognised in. String literals and quoted identifiers keep their case.
+/// Words lower-cased, comments dropped, one space between tokens (none around `.`): the form
+/// chatter is recognised in. String literals and quoted identifiers keep their case.
 pub fn normalize(sql: &str) -> String {
     let mut out = String::with_capacity(sql.len());
+    let mut after_dot = false;
     for t in lex(sql).iter().filter(|t| !t.is_trivia() && t.kind != Tok::Semi) {
-        if !out.is_empty() {
+        if !out.is_empty() && !after_dot && t.kind != Tok::Dot {
             out.push(' ');
         }
+        after_dot = t.kind == Tok::Dot;
         if t.kind == Tok::Word {
             out.push_str(&t.text.to_ascii_lowercase());
         } else {
@@ -411,6 +413,42 @@ fn rewrite_tokens(toks: &[Token<'_>], setting: &dyn Fn(&str) -> Option<String>, 
                 continue;
             }
         }
+        // This DuckDB has no ICU, so TIMESTAMPTZ date parts go through epoch_us / a UTC cast:
+        // extract(epoch from x) (Grafana's $__timeGroup and $__timeEpoch), extract(f from x),
+        // date_trunc('u', x).
+        if t.is_word("extract") {
+            let a = next(i + 1);
+            let f = next(a + 1);
+            let from = next(f + 1);
+            if from < n && toks[a].kind == Tok::LParen && toks[f].kind == Tok::Word && toks[from].is_word("from") {
+                if let Some(end) = matching_paren(toks, a) {
+                    let inner = rewrite_tokens(&toks[from + 1..end], setting, missing);
+                    let inner = inner.trim();
+                    if toks[f].is_word("epoch") {
+                        out.push_str(&format!("(epoch_us({inner}) / 1000000.0)"));
+                    } else {
+                        out.push_str(&format!("extract({} from ({inner})::TIMESTAMP)", toks[f].text));
+                    }
+                    i = end + 1;
+                    continue;
+                }
+            }
+        }
+        if t.is_word("date_trunc") {
+            let a = next(i + 1);
+            if a < n && toks[a].kind == Tok::LParen {
+                if let Some(end) = matching_paren(toks, a) {
+                    let commas = top_level_commas(toks, a, end);
+                    if let [c] = commas.as_slice() {
+                        let unit = rewrite_tokens(&toks[a + 1..*c], setting, missing);
+                        let x = rewrite_tokens(&toks[c + 1..end], setting, missing);
+                        out.push_str(&format!("date_trunc({}, ({})::TIMESTAMP)::TIMESTAMPTZ", unit.trim(), x.trim()));
+                        i = end + 1;
+                        continue;
+                    }
+                }
+            }
+        }
         // pg_get_expr(expr, rel, pretty): DuckDB's takes two arguments.
         if t.is_word("pg_get_expr") {
             let a = next(i + 1);
@@ -545,6 +583,14 @@ mod tests {
         assert_eq!(
             rewrite("select * from pg_catalog.pg_extension e, pg_catalog.pg_class", &setting, &["pg_extension"]),
             "select * from pg_extension e, pg_catalog.pg_class"
+        );
+        assert_eq!(
+            rewrite("SELECT floor(extract(epoch from time)/300)*300 AS \"time\", extract(hour from t.x)", &setting, &[]),
+            "SELECT floor((epoch_us(time) / 1000000.0)/300)*300 AS \"time\", extract(hour from (t.x)::TIMESTAMP)"
+        );
+        assert_eq!(
+            rewrite("select date_trunc('minute', time) from spans", &setting, &[]),
+            "select date_trunc('minute', (time)::TIMESTAMP)::TIMESTAMPTZ from spans"
         );
         // Nothing inside literals is touched.
         assert_eq!(rewrite("select 'version()'", &setting, &[]), "select 'version()'");
