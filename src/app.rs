@@ -1,5 +1,6 @@
-//! Wiring only: open the store, bind both listeners (before serving, so port 0 works), serve
-//! OTLP/gRPC on one and OTLP/HTTP + the query API on the other, and shut down in order:
+//! Wiring only: open the store, bind the listeners (before serving, so port 0 works), serve
+//! OTLP/gRPC on one, OTLP/HTTP + the query API on another and the Postgres wire protocol on a
+//! third, and shut down in order:
 //! stop accepting -> finish in-flight exports -> writer drains, commits, checkpoints -> exit.
 
 use std::net::SocketAddr;
@@ -13,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 use crate::api::{self, ApiState};
 use crate::auth::Token;
 use crate::config::ServeArgs;
+use crate::pgwire::{self, PgError, PgServer};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::http::{self as http_rx, HttpReceiver};
 use crate::receiver::ingest::Ingest;
@@ -25,12 +27,15 @@ pub enum AppError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error(transparent)]
     Store(#[from] StoreError),
+    #[error(transparent)]
+    Pg(#[from] PgError),
 }
 
 /// A running collector.
 pub struct Running {
     pub grpc_addr: SocketAddr,
     pub http_addr: SocketAddr,
+    pub pg_addr: SocketAddr,
     pub store: Store,
     pub metrics: Arc<Metrics>,
     cancel: CancellationToken,
@@ -49,8 +54,17 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         TcpListener::bind(args.http_addr).await.map_err(|source| AppError::Bind { addr: args.http_addr, source })?;
     let grpc_addr = grpc_listener.local_addr().map_err(|source| AppError::Bind { addr: args.grpc_addr, source })?;
     let http_addr = http_listener.local_addr().map_err(|source| AppError::Bind { addr: args.http_addr, source })?;
+    let pg_listener =
+        TcpListener::bind(args.pg_addr).await.map_err(|source| AppError::Bind { addr: args.pg_addr, source })?;
+    let pg_addr = pg_listener.local_addr().map_err(|source| AppError::Bind { addr: args.pg_addr, source })?;
+    let pg_tls = match (&args.pg_tls_cert, &args.pg_tls_key) {
+        (Some(cert), Some(key)) => Some((cert.as_path(), key.as_path())),
+        _ => None,
+    };
+    let pg = PgServer::new(store.reader.clone(), args.read_token.clone(), pg_tls)?;
     tracing::info!(%grpc_addr, "OTLP/gRPC listening");
     tracing::info!(%http_addr, "OTLP/HTTP and query API listening");
+    tracing::info!(%pg_addr, tls = pg.tls_enabled(), "Postgres wire protocol listening");
 
     let cancel = CancellationToken::new();
     let ingest = Ingest::new(store.clone(), metrics.clone());
@@ -85,6 +99,8 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
+    let pg_server = tokio::spawn(pgwire::serve(pg_listener, pg, cancel.clone()));
+
     // Idle checkpoints keep the WAL short without stalling busy periods.
     let ck_store = store.clone();
     let ck_cancel = cancel.clone();
@@ -102,10 +118,11 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     Ok(Running {
         grpc_addr,
         http_addr,
+        pg_addr,
         store,
         metrics,
         cancel,
-        servers: vec![grpc_server, http_server, checkpointer],
+        servers: vec![grpc_server, http_server, pg_server, checkpointer],
         writer,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })

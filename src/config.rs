@@ -77,6 +77,15 @@ pub struct ServeArgs {
     /// Bearer token required on the query API (`/api/*`) when set.
     #[arg(long, env = "AGENT_CONSOLE_READ_TOKEN", hide_env_values = true)]
     pub read_token: Option<String>,
+    /// Postgres wire protocol listen address (read-only SQL for psql, drivers and Grafana).
+    #[arg(long, env = "AGENT_CONSOLE_PG_ADDR", default_value = "127.0.0.1:5433")]
+    pub pg_addr: SocketAddr,
+    /// PEM certificate chain for TLS on the Postgres port (with `--pg-tls-key`).
+    #[arg(long, env = "AGENT_CONSOLE_PG_TLS_CERT", requires = "pg_tls_key")]
+    pub pg_tls_cert: Option<PathBuf>,
+    /// PEM private key for TLS on the Postgres port (with `--pg-tls-cert`).
+    #[arg(long, env = "AGENT_CONSOLE_PG_TLS_KEY", requires = "pg_tls_cert")]
+    pub pg_tls_key: Option<PathBuf>,
     /// Log filter (tracing EnvFilter syntax); RUST_LOG wins when set.
     #[arg(long, env = "AGENT_CONSOLE_LOG", default_value = "info")]
     pub log: String,
@@ -173,6 +182,9 @@ fn unreachable_defaults() -> ServeArgs {
         query_max_rows: 100_000,
         ingest_token: None,
         read_token: None,
+        pg_addr: SocketAddr::from(([127, 0, 0, 1], 5433)),
+        pg_tls_cert: None,
+        pg_tls_key: None,
         log: "info".into(),
         log_json: false,
         shutdown_timeout_secs: 30,
@@ -228,5 +240,7 @@ mod tests {
         assert!(d.grpc_addr.ip().is_loopback() && d.http_addr.ip().is_loopback());
         assert_eq!(d.grpc_addr.port(), 4317);
         assert_eq!(d.http_addr.port(), 4318);
+        assert!(d.pg_addr.ip().is_loopback());
+        assert_eq!(d.pg_addr.port(), 5433);
     }
 }

@@ -9,6 +9,7 @@
 //!   `schema` holds the migrations.
 //! - `api`: queries out over HTTP (`/api/sql`, `/api/sessions`, `/api/agents`, `/healthz`,
 //!   `/metrics`).
+//! - `pgwire`: the same read-only SQL over the Postgres wire protocol (psql, drivers, Grafana).
 //! - `app` wires it together; `config` parses flags, env and TOML; `error` maps errors to status
 //!   codes; `auth` checks bearer tokens; `telemetry` is our own logging and metrics.
 //! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
@@ -20,6 +21,7 @@ pub mod config;
 pub mod error;
 pub mod fixtures;
 pub mod model;
+pub mod pgwire;
 pub mod receiver;
 pub mod store;
 pub mod telemetry;

@@ -10,6 +10,7 @@ pub struct TestApp {
     pub running: Option<Running>,
     pub http: String,
     pub grpc: String,
+    pub pg: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
 }
@@ -24,12 +25,14 @@ pub async fn spawn_with(f: impl FnOnce(&mut ServeArgs)) -> TestApp {
     args.data_dir = dir.path().to_path_buf();
     args.grpc_addr = "127.0.0.1:0".parse().expect("addr");
     args.http_addr = "127.0.0.1:0".parse().expect("addr");
+    args.pg_addr = "127.0.0.1:0".parse().expect("addr");
     args.duckdb_memory_limit = "512MB".into();
     f(&mut args);
     let running = app::start(args).await.expect("start app");
     TestApp {
         http: format!("http://{}", running.http_addr),
         grpc: format!("http://{}", running.grpc_addr),
+        pg: running.pg_addr,
         running: Some(running),
         client: reqwest::Client::new(),
         dir,
