@@ -1,7 +1,8 @@
 //! Every query of every dashboard under `dashboards/` (panel targets and variable queries),
-//! expanded the way Grafana's PostgreSQL datasource expands it (`tests/grafana`), run against a
-//! collector loaded with the captured fixtures, for several variable selections; key panels are
-//! checked against independent SQL over the same range.
+//! expanded the way Grafana's PostgreSQL datasource expands it (`tests/grafana`), run over the
+//! Postgres wire protocol (simple query, as Grafana does) against a collector loaded with the
+//! captured fixtures, for several variable selections; key panels are checked against
+//! independent SQL (`/api/sql`) over the same range.
 
 mod common;
 mod grafana;
@@ -13,6 +14,8 @@ use common::*;
 use grafana::{Context, Current, TimeRange, Variable};
 use prost::Message;
 use serde_json::Value;
+use tokio_postgres::types::Type;
+use tokio_postgres::{Client, SimpleQueryMessage};
 
 const CC_SESSION: &str = "f140c7f4-628d-4454-b78d-f488814a62f0";
 /// The generated spans sit next to the fixtures (2026-11-21T14:58:51Z).
@@ -60,52 +63,48 @@ impl Frame {
     }
 }
 
-fn kind_of_duckdb(ty: &str) -> Kind {
-    let ty = ty.to_ascii_uppercase();
-    if ty.starts_with("TIMESTAMP") || ty == "DATE" {
+fn kind_of(ty: &Type) -> Kind {
+    if [Type::TIMESTAMPTZ, Type::TIMESTAMP, Type::DATE].contains(ty) {
         Kind::Time
-    } else if ["TINYINT", "SMALLINT", "INTEGER", "BIGINT", "HUGEINT", "UBIGINT", "UINTEGER", "FLOAT", "DOUBLE"]
-        .contains(&ty.as_str())
-        || ty.starts_with("DECIMAL")
-    {
+    } else if [Type::INT2, Type::INT4, Type::INT8, Type::FLOAT4, Type::FLOAT8, Type::NUMERIC].contains(ty) {
         Kind::Number
-    } else if ty == "VARCHAR" {
+    } else if [Type::TEXT, Type::VARCHAR, Type::BPCHAR].contains(ty) {
         Kind::Text
     } else {
         Kind::Other
     }
 }
 
-/// Run one expanded query through `POST /api/sql`.
-async fn run(app: &TestApp, sql: &str) -> Result<Frame, String> {
-    let r = app
-        .client
-        .post(format!("{}/api/sql", app.http))
-        .json(&serde_json::json!({ "sql": sql }))
-        .send()
-        .await
-        .map_err(|e| e.to_string())?;
-    let status = r.status();
-    let body: Value = r.json().await.map_err(|e| e.to_string())?;
-    if status != 200 {
-        return Err(format!("{status}: {body}"));
+/// Run one expanded query over the wire the way Grafana does: one Simple Query message, text
+/// results. Column types come from describing the same SQL (the server maps types the same way
+/// on both paths); a simple-query row description carries names only in tokio-postgres.
+async fn run(pg: &Client, sql: &str) -> Result<Frame, String> {
+    let messages = pg.simple_query(sql).await.map_err(|e| format!("{e}: {:?}", e.as_db_error()))?;
+    let mut columns = None;
+    let mut rows = Vec::new();
+    for m in messages {
+        match m {
+            SimpleQueryMessage::RowDescription(cols) => {
+                columns = Some(cols.iter().map(|c| c.name().to_string()).collect::<Vec<_>>())
+            }
+            SimpleQueryMessage::Row(r) => rows.push((0..r.len()).map(|i| r.get(i).map(str::to_string)).collect()),
+            _ => {}
+        }
     }
-    let cols = body["columns"].as_array().ok_or("no columns")?;
-    let text = |v: &Value| match v {
-        Value::Null => None,
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    };
-    Ok(Frame {
-        columns: cols.iter().map(|c| c["name"].as_str().unwrap_or_default().to_string()).collect(),
-        kinds: cols.iter().map(|c| kind_of_duckdb(c["type"].as_str().unwrap_or_default())).collect(),
-        rows: body["rows"]
-            .as_array()
-            .ok_or("no rows")?
-            .iter()
-            .map(|r| r.as_array().expect("row").iter().map(text).collect())
-            .collect(),
-    })
+    let columns = columns.ok_or("no row description")?;
+    let statement = pg.prepare(sql).await.map_err(|e| format!("describe: {e}"))?;
+    let described: Vec<&str> = statement.columns().iter().map(|c| c.name()).collect();
+    assert_eq!(described, columns, "{sql}");
+    let kinds = statement.columns().iter().map(|c| kind_of(c.type_())).collect();
+    Ok(Frame { columns, kinds, rows })
+}
+
+/// Connect like Grafana's datasource: user and database only, no TLS (`sslmode: disable`).
+async fn connect(app: &TestApp) -> Client {
+    let config = format!("host=127.0.0.1 port={} user=grafana dbname=agent_console sslmode=disable", app.pg.port());
+    let (client, connection) = tokio_postgres::connect(&config, tokio_postgres::NoTls).await.expect("pg connect");
+    tokio::spawn(connection);
+    client
 }
 
 async fn post_pb(app: &TestApp, path: &str, body: Vec<u8>) {
@@ -277,8 +276,15 @@ fn check_shape(t: &Target, f: &Frame) {
             }
         }
         // Long frames must come ordered by time.
-        let times: Vec<f64> = f.rows.iter().map(|r| r[ti].as_deref().expect("time").parse().expect("epoch")).collect();
-        assert!(times.windows(2).all(|w| w[0] <= w[1]), "{}: not ordered by time", t.panel);
+        let times: Vec<String> = f.rows.iter().map(|r| r[ti].clone().expect("time")).collect();
+        if f.kinds[ti] == Kind::Number {
+            let epochs: Vec<f64> = times.iter().map(|v| v.parse().expect("epoch")).collect();
+            assert!(epochs.windows(2).all(|w| w[0] <= w[1]), "{}: not ordered by time", t.panel);
+            // Seconds, as Grafana's epochPrecisionToMS reads them (a `%e` form ending in e+09).
+            assert!(epochs.iter().all(|e| format!("{e:e}").ends_with("e9")), "{}: {epochs:?}", t.panel);
+        } else {
+            assert!(times.windows(2).all(|w| w[0] <= w[1]), "{}: not ordered by time", t.panel);
+        }
         for row in &f.rows {
             for (i, v) in row.iter().enumerate() {
                 if f.kinds[i] == Kind::Number {
@@ -286,6 +292,16 @@ fn check_shape(t: &Target, f: &Frame) {
                         assert!(v.parse::<f64>().is_ok(), "{}: {v} is not a number", t.panel);
                     }
                 }
+            }
+        }
+    }
+    // pgx parses timestamps with a space between date and time; a `T` fails the whole query.
+    for (i, kind) in f.kinds.iter().enumerate() {
+        if *kind == Kind::Time {
+            for v in f.rows.iter().filter_map(|r| r[i].as_deref()) {
+                let b = v.as_bytes();
+                assert!(b.len() >= 10 && b[4] == b'-' && b[7] == b'-', "{}: {v}", t.panel);
+                assert!(b.len() == 10 || (b[10] == b' ' && !v.contains('T')), "{}: {v}", t.panel);
             }
         }
     }
@@ -298,6 +314,10 @@ fn check_shape(t: &Target, f: &Frame) {
 async fn every_panel_query_runs() {
     let app = spawn().await;
     load(&app).await;
+    let pg = connect(&app).await;
+    // pgx pings a pooled connection before use; the answer is an empty query response.
+    let ping = pg.simple_query("-- ping").await.expect("ping");
+    assert!(ping.iter().all(|m| !matches!(m, SimpleQueryMessage::Row(_))), "{ping:?}");
 
     // The range comes from the data: the fixtures' timestamps are fixed.
     let bounds = app
@@ -325,7 +345,7 @@ async fn every_panel_query_runs() {
             for def in &dash.variables {
                 let sql = ctx.expand(&def.sql).unwrap_or_else(|e| panic!("{:?} ${}: {e:?}", dash.path, def.name));
                 let frame =
-                    run(&app, &sql).await.unwrap_or_else(|e| panic!("${} variable query failed: {e}\n{sql}", def.name));
+                    run(&pg, &sql).await.unwrap_or_else(|e| panic!("${} variable query failed: {e}\n{sql}", def.name));
                 ran += 1;
                 let col = if frame.columns.iter().any(|c| c == "__value") { frame.col("__value") } else { 0 };
                 let options: Vec<String> = frame.rows.iter().filter_map(|r| r[col].clone()).collect();
@@ -357,11 +377,12 @@ async fn every_panel_query_runs() {
                 let sql = ctx.expand(&t.sql).unwrap_or_else(|e| panic!("{}: {e:?}", t.panel));
                 assert!(!sql.contains('$'), "{}: unexpanded: {sql}", t.panel);
                 let f =
-                    run(&app, &sql).await.unwrap_or_else(|e| panic!("{} ({scenario:?}) failed: {e}\n{sql}", t.panel));
+                    run(&pg, &sql).await.unwrap_or_else(|e| panic!("{} ({scenario:?}) failed: {e}\n{sql}", t.panel));
                 ran += 1;
                 check_shape(t, &f);
                 let known = match t.panel.as_str() {
                     "Total cost" => {
+                        assert_eq!(f.kinds, [Kind::Number]);
                         assert!(close(f.single_number(), total), "{scenario:?} total {} != {total}", f.single_number());
                         true
                     }
@@ -425,6 +446,9 @@ async fn every_panel_query_runs() {
                     }
                     "Top sessions by cost" => {
                         assert!(!f.rows.is_empty());
+                        // Timestamps arrive as timestamptz (checked above for pgx's text format).
+                        assert_eq!(f.kinds[f.col("first_call")], Kind::Time);
+                        assert_eq!(f.kinds[f.col("cost_usd")], Kind::Number);
                         let top = as_f64(
                             &app.scalar(&format!(
                                 "SELECT coalesce(max(c), 0) FROM (SELECT sum(cost_usd) AS c FROM model_calls \
