@@ -192,7 +192,8 @@ async fn extended_queries_bind_parameters_and_return_binary_values() {
     assert!(row.get::<_, bool>(8));
 
     // NULLs both ways.
-    let row = db.query_one("SELECT $1::VARCHAR IS NULL AS n, NULL::BIGINT AS v", &[&None::<String>]).await.expect("null");
+    let row =
+        db.query_one("SELECT $1::VARCHAR IS NULL AS n, NULL::BIGINT AS v", &[&None::<String>]).await.expect("null");
     assert!(row.get::<_, bool>(0));
     assert_eq!(row.get::<_, Option<i64>>(1), None);
     app.shutdown().await;
@@ -204,7 +205,10 @@ async fn writes_copy_settings_and_files_are_refused_and_the_connection_survives(
     ingest(&app).await;
     let db = connect(&app).await;
     let refused = [
-        ("INSERT INTO spans (time, trace_id, span_id, start_time, end_time) VALUES (now(), 'a', 'b', now(), now())", SqlState::READ_ONLY_SQL_TRANSACTION),
+        (
+            "INSERT INTO spans (time, trace_id, span_id, start_time, end_time) VALUES (now(), 'a', 'b', now(), now())",
+            SqlState::READ_ONLY_SQL_TRANSACTION,
+        ),
         ("DELETE FROM spans", SqlState::READ_ONLY_SQL_TRANSACTION),
         ("CREATE TABLE evil (x INT)", SqlState::READ_ONLY_SQL_TRANSACTION),
         ("COPY spans TO STDOUT", SqlState::INSUFFICIENT_PRIVILEGE),
@@ -301,7 +305,8 @@ async fn grafana_health_check_probes_catalogue_and_panel_queries() {
     let db = connect(&app).await;
 
     // Version and TimescaleDB detection.
-    let got = rows(&db.simple_query("SELECT current_setting('server_version_num')::int/100 as version").await.expect("v"));
+    let got =
+        rows(&db.simple_query("SELECT current_setting('server_version_num')::int/100 as version").await.expect("v"));
     assert_eq!(got, vec![vec![Some("1600".to_string())]]);
     let v = db.prepare("SELECT current_setting('server_version_num')::int/100 as version").await.expect("prepare");
     assert_eq!((v.columns()[0].name(), v.columns()[0].type_()), ("version", &Type::INT4));
@@ -309,15 +314,16 @@ async fn grafana_health_check_probes_catalogue_and_panel_queries() {
     assert!(rows(&got).is_empty());
 
     // Table and column listings, with Postgres type spellings.
-    let tables: Vec<String> =
-        rows(&db.simple_query(GRAFANA_TABLES).await.expect("tables")).into_iter().filter_map(|r| r[0].clone()).collect();
+    let tables: Vec<String> = rows(&db.simple_query(GRAFANA_TABLES).await.expect("tables"))
+        .into_iter()
+        .filter_map(|r| r[0].clone())
+        .collect();
     for t in ["agents", "logs", "metric_points", "model_calls", "sessions", "spans", "tool_calls"] {
         assert!(tables.iter().any(|x| x == t), "{t} in {tables:?}");
     }
     let cols = rows(&db.simple_query(GRAFANA_COLUMNS).await.expect("columns"));
-    let ty = |name: &str| {
-        cols.iter().find(|r| r[0].as_deref() == Some(name)).and_then(|r| r[1].clone()).unwrap_or_default()
-    };
+    let ty =
+        |name: &str| cols.iter().find(|r| r[0].as_deref() == Some(name)).and_then(|r| r[1].clone()).unwrap_or_default();
     // `time` is a keyword: quote_ident quotes it, as Postgres does.
     assert_eq!(ty("\"time\""), "timestamp with time zone");
     assert_eq!(ty("input_tokens"), "bigint");
@@ -336,7 +342,8 @@ async fn grafana_health_check_probes_catalogue_and_panel_queries() {
     assert_eq!(got, vec![vec![Some("1795272900".to_string()), Some("2762.5".to_string())]]);
 
     // A raw time column: timestamptz, float8, text.
-    let raw = "SELECT time AS \"time\", cost_usd AS v, model AS host FROM model_calls WHERE cost_usd IS NOT NULL ORDER BY 1";
+    let raw =
+        "SELECT time AS \"time\", cost_usd AS v, model AS host FROM model_calls WHERE cost_usd IS NOT NULL ORDER BY 1";
     let p = db.prepare(raw).await.expect("prepare raw");
     let types: Vec<&Type> = p.columns().iter().map(|c| c.type_()).collect();
     assert_eq!(types, vec![&Type::TIMESTAMPTZ, &Type::FLOAT8, &Type::TEXT]);

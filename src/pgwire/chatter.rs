@@ -136,10 +136,7 @@ impl Session {
 
 /// `SELECT version()`.
 pub fn version_string() -> String {
-    format!(
-        "PostgreSQL {SERVER_VERSION} on DuckDB, agent-console {}, 64-bit",
-        env!("CARGO_PKG_VERSION")
-    )
+    format!("PostgreSQL {SERVER_VERSION} on DuckDB, agent-console {}, 64-bit", env!("CARGO_PKG_VERSION"))
 }
 
 /// ParameterStatus values sent after authentication.
@@ -209,9 +206,38 @@ fn refuse(code: &'static str, message: impl Into<String>) -> Plan {
 
 /// Statements that would change the database.
 const WRITES: &[&str] = &[
-    "insert", "update", "delete", "merge", "upsert", "replace", "create", "drop", "alter", "truncate", "grant",
-    "revoke", "vacuum", "analyze", "reindex", "cluster", "comment", "refresh", "lock", "security", "import",
-    "export", "checkpoint", "call", "do", "prepare", "execute", "declare", "fetch", "move", "reassign", "notify",
+    "insert",
+    "update",
+    "delete",
+    "merge",
+    "upsert",
+    "replace",
+    "create",
+    "drop",
+    "alter",
+    "truncate",
+    "grant",
+    "revoke",
+    "vacuum",
+    "analyze",
+    "reindex",
+    "cluster",
+    "comment",
+    "refresh",
+    "lock",
+    "security",
+    "import",
+    "export",
+    "checkpoint",
+    "call",
+    "do",
+    "prepare",
+    "execute",
+    "declare",
+    "fetch",
+    "move",
+    "reassign",
+    "notify",
 ];
 
 /// Classify one statement (already split; may hold comments).
@@ -232,7 +258,9 @@ pub fn plan(stmt: &str, session: &Session) -> Plan {
             return command("RESET");
         }
         "show" => return plan_show(&words, session),
-        "begin" | "start" => return Plan::Command { tag: "BEGIN".into(), tx: TxEffect::Begin, forget: Forget::Nothing },
+        "begin" | "start" => {
+            return Plan::Command { tag: "BEGIN".into(), tx: TxEffect::Begin, forget: Forget::Nothing }
+        }
         "commit" | "end" => return Plan::Command { tag: "COMMIT".into(), tx: TxEffect::End, forget: Forget::Nothing },
         "rollback" | "abort" => {
             let to = words.get(1).is_some_and(|w| *w == "to") || words.get(2).is_some_and(|w| *w == "to");
@@ -269,7 +297,10 @@ pub fn plan(stmt: &str, session: &Session) -> Plan {
             return refuse("42501", "COPY is not allowed: agent-console serves read-only SQL and has no file access")
         }
         "attach" | "detach" | "install" | "load" | "pragma" | "use" | "force" => {
-            return refuse("42501", format!("{} is not allowed: agent-console serves read-only SQL", first.to_uppercase()))
+            return refuse(
+                "42501",
+                format!("{} is not allowed: agent-console serves read-only SQL", first.to_uppercase()),
+            )
         }
         w if WRITES.contains(&w) => {
             return refuse("25006", format!("cannot execute {} in a read-only transaction", w.to_uppercase()))
@@ -295,7 +326,8 @@ fn plan_set(stmt: &str, words: &[&str], session: &Session) -> Plan {
         Some("transaction") | Some("characteristics") => return command("SET"),
         Some("time") if words.get(i + 1) == Some(&"zone") => {
             let v = words.get(i + 2).map(|v| strip_value(v)).unwrap_or_default();
-            session.set("timezone", (!v.eq_ignore_ascii_case("default") && !v.eq_ignore_ascii_case("local")).then_some(v));
+            session
+                .set("timezone", (!v.eq_ignore_ascii_case("default") && !v.eq_ignore_ascii_case("local")).then_some(v));
             return command("SET");
         }
         Some("names") => {
@@ -316,7 +348,8 @@ fn plan_set(stmt: &str, words: &[&str], session: &Session) -> Plan {
         .map(|t| t.text.trim_matches('"'))
         .collect::<String>()
         .to_ascii_lowercase();
-    let value: Vec<String> = toks[eq + 1..].iter().filter(|t| t.kind != Tok::Comma).map(|t| strip_value(t.text)).collect();
+    let value: Vec<String> =
+        toks[eq + 1..].iter().filter(|t| t.kind != Tok::Comma).map(|t| strip_value(t.text)).collect();
     let value = value.join(", ");
     let known = DEFAULTS.iter().any(|(k, _, _)| *k == name) || SETTABLE.contains(&name.as_str());
     if !known && !name.contains('.') {
@@ -327,7 +360,18 @@ fn plan_set(stmt: &str, words: &[&str], session: &Session) -> Plan {
     }
     if matches!(
         name.as_str(),
-        "server_version" | "server_version_num" | "server_encoding" | "integer_datetimes" | "max_identifier_length" | "block_size" | "is_superuser" | "lc_collate" | "lc_ctype" | "in_hot_standby" | "ssl" | "max_connections"
+        "server_version"
+            | "server_version_num"
+            | "server_encoding"
+            | "integer_datetimes"
+            | "max_identifier_length"
+            | "block_size"
+            | "is_superuser"
+            | "lc_collate"
+            | "lc_ctype"
+            | "in_hot_standby"
+            | "ssl"
+            | "max_connections"
     ) {
         return refuse("55P02", format!("parameter \"{name}\" cannot be changed"));
     }

@@ -296,7 +296,9 @@ fn interval_parts(a: &dyn Array, i: usize) -> Option<(i32, i32, i64)> {
         }
         DataType::Interval(IntervalUnit::YearMonth) => (a.as_primitive::<IntervalYearMonthType>().value(i), 0, 0),
         DataType::Duration(TimeUnit::Second) => (0, 0, a.as_primitive::<DurationSecondType>().value(i) * 1_000_000),
-        DataType::Duration(TimeUnit::Millisecond) => (0, 0, a.as_primitive::<DurationMillisecondType>().value(i) * 1_000),
+        DataType::Duration(TimeUnit::Millisecond) => {
+            (0, 0, a.as_primitive::<DurationMillisecondType>().value(i) * 1_000)
+        }
         DataType::Duration(TimeUnit::Microsecond) => (0, 0, a.as_primitive::<DurationMicrosecondType>().value(i)),
         DataType::Duration(TimeUnit::Nanosecond) => (0, 0, a.as_primitive::<DurationNanosecondType>().value(i) / 1_000),
         _ => return None,
@@ -483,13 +485,8 @@ fn interval_text(out: &mut String, months: i32, days: i32, micros: i64) {
         let neg = micros < 0;
         let m = micros.unsigned_abs();
         let secs = m / 1_000_000;
-        let mut t = format!(
-            "{}{:02}:{:02}:{:02}",
-            if neg { "-" } else { "" },
-            secs / 3600,
-            (secs % 3600) / 60,
-            secs % 60
-        );
+        let mut t =
+            format!("{}{:02}:{:02}:{:02}", if neg { "-" } else { "" }, secs / 3600, (secs % 3600) / 60, secs % 60);
         frac_text_into(&mut t, (m % 1_000_000) as i64);
         parts.push(t);
     }

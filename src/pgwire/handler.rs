@@ -317,9 +317,10 @@ where
             Ok(status)
         }
         other => {
-            let batch = computed(reader, &other).await.map_err(user_error)?.unwrap_or_else(|| {
-                chatter::text_batch(&[], Vec::new())
-            });
+            let batch = computed(reader, &other)
+                .await
+                .map_err(user_error)?
+                .unwrap_or_else(|| chatter::text_batch(&[], Vec::new()));
             let columns = computed_columns(&batch);
             client.feed(PgWireBackendMessage::RowDescription(row_description(&columns))).await?;
             let types: Vec<Type> = columns.iter().map(|c| c.ty.clone()).collect();
@@ -458,9 +459,7 @@ impl QueryParser for Parser {
         let plan = chatter::plan(&stmt, &session);
         let (columns, params) = match &plan {
             Plan::Empty => return Ok(None),
-            Plan::Refuse { code, message } => {
-                return Err(user_error(PgError::Sql { code, message: message.clone() }))
-            }
+            Plan::Refuse { code, message } => return Err(user_error(PgError::Sql { code, message: message.clone() })),
             Plan::Command { .. } => (Vec::new(), Vec::new()),
             Plan::Rows(batch) => (computed_columns(batch), Vec::new()),
             Plan::GrafanaTables => (text_columns(&["table"]), Vec::new()),
@@ -468,9 +467,10 @@ impl QueryParser for Parser {
             Plan::Query { sql, views } => {
                 let (sql, views) = (sql.clone(), views.clone());
                 let declared = types.to_vec();
-                self.reader.with_connection(move |conn| describe(conn, &sql, &views, &declared)).await.map_err(
-                    |e| user_error(e.into()),
-                )?
+                self.reader
+                    .with_connection(move |conn| describe(conn, &sql, &views, &declared))
+                    .await
+                    .map_err(|e| user_error(e.into()))?
             }
         };
         Ok(Some(Prepared { plan, params, columns }))
@@ -772,9 +772,10 @@ impl ExtendedQueryHandler for QueryHandler {
                 }
             }
             plan => {
-                let batch = computed(&self.reader, plan).await.map_err(user_error)?.unwrap_or_else(|| {
-                    chatter::text_batch(&[], Vec::new())
-                });
+                let batch = computed(&self.reader, plan)
+                    .await
+                    .map_err(user_error)?
+                    .unwrap_or_else(|| chatter::text_batch(&[], Vec::new()));
                 let columns = computed_columns(&batch);
                 let types: Vec<Type> = columns.iter().map(|c| c.ty.clone()).collect();
                 let binary: Vec<bool> = (0..columns.len()).map(|i| portal.result_column_format.is_binary(i)).collect();

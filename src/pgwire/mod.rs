@@ -175,8 +175,11 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, PgError> {
             message: "no certificate in file".into(),
         });
     }
-    let key = PrivateKeyDer::from_pem_file(key)
-        .map_err(|e| PgError::TlsFile { what: "private key", path: key.to_path_buf(), message: e.to_string() })?;
+    let key = PrivateKeyDer::from_pem_file(key).map_err(|e| PgError::TlsFile {
+        what: "private key",
+        path: key.to_path_buf(),
+        message: e.to_string(),
+    })?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

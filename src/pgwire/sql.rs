@@ -84,9 +84,8 @@ pub fn lex(sql: &str) -> Vec<Token<'_>> {
             i += 1;
             while i < b.len() {
                 let d = b[i];
-                if d.is_ascii_alphanumeric() || d == b'.' || d == b'_' {
-                    i += 1;
-                } else if (d == b'+' || d == b'-') && matches!(b[i - 1], b'e' | b'E') {
+                let exponent_sign = (d == b'+' || d == b'-') && matches!(b[i - 1], b'e' | b'E');
+                if d.is_ascii_alphanumeric() || d == b'.' || d == b'_' || exponent_sign {
                     i += 1;
                 } else {
                     break;
@@ -556,7 +555,10 @@ mod tests {
     #[test]
     fn normalizes_for_matching() {
         assert_eq!(normalize("  SET  TimeZone\n TO 'UTC' -- c\n"), "set timezone to 'UTC'");
-        assert_eq!(normalize("select current_setting('server_version_num')::int/100 as version"), "select current_setting ( 'server_version_num' ) :: int / 100 as version");
+        assert_eq!(
+            normalize("select current_setting('server_version_num')::int/100 as version"),
+            "select current_setting ( 'server_version_num' ) :: int / 100 as version"
+        );
     }
 
     #[test]
@@ -577,7 +579,11 @@ mod tests {
         );
         assert_eq!(rewrite("select x::pg_catalog.text, y::regclass", &setting, &[]), "select x::text, y::VARCHAR");
         assert_eq!(
-            rewrite("SELECT current_setting('server_version_num')::int, version(), current_setting('nope')", &setting, &[]),
+            rewrite(
+                "SELECT current_setting('server_version_num')::int, version(), current_setting('nope')",
+                &setting,
+                &[]
+            ),
             "SELECT '160000'::int, 'PostgreSQL 16.0', current_setting('nope')"
         );
         assert_eq!(
@@ -585,7 +591,11 @@ mod tests {
             "select * from pg_extension e, pg_catalog.pg_class"
         );
         assert_eq!(
-            rewrite("SELECT floor(extract(epoch from time)/300)*300 AS \"time\", extract(hour from t.x)", &setting, &[]),
+            rewrite(
+                "SELECT floor(extract(epoch from time)/300)*300 AS \"time\", extract(hour from t.x)",
+                &setting,
+                &[]
+            ),
             "SELECT floor((epoch_us(time) / 1000000.0)/300)*300 AS \"time\", extract(hour from (t.x)::TIMESTAMP)"
         );
         assert_eq!(
