@@ -48,8 +48,9 @@ pub fn pg_type(dt: &DataType, logical: Logical) -> (Type, i32) {
         DataType::Binary | DataType::LargeBinary | DataType::BinaryView | DataType::FixedSizeBinary(_) => Type::BYTEA,
         DataType::Date32 | DataType::Date64 => Type::DATE,
         DataType::Time32(_) | DataType::Time64(_) => Type::TIME,
-        DataType::Timestamp(_, Some(_)) => Type::TIMESTAMPTZ,
-        DataType::Timestamp(_, None) => Type::TIMESTAMP,
+        // Every stored time is UTC (plain TIMESTAMP only because DuckDB lacks ICU, see
+        // store/schema/0002): present them as the instants they are.
+        DataType::Timestamp(_, _) => Type::TIMESTAMPTZ,
         DataType::Interval(_) | DataType::Duration(_) => Type::INTERVAL,
         _ => Type::TEXT,
     };
@@ -77,7 +78,8 @@ pub fn pg_type_name(duckdb_type: &str) -> String {
         "DATE" => "date",
         "TIME" => "time without time zone",
         "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ" => "timestamp with time zone",
-        "TIMESTAMP" | "DATETIME" | "TIMESTAMP_S" | "TIMESTAMP_MS" | "TIMESTAMP_NS" => "timestamp without time zone",
+        // Stored times are UTC instants (see `pg_type`).
+        "TIMESTAMP" | "DATETIME" | "TIMESTAMP_S" | "TIMESTAMP_MS" | "TIMESTAMP_NS" => "timestamp with time zone",
         "INTERVAL" => "interval",
         _ if u.starts_with("DECIMAL") || u.starts_with("NUMERIC") => "numeric",
         _ if u.starts_with("VARCHAR") => "character varying",
@@ -155,9 +157,10 @@ pub fn text(a: &dyn Array, i: usize, ty: &Type, out: &mut String) {
                 time_text(out, us);
             }
         }
-        DataType::Timestamp(_, tz) => {
+        DataType::Timestamp(_, _) => {
+            // Always with the UTC offset: stored times are UTC instants (see `pg_type`).
             if let Some(us) = timestamp_micros(a, i) {
-                timestamp_text(out, us, tz.is_some());
+                timestamp_text(out, us, true);
             }
         }
         DataType::Interval(_) | DataType::Duration(_) => {
@@ -637,7 +640,7 @@ mod tests {
         let ts = TimestampMicrosecondArray::from(vec![1_795_255_200_123_000]).with_timezone("UTC");
         assert_eq!(txt(&ts), "2026-11-21 10:00:00.123+00");
         let ts = TimestampMicrosecondArray::from(vec![1_795_255_200_000_000]);
-        assert_eq!(txt(&ts), "2026-11-21 10:00:00");
+        assert_eq!(txt(&ts), "2026-11-21 10:00:00+00");
         assert_eq!(txt(&Date32Array::from(vec![20_413])), "2025-11-21");
         assert_eq!(txt(&BooleanArray::from(vec![true])), "t");
         assert_eq!(txt(&Float64Array::from(vec![1.5])), "1.5");

@@ -669,8 +669,10 @@ fn param_type_for(duckdb_type: &str) -> Type {
         "DOUBLE" | "FLOAT8" | "DOUBLE PRECISION" => Type::FLOAT8,
         "FLOAT" | "REAL" | "FLOAT4" => Type::FLOAT4,
         "BOOLEAN" | "BOOL" | "LOGICAL" => Type::BOOL,
-        "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ" => Type::TIMESTAMPTZ,
-        "TIMESTAMP" | "DATETIME" | "TIMESTAMP WITHOUT TIME ZONE" => Type::TIMESTAMP,
+        // Stored times are UTC instants (plain TIMESTAMP only for want of ICU): described as timestamptz.
+        "TIMESTAMP WITH TIME ZONE" | "TIMESTAMPTZ" | "TIMESTAMP" | "DATETIME" | "TIMESTAMP WITHOUT TIME ZONE" => {
+            Type::TIMESTAMPTZ
+        }
         "DATE" => Type::DATE,
         "JSON" => Type::JSON,
         "BLOB" | "BYTEA" => Type::BYTEA,
