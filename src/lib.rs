@@ -18,6 +18,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod civil;
 pub mod config;
 pub mod cost;
 pub mod error;

@@ -23,11 +23,7 @@ pub fn parse_instant(s: &str) -> Option<i64> {
             None
         }
     };
-    let (y, mo, d) = (num(0, 4)?, num(5, 2)?, num(8, 2)?);
-    if b.get(4) != Some(&b'-') || b.get(7) != Some(&b'-') || !(1..=12).contains(&mo) || !(1..=31).contains(&d) {
-        return None;
-    }
-    let days = days_from_civil(y, mo, d);
+    let days = crate::civil::parse_ymd(s.get(0..10)?)?;
     if s.len() == 10 {
         return Some(days * 86_400_000_000);
     }
@@ -68,17 +64,6 @@ pub fn parse_instant(s: &str) -> Option<i64> {
     };
     let secs = days * 86_400 + h * 3600 + mi * 60 + sec - offset_s;
     Some(secs * 1_000_000 + frac_us)
-}
-
-/// Days since 1970-01-01 of a proleptic Gregorian date (Howard Hinnant's algorithm).
-fn days_from_civil(y: i64, m: i64, d: i64) -> i64 {
-    let y = if m <= 2 { y - 1 } else { y };
-    let era = y.div_euclid(400);
-    let yoe = y - era * 400;
-    let mp = (m + 9) % 12;
-    let doy = (153 * mp + 2) / 5 + d - 1;
-    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
-    era * 146_097 + doe - 719_468
 }
 
 #[cfg(test)]

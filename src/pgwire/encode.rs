@@ -3,6 +3,7 @@
 //! format (what tokio-postgres and asyncpg ask for). Also decodes bound parameters (text or
 //! binary) into DuckDB values.
 
+use crate::civil::civil_from_days;
 use bytes::{BufMut, BytesMut};
 use duckdb::arrow::array::{Array, AsArray};
 use duckdb::arrow::datatypes::*;
@@ -404,20 +405,6 @@ fn uuid_text(out: &mut String, b: &[u8]) {
     } else {
         out.push_str(&h);
     }
-}
-
-/// Howard Hinnant's days -> (year, month, day).
-fn civil_from_days(z: i64) -> (i64, u32, u32) {
-    let z = z + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let y = yoe + era * 400;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
-    (if m <= 2 { y + 1 } else { y }, m, d)
 }
 
 /// `YYYY-MM-DD` (years before 1 get Postgres' ` BC`, added by the caller's suffix).
