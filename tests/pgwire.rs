@@ -109,6 +109,13 @@ async fn simple_queries_answer_in_postgres_text_format() {
     assert_eq!(got[0][3].as_deref(), Some("2026-11-21 14:58:51.967+00"));
     assert_eq!(got[0][4].as_deref(), Some("f"));
     assert_eq!(got[1][1].as_deref(), Some("4300"));
+    // Postgres-style relative time works although DuckDB lacks ICU (store::sqlcompat).
+    let recent = rows(
+        &db.simple_query("SELECT count(*) FROM model_calls WHERE time > now() - INTERVAL '100 years'")
+            .await
+            .expect("now() - interval"),
+    );
+    assert_eq!(recent, vec![vec![Some("4".to_string())]]);
 
     // Several statements: one result each, then one ReadyForQuery (Grafana relies on this).
     let msgs = db.simple_query("SET TIMEZONE TO 'UTC'; select 42 AS answer").await.expect("multi");

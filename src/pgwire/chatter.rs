@@ -313,6 +313,8 @@ pub fn plan(stmt: &str, session: &Session) -> Plan {
     let views = stand_ins(stmt);
     let names: Vec<&str> = views.iter().map(|(n, _)| *n).collect();
     let sql = sql::rewrite(stmt, &|name| session.get(name), &names);
+    // The same current-time rewrite as the HTTP surface (`now() - interval` without ICU).
+    let sql = crate::store::sqlcompat::rewrite(&sql).into_owned();
     Plan::Query { sql, views: names }
 }
 
