@@ -242,4 +242,37 @@ mod tests {
         hub.publish(draft(message::SPAN));
         assert_eq!(sub.next().await.expect("live").id, 6);
     }
+
+    #[tokio::test]
+    async fn a_full_publisher_queue_never_blocks_the_writer_and_becomes_a_gap() {
+        use crate::model::records::Seen;
+        let cfg = HubConfig { retention: 16, buffer: 16, heartbeat: Duration::from_secs(3600), queue: 1 };
+        let hub = Hub::new(cfg, CancellationToken::new());
+        let hook = hub.start_publisher();
+        let mut sub = hub.subscribe(None, Filter::default());
+        let batch = |id: &str| {
+            let seen = Seen {
+                id: id.into(),
+                first_us: 0,
+                last_us: 0,
+                agent_id: None,
+                display_name: None,
+                service_name: None,
+                task_id: None,
+            };
+            Arc::new(Batch { sessions: vec![seen], ..Batch::default() })
+        };
+        // The publisher has not run yet (current-thread runtime): the second and third batches
+        // find the queue full and are dropped at once instead of blocking.
+        hook(batch("s1"));
+        hook(batch("s2"));
+        hook(batch("s3"));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let m = sub.next().await.expect("message");
+            got.push((m.kind, m.data.to_string()));
+        }
+        assert!(got.iter().any(|(k, d)| *k == message::GAP && d.contains("\"missed\":2")), "{got:?}");
+        assert!(got.iter().any(|(k, d)| *k == message::SESSION && d.contains("\"s1\"")), "{got:?}");
+    }
 }
