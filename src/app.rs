@@ -15,6 +15,7 @@ use crate::api::{self, ApiState};
 use crate::auth::Token;
 use crate::config::ServeArgs;
 use crate::cost::pricing::{Pricing, PricingError};
+use crate::live::{Hub, HubConfig};
 use crate::pgwire::{self, PgError, PgServer};
 use crate::receiver::grpc::{self, GrpcReceiver};
 use crate::receiver::http::{self as http_rx, HttpReceiver};
@@ -53,7 +54,18 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", args.data_dir.display())))?;
     let pricing = Arc::new(Pricing::load(args.prices.clone(), &args.data_dir)?);
-    let (store, writer) = Store::open(&args.store_config(), pricing.current()?, metrics.clone(), None)?;
+    let cancel = CancellationToken::new();
+    let live = Hub::new(
+        HubConfig {
+            retention: args.live_retention,
+            buffer: args.live_buffer,
+            heartbeat: Duration::from_secs(args.live_heartbeat_secs.max(1)),
+            ..HubConfig::default()
+        },
+        cancel.clone(),
+    );
+    let hook = live.start_publisher();
+    let (store, writer) = Store::open(&args.store_config(), pricing.current()?, metrics.clone(), Some(hook))?;
     let grpc_listener =
         TcpListener::bind(args.grpc_addr).await.map_err(|source| AppError::Bind { addr: args.grpc_addr, source })?;
     let http_listener =
@@ -72,7 +84,6 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     tracing::info!(%http_addr, "OTLP/HTTP and query API listening");
     tracing::info!(%pg_addr, tls = pg.tls_enabled(), "Postgres wire protocol listening");
 
-    let cancel = CancellationToken::new();
     let ingest = Ingest::new(store.clone(), metrics.clone());
     let ingest_token = Arc::new(Token::new(args.ingest_token.clone()));
     let read_token = Arc::new(Token::new(args.read_token.clone()));
@@ -95,7 +106,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
 
     let router =
         http_rx::routes(HttpReceiver { ingest, max_request_bytes: args.max_request_bytes, token: ingest_token })
-            .merge(api::routes(ApiState { store: store.clone(), metrics: metrics.clone(), read_token, pricing }))
+            .merge(api::routes(ApiState { store: store.clone(), metrics: metrics.clone(), read_token, pricing, live }))
             .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
     let http_cancel = cancel.clone();
     let http_server = tokio::spawn(async move {

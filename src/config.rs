@@ -23,6 +23,8 @@ pub struct Cli {
     pub command: Command,
 }
 
+// Parsed once at startup: the size of the `Serve` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Run the collector: OTLP gRPC + HTTP in, DuckDB store, SQL and REST out.
@@ -128,6 +130,15 @@ pub struct ServeArgs {
     /// Longest graceful shutdown before giving up, in seconds.
     #[arg(long, env = "AGENT_CONSOLE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
+    /// Live stream messages kept for resuming with `Last-Event-ID` / `?since=`.
+    #[arg(long, env = "AGENT_CONSOLE_LIVE_RETENTION", default_value_t = 100_000)]
+    pub live_retention: usize,
+    /// Live stream messages a subscriber may fall behind before it gets a `gap`.
+    #[arg(long, env = "AGENT_CONSOLE_LIVE_BUFFER", default_value_t = 1024)]
+    pub live_buffer: usize,
+    /// Seconds between live stream `heartbeat` messages.
+    #[arg(long, env = "AGENT_CONSOLE_LIVE_HEARTBEAT_SECS", default_value_t = 15)]
+    pub live_heartbeat_secs: u64,
 }
 
 /// Errors of configuration loading.
@@ -222,6 +233,9 @@ fn unreachable_defaults() -> ServeArgs {
         log: "info".into(),
         log_json: false,
         shutdown_timeout_secs: 30,
+        live_retention: 100_000,
+        live_buffer: 1024,
+        live_heartbeat_secs: 15,
     }
 }
 

@@ -13,6 +13,8 @@
 //! - `app` wires it together; `config` parses flags, env and TOML; `error` maps errors to status
 //!   codes; `auth` checks bearer tokens; `telemetry` is our own logging and metrics.
 //! - `cost`: the embedded, versioned model price table (`prices`) and per-call cost arithmetic.
+//! - `live`: the live stream (`/api/live` SSE, `/api/live/ws` WebSocket) fed by the writer's
+//!   commit hook.
 //! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
 
 pub mod api;
@@ -25,6 +27,7 @@ pub mod error;
 pub mod export_cmd;
 pub mod fixtures;
 pub mod formats;
+pub mod live;
 pub mod model;
 pub mod pgwire;
 pub mod receiver;

@@ -1,7 +1,7 @@
 //! Queries out, over HTTP: `sql` (read-only SQL as JSON, CSV or Arrow), `lists` (sessions and
 //! agents seen), `cost` (rollups, unpriced models, re-pricing), `export` (Parquet), `ops` (health
-//! and Prometheus metrics); `params` parses shared query parameters. All reads go through
-//! `store::reader`.
+//! and Prometheus metrics), `live` (SSE / WebSocket stream, in `crate::live`); `params` parses
+//! shared query parameters. All reads go through `store::reader`.
 
 pub mod cost;
 pub mod export;
@@ -20,6 +20,7 @@ use axum::Json;
 
 use crate::auth::Token;
 use crate::cost::pricing::Pricing;
+use crate::live::Hub;
 use crate::store::{Store, StoreError};
 use crate::telemetry::Metrics;
 
@@ -30,6 +31,8 @@ pub struct ApiState {
     pub metrics: Arc<Metrics>,
     pub read_token: Arc<Token>,
     pub pricing: Arc<Pricing>,
+    /// The live stream hub (`/api/live`, `/api/live/ws`).
+    pub live: Arc<Hub>,
 }
 
 /// A JSON error body `{"error": "..."}` with the status from `crate::error`.
@@ -77,6 +80,8 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/api/cost/unpriced", get(cost::unpriced))
         .route("/api/cost/reprice", post(cost::reprice))
         .route("/api/export", get(export::export))
+        .route("/api/live", get(crate::live::sse::live))
+        .route("/api/live/ws", get(crate::live::ws::live_ws))
         .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
         .with_state(state.clone());
     axum::Router::new()

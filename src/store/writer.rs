@@ -34,8 +34,9 @@ pub enum Msg {
     Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
 }
 
-/// Called after each commit with the committed rows (the live stream hooks in here).
-pub type CommitHook = Box<dyn Fn(&Batch) + Send>;
+/// Called after each commit with the committed rows (the live stream hooks in here). Runs on the
+/// writer thread: it must not block (the live hub only `try_send`s).
+pub type CommitHook = Box<dyn Fn(Arc<Batch>) + Send>;
 
 pub struct WriterConfig {
     /// Stop merging queued requests into one transaction beyond this many rows.
@@ -455,7 +456,7 @@ pub fn run(
                 sessions_cache.remember(&merged.sessions);
                 agents_cache.remember(&merged.agents);
                 if let Some(hook) = &on_commit {
-                    hook(&merged);
+                    hook(Arc::new(std::mem::take(&mut merged)));
                 }
             }
             Err(e) => {

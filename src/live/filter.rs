@@ -1,0 +1,91 @@
+//! Query-parameter filters of the live endpoints: `session`, `agent`, `task` (exact match on the
+//! payload's ids), `type` (comma list), plus `since` (resume point) and `snapshot`.
+
+use serde::Deserialize;
+
+use super::message::Message;
+
+/// `GET /api/live?session=&agent=&task=&type=a,b&since=ID&snapshot=true`.
+#[derive(Debug, Default, Clone, Deserialize)]
+pub struct LiveParams {
+    pub session: Option<String>,
+    pub agent: Option<String>,
+    pub task: Option<String>,
+    #[serde(rename = "type")]
+    pub types: Option<String>,
+    pub since: Option<u64>,
+    #[serde(default)]
+    pub snapshot: bool,
+}
+
+/// Which messages a subscriber wants.
+#[derive(Debug, Default, Clone)]
+pub struct Filter {
+    session: Option<String>,
+    agent: Option<String>,
+    task: Option<String>,
+    types: Option<Vec<String>>,
+}
+
+impl Filter {
+    pub fn new(p: &LiveParams) -> Self {
+        let nonempty = |s: &Option<String>| s.clone().filter(|v| !v.is_empty());
+        let types = p
+            .types
+            .as_ref()
+            .map(|t| t.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect::<Vec<_>>());
+        Filter {
+            session: nonempty(&p.session),
+            agent: nonempty(&p.agent),
+            task: nonempty(&p.task),
+            types: types.filter(|t| !t.is_empty()),
+        }
+    }
+
+    /// Data messages must match every given filter; `gap` messages always pass.
+    pub fn matches(&self, m: &Message) -> bool {
+        if m.kind == super::message::GAP {
+            return true;
+        }
+        fn eq(want: &Option<String>, got: &Option<String>) -> bool {
+            want.as_ref().is_none_or(|w| got.as_deref() == Some(w.as_str()))
+        }
+        eq(&self.session, &m.session_id)
+            && eq(&self.agent, &m.agent_id)
+            && eq(&self.task, &m.task_id)
+            && self.types.as_ref().is_none_or(|t| t.iter().any(|k| k == m.kind))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::message::{Message, GAP, MODEL_CALL, SPAN};
+
+    fn msg(kind: &'static str, agent: &str) -> Message {
+        Message {
+            id: 1,
+            kind,
+            session_id: Some("s".into()),
+            agent_id: Some(agent.into()),
+            task_id: None,
+            data: "{}".into(),
+        }
+    }
+
+    #[test]
+    fn filters_by_type_and_ids() {
+        let f = Filter::new(&LiveParams {
+            types: Some("model_call, tool_call".into()),
+            agent: Some("a".into()),
+            ..Default::default()
+        });
+        assert!(f.matches(&msg(MODEL_CALL, "a")));
+        assert!(!f.matches(&msg(MODEL_CALL, "b")));
+        assert!(!f.matches(&msg(SPAN, "a")));
+        assert!(f.matches(&msg(GAP, "b")));
+        let t = Filter::new(&LiveParams { task: Some("t".into()), ..Default::default() });
+        assert!(!t.matches(&msg(SPAN, "a")));
+        assert!(Filter::default().matches(&msg(SPAN, "a")));
+    }
+}

@@ -1,0 +1,278 @@
+//! The hub: one publisher task turns committed batches into messages, numbers them from one
+//! counter, keeps the newest `retention` of them in a ring (the resume window) and broadcasts each
+//! once to every subscriber (`tokio::sync::broadcast`, bounded per subscriber). The writer only
+//! ever `try_send`s a batch to the publisher, so a slow or dead client never slows ingest.
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde_json::json;
+use tokio::sync::{broadcast, mpsc};
+use tokio::time::{Instant, Interval, MissedTickBehavior};
+use tokio_util::sync::CancellationToken;
+
+use super::filter::Filter;
+use super::message::{self, Draft, Message};
+use crate::model::records::Batch;
+use crate::store::writer::CommitHook;
+
+/// Sizes and timing of the live stream.
+#[derive(Debug, Clone, Copy)]
+pub struct HubConfig {
+    /// Messages kept for resuming (`Last-Event-ID` / `?since=`).
+    pub retention: usize,
+    /// Messages a subscriber may fall behind before it gets a `gap`.
+    pub buffer: usize,
+    /// Interval of `heartbeat` messages.
+    pub heartbeat: Duration,
+    /// Committed batches waiting for the publisher; beyond it batches are dropped and counted.
+    pub queue: usize,
+}
+
+impl Default for HubConfig {
+    fn default() -> Self {
+        HubConfig { retention: 100_000, buffer: 1024, heartbeat: Duration::from_secs(15), queue: 1024 }
+    }
+}
+
+struct Ring {
+    msgs: VecDeque<Arc<Message>>,
+    last_id: u64,
+}
+
+/// The live stream hub, shared by the publisher and every subscriber.
+pub struct Hub {
+    ring: Mutex<Ring>,
+    tx: broadcast::Sender<Arc<Message>>,
+    cfg: HubConfig,
+    /// Rows dropped because the publisher queue was full; reported as the next `gap`.
+    dropped: Arc<AtomicU64>,
+    cancel: CancellationToken,
+}
+
+impl Hub {
+    /// A hub whose subscriptions end when `cancel` fires (server shutdown).
+    pub fn new(cfg: HubConfig, cancel: CancellationToken) -> Arc<Hub> {
+        let (tx, _) = broadcast::channel(cfg.buffer.max(1));
+        let ring = Ring { msgs: VecDeque::new(), last_id: 0 };
+        Arc::new(Hub { ring: Mutex::new(ring), tx, cfg, dropped: Arc::new(AtomicU64::new(0)), cancel })
+    }
+
+    /// Start the publisher task (on the current tokio runtime) and return the writer's commit hook.
+    /// The hook never blocks: if the publisher queue is full the batch is dropped and counted, and
+    /// the publisher later sends everyone a `gap` with that count. The task ends when the writer
+    /// drops the hook.
+    pub fn start_publisher(self: &Arc<Self>) -> CommitHook {
+        let (tx, mut rx) = mpsc::channel::<Arc<Batch>>(self.cfg.queue.max(1));
+        let dropped = self.dropped.clone();
+        let hub = self.clone();
+        tokio::spawn(async move {
+            while let Some(batch) = rx.recv().await {
+                hub.report_dropped();
+                for d in message::from_batch(&batch) {
+                    hub.publish(d);
+                }
+            }
+            hub.report_dropped();
+        });
+        Box::new(move |batch: Arc<Batch>| {
+            let n = message::count(&batch);
+            if n > 0 && tx.try_send(batch).is_err() {
+                dropped.fetch_add(n, Ordering::Relaxed);
+            }
+        })
+    }
+
+    fn report_dropped(&self) {
+        let n = self.dropped.swap(0, Ordering::Relaxed);
+        if n > 0 {
+            tracing::warn!(dropped_rows = n, "live stream: publisher queue full, rows not streamed");
+            let data = json!({ "missed": n, "reason": "publisher queue full" }).to_string();
+            self.publish(Draft {
+                kind: message::GAP,
+                session_id: None,
+                agent_id: None,
+                task_id: None,
+                data: data.into(),
+            });
+        }
+    }
+
+    /// Number a message, retain it and broadcast it (one send for all subscribers).
+    pub fn publish(&self, d: Draft) -> u64 {
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        ring.last_id += 1;
+        let m = Arc::new(Message::from_draft(ring.last_id, d));
+        if self.cfg.retention > 0 {
+            if ring.msgs.len() >= self.cfg.retention {
+                ring.msgs.pop_front();
+            }
+            ring.msgs.push_back(m.clone());
+        }
+        // Sent under the lock so that ring order and broadcast order are the same; never blocks.
+        let _ = self.tx.send(m);
+        ring.last_id
+    }
+
+    /// The heartbeat interval (also the SSE keep-alive interval).
+    pub fn heartbeat(&self) -> Duration {
+        self.cfg.heartbeat
+    }
+
+    /// The id of the newest message published so far (0 before the first).
+    pub fn last_id(&self) -> u64 {
+        self.ring.lock().unwrap_or_else(|p| p.into_inner()).last_id
+    }
+
+    /// Subscribe: live messages from now on, after replaying retained messages with id > `since`
+    /// that match `filter` (preceded by a `gap` if part of that range is no longer retained). An
+    /// id newer than any published (a previous process's id) resumes from the oldest retained.
+    pub fn subscribe(&self, since: Option<u64>, filter: Filter) -> Subscription {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        // Under the lock: everything before this point is in the ring, everything after arrives on rx.
+        let rx = self.tx.subscribe();
+        let mut pending = VecDeque::new();
+        let mut start = ring.last_id;
+        let cursor = match since {
+            None => ring.last_id,
+            Some(s) => {
+                let since = if s > ring.last_id { 0 } else { s };
+                start = since;
+                let oldest = ring.msgs.front().map_or(ring.last_id + 1, |m| m.id);
+                let missed = oldest.saturating_sub(since + 1);
+                if missed > 0 {
+                    pending.push_back(Arc::new(Message::control(since, message::GAP, &json!({ "missed": missed }))));
+                }
+                let start = ring.msgs.partition_point(|m| m.id <= since);
+                pending.extend(ring.msgs.range(start..).filter(|m| filter.matches(m)).cloned());
+                ring.last_id
+            }
+        };
+        drop(ring);
+        let period = self.cfg.heartbeat.max(Duration::from_millis(10));
+        let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
+        heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
+        Subscription { rx, pending, filter, cursor, start, heartbeat, cancel: self.cancel.clone() }
+    }
+}
+
+/// One subscriber's view of the stream. Control messages (`gap`, `heartbeat`, `snapshot`) carry
+/// the id of the last message this subscriber has been through (they do not take a new id), so a
+/// client that resumes from them loses nothing.
+pub struct Subscription {
+    rx: broadcast::Receiver<Arc<Message>>,
+    pending: VecDeque<Arc<Message>>,
+    filter: Filter,
+    cursor: u64,
+    /// Where this subscription starts (the effective `since`, else the newest id at subscribe).
+    start: u64,
+    heartbeat: Interval,
+    cancel: CancellationToken,
+}
+
+impl Subscription {
+    /// The id a message sent before any replay (the snapshot) carries.
+    pub fn start_id(&self) -> u64 {
+        self.start
+    }
+
+    /// Put a message in front of everything else (the snapshot).
+    pub fn push_front(&mut self, m: Message) {
+        self.pending.push_front(Arc::new(m));
+    }
+
+    /// The next message for this subscriber; `None` when the server shuts down. Cancel-safe.
+    pub async fn next(&mut self) -> Option<Arc<Message>> {
+        if let Some(m) = self.pending.pop_front() {
+            if m.id > self.cursor {
+                self.cursor = m.id;
+            }
+            return Some(m);
+        }
+        loop {
+            tokio::select! {
+                biased;
+                _ = self.cancel.cancelled() => return None,
+                r = self.rx.recv() => match r {
+                    Ok(m) => {
+                        if m.id <= self.cursor {
+                            continue;
+                        }
+                        self.cursor = m.id;
+                        if self.filter.matches(&m) {
+                            return Some(m);
+                        }
+                    }
+                    Err(broadcast::error::RecvError::Lagged(n)) => {
+                        return Some(Arc::new(Message::control(self.cursor, message::GAP, &json!({ "missed": n }))));
+                    }
+                    Err(broadcast::error::RecvError::Closed) => return None,
+                },
+                _ = self.heartbeat.tick() => {
+                    return Some(Arc::new(Message::control(self.cursor, message::HEARTBEAT, &json!({}))));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn draft(kind: &'static str) -> Draft {
+        Draft { kind, session_id: None, agent_id: None, task_id: None, data: "{}".into() }
+    }
+
+    #[tokio::test]
+    async fn resumes_from_the_ring_with_a_gap_for_what_is_gone() {
+        let cfg = HubConfig { retention: 3, buffer: 8, heartbeat: Duration::from_secs(3600), queue: 4 };
+        let hub = Hub::new(cfg, CancellationToken::new());
+        for _ in 0..5 {
+            hub.publish(draft(message::SPAN));
+        }
+        let mut sub = hub.subscribe(Some(1), Filter::default());
+        let gap = sub.next().await.expect("gap");
+        assert_eq!((gap.kind, &*gap.data), (message::GAP, "{\"missed\":1}"));
+        let ids: Vec<u64> =
+            [sub.next().await, sub.next().await, sub.next().await].into_iter().map(|m| m.expect("msg").id).collect();
+        assert_eq!(ids, vec![3, 4, 5]);
+        hub.publish(draft(message::SPAN));
+        assert_eq!(sub.next().await.expect("live").id, 6);
+    }
+
+    #[tokio::test]
+    async fn a_full_publisher_queue_never_blocks_the_writer_and_becomes_a_gap() {
+        use crate::model::records::Seen;
+        let cfg = HubConfig { retention: 16, buffer: 16, heartbeat: Duration::from_secs(3600), queue: 1 };
+        let hub = Hub::new(cfg, CancellationToken::new());
+        let hook = hub.start_publisher();
+        let mut sub = hub.subscribe(None, Filter::default());
+        let batch = |id: &str| {
+            let seen = Seen {
+                id: id.into(),
+                first_us: 0,
+                last_us: 0,
+                agent_id: None,
+                display_name: None,
+                service_name: None,
+                task_id: None,
+            };
+            Arc::new(Batch { sessions: vec![seen], ..Batch::default() })
+        };
+        // The publisher has not run yet (current-thread runtime): the second and third batches
+        // find the queue full and are dropped at once instead of blocking.
+        hook(batch("s1"));
+        hook(batch("s2"));
+        hook(batch("s3"));
+        let mut got = Vec::new();
+        while got.len() < 2 {
+            let m = sub.next().await.expect("message");
+            got.push((m.kind, m.data.to_string()));
+        }
+        assert!(got.iter().any(|(k, d)| *k == message::GAP && d.contains("\"missed\":2")), "{got:?}");
+        assert!(got.iter().any(|(k, d)| *k == message::SESSION && d.contains("\"s1\"")), "{got:?}");
+    }
+}
