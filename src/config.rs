@@ -131,7 +131,7 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENT_CONSOLE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
     pub shutdown_timeout_secs: u64,
     /// Live stream messages kept for resuming with `Last-Event-ID` / `?since=`.
-    #[arg(long, env = "AGENT_CONSOLE_LIVE_RETENTION", default_value_t = 100_000)]
+    #[arg(long, env = "AGENT_CONSOLE_LIVE_RETENTION", default_value_t = 20_000)]
     pub live_retention: usize,
     /// Live stream messages a subscriber may fall behind before it gets a `gap`.
     #[arg(long, env = "AGENT_CONSOLE_LIVE_BUFFER", default_value_t = 1024)]
@@ -233,7 +233,7 @@ fn unreachable_defaults() -> ServeArgs {
         log: "info".into(),
         log_json: false,
         shutdown_timeout_secs: 30,
-        live_retention: 100_000,
+        live_retention: 20_000,
         live_buffer: 1024,
         live_heartbeat_secs: 15,
     }

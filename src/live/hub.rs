@@ -33,7 +33,7 @@ pub struct HubConfig {
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig { retention: 100_000, buffer: 1024, heartbeat: Duration::from_secs(15), queue: 1024 }
+        HubConfig { retention: 20_000, buffer: 1024, heartbeat: Duration::from_secs(15), queue: 1024 }
     }
 }
 
