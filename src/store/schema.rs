@@ -12,6 +12,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (2, "utc_timestamps", include_str!("schema/0002_utc_timestamps.sql")),
     (3, "prices", include_str!("schema/0003_prices.sql")),
     (4, "cost_hourly", include_str!("schema/0004_cost_hourly.sql")),
+    (5, "session_state", include_str!("schema/0005_session_state.sql")),
 ];
 
 /// Bring the database up to the newest schema; returns the version now in force.
@@ -57,7 +58,9 @@ mod tests {
         conn.execute_batch(MIGRATIONS[0].2).expect("v1");
         conn.execute_batch(
             "INSERT INTO schema_migrations (version, name) VALUES (1, 'init');
-             INSERT INTO model_calls (time, model) VALUES ('2026-11-21 10:30:00+00'::TIMESTAMPTZ, 'm');",
+             INSERT INTO model_calls (time, model) VALUES ('2026-11-21 10:30:00+00'::TIMESTAMPTZ, 'm');
+             INSERT INTO sessions (session_id, time, first_seen, last_seen) VALUES
+                 ('s1', '2026-11-21 10:30:00+00', '2026-11-21 10:00:00+00', '2026-11-21 10:30:00+00');",
         )
         .expect("v1 rows");
         assert_eq!(migrate(&conn).expect("migrate"), MIGRATIONS.len() as i32);
@@ -69,6 +72,10 @@ mod tests {
             )
             .expect("row");
         assert_eq!((ty.as_str(), t, hour.as_str()), ("TIMESTAMP", 1_795_257_000_000_000, "2026-11-21 10:00:00"));
+        let (status, since): (String, String) = conn
+            .query_row("SELECT status, status_since::VARCHAR FROM sessions", [], |r| Ok((r.get(0)?, r.get(1)?)))
+            .expect("session");
+        assert_eq!((status.as_str(), since.as_str()), ("finished", "2026-11-21 10:30:00"));
         // Idempotent.
         assert_eq!(migrate(&conn).expect("again"), MIGRATIONS.len() as i32);
     }

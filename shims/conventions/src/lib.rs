@@ -1,0 +1,106 @@
+//! The names the collector and the shims agree on, in one place both sides compile, so that what
+//! a shim sends and what the collector maps cannot drift: attribute keys (`attr`), Claude Code
+//! hook records (`hook`), OpenClaw records (`openclaw`) and session states (`status`).
+
+/// Attribute keys (OTLP `KeyValue` keys) written by the shims and read by the collector.
+pub mod attr {
+    /// The operator's unit of work (ticket, card). Our own convention.
+    pub const TASK_ID: &str = "agent_console.task.id";
+    /// Which shim produced a record: `claude-hook` or `openclaw` (see `source`).
+    pub const SOURCE: &str = "agent_console.source";
+    /// The session that spawned this one (subagent, child session).
+    pub const PARENT_SESSION_ID: &str = "agent_console.session.parent_id";
+    /// Session identity; both keys are written so GenAI and Claude Code readers agree.
+    pub const SESSION_ID: &str = "session.id";
+    pub const CONVERSATION_ID: &str = "gen_ai.conversation.id";
+    /// Claude Code's prompt id (equals native `prompt.id`).
+    pub const PROMPT_ID: &str = "prompt.id";
+    /// Tool call id: the GenAI key and Claude Code's native key, both written.
+    pub const TOOL_CALL_ID: &str = "gen_ai.tool.call.id";
+    pub const TOOL_USE_ID: &str = "tool_use_id";
+    pub const TOOL_NAME: &str = "gen_ai.tool.name";
+    pub const AGENT_ID: &str = "gen_ai.agent.id";
+    pub const AGENT_NAME: &str = "gen_ai.agent.name";
+    pub const OPERATION_NAME: &str = "gen_ai.operation.name";
+    pub const ERROR_TYPE: &str = "error.type";
+    pub const MODEL: &str = "gen_ai.request.model";
+    pub const RESPONSE_MODEL: &str = "gen_ai.response.model";
+    pub const PROVIDER: &str = "gen_ai.provider.name";
+    pub const INPUT_TOKENS: &str = "gen_ai.usage.input_tokens";
+    pub const OUTPUT_TOKENS: &str = "gen_ai.usage.output_tokens";
+    pub const CACHE_READ_TOKENS: &str = "gen_ai.usage.cache_read.input_tokens";
+    pub const CACHE_WRITE_TOKENS: &str = "gen_ai.usage.cache_creation.input_tokens";
+    /// A cost the source reported, in USD.
+    pub const COST_USD: &str = "gen_ai.usage.cost";
+    pub const SERVICE_NAME: &str = "service.name";
+    /// Hook records: the hook event name, the agent type inside a subagent, the working directory,
+    /// the whole stdin payload as JSON (truncated to the shim's limit) and whether it was cut.
+    pub const HOOK_EVENT: &str = "agent_console.hook.event";
+    pub const AGENT_TYPE: &str = "agent_console.agent.type";
+    pub const CWD: &str = "agent_console.cwd";
+    pub const PAYLOAD: &str = "agent_console.hook.payload";
+    pub const PAYLOAD_TRUNCATED: &str = "agent_console.hook.payload_truncated";
+    /// OpenClaw records: the session key, its run id, the session status.
+    pub const OPENCLAW_SESSION_KEY: &str = "openclaw.session.key";
+    pub const OPENCLAW_RUN_ID: &str = "openclaw.run.id";
+    pub const OPENCLAW_STATUS: &str = "openclaw.session.status";
+}
+
+/// Values of `attr::SOURCE`.
+pub mod source {
+    pub const CLAUDE_HOOK: &str = "claude-hook";
+    pub const OPENCLAW: &str = "openclaw";
+}
+
+/// Claude Code hook records. A hook call becomes one log record whose `event_name` is the hook
+/// event name exactly as Claude Code sends it (`SessionStart`, `PreToolUse`, ...; any other name is
+/// kept as is), with scope `SCOPE`.
+pub mod hook {
+    /// Instrumentation scope of hook records and hook tool spans.
+    pub const SCOPE: &str = "agent-console-hook";
+    /// `service.name` of hook records (Claude Code's own telemetry uses `claude-code` too).
+    pub const SERVICE: &str = "claude-code";
+    /// Agent name of the main thread (subagents use their `agent_type`).
+    pub const MAIN_AGENT: &str = "claude-code";
+    pub const SESSION_START: &str = "SessionStart";
+    pub const USER_PROMPT_SUBMIT: &str = "UserPromptSubmit";
+    pub const PRE_TOOL_USE: &str = "PreToolUse";
+    pub const POST_TOOL_USE: &str = "PostToolUse";
+    pub const POST_TOOL_USE_FAILURE: &str = "PostToolUseFailure";
+    pub const POST_TOOL_BATCH: &str = "PostToolBatch";
+    pub const NOTIFICATION: &str = "Notification";
+    pub const STOP: &str = "Stop";
+    pub const STOP_FAILURE: &str = "StopFailure";
+    pub const SUBAGENT_START: &str = "SubagentStart";
+    pub const SUBAGENT_STOP: &str = "SubagentStop";
+    pub const PRE_COMPACT: &str = "PreCompact";
+    pub const POST_COMPACT: &str = "PostCompact";
+    pub const SESSION_END: &str = "SessionEnd";
+    /// Malformed stdin: recorded as an error event with this name (severity ERROR).
+    pub const MALFORMED: &str = "agent_console.hook.malformed_input";
+    /// Span name prefix of a tool call span (`execute_tool Bash`).
+    pub const TOOL_SPAN_PREFIX: &str = "execute_tool ";
+}
+
+/// OpenClaw records written by `agent-console-openclaw`.
+pub mod openclaw {
+    /// Instrumentation scope of shim records.
+    pub const SCOPE: &str = "agent-console-openclaw";
+    pub const SERVICE: &str = "openclaw";
+    /// A session appeared or changed status: `event_name`; the body is the status string
+    /// (`queued`, `running`, `done`, `failed`, `killed`, `timeout`).
+    pub const STATUS_EVENT: &str = "openclaw.session.status";
+    /// One finished run's usage: `event_name` of the model-call record.
+    pub const RUN_EVENT: &str = "openclaw.run";
+    /// Statuses that end a session.
+    pub const END_STATUSES: &[&str] = &["done", "failed", "killed", "timeout"];
+}
+
+/// Session states (the `sessions.status` column and live `session` messages).
+pub mod status {
+    pub const RUNNING: &str = "running";
+    pub const IDLE: &str = "idle";
+    pub const PAUSED: &str = "paused";
+    pub const ERRORED: &str = "errored";
+    pub const FINISHED: &str = "finished";
+}
