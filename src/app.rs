@@ -65,7 +65,13 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         cancel.clone(),
     );
     let hook = live.start_publisher();
-    let (store, writer) = Store::open(&args.store_config(), pricing.current()?, metrics.clone(), Some(hook))?;
+    let (store, writer) = Store::open_with_clock(
+        &args.store_config(),
+        pricing.current()?,
+        metrics.clone(),
+        Some(hook),
+        crate::sessions::tokio_clock(),
+    )?;
     let grpc_listener =
         TcpListener::bind(args.grpc_addr).await.map_err(|source| AppError::Bind { addr: args.grpc_addr, source })?;
     let http_listener =
@@ -132,6 +138,20 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
+    // Session states that change with time alone (idle, stuck, finished by inactivity).
+    let st_store = store.clone();
+    let st_cancel = cancel.clone();
+    let session_clock = tokio::spawn(async move {
+        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = st_cancel.cancelled() => break,
+                _ = tick.tick() => st_store.tick(),
+            }
+        }
+    });
+
     Ok(Running {
         grpc_addr,
         http_addr,
@@ -139,7 +159,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         store,
         metrics,
         cancel,
-        servers: vec![grpc_server, http_server, pg_server, checkpointer],
+        servers: vec![grpc_server, http_server, pg_server, checkpointer, session_clock],
         writer,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })

@@ -139,6 +139,15 @@ pub struct ServeArgs {
     /// Seconds between live stream `heartbeat` messages.
     #[arg(long, env = "AGENT_CONSOLE_LIVE_HEARTBEAT_SECS", default_value_t = 15)]
     pub live_heartbeat_secs: u64,
+    /// Seconds without activity after which a running session (nothing in flight) is `idle`.
+    #[arg(long, env = "AGENT_CONSOLE_SESSION_IDLE_SECS", default_value_t = 60)]
+    pub session_idle_secs: u64,
+    /// Seconds without activity after which a running session is flagged `stuck`.
+    #[arg(long, env = "AGENT_CONSOLE_SESSION_STUCK_SECS", default_value_t = 300)]
+    pub session_stuck_secs: u64,
+    /// Seconds without activity after which a session is `finished`.
+    #[arg(long, env = "AGENT_CONSOLE_SESSION_FINISH_SECS", default_value_t = 1800)]
+    pub session_finish_secs: u64,
 }
 
 /// Errors of configuration loading.
@@ -200,6 +209,12 @@ impl ServeArgs {
             max_inflight_bytes: self.max_inflight_bytes.max(self.max_request_bytes),
             queue_wait: Duration::from_millis(self.queue_wait_ms),
             max_batch_rows: self.max_batch_rows.max(1),
+            sessions: crate::sessions::TrackerConfig {
+                idle_after_us: self.session_idle_secs.max(1) as i64 * 1_000_000,
+                stuck_after_us: self.session_stuck_secs.max(1) as i64 * 1_000_000,
+                finish_after_us: self.session_finish_secs.max(1) as i64 * 1_000_000,
+                ..Default::default()
+            },
             query: QueryLimits {
                 timeout: Duration::from_millis(self.query_timeout_ms.max(1)),
                 max_rows: self.query_max_rows.max(1),
@@ -236,6 +251,9 @@ fn unreachable_defaults() -> ServeArgs {
         live_retention: 20_000,
         live_buffer: 1024,
         live_heartbeat_secs: 15,
+        session_idle_secs: 60,
+        session_stuck_secs: 300,
+        session_finish_secs: 1800,
     }
 }
 

@@ -15,6 +15,8 @@
 //! - `cost`: the embedded, versioned model price table (`prices`) and per-call cost arithmetic.
 //! - `live`: the live stream (`/api/live` SSE, `/api/live/ws` WebSocket) fed by the writer's
 //!   commit hook.
+//! - `sessions`: the session state machine the writer runs (`signals` from rows, `tracker`
+//!   states); stored by `store::session_state`.
 //! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
 
 pub mod api;
@@ -31,5 +33,6 @@ pub mod live;
 pub mod model;
 pub mod pgwire;
 pub mod receiver;
+pub mod sessions;
 pub mod store;
 pub mod telemetry;

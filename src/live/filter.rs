@@ -3,7 +3,7 @@
 
 use serde::Deserialize;
 
-use super::message::Message;
+use super::message::{Header, Message};
 
 /// `GET /api/live?session=&agent=&task=&type=a,b&since=ID&snapshot=true`.
 #[derive(Debug, Default, Clone, Deserialize)]
@@ -44,16 +44,26 @@ impl Filter {
 
     /// Data messages must match every given filter; `gap` messages always pass.
     pub fn matches(&self, m: &Message) -> bool {
-        if m.kind == super::message::GAP {
+        self.matches_header(&Header {
+            kind: m.kind,
+            session_id: m.session_id.as_deref(),
+            agent_id: m.agent_id.as_deref(),
+            task_id: m.task_id.as_deref(),
+        })
+    }
+
+    /// The same test on a not yet serialised message.
+    pub fn matches_header(&self, h: &Header<'_>) -> bool {
+        if h.kind == super::message::GAP {
             return true;
         }
-        fn eq(want: &Option<String>, got: &Option<String>) -> bool {
-            want.as_ref().is_none_or(|w| got.as_deref() == Some(w.as_str()))
+        fn eq(want: &Option<String>, got: Option<&str>) -> bool {
+            want.as_ref().is_none_or(|w| got == Some(w.as_str()))
         }
-        eq(&self.session, &m.session_id)
-            && eq(&self.agent, &m.agent_id)
-            && eq(&self.task, &m.task_id)
-            && self.types.as_ref().is_none_or(|t| t.iter().any(|k| k == m.kind))
+        eq(&self.session, h.session_id)
+            && eq(&self.agent, h.agent_id)
+            && eq(&self.task, h.task_id)
+            && self.types.as_ref().is_none_or(|t| t.iter().any(|k| k == h.kind))
     }
 }
 

@@ -1,6 +1,7 @@
-//! The hub: one publisher task turns committed batches into messages, numbers them from one
-//! counter, keeps the newest `retention` of them in a ring (the resume window) and broadcasts each
-//! once to every subscriber (`tokio::sync::broadcast`, bounded per subscriber). The writer only
+//! The hub: one publisher task numbers the messages of each committed batch from one counter
+//! (a batch is one `Entry`: a run of ids, serialised lazily), keeps the newest `retention`
+//! messages in a ring (the resume window) and broadcasts each entry once to every subscriber
+//! (`tokio::sync::broadcast`, bounded per subscriber, in entries). The writer only
 //! ever `try_send`s a batch to the publisher, so a slow or dead client never slows ingest.
 
 use std::collections::VecDeque;
@@ -14,7 +15,7 @@ use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
 use super::filter::Filter;
-use super::message::{self, Draft, Message};
+use super::message::{self, Draft, Entry, Message};
 use crate::model::records::Batch;
 use crate::store::writer::CommitHook;
 
@@ -38,14 +39,16 @@ impl Default for HubConfig {
 }
 
 struct Ring {
-    msgs: VecDeque<Arc<Message>>,
+    entries: VecDeque<Arc<Entry>>,
+    /// Messages in `entries`.
+    retained: u64,
     last_id: u64,
 }
 
 /// The live stream hub, shared by the publisher and every subscriber.
 pub struct Hub {
     ring: Mutex<Ring>,
-    tx: broadcast::Sender<Arc<Message>>,
+    tx: broadcast::Sender<Arc<Entry>>,
     cfg: HubConfig,
     /// Rows dropped because the publisher queue was full; reported as the next `gap`.
     dropped: Arc<AtomicU64>,
@@ -56,7 +59,7 @@ impl Hub {
     /// A hub whose subscriptions end when `cancel` fires (server shutdown).
     pub fn new(cfg: HubConfig, cancel: CancellationToken) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(cfg.buffer.max(1));
-        let ring = Ring { msgs: VecDeque::new(), last_id: 0 };
+        let ring = Ring { entries: VecDeque::new(), retained: 0, last_id: 0 };
         Arc::new(Hub { ring: Mutex::new(ring), tx, cfg, dropped: Arc::new(AtomicU64::new(0)), cancel })
     }
 
@@ -71,9 +74,7 @@ impl Hub {
         tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
                 hub.report_dropped();
-                for d in message::from_batch(&batch) {
-                    hub.publish(d);
-                }
+                hub.push(|id| Entry::batch(id, batch));
             }
             hub.report_dropped();
         });
@@ -100,20 +101,31 @@ impl Hub {
         }
     }
 
-    /// Number a message, retain it and broadcast it (one send for all subscribers).
-    pub fn publish(&self, d: Draft) -> u64 {
+    /// Number an entry, retain it and broadcast it (one send for all subscribers).
+    fn push(&self, make: impl FnOnce(u64) -> Entry) -> u64 {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        ring.last_id += 1;
-        let m = Arc::new(Message::from_draft(ring.last_id, d));
+        let e = Arc::new(make(ring.last_id + 1));
+        if e.len == 0 {
+            return ring.last_id;
+        }
+        ring.last_id = e.last_id();
         if self.cfg.retention > 0 {
-            if ring.msgs.len() >= self.cfg.retention {
-                ring.msgs.pop_front();
+            ring.retained += e.len;
+            ring.entries.push_back(e.clone());
+            while ring.entries.len() > 1 && ring.retained - ring.entries[0].len >= self.cfg.retention as u64 {
+                if let Some(old) = ring.entries.pop_front() {
+                    ring.retained -= old.len;
+                }
             }
-            ring.msgs.push_back(m.clone());
         }
         // Sent under the lock so that ring order and broadcast order are the same; never blocks.
-        let _ = self.tx.send(m);
+        let _ = self.tx.send(e);
         ring.last_id
+    }
+
+    /// Publish one message (numbered, retained, broadcast); returns its id.
+    pub fn publish(&self, d: Draft) -> u64 {
+        self.push(|id| Entry::one(id, d))
     }
 
     /// The heartbeat interval (also the SSE keep-alive interval).
@@ -133,28 +145,37 @@ impl Hub {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         // Under the lock: everything before this point is in the ring, everything after arrives on rx.
         let rx = self.tx.subscribe();
+        let mut front = VecDeque::new();
         let mut pending = VecDeque::new();
-        let mut start = ring.last_id;
-        let cursor = match since {
-            None => ring.last_id,
+        let (cursor, start) = match since {
+            None => (ring.last_id, ring.last_id),
             Some(s) => {
                 let since = if s > ring.last_id { 0 } else { s };
-                start = since;
-                let oldest = ring.msgs.front().map_or(ring.last_id + 1, |m| m.id);
+                let oldest = ring.entries.front().map_or(ring.last_id + 1, |e| e.first_id);
                 let missed = oldest.saturating_sub(since + 1);
                 if missed > 0 {
-                    pending.push_back(Arc::new(Message::control(since, message::GAP, &json!({ "missed": missed }))));
+                    front.push_back(Arc::new(Message::control(since, message::GAP, &json!({ "missed": missed }))));
                 }
-                let start = ring.msgs.partition_point(|m| m.id <= since);
-                pending.extend(ring.msgs.range(start..).filter(|m| filter.matches(m)).cloned());
-                ring.last_id
+                let first = ring.entries.partition_point(|e| e.last_id() <= since);
+                pending.extend(ring.entries.range(first..).cloned());
+                (since.max(oldest.saturating_sub(1)), since)
             }
         };
         drop(ring);
         let period = self.cfg.heartbeat.max(Duration::from_millis(10));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
-        Subscription { rx, pending, filter, cursor, start, heartbeat, cancel: self.cancel.clone() }
+        Subscription {
+            rx,
+            front,
+            pending,
+            current: None,
+            filter,
+            cursor,
+            start,
+            heartbeat,
+            cancel: self.cancel.clone(),
+        }
     }
 }
 
@@ -162,9 +183,15 @@ impl Hub {
 /// the id of the last message this subscriber has been through (they do not take a new id), so a
 /// client that resumes from them loses nothing.
 pub struct Subscription {
-    rx: broadcast::Receiver<Arc<Message>>,
-    pending: VecDeque<Arc<Message>>,
+    rx: broadcast::Receiver<Arc<Entry>>,
+    /// Messages to send before anything else (snapshot, the resume gap).
+    front: VecDeque<Arc<Message>>,
+    /// Retained entries to replay.
+    pending: VecDeque<Arc<Entry>>,
+    /// The entry being walked and the index of its next message.
+    current: Option<(Arc<Entry>, usize)>,
     filter: Filter,
+    /// The newest id this subscriber has been through (sent or filtered out).
     cursor: u64,
     /// Where this subscription starts (the effective `since`, else the newest id at subscribe).
     start: u64,
@@ -180,34 +207,62 @@ impl Subscription {
 
     /// Put a message in front of everything else (the snapshot).
     pub fn push_front(&mut self, m: Message) {
-        self.pending.push_front(Arc::new(m));
+        self.front.push_front(Arc::new(m));
+    }
+
+    /// The next matching message of the current entry, if any.
+    fn walk(&mut self) -> Option<Arc<Message>> {
+        let (entry, i) = self.current.as_mut()?;
+        while (*i as u64) < entry.len {
+            let idx = *i;
+            *i += 1;
+            let id = entry.first_id + idx as u64;
+            if id <= self.cursor {
+                continue;
+            }
+            self.cursor = id;
+            if entry.header(idx).is_some_and(|h| self.filter.matches_header(&h)) {
+                if let Some(m) = entry.message(idx) {
+                    return Some(m);
+                }
+            }
+        }
+        self.current = None;
+        None
     }
 
     /// The next message for this subscriber; `None` when the server shuts down. Cancel-safe.
     pub async fn next(&mut self) -> Option<Arc<Message>> {
-        if let Some(m) = self.pending.pop_front() {
-            if m.id > self.cursor {
-                self.cursor = m.id;
-            }
+        if let Some(m) = self.front.pop_front() {
             return Some(m);
         }
         loop {
+            if let Some(m) = self.walk() {
+                return Some(m);
+            }
+            if let Some(e) = self.pending.pop_front() {
+                self.current = Some((e, 0));
+                continue;
+            }
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return None,
                 r = self.rx.recv() => match r {
-                    Ok(m) => {
-                        if m.id <= self.cursor {
+                    Ok(e) => {
+                        if e.last_id() <= self.cursor {
                             continue;
                         }
-                        self.cursor = m.id;
-                        if self.filter.matches(&m) {
-                            return Some(m);
+                        let missed = e.first_id.saturating_sub(self.cursor + 1);
+                        self.current = Some((e, 0));
+                        if missed > 0 {
+                            // This subscriber lagged and the broadcast skipped whole entries.
+                            let gap = Message::control(self.cursor, message::GAP, &json!({ "missed": missed }));
+                            self.cursor += missed;
+                            return Some(Arc::new(gap));
                         }
                     }
-                    Err(broadcast::error::RecvError::Lagged(n)) => {
-                        return Some(Arc::new(Message::control(self.cursor, message::GAP, &json!({ "missed": n }))));
-                    }
+                    // Counted exactly from the ids of the next entry received.
+                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },
                 _ = self.heartbeat.tick() => {
@@ -259,8 +314,14 @@ mod tests {
                 display_name: None,
                 service_name: None,
                 task_id: None,
+                parent_id: None,
             };
-            Arc::new(Batch { sessions: vec![seen], ..Batch::default() })
+            let update = crate::model::records::SessionUpdate {
+                session_id: seen.id.clone(),
+                status: "running",
+                ..Default::default()
+            };
+            Arc::new(Batch { sessions: vec![seen], session_updates: vec![update], ..Batch::default() })
         };
         // The publisher has not run yet (current-thread runtime): the second and third batches
         // find the queue full and are dropped at once instead of blocking.

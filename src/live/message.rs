@@ -1,11 +1,12 @@
-//! Live messages built from committed rows. Each payload is serialised to JSON exactly once, when
-//! the message is made; SSE and WebSocket subscribers only copy the shared text into their frames.
+//! Live messages built from committed rows. A batch becomes an `Entry` (a run of ids); each
+//! payload is serialised to JSON at most once, when the first subscriber needs it; SSE and
+//! WebSocket subscribers only copy the shared text into their frames.
 
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde_json::{json, Map, Value};
 
-use crate::model::records::{Batch, Context, LogRow, ModelCallRow, Seen, SpanRow, ToolCallRow};
+use crate::model::records::{Batch, Context, LogRow, ModelCallRow, SessionUpdate, SpanRow, ToolCallRow};
 
 /// Message types, as sent in SSE `event:` and WebSocket `type`.
 pub const SPAN: &str = "span";
@@ -180,43 +181,179 @@ pub fn tool_call(r: &ToolCallRow) -> Draft {
     draft(TOOL_CALL, &r.ctx, obj)
 }
 
-/// A session whose stored row changed in this batch. The design point for the session state
-/// machine: today the summary is the `sessions` row fields known to the writer (`Seen`); a richer
-/// summary replaces this function's body, the message type and routing stay.
-pub fn session(r: &Seen) -> Draft {
+/// A session state change with the session's new summary (field names as `GET /api/sessions`).
+pub fn session(u: &SessionUpdate) -> Draft {
     let obj = object(json!({
-        "session_id": r.id,
-        "agent_id": r.agent_id,
-        "task_id": r.task_id,
-        "first_seen": rfc3339(r.first_us),
-        "last_seen": rfc3339(r.last_us),
-        "display_name": r.display_name,
-        "service_name": r.service_name.as_deref(),
+        "time": rfc3339(u.time_us),
+        "session_id": u.session_id,
+        "agent_id": u.agent_id,
+        "task_id": u.task_id,
+        "parent_session_id": u.parent_session_id,
+        "display_name": u.display_name,
+        "service_name": u.service_name.as_deref(),
+        "previous_status": u.from_status,
+        "status": u.status,
+        "stuck": u.stuck,
+        "status_reason": u.reason,
+        "status_since": rfc3339(u.status_since_us),
+        "first_seen": rfc3339(u.first_seen_us),
+        "last_seen": rfc3339(u.last_seen_us),
+        "last_activity": rfc3339(u.last_activity_us),
+        "ended_at": u.ended_at_us.map(rfc3339),
+        "elapsed_s": (u.ended_at_us.unwrap_or(u.time_us) - u.first_seen_us).max(0) as f64 / 1e6,
+        "model": u.model,
+        "model_calls": u.model_calls,
+        "tool_calls": u.tool_calls,
+        "errors": u.errors,
+        "input_tokens": u.input_tokens,
+        "output_tokens": u.output_tokens,
+        "cache_read_tokens": u.cache_read_tokens,
+        "cache_write_tokens": u.cache_write_tokens,
+        "cost_usd": u.cost_usd,
     }));
     Draft {
         kind: SESSION,
-        session_id: Some(r.id.clone()),
-        agent_id: r.agent_id.clone(),
-        task_id: r.task_id.clone(),
+        session_id: Some(u.session_id.clone()),
+        agent_id: u.agent_id.clone(),
+        task_id: u.task_id.clone(),
         data: Value::Object(obj).to_string().into(),
     }
 }
 
-/// Every message a committed batch produces, in a fixed order: spans, events, model calls, tool
-/// calls, then session changes. Metric points are not streamed.
-pub fn from_batch(b: &Batch) -> Vec<Draft> {
-    let mut out = Vec::with_capacity(b.spans.len() + b.logs.len() + b.model_calls.len() + b.tool_calls.len());
-    out.extend(b.spans.iter().map(span));
-    out.extend(b.logs.iter().map(event));
-    out.extend(b.model_calls.iter().map(model_call));
-    out.extend(b.tool_calls.iter().map(tool_call));
-    out.extend(b.sessions.iter().map(session));
-    out
+/// What a filter looks at, read from a row without serialising it.
+#[derive(Debug, Clone, Copy)]
+pub struct Header<'a> {
+    pub kind: &'static str,
+    pub session_id: Option<&'a str>,
+    pub agent_id: Option<&'a str>,
+    pub task_id: Option<&'a str>,
 }
 
-/// Rows a batch would have produced (counted when the batch is dropped before the publisher).
+impl<'a> Header<'a> {
+    fn of(kind: &'static str, c: &'a Context) -> Self {
+        Header {
+            kind,
+            session_id: c.session_id.as_deref(),
+            agent_id: c.agent_id.as_deref(),
+            task_id: c.task_id.as_deref(),
+        }
+    }
+}
+
+/// The messages a committed batch makes, in a fixed order: spans, events, model calls, tool
+/// calls, then session changes (metric points are not streamed). Nothing is serialised until a
+/// subscriber asks for a message, and then once for all subscribers (`Entry`).
 pub fn count(b: &Batch) -> u64 {
-    (b.spans.len() + b.logs.len() + b.model_calls.len() + b.tool_calls.len() + b.sessions.len()) as u64
+    (b.spans.len() + b.logs.len() + b.model_calls.len() + b.tool_calls.len() + b.session_updates.len()) as u64
+}
+
+fn locate(b: &Batch, mut i: usize) -> Option<(usize, usize)> {
+    for (part, len) in [b.spans.len(), b.logs.len(), b.model_calls.len(), b.tool_calls.len(), b.session_updates.len()]
+        .into_iter()
+        .enumerate()
+    {
+        if i < len {
+            return Some((part, i));
+        }
+        i -= len;
+    }
+    None
+}
+
+fn header_at(b: &Batch, i: usize) -> Option<Header<'_>> {
+    Some(match locate(b, i)? {
+        (0, j) => Header::of(SPAN, &b.spans[j].ctx),
+        (1, j) => Header::of(EVENT, &b.logs[j].ctx),
+        (2, j) => Header::of(MODEL_CALL, &b.model_calls[j].ctx),
+        (3, j) => Header::of(TOOL_CALL, &b.tool_calls[j].ctx),
+        (_, j) => {
+            let u = &b.session_updates[j];
+            Header {
+                kind: SESSION,
+                session_id: Some(&u.session_id),
+                agent_id: u.agent_id.as_deref(),
+                task_id: u.task_id.as_deref(),
+            }
+        }
+    })
+}
+
+fn draft_at(b: &Batch, i: usize) -> Option<Draft> {
+    Some(match locate(b, i)? {
+        (0, j) => span(&b.spans[j]),
+        (1, j) => event(&b.logs[j]),
+        (2, j) => model_call(&b.model_calls[j]),
+        (3, j) => tool_call(&b.tool_calls[j]),
+        (_, j) => session(&b.session_updates[j]),
+    })
+}
+
+enum Source {
+    Batch(Arc<Batch>),
+    One(Draft),
+}
+
+/// A run of consecutive message ids: one committed batch (or one hub-made message). The hub
+/// retains and broadcasts entries, not messages, so publishing costs the same whether anyone
+/// listens or not; a message's JSON is made the first time a subscriber needs it and shared.
+pub struct Entry {
+    pub first_id: u64,
+    pub len: u64,
+    source: Source,
+    cache: OnceLock<Box<[OnceLock<Arc<Message>>]>>,
+}
+
+impl std::fmt::Debug for Entry {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry").field("first_id", &self.first_id).field("len", &self.len).finish()
+    }
+}
+
+impl Entry {
+    pub fn batch(first_id: u64, b: Arc<Batch>) -> Self {
+        let len = count(&b);
+        Entry { first_id, len, source: Source::Batch(b), cache: OnceLock::new() }
+    }
+
+    pub fn one(id: u64, d: Draft) -> Self {
+        Entry { first_id: id, len: 1, source: Source::One(d), cache: OnceLock::new() }
+    }
+
+    /// Id of the last message in this entry.
+    pub fn last_id(&self) -> u64 {
+        self.first_id + self.len.saturating_sub(1)
+    }
+
+    /// The filter view of message `i` (0-based within the entry).
+    pub fn header(&self, i: usize) -> Option<Header<'_>> {
+        match &self.source {
+            Source::Batch(b) => header_at(b, i),
+            Source::One(d) if i == 0 => Some(Header {
+                kind: d.kind,
+                session_id: d.session_id.as_deref(),
+                agent_id: d.agent_id.as_deref(),
+                task_id: d.task_id.as_deref(),
+            }),
+            Source::One(_) => None,
+        }
+    }
+
+    /// Message `i`, serialised on first use and shared by every subscriber afterwards.
+    pub fn message(&self, i: usize) -> Option<Arc<Message>> {
+        if i as u64 >= self.len {
+            return None;
+        }
+        let slots = self.cache.get_or_init(|| (0..self.len).map(|_| OnceLock::new()).collect());
+        let slot = slots.get(i)?;
+        if let Some(m) = slot.get() {
+            return Some(m.clone());
+        }
+        let draft = match &self.source {
+            Source::Batch(b) => draft_at(b, i)?,
+            Source::One(d) => d.clone(),
+        };
+        Some(slot.get_or_init(|| Arc::new(Message::from_draft(self.first_id + i as u64, draft))).clone())
+    }
 }
 
 #[cfg(test)]

@@ -11,12 +11,13 @@ pub mod ws;
 
 pub use filter::{Filter, LiveParams};
 pub use hub::{Hub, HubConfig, Subscription};
-pub use message::{Draft, Message};
+pub use message::{Draft, Entry, Message};
 
 use crate::store::{Store, StoreError};
 
-/// Sessions sent in a `snapshot` message, newest first.
-const SNAPSHOT_SQL: &str = "SELECT * FROM sessions ORDER BY last_seen DESC LIMIT 1000";
+/// Sessions sent in a `snapshot` message: every session not finished, newest activity first.
+const SNAPSHOT_SQL: &str =
+    "SELECT * FROM sessions WHERE status IS DISTINCT FROM 'finished' ORDER BY last_seen DESC LIMIT 1000";
 
 /// Subscribe with these parameters: `since` (or the SSE `Last-Event-ID`), filters, and when
 /// `snapshot=true` a first `snapshot` message `{"sessions": [...]}` with the current sessions.

@@ -153,6 +153,11 @@ fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, entity_
         task_id: task_id(rec, &res.idx),
         run_id: rec.first_str(k::RUN_ID).or_else(|| res.idx.first_str(k::RUN_ID)).map(|(_, v)| v.to_string()),
         service_name: res.service.clone(),
+        parent_session_id: rec
+            .str(k::PARENT_SESSION_ID)
+            .or_else(|| res.idx.str(k::PARENT_SESSION_ID))
+            .filter(|p| !p.is_empty())
+            .map(str::to_string),
     }
 }
 
@@ -334,6 +339,7 @@ impl SeenSet {
                         display_name: ctx.agent_name.clone(),
                         service_name: ctx.service_name.clone(),
                         task_id: ctx.task_id.clone(),
+                        parent_id: None,
                     },
                 );
             }
@@ -350,6 +356,7 @@ impl SeenSet {
                         display_name: None,
                         service_name: ctx.service_name.clone(),
                         task_id: ctx.task_id.clone(),
+                        parent_id: ctx.parent_session_id.clone(),
                     },
                 );
             }
@@ -363,6 +370,9 @@ impl SeenSet {
             }
             if e.agent_id.is_none() {
                 e.agent_id = ctx.agent_id.clone();
+            }
+            if e.parent_id.is_none() {
+                e.parent_id = ctx.parent_session_id.clone();
             }
             if e.display_name.is_none() {
                 let short: String = session.chars().take(8).collect();

@@ -40,6 +40,8 @@ pub struct Context {
     /// Framework run / turn id (`gen_ai.task.id`, `prompt.id`, ...): not a task.
     pub run_id: Option<String>,
     pub service_name: Option<Arc<str>>,
+    /// The session that spawned this record's session (`agent_console.session.parent_id`).
+    pub parent_session_id: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -161,6 +163,42 @@ pub struct Seen {
     pub display_name: Option<String>,
     pub service_name: Option<Arc<str>>,
     pub task_id: Option<String>,
+    /// Sessions only: the parent session, when a record named one.
+    pub parent_id: Option<String>,
+}
+
+/// A session's state after a change, decided by the writer's session tracker
+/// (`sessions::tracker`): stored in `sessions` / `session_transitions` and streamed as `session`.
+/// `*_us` are microseconds since the epoch; `time_us`, `status_since_us` and `last_activity_us`
+/// are the collector's clock, `first_seen_us` / `last_seen_us` the records' own times.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SessionUpdate {
+    pub time_us: i64,
+    pub session_id: String,
+    pub agent_id: Option<String>,
+    pub task_id: Option<String>,
+    pub parent_session_id: Option<String>,
+    pub display_name: Option<String>,
+    pub service_name: Option<Arc<str>>,
+    /// None for a session seen for the first time.
+    pub from_status: Option<&'static str>,
+    pub status: &'static str,
+    pub stuck: bool,
+    pub reason: String,
+    pub status_since_us: i64,
+    pub first_seen_us: i64,
+    pub last_seen_us: i64,
+    pub last_activity_us: i64,
+    pub ended_at_us: Option<i64>,
+    pub model: Option<String>,
+    pub model_calls: u64,
+    pub tool_calls: u64,
+    pub errors: u64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub cache_read_tokens: i64,
+    pub cache_write_tokens: i64,
+    pub cost_usd: f64,
 }
 
 /// Everything one export request maps to.
@@ -173,6 +211,8 @@ pub struct Batch {
     pub tool_calls: Vec<ToolCallRow>,
     pub sessions: Vec<Seen>,
     pub agents: Vec<Seen>,
+    /// Session state changes (filled by the writer after mapping; empty out of `normalize`).
+    pub session_updates: Vec<SessionUpdate>,
 }
 
 impl Batch {
@@ -191,5 +231,6 @@ impl Batch {
         self.tool_calls.append(&mut other.tool_calls);
         self.sessions.append(&mut other.sessions);
         self.agents.append(&mut other.agents);
+        self.session_updates.append(&mut other.session_updates);
     }
 }

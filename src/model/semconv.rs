@@ -3,8 +3,12 @@
 //! deliberate changes documented in ARCHITECTURE.md: a *task* is only `agent_console.task.id`, and
 //! framework run ids (`gen_ai.task.id`, `prompt.id`, ...) are kept as `run_id`.
 
+use agent_console_conventions::attr as shared;
+
 /// Our own convention: the operator's unit of work (ticket, Kanban card).
-pub const TASK_ID: &str = "agent_console.task.id";
+pub const TASK_ID: &str = shared::TASK_ID;
+/// Our own convention: the session that spawned this one (subagents, child sessions).
+pub const PARENT_SESSION_ID: &str = shared::PARENT_SESSION_ID;
 /// The same key as carried by W3C baggage copied onto spans by a baggage span processor.
 pub const BAGGAGE_TASK_ID: &str = "baggage.agent_console.task.id";
 /// A raw W3C `baggage` header value some SDKs attach as an attribute.
@@ -108,6 +112,7 @@ pub fn all_keys() -> impl Iterator<Item = &'static str> {
     .copied()
     .chain([
         TASK_ID,
+        PARENT_SESSION_ID,
         BAGGAGE_TASK_ID,
         BAGGAGE,
         SERVICE_NAME,

@@ -302,6 +302,7 @@ pub fn seen(rows: &[Seen]) -> Result<RecordBatch, ArrowError> {
     let n = rows.len();
     let (mut first, mut last) = (ts(n), ts(n));
     let (mut id, mut agent, mut name, mut service, mut task) = (s(n), s(n), s(n), s(n), s(n));
+    let mut parent = s(n);
     for r in rows {
         id.append_value(&r.id);
         first.append_value(r.first_us);
@@ -310,6 +311,7 @@ pub fn seen(rows: &[Seen]) -> Result<RecordBatch, ArrowError> {
         name.append_option(r.display_name.as_deref());
         service.append_option(r.service_name.as_deref());
         task.append_option(r.task_id.as_deref());
+        parent.append_option(r.parent_id.as_deref());
     }
     batch(vec![
         ("id", Arc::new(id.finish()) as ArrayRef),
@@ -319,5 +321,6 @@ pub fn seen(rows: &[Seen]) -> Result<RecordBatch, ArrowError> {
         ("display_name", Arc::new(name.finish())),
         ("service_name", Arc::new(service.finish())),
         ("task_id", Arc::new(task.finish())),
+        ("parent_id", Arc::new(parent.finish())),
     ])
 }

@@ -8,6 +8,7 @@ pub mod reader;
 pub mod reprice;
 pub mod rollup;
 pub mod schema;
+pub mod session_state;
 pub mod sqlcompat;
 pub mod stream;
 pub mod writer;
@@ -75,6 +76,8 @@ pub struct StoreConfig {
     /// How long an export may wait for room before it is refused.
     pub queue_wait: Duration,
     pub max_batch_rows: usize,
+    /// Session state timeouts (the writer runs the tracker).
+    pub sessions: crate::sessions::TrackerConfig,
     pub query: QueryLimits,
 }
 
@@ -88,6 +91,7 @@ impl Default for StoreConfig {
             max_inflight_bytes: 128 * 1024 * 1024,
             queue_wait: Duration::from_millis(500),
             max_batch_rows: 65_536,
+            sessions: crate::sessions::TrackerConfig::default(),
             query: QueryLimits::default(),
         }
     }
@@ -127,6 +131,17 @@ impl Store {
         metrics: Arc<Metrics>,
         on_commit: Option<CommitHook>,
     ) -> Result<(Store, WriterHandle), StoreError> {
+        Self::open_with_clock(cfg, prices, metrics, on_commit, crate::sessions::system_clock())
+    }
+
+    /// `open`, with the clock session states are timed by (tests pass `sessions::tokio_clock`).
+    pub fn open_with_clock(
+        cfg: &StoreConfig,
+        prices: Arc<PriceTable>,
+        metrics: Arc<Metrics>,
+        on_commit: Option<CommitHook>,
+        clock: crate::sessions::Clock,
+    ) -> Result<(Store, WriterHandle), StoreError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
         let path = cfg.data_dir.join("agent-console.duckdb");
@@ -144,7 +159,7 @@ impl Store {
         tracing::info!(path = %path.display(), schema_version = version, "store opened");
         let read_conn = conn.try_clone()?;
         let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-        let wcfg = WriterConfig { max_batch_rows: cfg.max_batch_rows, prices };
+        let wcfg = WriterConfig { max_batch_rows: cfg.max_batch_rows, prices, sessions: cfg.sessions, clock };
         let m = metrics.clone();
         let thread = std::thread::Builder::new()
             .name("duckdb-writer".into())
@@ -185,6 +200,19 @@ impl Store {
     /// Ask the writer to checkpoint when it is idle (dropped when the queue is full).
     pub fn checkpoint_when_idle(&self) {
         let _ = self.tx.try_send(Msg::Checkpoint);
+    }
+
+    /// Ask the writer to apply time-driven session changes (idle, stuck, finished); dropped when
+    /// the queue is full (the writer is busy and will be asked again).
+    pub fn tick(&self) {
+        let _ = self.tx.try_send(Msg::Tick(None));
+    }
+
+    /// `tick`, waiting until the changes are committed and published.
+    pub async fn tick_now(&self) -> Result<(), StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Msg::Tick(Some(ack))).await.map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)
     }
 
     /// Switch the writer to `table` and re-price stored calls that have no reported cost.

@@ -9,11 +9,12 @@ use std::time::Instant;
 use duckdb::{Appender, Connection};
 use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
 
-use super::{arrow_rows, reprice, rollup, StoreError};
+use super::{arrow_rows, reprice, rollup, session_state, StoreError};
 use crate::cost::pricing::{price_calls, RepriceReport};
 use crate::cost::PriceTable;
 use crate::model::dedup::Deduper;
 use crate::model::records::{Batch, Seen};
+use crate::sessions::{signals, Clock, Tracker, TrackerConfig};
 use crate::telemetry::Metrics;
 
 /// One export's rows, waiting for the writer.
@@ -32,6 +33,8 @@ pub enum Msg {
     Checkpoint,
     /// Switch to a new price table and re-price every stored call that has no reported cost.
     Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
+    /// Apply time-driven session changes now (sent on a timer; tests wait for the ack).
+    Tick(Option<oneshot::Sender<()>>),
 }
 
 /// Called after each commit with the committed rows (the live stream hooks in here). Runs on the
@@ -43,6 +46,9 @@ pub struct WriterConfig {
     pub max_batch_rows: usize,
     /// Prices in force when the writer starts.
     pub prices: Arc<PriceTable>,
+    pub sessions: TrackerConfig,
+    /// The collector's clock, for session activity and transition times.
+    pub clock: Clock,
 }
 
 struct Appenders<'c> {
@@ -54,6 +60,8 @@ struct Appenders<'c> {
     sessions_stage: Appender<'c>,
     agents_stage: Appender<'c>,
     cost_stage: Appender<'c>,
+    transitions: Appender<'c>,
+    state_stage: Appender<'c>,
 }
 
 const SPAN_COLS: &[&str] = &[
@@ -170,13 +178,15 @@ const TOOL_COLS: &[&str] = &[
 
 const STAGE_DDL: &str = "
     CREATE TEMP TABLE IF NOT EXISTS sessions_stage (id VARCHAR, first_seen TIMESTAMP, last_seen TIMESTAMP,
-        agent_id VARCHAR, display_name VARCHAR, service_name VARCHAR, task_id VARCHAR);
+        agent_id VARCHAR, display_name VARCHAR, service_name VARCHAR, task_id VARCHAR, parent_id VARCHAR);
     CREATE TEMP TABLE IF NOT EXISTS agents_stage (id VARCHAR, first_seen TIMESTAMP, last_seen TIMESTAMP,
-        agent_id VARCHAR, display_name VARCHAR, service_name VARCHAR, task_id VARCHAR);";
+        agent_id VARCHAR, display_name VARCHAR, service_name VARCHAR, task_id VARCHAR, parent_id VARCHAR);";
 
 const UPSERT_SESSIONS: &str = "
-    INSERT INTO sessions (session_id, time, first_seen, last_seen, agent_id, display_name, service_name, task_id)
-    SELECT id, last_seen, first_seen, last_seen, agent_id, display_name, service_name, task_id FROM sessions_stage
+    INSERT INTO sessions (session_id, time, first_seen, last_seen, agent_id, display_name, service_name, task_id,
+                          parent_session_id)
+    SELECT id, last_seen, first_seen, last_seen, agent_id, display_name, service_name, task_id, parent_id
+    FROM sessions_stage
     ON CONFLICT (session_id) DO UPDATE SET
         first_seen = least(sessions.first_seen, excluded.first_seen),
         last_seen = greatest(sessions.last_seen, excluded.last_seen),
@@ -184,6 +194,7 @@ const UPSERT_SESSIONS: &str = "
         agent_id = coalesce(sessions.agent_id, excluded.agent_id),
         display_name = coalesce(sessions.display_name, excluded.display_name),
         service_name = coalesce(sessions.service_name, excluded.service_name),
+        parent_session_id = coalesce(sessions.parent_session_id, excluded.parent_session_id),
         task_id = CASE WHEN excluded.last_seen >= sessions.last_seen
                        THEN coalesce(excluded.task_id, sessions.task_id)
                        ELSE coalesce(sessions.task_id, excluded.task_id) END;
@@ -211,6 +222,8 @@ impl<'c> Appenders<'c> {
             sessions_stage: conn.appender("sessions_stage")?,
             agents_stage: conn.appender("agents_stage")?,
             cost_stage: conn.appender("cost_hourly_stage")?,
+            transitions: conn.appender("session_transitions")?,
+            state_stage: conn.appender("session_state_stage")?,
         })
     }
 }
@@ -242,6 +255,7 @@ impl SeenCache {
                         || r.first_us < old.first_us
                         || (r.task_id.is_some() && r.task_id != old.task_id && r.last_us >= old.last_us)
                         || (old.agent_id.is_none() && r.agent_id.is_some())
+                        || (old.parent_id.is_none() && r.parent_id.is_some())
                 }
             })
             .collect()
@@ -260,6 +274,9 @@ impl SeenCache {
             }
             if e.agent_id.is_none() {
                 e.agent_id = r.agent_id.clone();
+            }
+            if e.parent_id.is_none() {
+                e.parent_id = r.parent_id.clone();
             }
         }
     }
@@ -289,6 +306,9 @@ fn fold_seen(rows: Vec<Seen>) -> Vec<Seen> {
                 }
                 if e.service_name.is_none() {
                     e.service_name = r.service_name;
+                }
+                if e.parent_id.is_none() {
+                    e.parent_id = r.parent_id;
                 }
             }
         }
@@ -328,6 +348,7 @@ fn append_all(conn: &Connection, app: &mut Appenders, batch: &Batch) -> Result<(
         app.agents_stage.flush()?;
         conn.execute_batch(UPSERT_AGENTS)?;
     }
+    session_state::apply(conn, &mut app.transitions, &mut app.state_stage, &batch.session_updates)?;
     Ok(())
 }
 
@@ -354,7 +375,11 @@ pub fn run(
     metrics: Arc<Metrics>,
     on_commit: Option<CommitHook>,
 ) {
-    if let Err(e) = conn.execute_batch(STAGE_DDL).and_then(|_| conn.execute_batch(rollup::STAGE_DDL)) {
+    if let Err(e) = conn
+        .execute_batch(STAGE_DDL)
+        .and_then(|_| conn.execute_batch(rollup::STAGE_DDL))
+        .and_then(|_| conn.execute_batch(session_state::STAGE_DDL))
+    {
         tracing::error!(error = %e, "writer: cannot create staging tables");
     }
     let mut appenders = match Appenders::new(&conn) {
@@ -364,6 +389,12 @@ pub fn run(
             None
         }
     };
+    let mut tracker = Tracker::new(cfg.sessions);
+    let recent = cfg.sessions.finish_after_us.saturating_mul(2);
+    match session_state::load(&conn, &mut tracker, (cfg.clock)(), recent, cfg.sessions.max_sessions) {
+        Ok(n) => tracing::info!(sessions = n, "session states restored"),
+        Err(e) => tracing::warn!(error = %e, "cannot restore session states"),
+    }
     let mut dedup = Deduper::default();
     let mut sessions_cache = SeenCache::new(200_000);
     let mut agents_cache = SeenCache::new(20_000);
@@ -394,6 +425,28 @@ pub fn run(
                 let _ = ack.send(result);
                 continue;
             }
+            Msg::Tick(ack) => {
+                let updates = tracker.tick((cfg.clock)());
+                if !updates.is_empty() {
+                    let batch = Batch { session_updates: updates, ..Batch::default() };
+                    match appenders.as_mut() {
+                        Some(app) => match commit(&conn, app, &batch) {
+                            Ok(()) => {
+                                dirty = true;
+                                if let Some(hook) = &on_commit {
+                                    hook(Arc::new(batch));
+                                }
+                            }
+                            Err(e) => tracing::error!(error = %e, "session state commit failed"),
+                        },
+                        None => tracing::error!("writer has no appenders: session states not stored"),
+                    }
+                }
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+                continue;
+            }
             Msg::Checkpoint => {
                 if dirty && rx.is_empty() {
                     let started = Instant::now();
@@ -419,6 +472,12 @@ pub fn run(
                 }
                 // Busy: DuckDB's own WAL-size checkpoint covers this case.
                 Ok(Msg::Checkpoint) => {}
+                // Busy: this batch's commit runs the session clock check (below) anyway.
+                Ok(Msg::Tick(ack)) => {
+                    if let Some(ack) = ack {
+                        let _ = ack.send(());
+                    }
+                }
                 // Rare: re-price after this batch, with a fresh loop turn.
                 Ok(Msg::Reprice(table, ack)) => {
                     deferred = Some((table, ack));
@@ -432,10 +491,17 @@ pub fn run(
         for r in &mut reqs {
             merged.append(std::mem::take(&mut r.batch));
         }
-        merged.sessions = sessions_cache.changed(fold_seen(std::mem::take(&mut merged.sessions)));
+        let folded = fold_seen(std::mem::take(&mut merged.sessions));
         merged.agents = agents_cache.changed(fold_seen(std::mem::take(&mut merged.agents)));
         let dropped = dedup.filter(&mut merged);
         price_calls(&prices, &mut merged.model_calls);
+        let now = (cfg.clock)();
+        let mut updates = tracker.observe(signals::from_batch(&merged), &folded, now);
+        let timed: Vec<_> =
+            tracker.tick(now).into_iter().filter(|t| !updates.iter().any(|u| u.session_id == t.session_id)).collect();
+        updates.extend(timed);
+        merged.session_updates = updates;
+        merged.sessions = sessions_cache.changed(folded);
         let started = Instant::now();
         let result = match appenders.as_mut() {
             Some(app) => commit(&conn, app, &merged),
