@@ -1,8 +1,9 @@
 //! One call, one row. Nested instrumentation reports a model call twice (a framework's LLM span
 //! wrapping the SDK's LLM span with the same usage), Claude Code can report one call as a span
 //! and as an `api_request` event, and a tool call can arrive from native telemetry and a hook.
-//! `Deduper` remembers a bounded window of recent calls and drops the repeats. No I/O: the single
-//! store writer owns one and runs every batch through it before appending.
+//! `Deduper` remembers a bounded window of recent calls and drops the repeats (OpenClaw's rule, a
+//! run reported by the plugin and the shim, is in `openclaw.rs`). No I/O: the single store writer
+//! owns one and runs every batch through it before appending.
 
 use std::collections::{HashMap, HashSet, VecDeque};
 use std::hash::Hash;
@@ -86,6 +87,7 @@ pub struct Deduper {
     llm_ancestors: Bounded<SpanKey, Tokens>,
     content: Bounded<(String, [Option<i64>; 4]), &'static str>,
     tool_ids: Bounded<String, ()>,
+    openclaw: super::openclaw::RunDedup,
 }
 
 impl Default for Deduper {
@@ -102,6 +104,7 @@ impl Deduper {
             llm_ancestors: Bounded::new(cap / 4 + 1),
             content: Bounded::new(cap / 4 + 1),
             tool_ids: Bounded::new(cap / 4 + 1),
+            openclaw: super::openclaw::RunDedup::new(cap / 4 + 1),
         }
     }
 
@@ -122,6 +125,7 @@ impl Deduper {
 
     /// Drop repeated model and tool calls from `batch` (in place). Returns how many were dropped.
     pub fn filter(&mut self, batch: &mut Batch) -> usize {
+        let openclaw_plugin_spans = self.openclaw.note_batch(batch);
         for s in &batch.spans {
             self.parents.insert((s.trace_id.clone(), s.span_id.clone()), s.parent_span_id.clone());
         }
@@ -184,6 +188,11 @@ impl Deduper {
                 continue;
             }
             let c = &calls[i];
+            // OpenClaw: a run counted once when the plugin and the shim both report it.
+            if self.openclaw.drop_call(c, &openclaw_plugin_spans) {
+                drop[i] = true;
+                continue;
+            }
             if let Some(key) = span_key(c).filter(|_| c.source == "span") {
                 let t = tokens(c);
                 for anc in self.ancestors(&key) {

@@ -5,10 +5,12 @@
 //! - `records`: the row types stored by `store`.
 //! - `normalize`: OTLP export request -> `records::Batch` (+ rejected count).
 //! - `dedup`: drops model/tool calls reported twice (nested spans, two signals).
+//! - `openclaw`: OpenClaw shim run records and plugin usage spans; counting a run once.
 
 pub mod attrs;
 pub mod dedup;
 pub mod ids;
 pub mod normalize;
+pub mod openclaw;
 pub mod records;
 pub mod semconv;

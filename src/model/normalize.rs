@@ -442,9 +442,10 @@ fn map_span(
     if end_us < start_us {
         end_us = start_us;
     }
-    let span_type = classify(&idx, &span.name);
+    let openclaw_usage = super::openclaw::is_plugin_usage(&span.name);
+    let span_type = if openclaw_usage { SpanType::Llm } else { classify(&idx, &span.name) };
     let claude_code = res.claude_code || scope.claude_code;
-    let model = pick_model(&idx);
+    let model = if openclaw_usage { super::openclaw::plugin_model(&span.attributes, &idx) } else { pick_model(&idx) };
     let status = span.status.as_ref();
     let status_code = match status.map(|s| StatusCode::try_from(s.code).unwrap_or(StatusCode::Unset)) {
         Some(StatusCode::Ok) => "ok",
@@ -455,10 +456,21 @@ fn map_span(
     let error = status_code == "error" || error_type.is_some() || idx.bool(k::SUCCESS) == Some(false);
     let entity_agent =
         (idx.str(k::TRACELOOP_KIND) == Some("agent")).then(|| idx.str(k::TRACELOOP_ENTITY_NAME)).flatten();
-    let ctx = context(&idx, res, Some(trace_id.clone()), entity_agent);
+    let mut ctx = context(&idx, res, Some(trace_id.clone()), entity_agent);
     let duration_ms = (end_us - start_us) as f64 / 1000.0;
 
-    if matches!(span_type, SpanType::Llm | SpanType::Embedding) {
+    if openclaw_usage {
+        super::openclaw::plugin_context(&span.attributes, &mut ctx);
+        let facts = super::openclaw::SpanFacts {
+            trace_id: &trace_id,
+            span_id: &span_id,
+            parent_span_id: parent_span_id.as_ref(),
+            end_us,
+            duration_ms,
+            error,
+        };
+        batch.model_calls.push(super::openclaw::plugin_usage_call(&span.attributes, &idx, facts, &ctx));
+    } else if matches!(span_type, SpanType::Llm | SpanType::Embedding) {
         let prov = provider(&idx, res, claude_code, model.as_deref());
         let u = usage(&idx, claude_code, res.openlit && prov.as_deref() == Some("anthropic"));
         let cost = reported_cost(&idx);
@@ -695,6 +707,9 @@ fn map_log_derived(
                 token_rule: u.rule,
                 ctx: ctx.clone(),
             });
+        }
+        Some(agent_console_conventions::openclaw::RUN_EVENT) => {
+            batch.model_calls.push(super::openclaw::shim_run_call(idx, time_us, trace_id, span_id, ctx));
         }
         Some(k::CC_TOOL_RESULT) => {
             let success = idx.bool(k::SUCCESS);

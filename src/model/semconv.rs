@@ -27,8 +27,15 @@ pub const SESSION_ID: &[&str] = &[
 ];
 pub const AGENT_ID: &[&str] = &["gen_ai.agent.id", "agent_id", "coding_agent.agent.id"];
 pub const AGENT_NAME: &[&str] = &["gen_ai.agent.name", "agent.name", "agent_type"];
-pub const RUN_ID: &[&str] =
-    &["gen_ai.task.id", "gen_ai.agent.task.id", "task_id", "workflow.run_id", "prompt.id", "prompt_id"];
+pub const RUN_ID: &[&str] = &[
+    "gen_ai.task.id",
+    "gen_ai.agent.task.id",
+    "task_id",
+    "workflow.run_id",
+    "prompt.id",
+    "prompt_id",
+    agent_console_conventions::attr::OPENCLAW_RUN_ID,
+];
 pub const MODEL: &[&str] = &[
     "gen_ai.response.model",
     "gen_ai.request.model",

@@ -94,6 +94,31 @@ pub mod openclaw {
     pub const RUN_EVENT: &str = "openclaw.run";
     /// Statuses that end a session.
     pub const END_STATUSES: &[&str] = &["done", "failed", "killed", "timeout"];
+    /// OpenClaw's own `sessionId` (the key is `attr::OPENCLAW_SESSION_KEY`).
+    pub const SESSION_ID_ATTR: &str = "openclaw.session.id";
+    /// A parent session's `childSessions` keys (string array).
+    pub const CHILD_SESSIONS: &str = "openclaw.session.children";
+    /// `gen_ai.operation.name` of a run record, and the `operation` of its model-call row: one
+    /// row per finished run (its totals), not one per model call.
+    pub const RUN_OPERATION: &str = "openclaw.run";
+
+    /// The `diagnostics-otel` plugin's per-model-call span and its attributes.
+    pub mod plugin {
+        pub const USAGE_SPAN: &str = "openclaw.model.usage";
+        pub const PROVIDER: &str = "openclaw.provider";
+        pub const MODEL: &str = "openclaw.model";
+        pub const CHANNEL: &str = "openclaw.channel";
+        pub const TOKENS_INPUT: &str = "openclaw.tokens.input";
+        pub const TOKENS_OUTPUT: &str = "openclaw.tokens.output";
+        pub const TOKENS_CACHE_READ: &str = "openclaw.tokens.cache_read";
+        pub const TOKENS_CACHE_WRITE: &str = "openclaw.tokens.cache_write";
+        /// Older plugin versions only; 2026.9.x leaves session keys out.
+        pub const SESSION_KEY: &str = "openclaw.sessionKey";
+        pub const SESSION_ID: &str = "openclaw.sessionId";
+        /// Cumulative metrics (re-sent on every export: never summed as points).
+        pub const TOKENS_METRIC: &str = "openclaw.tokens";
+        pub const COST_METRIC: &str = "openclaw.cost.usd";
+    }
 }
 
 /// Session states (the `sessions.status` column and live `session` messages).

@@ -1,0 +1,231 @@
+//! One WebSocket session with an OpenClaw gateway (protocol 4): wait for `connect.challenge`,
+//! answer with `connect` (client `gateway-client`, mode `backend`, role operator, scopes asked for
+//! explicitly), then `sessions.subscribe` and poll `sessions.list` every interval, feeding rows and
+//! `sessions.changed` events to the `Shim`. Returns why the session ended; the caller decides
+//! whether to retry, back off or exit.
+
+use std::io::ErrorKind;
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use tungstenite::{Error as WsError, Message, WebSocket};
+
+use crate::http::split_url;
+use crate::runs::SessionRow;
+use crate::Shim;
+
+/// How a session ended.
+#[derive(Debug, PartialEq)]
+pub enum Outcome {
+    /// `AUTH_TOKEN_MISMATCH`: the token is wrong; retrying cannot help.
+    BadToken(String),
+    /// A refusal retrying will not fix (bad URL, protocol or schema mismatch, missing scope).
+    Fatal(String),
+    /// `UNAVAILABLE` (start-up): retry after the gateway's delay.
+    RetryAfter(Duration),
+    /// Network error, close or restart. `ready` says whether the handshake had succeeded.
+    Disconnected { reason: String, ready: bool },
+}
+
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn read_json(ws: &mut WebSocket<TcpStream>) -> Result<Option<Value>, WsError> {
+    match ws.read() {
+        Ok(Message::Text(t)) => Ok(serde_json::from_str(t.as_str()).ok()),
+        Ok(Message::Close(_)) => Err(WsError::ConnectionClosed),
+        Ok(_) => Ok(None),
+        Err(WsError::Io(e)) if matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn send(ws: &mut WebSocket<TcpStream>, v: &Value) -> Result<(), WsError> {
+    ws.send(Message::text(v.to_string()))
+}
+
+fn disconnected(e: impl std::fmt::Display, ready: bool) -> Outcome {
+    Outcome::Disconnected { reason: e.to_string(), ready }
+}
+
+/// The `connect` params of the reference's working example.
+pub fn connect_params(token: Option<&str>) -> Value {
+    let mut p = json!({
+        "minProtocol": 4,
+        "maxProtocol": 4,
+        "client": {
+            "id": "gateway-client",
+            "version": env!("CARGO_PKG_VERSION"),
+            "platform": std::env::consts::OS,
+            "mode": "backend",
+        },
+        "role": "operator",
+        "scopes": ["operator.read", "operator.write"],
+    });
+    if let Some(t) = token {
+        p["auth"] = json!({ "token": t });
+    }
+    p
+}
+
+/// Classify a failed `connect` answer.
+pub fn connect_error(err: &Value) -> Outcome {
+    let code = err.get("code").and_then(Value::as_str).unwrap_or("");
+    let detail = err.pointer("/details/code").and_then(Value::as_str).unwrap_or("");
+    let message = err.get("message").and_then(Value::as_str).unwrap_or("");
+    if detail == "AUTH_TOKEN_MISMATCH" || message.contains("token mismatch") {
+        return Outcome::BadToken(message.to_string());
+    }
+    if code == "UNAVAILABLE" || err.get("retryable").and_then(Value::as_bool) == Some(true) {
+        let ms = err.get("retryAfterMs").and_then(Value::as_u64).unwrap_or(1000).clamp(50, 60_000);
+        return Outcome::RetryAfter(Duration::from_millis(ms));
+    }
+    Outcome::Fatal(format!("connect refused: {code} {detail} {message}").trim().to_string())
+}
+
+/// Run one gateway session until it ends.
+pub fn run(shim: &mut Shim) -> Outcome {
+    let url = shim.cfg.gateway.clone();
+    if url.starts_with("wss://") {
+        return Outcome::Fatal("wss:// is not supported; use ws:// (the gateway binds loopback)".into());
+    }
+    let Some((hostport, _)) = split_url(&url, "ws", 80) else {
+        return Outcome::Fatal(format!("bad gateway URL {url:?} (expected ws://host:port)"));
+    };
+    let addr = match hostport.to_socket_addrs().map(|mut a| a.next()) {
+        Ok(Some(a)) => a,
+        Ok(None) => return disconnected(format!("{hostport}: no address"), false),
+        Err(e) => return disconnected(e, false),
+    };
+    let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
+        Ok(s) => s,
+        Err(e) => return disconnected(e, false),
+    };
+    let tick = shim.cfg.interval.clamp(Duration::from_millis(20), Duration::from_millis(250));
+    if let Err(e) = stream.set_read_timeout(Some(tick)).and_then(|_| stream.set_nodelay(true)) {
+        return disconnected(e, false);
+    }
+    let mut ws = match tungstenite::client(url.as_str(), stream) {
+        Ok((ws, _)) => ws,
+        Err(e) => return disconnected(e, false),
+    };
+
+    // 1. The server speaks first.
+    let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
+    loop {
+        if Instant::now() > deadline {
+            return disconnected("no connect.challenge from the gateway", false);
+        }
+        match read_json(&mut ws) {
+            Ok(Some(v)) if v["type"] == "event" && v["event"] == "connect.challenge" => break,
+            Ok(_) => {}
+            Err(e) => return disconnected(e, false),
+        }
+    }
+    // 2. connect.
+    let req = json!({"type": "req", "id": "connect", "method": "connect",
+                     "params": connect_params(shim.cfg.token.as_deref())});
+    if let Err(e) = send(&mut ws, &req) {
+        return disconnected(e, false);
+    }
+    let hello = loop {
+        if Instant::now() > deadline {
+            return disconnected("no answer to connect", false);
+        }
+        match read_json(&mut ws) {
+            Ok(Some(v)) if v["type"] == "res" && v["id"] == "connect" => break v,
+            Ok(_) => {}
+            Err(e) => return disconnected(e, false),
+        }
+    };
+    if hello["ok"] != Value::Bool(true) {
+        let _ = ws.close(None);
+        return connect_error(&hello["error"]);
+    }
+    let version = hello.pointer("/payload/server/version").and_then(Value::as_str).unwrap_or("?");
+    eprintln!("agent-console-openclaw: connected to {url} (gateway {version})");
+
+    // 3. subscribe, then poll.
+    let sub = json!({"type": "req", "id": "subscribe", "method": "sessions.subscribe", "params": {}});
+    if let Err(e) = send(&mut ws, &sub) {
+        return disconnected(e, true);
+    }
+    let mut seq: u64 = 0;
+    let mut next_poll = Instant::now();
+    loop {
+        if Instant::now() >= next_poll {
+            seq += 1;
+            let list = json!({"type": "req", "id": format!("list-{seq}"), "method": "sessions.list",
+                              "params": {"limit": 1000}});
+            if let Err(e) = send(&mut ws, &list) {
+                return disconnected(e, true);
+            }
+            next_poll = Instant::now() + shim.cfg.interval;
+            shim.flush(false);
+        }
+        let v = match read_json(&mut ws) {
+            Ok(Some(v)) => v,
+            Ok(None) => {
+                // Answer pings queued by tungstenite.
+                if let Err(e) = ws.flush() {
+                    return disconnected(e, true);
+                }
+                continue;
+            }
+            Err(e) => return disconnected(e, true),
+        };
+        match v["type"].as_str() {
+            Some("res") => {
+                let id = v["id"].as_str().unwrap_or("");
+                if v["ok"] != Value::Bool(true) {
+                    let err = &v["error"];
+                    if err["code"] == "FORBIDDEN" {
+                        return Outcome::Fatal(format!("{id} forbidden: {err}"));
+                    }
+                    eprintln!("agent-console-openclaw: {id} failed: {err}");
+                    continue;
+                }
+                if id.starts_with("list-") {
+                    let rows = v.pointer("/payload/sessions").and_then(Value::as_array).cloned().unwrap_or_default();
+                    for row in rows.iter().filter_map(SessionRow::from_json) {
+                        shim.observe(&row, None);
+                    }
+                }
+            }
+            Some("event") if v["event"] == "sessions.changed" => {
+                let p = &v["payload"];
+                let ended = (p["phase"] == "end").then(|| p["runId"].as_str()).flatten();
+                match p.get("session").and_then(SessionRow::from_json) {
+                    Some(row) => shim.observe(&row, ended),
+                    // No row in the event: poll now.
+                    None => next_poll = Instant::now(),
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn connect_errors_are_classified() {
+        let bad = json!({"code": "INVALID_REQUEST", "message": "unauthorized: gateway token mismatch",
+                         "details": {"code": "AUTH_TOKEN_MISMATCH"}});
+        assert!(matches!(connect_error(&bad), Outcome::BadToken(_)));
+        let busy = json!({"code": "UNAVAILABLE", "message": "starting", "retryable": true, "retryAfterMs": 500});
+        assert_eq!(connect_error(&busy), Outcome::RetryAfter(Duration::from_millis(500)));
+        assert!(matches!(connect_error(&json!({"code": "INVALID_REQUEST"})), Outcome::Fatal(_)));
+    }
+
+    #[test]
+    fn connect_asks_for_scopes() {
+        let p = connect_params(Some("t"));
+        assert_eq!(p["client"]["id"], "gateway-client");
+        assert_eq!(p["client"]["mode"], "backend");
+        assert_eq!(p["scopes"], json!(["operator.read", "operator.write"]));
+        assert_eq!(p["auth"]["token"], "t");
+    }
+}

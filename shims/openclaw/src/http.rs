@@ -1,0 +1,94 @@
+//! The smallest OTLP/HTTP client that does the job: one hand-written HTTP/1.1 POST per flush over a
+//! std `TcpStream` (plain http only: the collector is expected on loopback or a private network).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+/// Why a POST failed (hand-written `Display`: one dependency fewer for a shim that builds in seconds).
+#[derive(Debug)]
+pub enum HttpError {
+    Url(String),
+    Io(std::io::Error),
+    Status(u16, String),
+}
+
+impl std::fmt::Display for HttpError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            HttpError::Url(u) => write!(f, "bad endpoint {u:?} (expected http://host:port)"),
+            HttpError::Io(e) => write!(f, "{e}"),
+            HttpError::Status(c, body) => write!(f, "collector answered {c}: {body}"),
+        }
+    }
+}
+
+impl std::error::Error for HttpError {}
+
+impl From<std::io::Error> for HttpError {
+    fn from(e: std::io::Error) -> Self {
+        HttpError::Io(e)
+    }
+}
+
+/// `http://host:port[/base]` -> (host:port, base path without trailing slash).
+pub fn split_url(url: &str, scheme: &str, default_port: u16) -> Option<(String, String)> {
+    let rest = url.trim().strip_prefix(scheme)?.strip_prefix("://")?;
+    let (hostport, path) = match rest.find('/') {
+        Some(i) => (&rest[..i], &rest[i..]),
+        None => (rest, ""),
+    };
+    if hostport.is_empty() {
+        return None;
+    }
+    let has_port = hostport.rsplit_once(':').is_some_and(|(_, p)| p.parse::<u16>().is_ok()) && !hostport.ends_with(']');
+    let hostport = if has_port { hostport.to_string() } else { format!("{hostport}:{default_port}") };
+    Some((hostport, path.trim_end_matches('/').to_string()))
+}
+
+/// POST `body` to `<endpoint>/v1/logs` as OTLP protobuf; Ok on any 2xx.
+pub fn post_logs(endpoint: &str, token: Option<&str>, body: &[u8], timeout: Duration) -> Result<(), HttpError> {
+    let (hostport, base) = split_url(endpoint, "http", 80).ok_or_else(|| HttpError::Url(endpoint.to_string()))?;
+    let addr = hostport.to_socket_addrs()?.next().ok_or_else(|| HttpError::Url(endpoint.to_string()))?;
+    let mut stream = TcpStream::connect_timeout(&addr, timeout)?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(timeout))?;
+    let mut head = format!(
+        "POST {base}/v1/logs HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/x-protobuf\r\n\
+         Content-Length: {}\r\nConnection: close\r\nUser-Agent: agent-console-openclaw/{}\r\n",
+        body.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    stream.write_all(head.as_bytes())?;
+    stream.write_all(body)?;
+    stream.flush()?;
+    let mut reader = BufReader::new(stream);
+    let mut status_line = String::new();
+    reader.read_line(&mut status_line)?;
+    let code = status_line.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0);
+    if (200..300).contains(&code) {
+        return Ok(());
+    }
+    let mut rest = Vec::new();
+    let _ = reader.take(4096).read_to_end(&mut rest);
+    let text = String::from_utf8_lossy(&rest);
+    let body = text.split("\r\n\r\n").nth(1).unwrap_or("").chars().filter(|c| !c.is_control()).take(200).collect();
+    Err(HttpError::Status(code, body))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls() {
+        assert_eq!(split_url("http://127.0.0.1:4318", "http", 80), Some(("127.0.0.1:4318".into(), "".into())));
+        assert_eq!(split_url("http://h/otlp/", "http", 80), Some(("h:80".into(), "/otlp".into())));
+        assert_eq!(split_url("ws://[::1]:18789/x", "ws", 80), Some(("[::1]:18789".into(), "/x".into())));
+        assert_eq!(split_url("https://h", "http", 80), None);
+    }
+}

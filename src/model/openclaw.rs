@@ -1,0 +1,362 @@
+//! OpenClaw: the shim's run records and the `diagnostics-otel` plugin's usage spans as model calls,
+//! and the rule that counts a run once when both report it.
+//!
+//! - `agent-console-openclaw` sends one `openclaw.run` log record per finished run (the run's
+//!   totals, reported cost, session key, run id). It becomes one model-call row with
+//!   `operation = 'openclaw.run'` and `run_id` = the OpenClaw run id.
+//! - The plugin sends one `openclaw.model.usage` span per model call (`openclaw.tokens.*`, no cost,
+//!   and in 2026.9.x no session key). It becomes one model-call row (`operation = 'chat'`), priced
+//!   from the price table. Its cumulative metrics stay metric points (`metric_increments`).
+//! - Counted once (`RunDedup`, run by the writer's `Deduper`): while a shim is reporting (a shim
+//!   record seen within `SHIM_WINDOW_US` before the span), plugin usage spans are kept as spans but
+//!   not as model calls: the shim's run rows already hold those calls' tokens and the gateway's
+//!   own cost, with session, agent and parent. A run id already counted is not counted again (a
+//!   shim retry after a lost acknowledgement). Plugin spans that carry a session key are also
+//!   caught by the generic same-session same-usage rule in `dedup.rs`, whatever the order.
+
+use std::collections::{HashSet, VecDeque};
+
+use agent_console_conventions::{attr, openclaw as oc};
+use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
+
+use super::attrs::{self, AttrIndex};
+use super::normalize::{canonical_provider, pick_model, provider_from_model};
+use super::records::{Batch, Context, LogRow, ModelCallRow};
+use super::semconv as k;
+
+/// How long after a shim record plugin usage spans are left to the shim (6 h).
+pub const SHIM_WINDOW_US: i64 = 6 * 3600 * 1_000_000;
+
+/// Is this span the plugin's per-call usage span?
+pub fn is_plugin_usage(span_name: &str) -> bool {
+    span_name == oc::plugin::USAGE_SPAN
+}
+
+/// Is this log row written by the shim?
+pub fn is_shim_record(l: &LogRow) -> bool {
+    l.scope_name.as_deref() == Some(oc::SCOPE)
+        && matches!(l.event_name.as_deref(), Some(oc::STATUS_EVENT) | Some(oc::RUN_EVENT))
+}
+
+/// The shim's run id of a model-call row, when the row is a shim run record.
+pub fn shim_run_id(c: &ModelCallRow) -> Option<&str> {
+    (c.source == "log" && c.operation.as_deref() == Some(oc::RUN_OPERATION)).then_some(c.ctx.run_id.as_deref())?
+}
+
+fn find<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+    kvs.iter().rev().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref())
+}
+
+fn find_str<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+    find(kvs, key).and_then(attrs::as_str).map(str::trim).filter(|s| !s.is_empty())
+}
+
+fn find_i64(kvs: &[KeyValue], key: &str) -> Option<i64> {
+    find(kvs, key).and_then(attrs::as_i64)
+}
+
+/// Session of a plugin span: `openclaw.sessionKey` (older plugins) replaces the trace fallback.
+pub fn plugin_context(kvs: &[KeyValue], ctx: &mut Context) {
+    if let Some(key) = find_str(kvs, oc::plugin::SESSION_KEY) {
+        ctx.session_id = Some(key.to_string());
+    }
+}
+
+/// Model named by a plugin span.
+pub fn plugin_model(kvs: &[KeyValue], idx: &AttrIndex) -> Option<String> {
+    find_str(kvs, oc::plugin::MODEL).map(str::to_string).or_else(|| pick_model(idx))
+}
+
+/// One span's identity and timing, for `plugin_usage_call`.
+pub struct SpanFacts<'a> {
+    pub trace_id: &'a str,
+    pub span_id: &'a str,
+    pub parent_span_id: Option<&'a String>,
+    pub end_us: i64,
+    pub duration_ms: f64,
+    pub error: bool,
+}
+
+/// A plugin `openclaw.model.usage` span as a model call. `openclaw.tokens.input` is the uncached
+/// input (cache read/write beside it), so the cache is added to follow the OTel convention;
+/// without `openclaw.tokens.*` the `gen_ai.usage.*` attributes are read as usual.
+pub fn plugin_usage_call(kvs: &[KeyValue], idx: &AttrIndex, span: SpanFacts, ctx: &Context) -> ModelCallRow {
+    let model = plugin_model(kvs, idx);
+    let provider = find_str(kvs, oc::plugin::PROVIDER)
+        .map(canonical_provider)
+        .or_else(|| idx.first_str(k::PROVIDER).map(|(_, v)| canonical_provider(v)))
+        .or_else(|| model.as_deref().and_then(provider_from_model).map(str::to_string));
+    let oc_input = find_i64(kvs, oc::plugin::TOKENS_INPUT);
+    let cache_read =
+        find_i64(kvs, oc::plugin::TOKENS_CACHE_READ).or_else(|| idx.first_i64(k::CACHE_READ_TOKENS).map(|v| v.1));
+    let cache_write =
+        find_i64(kvs, oc::plugin::TOKENS_CACHE_WRITE).or_else(|| idx.first_i64(k::CACHE_WRITE_TOKENS).map(|v| v.1));
+    let cache = cache_read.unwrap_or(0) + cache_write.unwrap_or(0);
+    let (input, rule) = match oc_input {
+        Some(i) if cache > 0 => (Some(i + cache), "cache_added"),
+        Some(i) => (Some(i), "otel"),
+        None => (idx.i64(attr::INPUT_TOKENS), "otel"),
+    };
+    let output = find_i64(kvs, oc::plugin::TOKENS_OUTPUT).or_else(|| idx.i64(attr::OUTPUT_TOKENS));
+    let cost = idx.first_f64(k::COST_USD).filter(|c| *c >= 0.0);
+    ModelCallRow {
+        time_us: span.end_us,
+        source: "span",
+        trace_id: Some(span.trace_id.to_string()),
+        span_id: Some(span.span_id.to_string()),
+        parent_span_id: span.parent_span_id.cloned(),
+        request_id: None,
+        model,
+        provider,
+        operation: Some("chat".into()),
+        input_tokens: input,
+        output_tokens: output,
+        cache_read_tokens: cache_read,
+        cache_write_tokens: cache_write,
+        cost_usd: cost,
+        cost_source: cost.map(|_| "reported"),
+        duration_ms: Some(span.duration_ms),
+        error: span.error,
+        token_rule: rule,
+        ctx: ctx.clone(),
+    }
+}
+
+/// A shim `openclaw.run` log record as one model-call row: the run's totals, the gateway's
+/// `estimatedCostUsd` as the reported cost (it wins over the price table), run id as `run_id`.
+pub fn shim_run_call(
+    idx: &AttrIndex,
+    time_us: i64,
+    trace_id: &Option<String>,
+    span_id: &Option<String>,
+    ctx: &Context,
+) -> ModelCallRow {
+    let model = pick_model(idx);
+    let provider = idx
+        .first_str(k::PROVIDER)
+        .map(|(_, v)| canonical_provider(v))
+        .or_else(|| model.as_deref().and_then(provider_from_model).map(str::to_string));
+    let cost = idx.first_f64(k::COST_USD).filter(|c| *c >= 0.0);
+    ModelCallRow {
+        time_us,
+        source: "log",
+        trace_id: trace_id.clone(),
+        span_id: span_id.clone(),
+        parent_span_id: None,
+        request_id: None,
+        model,
+        provider,
+        operation: Some(oc::RUN_OPERATION.into()),
+        input_tokens: idx.i64(attr::INPUT_TOKENS),
+        output_tokens: idx.i64(attr::OUTPUT_TOKENS),
+        cache_read_tokens: idx.i64(attr::CACHE_READ_TOKENS),
+        cache_write_tokens: idx.i64(attr::CACHE_WRITE_TOKENS),
+        cost_usd: cost,
+        cost_source: cost.map(|_| "reported"),
+        duration_ms: None,
+        error: false,
+        token_rule: "otel",
+        ctx: ctx.clone(),
+    }
+}
+
+/// The writer-side memory for counting OpenClaw runs once (see the module doc).
+pub struct RunDedup {
+    shim_last_us: Option<i64>,
+    runs: HashSet<String>,
+    order: VecDeque<String>,
+    cap: usize,
+}
+
+impl RunDedup {
+    pub fn new(cap: usize) -> Self {
+        Self { shim_last_us: None, runs: HashSet::new(), order: VecDeque::new(), cap: cap.max(1) }
+    }
+
+    /// Note shim activity in `batch`; returns the (trace, span) keys of its plugin usage spans.
+    pub fn note_batch(&mut self, batch: &Batch) -> HashSet<(String, String)> {
+        for l in batch.logs.iter().filter(|l| is_shim_record(l)) {
+            self.shim_last_us = Some(self.shim_last_us.map_or(l.time_us, |t| t.max(l.time_us)));
+        }
+        batch
+            .spans
+            .iter()
+            .filter(|s| is_plugin_usage(&s.name))
+            .map(|s| (s.trace_id.clone(), s.span_id.clone()))
+            .collect()
+    }
+
+    /// Whether `c` is an OpenClaw call already counted; remembers shim run ids it lets through.
+    pub fn drop_call(&mut self, c: &ModelCallRow, plugin_spans: &HashSet<(String, String)>) -> bool {
+        if let Some(run) = shim_run_id(c) {
+            if self.runs.contains(run) {
+                return true;
+            }
+            self.runs.insert(run.to_string());
+            self.order.push_back(run.to_string());
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.runs.remove(&old);
+                }
+            }
+            return false;
+        }
+        if c.source != "span" {
+            return false;
+        }
+        let (Some(t), Some(s)) = (&c.trace_id, &c.span_id) else { return false };
+        if !plugin_spans.contains(&(t.clone(), s.clone())) {
+            return false;
+        }
+        self.shim_last_us.is_some_and(|shim| c.time_us >= shim - SHIM_WINDOW_US)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::normalize;
+    use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope};
+    use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    fn kv(key: &str, v: Value) -> KeyValue {
+        KeyValue { key: key.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    }
+    fn s(key: &str, v: &str) -> KeyValue {
+        kv(key, Value::StringValue(v.into()))
+    }
+    fn i(key: &str, v: i64) -> KeyValue {
+        kv(key, Value::IntValue(v))
+    }
+
+    pub fn plugin_trace(span_id: u8, end_s: u64, attrs: Vec<KeyValue>) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource {
+                    attributes: vec![s("service.name", "openclaw-gateway")],
+                    ..Default::default()
+                }),
+                scope_spans: vec![ScopeSpans {
+                    scope: Some(InstrumentationScope { name: "openclaw".into(), ..Default::default() }),
+                    spans: vec![Span {
+                        trace_id: vec![7; 16],
+                        span_id: vec![span_id; 8],
+                        name: oc::plugin::USAGE_SPAN.into(),
+                        start_time_unix_nano: (end_s - 1) * 1_000_000_000,
+                        end_time_unix_nano: end_s * 1_000_000_000,
+                        attributes: attrs,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    fn shim_run(run: &str, end_s: u64, tokens: (i64, i64), cost: f64) -> ExportLogsServiceRequest {
+        ExportLogsServiceRequest {
+            resource_logs: vec![ResourceLogs {
+                resource: Some(Resource { attributes: vec![s("service.name", oc::SERVICE)], ..Default::default() }),
+                scope_logs: vec![ScopeLogs {
+                    scope: Some(InstrumentationScope { name: oc::SCOPE.into(), ..Default::default() }),
+                    log_records: vec![LogRecord {
+                        time_unix_nano: end_s * 1_000_000_000,
+                        event_name: oc::RUN_EVENT.into(),
+                        attributes: vec![
+                            s(attr::SESSION_ID, "agent:main:main"),
+                            s(attr::CONVERSATION_ID, "agent:main:main"),
+                            s(attr::AGENT_ID, "main"),
+                            s(attr::OPENCLAW_RUN_ID, run),
+                            s(attr::OPERATION_NAME, oc::RUN_OPERATION),
+                            s(attr::MODEL, "claude-sonnet-4-5"),
+                            s(attr::PROVIDER, "Anthropic"),
+                            i(attr::INPUT_TOKENS, tokens.0),
+                            i(attr::OUTPUT_TOKENS, tokens.1),
+                            kv(attr::COST_USD, Value::DoubleValue(cost)),
+                        ],
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    #[test]
+    fn shim_run_record_is_one_model_call() {
+        let m = normalize::logs(&shim_run("run-1", 1_700_000_000, (1200, 300), 0.015625), 0);
+        assert_eq!(m.batch.model_calls.len(), 1);
+        let c = &m.batch.model_calls[0];
+        assert_eq!((c.input_tokens, c.output_tokens), (Some(1200), Some(300)));
+        assert_eq!((c.cost_usd, c.cost_source), (Some(0.015625), Some("reported")));
+        assert_eq!(c.provider.as_deref(), Some("anthropic"), "canonicalised");
+        assert_eq!(c.ctx.run_id.as_deref(), Some("run-1"));
+        assert_eq!(c.ctx.session_id.as_deref(), Some("agent:main:main"));
+        assert_eq!(c.time_us, 1_700_000_000_000_000);
+        assert_eq!(shim_run_id(c), Some("run-1"));
+    }
+
+    #[test]
+    fn plugin_usage_span_is_a_model_call_with_cache_added() {
+        let req = plugin_trace(
+            1,
+            1_700_000_000,
+            vec![
+                s(oc::plugin::PROVIDER, "google"),
+                s(oc::plugin::MODEL, "gemini-2.5-pro"),
+                i(oc::plugin::TOKENS_INPUT, 100),
+                i(oc::plugin::TOKENS_OUTPUT, 40),
+                i(oc::plugin::TOKENS_CACHE_READ, 900),
+                i(oc::plugin::TOKENS_CACHE_WRITE, 0),
+                s(oc::plugin::SESSION_KEY, "agent:main:main"),
+            ],
+        );
+        let m = normalize::traces(&req, 0);
+        assert_eq!(m.batch.model_calls.len(), 1);
+        let c = &m.batch.model_calls[0];
+        assert_eq!((c.input_tokens, c.output_tokens, c.cache_read_tokens), (Some(1000), Some(40), Some(900)));
+        assert_eq!((c.token_rule, c.provider.as_deref()), ("cache_added", Some("gcp.gen_ai")));
+        assert_eq!(c.model.as_deref(), Some("gemini-2.5-pro"));
+        assert_eq!(c.ctx.session_id.as_deref(), Some("agent:main:main"), "older plugins' session key");
+        assert_eq!(m.batch.spans[0].span_type, crate::model::records::SpanType::Llm);
+        assert!(shim_run_id(c).is_none());
+    }
+
+    #[test]
+    fn plugin_spans_are_left_to_the_shim_and_runs_count_once() {
+        let mut d = crate::model::dedup::Deduper::default();
+        let usage = |id: u8, inp: i64| {
+            plugin_trace(
+                id,
+                1_700_000_010,
+                vec![
+                    s(oc::plugin::MODEL, "claude-sonnet-4-5"),
+                    i(oc::plugin::TOKENS_INPUT, inp),
+                    i(oc::plugin::TOKENS_OUTPUT, 5),
+                ],
+            )
+        };
+        // No shim yet: the plugin span is the only report, so it is a model call.
+        let mut b = normalize::traces(&usage(1, 10), 0).batch;
+        d.filter(&mut b);
+        assert_eq!(b.model_calls.len(), 1);
+        // The shim reports a run; a retry of the same run id is dropped.
+        let mut b = normalize::logs(&shim_run("run-1", 1_700_000_020, (30, 10), 0.25), 0).batch;
+        d.filter(&mut b);
+        assert_eq!(b.model_calls.len(), 1);
+        let mut b = normalize::logs(&shim_run("run-1", 1_700_000_020, (30, 10), 0.25), 0).batch;
+        d.filter(&mut b);
+        assert!(b.model_calls.is_empty(), "a run id is counted once");
+        // While the shim reports, the plugin's per-call spans stay spans only.
+        let mut b = normalize::traces(&usage(2, 20), 0).batch;
+        d.filter(&mut b);
+        assert!(b.model_calls.is_empty());
+        assert_eq!(b.spans.len(), 1, "the span itself is kept");
+    }
+}
