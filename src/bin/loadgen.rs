@@ -8,6 +8,10 @@
 //! p50/p99 latency. `--seed-model-calls N --data-dir DIR` fills a stopped collector's database
 //! with N synthetic model calls over 30 days first (for the rollup benchmark), then exits.
 //!
+//! `--live-subscribers N` holds N SSE subscribers filtered to a probe session and reports
+//! export-to-delivery latency of a probe span sent every 50 ms; `--idle-subscribers N` reports
+//! the collector's RSS growth for N idle SSE subscribers.
+//!
 //! cargo run --release --bin loadgen -- --protocol grpc --clients 4 --seconds 20
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -64,6 +68,14 @@ struct Args {
     /// (the collector must be stopped) and exit.
     #[arg(long, env = "AGENT_CONSOLE_LOADGEN_SEED_MODEL_CALLS")]
     seed_model_calls: Option<u64>,
+    /// Meanwhile, hold this many SSE subscribers on `/api/live` filtered to a probe session, send
+    /// one probe span every 50 ms, and report export-to-delivery latency over all subscribers.
+    #[arg(long, default_value_t = 0, env = "AGENT_CONSOLE_LOADGEN_LIVE_SUBSCRIBERS")]
+    live_subscribers: usize,
+    /// Before sending: open this many idle SSE subscribers and report the collector's RSS growth
+    /// (needs --server-pid); they stay connected during the run.
+    #[arg(long, default_value_t = 0, env = "AGENT_CONSOLE_LOADGEN_IDLE_SUBSCRIBERS")]
+    idle_subscribers: usize,
     /// Database directory for --seed-model-calls.
     #[arg(long, default_value = "./agent-console-data", env = "AGENT_CONSOLE_DATA_DIR")]
     data_dir: std::path::PathBuf,
@@ -254,6 +266,119 @@ async fn probe_rollups(http: String, until: Instant) -> anyhow::Result<Vec<f64>>
     Ok(lat)
 }
 
+const PROBE_SESSION: &str = "loadgen-latency-probe";
+
+fn now_ns() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as u64).unwrap_or(0)
+}
+
+/// One probe export: a single span named `probe-<seq>` in the probe session.
+fn probe_request(seq: u64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let t = now_ns();
+    let kv = |k: &str, v: &str| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(any_value::Value::StringValue(v.into())) }),
+        ..Default::default()
+    };
+    let mut trace_id = [0x5au8; 16];
+    trace_id[..8].copy_from_slice(&(seq + 1).to_be_bytes());
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource { attributes: vec![kv("service.name", "loadgen-probe")], ..Default::default() }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: trace_id.to_vec(),
+                    span_id: (seq + 1).to_be_bytes().to_vec(),
+                    name: format!("probe-{seq}"),
+                    start_time_unix_nano: t,
+                    end_time_unix_nano: t + 1000,
+                    attributes: vec![kv("gen_ai.conversation.id", PROBE_SESSION)],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    req.encode_to_vec()
+}
+
+/// Open an SSE stream; returns the reader positioned after the response head.
+async fn sse_connect(http: &str, query: &str) -> anyhow::Result<BufReader<TcpStream>> {
+    let s = TcpStream::connect(http).await.with_context(|| format!("connect {http}"))?;
+    s.set_nodelay(true)?;
+    let mut r = BufReader::new(s);
+    let head = format!("GET /api/live?{query} HTTP/1.1\r\nHost: {http}\r\nAccept: text/event-stream\r\n\r\n");
+    r.get_mut().write_all(head.as_bytes()).await?;
+    let mut line = String::new();
+    r.read_line(&mut line).await?;
+    if !line.contains(" 200") {
+        bail!("live stream answered {line:?}");
+    }
+    loop {
+        line.clear();
+        r.read_line(&mut line).await?;
+        if line.trim_end().is_empty() {
+            return Ok(r);
+        }
+    }
+}
+
+/// Read probe spans until `until`; each `"name":"probe-<seq>"` gives one latency sample.
+async fn live_subscriber(
+    mut r: BufReader<TcpStream>,
+    sent: Arc<Vec<AtomicU64>>,
+    until: Instant,
+) -> anyhow::Result<Vec<f64>> {
+    let mut lat = Vec::new();
+    let mut line = String::new();
+    while Instant::now() < until {
+        line.clear();
+        let n = match tokio::time::timeout_at(until.into(), r.read_line(&mut line)).await {
+            Ok(n) => n?,
+            Err(_) => break,
+        };
+        if n == 0 {
+            break;
+        }
+        const PAT: &str = "\"name\":\"probe-";
+        let Some(i) = line.find(PAT) else { continue };
+        let rest = &line[i + PAT.len()..];
+        let Some(seq) = rest.split('"').next().and_then(|s| s.parse::<usize>().ok()) else { continue };
+        let t = sent.get(seq).map_or(0, |a| a.load(Relaxed));
+        if t > 0 {
+            lat.push(now_ns().saturating_sub(t) as f64 / 1e6);
+        }
+    }
+    Ok(lat)
+}
+
+/// Send a probe every 50 ms until `until`, recording each send time by sequence number.
+async fn send_probes(http: String, sent: Arc<Vec<AtomicU64>>, until: Instant) -> anyhow::Result<u64> {
+    let mut c = Http1::connect(&http).await?;
+    let mut seq = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(50));
+    while Instant::now() < until && (seq as usize) < sent.len() {
+        tick.tick().await;
+        let body = probe_request(seq);
+        sent[seq as usize].store(now_ns(), Relaxed);
+        let (status, _) = c.post("/v1/traces", "application/x-protobuf", &body).await?;
+        if status != 200 {
+            bail!("probe answered {status}");
+        }
+        seq += 1;
+    }
+    Ok(seq)
+}
+
+fn current_rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
+}
+
 fn percentile(sorted: &[f64], p: f64) -> f64 {
     if sorted.is_empty() {
         return f64::NAN;
@@ -321,6 +446,27 @@ async fn main() -> anyhow::Result<()> {
         args.seconds
     );
     let before = count_spans(&args.http).await.context("counting spans before the run (is the collector up?)")?;
+    // Idle subscribers: connected before the run, never sent anything (a session that never occurs).
+    let mut idle = Vec::with_capacity(args.idle_subscribers);
+    if args.idle_subscribers > 0 {
+        let rss0 = args.server_pid.and_then(current_rss_kib);
+        for _ in 0..args.idle_subscribers {
+            idle.push(sse_connect(&args.http, "session=loadgen-nobody").await?);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let rss1 = args.server_pid.and_then(current_rss_kib);
+        match (rss0, rss1) {
+            (Some(a), Some(b)) => println!(
+                "idle subscribers: {} connected, collector RSS {:.1} -> {:.1} MiB (+{:.2} MiB, {:.1} KiB each)",
+                idle.len(),
+                a as f64 / 1024.0,
+                b as f64 / 1024.0,
+                (b as f64 - a as f64) / 1024.0,
+                (b as f64 - a as f64) / idle.len() as f64
+            ),
+            _ => println!("idle subscribers: {} connected (pass --server-pid for RSS)", idle.len()),
+        }
+    }
     let payloads = Arc::new(payloads);
     let counters = Arc::new(Counters::default());
     let start = Instant::now();
@@ -329,6 +475,17 @@ async fn main() -> anyhow::Result<()> {
         .map(|id| tokio::spawn(run_client(args.clone(), payloads.clone(), id, counters.clone(), until)))
         .collect();
     let prober = args.probe_rollups.then(|| tokio::spawn(probe_rollups(args.http.clone(), until)));
+    let mut live = Vec::new();
+    let mut probes = None;
+    if args.live_subscribers > 0 {
+        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..100_000).map(|_| AtomicU64::new(0)).collect());
+        let query = format!("type=span&session={PROBE_SESSION}");
+        for _ in 0..args.live_subscribers {
+            let r = sse_connect(&args.http, &query).await?;
+            live.push(tokio::spawn(live_subscriber(r, sent.clone(), until + Duration::from_secs(2))));
+        }
+        probes = Some(tokio::spawn(send_probes(args.http.clone(), sent, until)));
+    }
     for t in tasks {
         t.await?;
     }
@@ -344,6 +501,24 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let send_elapsed = start.elapsed().as_secs_f64();
+    if let Some(p) = probes {
+        let n = p.await??;
+        let mut lat = Vec::new();
+        for s in live {
+            lat.extend(s.await??);
+        }
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "live latency (export start -> SSE delivery), {} subscribers, {} probes: n={} p50={:.2} ms p99={:.2} ms max={:.2} ms",
+            args.live_subscribers,
+            n,
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    drop(idle);
     let acked = counters.acked_spans.load(Relaxed);
     // Every acknowledged export is committed before its answer, so the count is final now.
     let after = count_spans(&args.http).await?;

@@ -357,3 +357,136 @@ fn update(id: &str, st: &State, from: Option<&'static str>, now_us: i64) -> Sess
         cost_usd: st.cost_usd,
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use agent_console_conventions::status::*;
+
+    const S: i64 = 1_000_000;
+
+    fn tracker() -> Tracker {
+        Tracker::new(TrackerConfig {
+            idle_after_us: 60 * S,
+            stuck_after_us: 300 * S,
+            finish_after_us: 1800 * S,
+            max_sessions: 4,
+        })
+    }
+
+    fn work(t: i64) -> Signals {
+        Signals { first_us: t, last_us: t, last_work_us: Some(t), ..Default::default() }
+    }
+
+    fn one(id: &str, s: Signals) -> HashMap<String, Signals> {
+        HashMap::from([(id.to_owned(), s)])
+    }
+
+    /// (from, to, stuck) of each update.
+    fn moves(u: &[SessionUpdate]) -> Vec<(Option<&'static str>, &'static str, bool)> {
+        u.iter().map(|u| (u.from_status, u.status, u.stuck)).collect()
+    }
+
+    #[test]
+    fn the_state_table() {
+        let mut t = tracker();
+        let now = 1_000 * S;
+        // New session: running.
+        assert_eq!(moves(&t.observe(one("a", work(now)), &[], now)), vec![(None, RUNNING, false)]);
+        // Quiet for less than the idle time: nothing; then idle.
+        assert!(t.tick(now + 59 * S).is_empty());
+        assert_eq!(moves(&t.tick(now + 60 * S)), vec![(Some(RUNNING), IDLE, false)]);
+        // Work wakes it.
+        let u = t.observe(one("a", work(now + 70 * S)), &[], now + 70 * S);
+        assert_eq!((moves(&u), u[0].reason.as_str()), (vec![(Some(IDLE), RUNNING, false)], "activity resumed"));
+        // A failed call: errored; plain work keeps it errored; a success clears it.
+        let mut failed = work(now + 80 * S);
+        failed.error = Some((now + 80 * S, "tool call failed: Bash".into()));
+        failed.errors = 1;
+        assert_eq!(moves(&t.observe(one("a", failed), &[], now + 80 * S)), vec![(Some(RUNNING), ERRORED, false)]);
+        assert!(t.observe(one("a", work(now + 81 * S)), &[], now + 81 * S).is_empty());
+        let mut ok = work(now + 82 * S);
+        ok.ok_us = Some(now + 82 * S);
+        assert_eq!(moves(&t.observe(one("a", ok), &[], now + 82 * S)), vec![(Some(ERRORED), RUNNING, false)]);
+        // A turn in flight: no idle, but stuck after the stuck time.
+        let mut prompt = work(now + 90 * S);
+        prompt.turn = Some((now + 90 * S, true));
+        assert!(t.observe(one("a", prompt), &[], now + 90 * S).is_empty());
+        assert!(t.tick(now + 200 * S).is_empty());
+        let u = t.tick(now + 390 * S);
+        assert_eq!(moves(&u), vec![(Some(RUNNING), RUNNING, true)]);
+        assert!(u[0].reason.starts_with("stuck"), "{}", u[0].reason);
+        // Stop: finished (and not stuck any more).
+        let mut stop = Signals { first_us: now + 400 * S, last_us: now + 400 * S, ..Default::default() };
+        stop.end = Some((now + 400 * S, "Stop".into()));
+        stop.turn = Some((now + 400 * S, false));
+        let u = t.observe(one("a", stop), &[], now + 400 * S);
+        assert_eq!((moves(&u), u[0].reason.as_str()), (vec![(Some(RUNNING), FINISHED, false)], "Stop"));
+        assert_eq!(u[0].ended_at_us, Some(now + 400 * S));
+        // Late telemetry of the finished part does not reopen it; newer work does.
+        assert!(t.observe(one("a", work(now + 399 * S)), &[], now + 410 * S).is_empty());
+        assert!(t.tick(now + 5000 * S).is_empty());
+        let u = t.observe(one("a", work(now + 5001 * S)), &[], now + 5001 * S);
+        assert_eq!(moves(&u), vec![(Some(FINISHED), RUNNING, false)]);
+        assert_eq!(u[0].ended_at_us, None);
+        // Idle long enough: finished by inactivity.
+        assert_eq!(moves(&t.tick(now + 5061 * S)), vec![(Some(RUNNING), IDLE, false)]);
+        let u = t.tick(now + 6801 * S);
+        assert_eq!(moves(&u), vec![(Some(IDLE), FINISHED, false)]);
+        assert_eq!(u[0].reason, "no activity for 1800 s");
+    }
+
+    #[test]
+    fn ends_in_the_same_batch_and_pause() {
+        let mut t = tracker();
+        let now = 10 * S;
+        // Work, then the end, in one batch: a new session that is already finished.
+        let mut s = work(now);
+        s.end = Some((now + S, "SessionEnd".into()));
+        assert_eq!(moves(&t.observe(one("b", s), &[], now)), vec![(None, FINISHED, false)]);
+        // Stop, then a new prompt, in one batch: running again.
+        let mut s = work(now + 3 * S);
+        s.end = Some((now + 2 * S, "Stop".into()));
+        assert_eq!(moves(&t.observe(one("b", s), &[], now + 3 * S)), vec![(Some(FINISHED), RUNNING, false)]);
+        // Paused by control: work does not change it, ticks leave it alone, an end finishes it.
+        assert_eq!(t.set_paused("b", true, "operator", now + 4 * S).map(|u| u.status), Some(PAUSED));
+        assert!(t.set_paused("b", true, "operator", now + 4 * S).is_none());
+        assert!(t.observe(one("b", work(now + 5 * S)), &[], now + 5 * S).is_empty());
+        assert!(t.tick(now + 100_000 * S).is_empty());
+        assert_eq!(t.set_paused("b", false, "operator", now + 6 * S).map(|u| u.status), Some(RUNNING));
+    }
+
+    #[test]
+    fn totals_accumulate_and_memory_is_bounded() {
+        let mut t = tracker();
+        let mut s = work(S);
+        s.model_calls = 2;
+        s.input_tokens = 100;
+        s.cost_usd = 0.25;
+        s.model = Some((S, "m1".into()));
+        let seen = [Seen {
+            id: "c".into(),
+            first_us: S,
+            last_us: S,
+            agent_id: Some("ag".into()),
+            display_name: Some("ag · c".into()),
+            service_name: None,
+            task_id: None,
+            parent_id: Some("p".into()),
+        }];
+        let u = t.observe(one("c", s.clone()), &seen, S);
+        assert_eq!(u[0].parent_session_id.as_deref(), Some("p"));
+        s.model = Some((2 * S, "m2".into()));
+        t.observe(one("c", s), &[], 2 * S);
+        let st = t.get("c").expect("tracked");
+        assert_eq!((st.model_calls, st.input_tokens, st.cost_usd, st.model.as_deref()), (4, 200, 0.5, Some("m2")));
+        // Finished sessions are forgotten first once more than `max_sessions` are tracked.
+        for (i, id) in ["d", "e", "f", "g"].iter().enumerate() {
+            let mut s = work(10 * S + i as i64);
+            s.end = Some((10 * S + i as i64, "SessionEnd".into()));
+            t.observe(one(id, s), &[], 10 * S + i as i64);
+        }
+        assert!(t.len() <= 4, "{}", t.len());
+        assert!(t.get("c").is_some(), "a running session is never evicted");
+    }
+}
