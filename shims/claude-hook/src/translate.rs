@@ -50,6 +50,9 @@ pub enum Input {
 pub struct Event {
     pub name: String,
     pub fields: Map<String, Value>,
+    /// The input as sent, minus insignificant whitespace (key order and number spelling kept, so
+    /// both routes store the same text whatever map type serde_json was built with).
+    pub compact: String,
 }
 
 impl Event {
@@ -87,11 +90,35 @@ pub fn parse(bytes: &[u8]) -> Input {
     match serde_json::from_slice::<Value>(bytes) {
         Err(e) => malformed(format!("hook input is not JSON: {e}")),
         Ok(Value::Object(fields)) => match fields.get("hook_event_name").and_then(Value::as_str) {
-            Some(name) if !name.is_empty() => Input::Event(Event { name: name.to_string(), fields }),
+            Some(name) if !name.is_empty() => {
+                Input::Event(Event { name: name.to_string(), fields, compact: minify(&String::from_utf8_lossy(bytes)) })
+            }
             _ => malformed("hook input has no hook_event_name".to_string()),
         },
         Ok(_) => malformed("hook input is not a JSON object".to_string()),
     }
+}
+
+/// Drop whitespace outside strings from valid JSON text.
+pub fn minify(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    let (mut in_str, mut escaped) = (false, false);
+    for c in json.chars() {
+        if in_str {
+            out.push(c);
+            if escaped {
+                escaped = false;
+            } else if c == '\\' {
+                escaped = true;
+            } else if c == '"' {
+                in_str = false;
+            }
+        } else if !c.is_ascii_whitespace() {
+            in_str = c == '"';
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// The OTLP requests for one hook call.
@@ -119,8 +146,7 @@ pub fn translate(input: &Input, opts: &Options, now_ns: u64, tool_start_ns: Opti
                     attrs.push(kv(attr::MODEL, m));
                 }
             }
-            let payload = serde_json::to_string(&ev.fields).unwrap_or_default();
-            push_payload(&mut attrs, &payload, opts.max_payload_bytes);
+            push_payload(&mut attrs, &ev.compact, opts.max_payload_bytes);
             let failed = ev.name == hook::POST_TOOL_USE_FAILURE || ev.name == hook::STOP_FAILURE;
             let body = if failed { error_text(ev) } else { None };
             let sev = if failed { Severity::Error } else { Severity::Info };
@@ -448,6 +474,14 @@ mod tests {
         let t = translate(&parse(bare.as_bytes()), &Options::default(), now, None);
         let span = &t.traces.as_ref().expect("span").resource_spans[0].scope_spans[0].spans[0];
         assert_eq!(span.start_time_unix_nano, span.end_time_unix_nano, "zero-length without any start");
+    }
+
+    #[test]
+    fn minify_keeps_strings_and_order() {
+        let raw = "{\n  \"b\": \"a  \\\" x\",\n  \"a\": [1, 2.50]\n}";
+        assert_eq!(minify(raw), r#"{"b":"a  \" x","a":[1,2.50]}"#);
+        let Input::Event(ev) = parse(raw.replace("\"b\"", "\"hook_event_name\"").as_bytes()) else { panic!("event") };
+        assert_eq!(ev.compact, r#"{"hook_event_name":"a  \" x","a":[1,2.50]}"#);
     }
 
     #[test]
