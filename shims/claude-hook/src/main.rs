@@ -5,7 +5,6 @@
 
 use std::io::{Read, Write};
 use std::path::PathBuf;
-use std::sync::mpsc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use agent_console_hook::client::{self, Endpoint};
@@ -95,15 +94,19 @@ fn settings_cmd(install: bool, args: &[String]) -> Result<(), String> {
     Ok(())
 }
 
-/// Read stdin on a helper thread so a caller that never closes it cannot outlast the deadline.
-fn read_stdin(deadline: Instant) -> Option<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
+/// The hard deadline, whatever blocks (stdin never closed, DNS, a stalled disk): a watchdog thread
+/// ends the process with exit 0 and nothing on stdout. The main thread never waits for it to start.
+fn arm_watchdog(deadline: Instant) {
     std::thread::spawn(move || {
-        let mut buf = Vec::new();
-        let r = std::io::stdin().lock().take(MAX_STDIN).read_to_end(&mut buf);
-        let _ = tx.send(r.map(|_| buf));
+        std::thread::sleep(deadline.saturating_duration_since(Instant::now()));
+        std::process::exit(0);
     });
-    rx.recv_timeout(deadline.saturating_duration_since(Instant::now())).ok()?.ok()
+}
+
+fn read_stdin() -> Option<Vec<u8>> {
+    let mut buf = Vec::new();
+    std::io::stdin().lock().take(MAX_STDIN).read_to_end(&mut buf).ok()?;
+    Some(buf)
 }
 
 fn now_ns() -> u64 {
@@ -116,7 +119,8 @@ fn hook_mode() {
     let deadline = started + cfg.timeout;
     // Spool writes are local and fast; keep a slice of the budget for them.
     let net_deadline = deadline - (cfg.timeout / 10).min(Duration::from_millis(50));
-    let Some(stdin) = read_stdin(net_deadline) else { return };
+    arm_watchdog(deadline);
+    let Some(stdin) = read_stdin() else { return };
     let input = translate::parse(&stdin);
     let spool = Spool::new(cfg.spool_dir.clone(), cfg.max_spool_bytes);
     let now = now_ns();
