@@ -225,8 +225,9 @@ async fn collector_down_spools_then_next_call_flushes_once() {
     let r = run_hook_async(vec![], next.to_string().into_bytes(), home.path().into(), env_for(&app.http, &spool, &[]))
         .await;
     assert_eq!((r.code, r.stdout.is_empty()), (Some(0), true));
+    let extra = drain_spool(&app, home.path(), &spool, 0).await;
     let mut want: Vec<String> = EVENTS.iter().map(|s| s.to_string()).collect();
-    want.push("Notification".into());
+    want.extend(std::iter::repeat_n("Notification".to_string(), 1 + extra));
     want.sort();
     let got = app.rows(&format!("SELECT event_name FROM logs WHERE scope_name = '{}' ORDER BY 1", hook::SCOPE)).await;
     assert_eq!(strs(&got), want, "every event exactly once");
@@ -238,7 +239,7 @@ async fn collector_down_spools_then_next_call_flushes_once() {
     assert_eq!(r.code, Some(0));
     assert_eq!(
         as_i64(&app.scalar(&format!("SELECT count(*) FROM logs WHERE scope_name = '{}'", hook::SCOPE)).await),
-        9
+        9 + extra as i64
     );
     app.shutdown().await;
 }
@@ -491,5 +492,110 @@ async fn http_hook_route_errors_and_token() {
     let rows = app.rows("SELECT event_name, count(*) FROM logs GROUP BY 1 ORDER BY 1").await;
     let rows: Vec<(String, i64)> = rows.iter().map(|r| (r[0].as_str().unwrap_or("").into(), as_i64(&r[1]))).collect();
     assert_eq!(rows, vec![("Stop".into(), 2), (hook::MALFORMED.into(), 1)]);
+    app.shutdown().await;
+}
+
+fn notification(i: usize) -> Vec<u8> {
+    json!({"session_id": CC_SESSION, "hook_event_name": "Notification", "message": format!("m{i}"),
+           "notification_type": "idle_prompt"})
+    .to_string()
+    .into_bytes()
+}
+
+/// Messages of the stored Notification records, sorted.
+async fn notification_messages(app: &TestApp) -> Vec<String> {
+    let rows = app
+        .rows(
+            "SELECT json_extract_string(attributes->>'agent_console.hook.payload', '$.message') FROM logs \
+             WHERE event_name = 'Notification' ORDER BY 1",
+        )
+        .await;
+    strs(&rows)
+}
+
+/// A flush stops at half the hook's budget, so on a slow box a spool may take more than one call
+/// to drain: keep sending Notifications `m<first>`, `m<first+1>`, ... until it is empty (bounded).
+/// Returns how many extra calls were made.
+async fn drain_spool(app: &TestApp, home: &Path, spool: &Path, first: usize) -> usize {
+    let pending = || {
+        std::fs::read_dir(spool).map(|d| {
+            d.flatten().any(|e| {
+                let n = e.file_name().to_string_lossy().to_string();
+                n == "spool.bin" || n.starts_with("claim-")
+            })
+        })
+    };
+    let mut extra = 0;
+    while pending().unwrap_or(false) {
+        assert!(extra < 50, "spool not drained after {extra} calls");
+        let r = run_hook_async(vec![], notification(first + extra), home.into(), env_for(&app.http, spool, &[])).await;
+        assert_eq!(r.code, Some(0));
+        extra += 1;
+    }
+    extra
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_spool_drops_oldest_and_reports_the_count() {
+    let home = tempfile::tempdir().expect("home");
+    let spool = home.path().join("spool");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = format!("http://127.0.0.2:{}", held.local_addr().expect("addr").port());
+    let small = [("AGENT_CONSOLE_MAX_SPOOL_BYTES", "2000")];
+    for i in 0..6 {
+        let r = run_hook_async(vec![], notification(i), home.path().into(), env_for(&closed, &spool, &small)).await;
+        assert_eq!(r.code, Some(0));
+    }
+    assert!(std::fs::metadata(spool.join("spool.bin")).expect("spool").len() <= 2000);
+    let app = spawn().await;
+    let r = run_hook_async(vec![], notification(6), home.path().into(), env_for(&app.http, &spool, &small)).await;
+    assert_eq!(r.code, Some(0));
+    let got = notification_messages(&app).await;
+    let dropped = as_i64(
+        &app.scalar(&format!(
+            "SELECT attributes->>'{}' FROM logs WHERE event_name = '{}'",
+            hook::DROPPED_COUNT,
+            hook::SPOOL_DROPPED
+        ))
+        .await,
+    );
+    assert!(dropped >= 1, "something had to be dropped");
+    // What was kept is the newest, and kept + dropped = everything spooled.
+    let kept = got.len() as i64 - 1;
+    assert_eq!(kept + dropped, 6, "{got:?} dropped {dropped}");
+    let want: Vec<String> = ((6 - kept as usize)..=6).map(|i| format!("m{i}")).collect();
+    assert_eq!(got, want);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_hooks_neither_lose_nor_duplicate_spooled_records() {
+    let home = tempfile::tempdir().expect("home");
+    let spool = home.path().join("spool");
+    let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let closed = format!("http://127.0.0.2:{}", held.local_addr().expect("addr").port());
+    let batch = |range: std::ops::Range<usize>, endpoint: String| {
+        let handles: Vec<_> = range
+            .map(|i| {
+                let (home, env) = (home.path().to_path_buf(), env_for(&endpoint, &spool, &[]));
+                tokio::spawn(run_hook_async(vec![], notification(i), home, env))
+            })
+            .collect();
+        async move {
+            for h in handles {
+                assert_eq!(h.await.expect("join").code, Some(0));
+            }
+        }
+    };
+    batch(0..16, closed).await;
+    let app = spawn().await;
+    // Several processes flush at once, while they also send their own records.
+    batch(16..24, app.http.clone()).await;
+    let extra = drain_spool(&app, home.path(), &spool, 24).await;
+    let got = notification_messages(&app).await;
+    let mut want: Vec<String> = (0..24 + extra).map(|i| format!("m{i}")).collect();
+    want.sort();
+    assert_eq!(got, want, "each record exactly once");
+    assert!(!spool.join("spool.bin").exists());
     app.shutdown().await;
 }
