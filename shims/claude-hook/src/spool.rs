@@ -128,6 +128,12 @@ fn age(path: &Path) -> Option<Duration> {
     SystemTime::now().duration_since(m).ok()
 }
 
+/// The lock's holder died (Linux: no `/proc/<pid>`), e.g. ended by its own watchdog mid-write.
+fn holder_is_gone(lock: &Path) -> bool {
+    let Some(pid) = fs::read_to_string(lock).ok().and_then(|s| s.trim().parse::<u32>().ok()) else { return false };
+    pid != std::process::id() && Path::new("/proc/self").exists() && !Path::new(&format!("/proc/{pid}")).exists()
+}
+
 fn now_nanos() -> u128 {
     SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
 }
@@ -151,7 +157,7 @@ impl Spool {
                     return Ok(Lock(path));
                 }
                 Err(e) if e.kind() == ErrorKind::AlreadyExists => {
-                    if age(&path).is_some_and(|a| a > STALE_LOCK) {
+                    if age(&path).is_some_and(|a| a > STALE_LOCK) || holder_is_gone(&path) {
                         let _ = fs::remove_file(&path);
                         continue;
                     }
@@ -432,6 +438,18 @@ mod tests {
         got.sort();
         got.dedup();
         assert_eq!(got.len(), 160);
+        let _ = fs::remove_dir_all(dir);
+    }
+
+    #[test]
+    fn a_dead_holders_lock_is_taken_over() {
+        let dir = tmp("deadlock");
+        let s = Spool::new(dir.clone(), 1 << 20);
+        // No live process has this pid (above the kernel's pid_max).
+        fs::write(dir.join(LOCK), "4294967").expect("lock");
+        s.append(&[rec(1, 1)], Instant::now() + Duration::from_millis(200)).expect("lock taken over");
+        fs::write(dir.join(LOCK), std::process::id().to_string()).expect("own lock");
+        assert!(matches!(s.append(&[rec(2, 1)], Instant::now() + Duration::from_millis(20)), Err(SpoolError::Busy)));
         let _ = fs::remove_dir_all(dir);
     }
 
