@@ -38,7 +38,9 @@ pub fn routes(state: HttpReceiver) -> Router {
         .route("/v1/logs", post(logs))
         .route("/v1/metrics", post(metrics))
         .route("/", post(root))
-        .with_state(state)
+        .with_state(state.clone())
+        // Claude Code's `http` hook type, next to the OTLP routes (same token and body cap).
+        .merge(super::hooks::routes(super::hooks::HookReceiver::new(state, Arc::new(super::hooks::NoDecision))))
 }
 
 async fn traces(State(s): State<HttpReceiver>, req: Request) -> Response {
@@ -59,7 +61,7 @@ fn header_str(h: &HeaderMap, name: header::HeaderName) -> Option<&str> {
     h.get(name).and_then(|v| v.to_str().ok())
 }
 
-async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
+pub(super) async fn read_body(body: Body, limit: usize) -> Result<Bytes, IngestError> {
     let limited = http_body_util::Limited::new(body, limit);
     match limited.collect().await {
         Ok(c) => Ok(c.to_bytes()),

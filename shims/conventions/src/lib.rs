@@ -80,6 +80,16 @@ pub mod hook {
     pub const MALFORMED: &str = "agent_console.hook.malformed_input";
     /// Span name prefix of a tool call span (`execute_tool Bash`).
     pub const TOOL_SPAN_PREFIX: &str = "execute_tool ";
+    /// Response header carrying a hook decision back to the shim: the hook output JSON,
+    /// base64-encoded (standard alphabet, padded). The shim prints the decoded JSON on stdout.
+    pub const OUTPUT_HEADER: &str = "x-agent-console-hook-output";
+    /// Records the shim dropped from a full spool: a WARN log record with this `event_name`,
+    /// carrying the count in `DROPPED_COUNT`, sent once the collector is reachable again.
+    pub const SPOOL_DROPPED: &str = "agent_console.hook.spool_dropped";
+    pub const DROPPED_COUNT: &str = "agent_console.hook.dropped_records";
+    /// `error.type` of a failed tool span: the tool failed, or the user interrupted it.
+    pub const TOOL_ERROR: &str = "tool_error";
+    pub const TOOL_INTERRUPTED: &str = "interrupted";
 }
 
 /// OpenClaw records written by `agent-console-openclaw`.
