@@ -545,7 +545,7 @@ async fn timeline_pages_are_stable_while_rows_arrive() {
         if added < 5 {
             added += 1;
             let t = t0 + (10 + added) * SEC;
-            if added % 2 == 0 {
+            if added.is_multiple_of(2) {
                 post_spans(&app, vec![llm_span(100 + added, sid, "claude-code", t, "gpt-4o", 1, 1, 0.001)]).await;
             } else {
                 post_hooks(&app, vec![hook_record(sid, hook::NOTIFICATION, t, json!({"message": added}))]).await;
@@ -827,5 +827,26 @@ async fn child_sessions_link_to_their_parent() {
     assert_eq!(ids(&detail["children"], "session_id"), ["kid"]);
     assert_eq!(detail["children"][0]["parent_session_id"], "mum");
     assert_eq!(ids(&get_ok(&app, "/api/sessions?parent=mum").await["sessions"], "session_id"), ["kid"]);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn read_token_guards_every_route() {
+    let app = spawn_with(|a| a.read_token = Some("read-secret".into())).await;
+    post_hooks(&app, vec![hook_record("guarded", hook::SESSION_START, today_base_ns(), json!({}))]).await;
+    for (path, want) in [
+        ("/api/sessions", "guarded"),
+        ("/api/sessions/guarded", "guarded"),
+        ("/api/sessions/guarded/timeline?types=event", "SessionStart"),
+        ("/api/agents", "claude-code"),
+    ] {
+        let url = format!("{}{path}", app.http);
+        let r = app.client.get(&url).send().await.expect("get");
+        assert_eq!(r.status(), 401, "{path}");
+        let r = app.client.get(&url).bearer_auth("read-secret").send().await.expect("get");
+        assert_eq!(r.status(), 200, "{path}");
+        let body: Value = r.json().await.expect("json");
+        assert!(body.to_string().contains(want), "{path}: {body}");
+    }
     app.shutdown().await;
 }

@@ -112,7 +112,7 @@ mod tests {
     fn cursors_round_trip() {
         let c = encode_cursor(&["1795257000000000", "3", "a|b"]);
         assert_eq!(decode_cursor(&c, 3), Some(vec!["1795257000000000".into(), "3".into(), "a|b".into()]));
-        assert_eq!(decode_cursor(&c, 4), None);
+        assert_eq!(decode_cursor(&c, 5), None);
         assert_eq!(decode_cursor("not base64!", 2), None);
     }
 
