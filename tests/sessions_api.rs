@@ -431,6 +431,15 @@ async fn timeline_inputs_errors_and_truncation() {
         ],
     )
     .await;
+    // A payload the shim cut (no longer JSON): the prompt text is lost, the item is flagged.
+    let mut cut = hook_record(sid, hook::USER_PROMPT_SUBMIT, t0 + 6 * SEC, json!({}));
+    for a in cut["attributes"].as_array_mut().expect("attrs") {
+        if a["key"] == attr::PAYLOAD {
+            a["value"] = s("{\"session_id\":\"tl-session\",\"prompt\":\"a very long pro");
+        }
+    }
+    cut["attributes"].as_array_mut().expect("attrs").push(kv(attr::PAYLOAD_TRUNCATED, json!({"boolValue": true})));
+    post_hooks(&app, vec![cut]).await;
     post_logs(&app, "com.anthropic.claude_code.events", vec![tool_result(sid, t0 + 2 * SEC, "Bash", "tu-1", true)])
         .await;
     post_spans(
@@ -443,7 +452,7 @@ async fn timeline_inputs_errors_and_truncation() {
     .await;
 
     let tl = get_ok(&app, &format!("/api/sessions/{sid}/timeline")).await;
-    assert_eq!(types(&tl["items"]), ["prompt", "model_call", "tool_call", "tool_call", "error"], "{tl}");
+    assert_eq!(types(&tl["items"]), ["prompt", "model_call", "tool_call", "tool_call", "error", "prompt"], "{tl}");
     let items = tl["items"].as_array().expect("items");
     assert_eq!((items[0]["prompt"].clone(), items[0]["prompt_id"].clone()), (json!("fix the build"), json!("p-1")));
     assert_eq!(items[1]["model"], "gpt-4o");
@@ -468,6 +477,8 @@ async fn timeline_inputs_errors_and_truncation() {
     assert_eq!(items[4]["message"], "file not found");
     assert_eq!((items[4]["tool_name"].clone(), items[4]["tool_call_id"].clone()), (json!("Read"), json!("tu-2")));
 
+    assert_eq!((items[5]["prompt"].clone(), items[5]["truncated"].clone()), (Value::Null, json!(true)), "{tl}");
+
     // The summary counts it (no failed tool_calls row stands for it).
     let one = get_ok(&app, &format!("/api/sessions/{sid}")).await;
     let sm = &one["session"];
@@ -477,7 +488,7 @@ async fn timeline_inputs_errors_and_truncation() {
 
     // Only some types; bad parameters are 400s with a JSON error.
     let only = get_ok(&app, &format!("/api/sessions/{sid}/timeline?types=error,prompt")).await;
-    assert_eq!(types(&only["items"]), ["prompt", "error"]);
+    assert_eq!(types(&only["items"]), ["prompt", "error", "prompt"]);
     for q in ["cursor=nonsense", "types=everything"] {
         let (status, body) = get(&app, &format!("/api/sessions/{sid}/timeline?{q}")).await;
         assert_eq!((status, body["error"].is_string()), (400, true), "{q}: {body}");
