@@ -76,6 +76,7 @@ impl StoreError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             StoreError::Refused(_) | StoreError::Query(_) => StatusCode::BAD_REQUEST,
+            StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
             StoreError::Overloaded => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,

@@ -7,7 +7,7 @@
 //!   attribute names it reads, `dedup` drops calls reported twice.
 //! - `store`: embedded DuckDB. `writer` is the single writer thread, `reader` runs read-only SQL,
 //!   `schema` holds the migrations.
-//! - `api`: queries out over HTTP (`/api/sql`, `/api/sessions`, `/api/agents`, `/healthz`,
+//! - `api`: queries out over HTTP (`/api/sql`, `/api/sessions[/{id}[/timeline]]`, `/api/agents`, `/healthz`,
 //!   `/metrics`).
 //! - `pgwire`: the same read-only SQL over the Postgres wire protocol (psql, drivers, Grafana).
 //! - `app` wires it together; `config` parses flags, env and TOML; `error` maps errors to status

@@ -1,14 +1,16 @@
-//! Queries out, over HTTP: `sql` (read-only SQL as JSON, CSV or Arrow), `lists` (sessions and
-//! agents seen), `cost` (rollups, unpriced models, re-pricing), `export` (Parquet), `ops` (health
+//! Queries out, over HTTP: `sql` (read-only SQL as JSON, CSV or Arrow), `sessions` (session list
+//! and one session), `timeline` (a session's story), `agents` (the roster), `cost` (rollups, unpriced models, re-pricing), `export` (Parquet), `ops` (health
 //! and Prometheus metrics), `live` (SSE / WebSocket stream, in `crate::live`); `params` parses
 //! shared query parameters. All reads go through `store::reader`.
 
+pub mod agents;
 pub mod cost;
 pub mod export;
-pub mod lists;
 pub mod ops;
 pub mod params;
+pub mod sessions;
 pub mod sql;
+pub mod timeline;
 
 use std::sync::Arc;
 
@@ -74,8 +76,10 @@ pub fn routes(state: ApiState) -> axum::Router {
     use axum::routing::{get, post};
     let guarded = axum::Router::new()
         .route("/api/sql", post(sql::post_sql))
-        .route("/api/sessions", get(lists::sessions))
-        .route("/api/agents", get(lists::agents))
+        .route("/api/sessions", get(sessions::list))
+        .route("/api/sessions/{id}", get(sessions::detail))
+        .route("/api/sessions/{id}/timeline", get(timeline::timeline))
+        .route("/api/agents", get(agents::list))
         .route("/api/cost", get(cost::rollup))
         .route("/api/cost/unpriced", get(cost::unpriced))
         .route("/api/cost/reprice", post(cost::reprice))

@@ -1,6 +1,44 @@
 //! Query-parameter parsing shared by the API handlers: instants given as RFC 3339
 //! (`2026-11-21T10:00:00Z`, any offset), a bare date (`2026-11-21`, midnight UTC) or Unix time in
-//! seconds or milliseconds; all become microseconds since the epoch (UTC).
+//! seconds or milliseconds; all become microseconds since the epoch (UTC). Also comma lists
+//! checked against the allowed values, page limits and opaque pagination cursors.
+
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+
+/// A comma list (`running,idle`) of values from `allowed`, joined again for binding as one
+/// parameter (`list_contains(string_split($n, ','), x)`); `None` when absent or empty.
+pub fn comma_list(name: &str, value: Option<&str>, allowed: &[&str]) -> Result<Option<String>, String> {
+    let Some(v) = value.map(str::trim).filter(|v| !v.is_empty()) else {
+        return Ok(None);
+    };
+    let mut out: Vec<&str> = Vec::new();
+    for item in v.split(',').map(str::trim).filter(|i| !i.is_empty()) {
+        if !allowed.contains(&item) {
+            return Err(format!("{name} must be a comma list of {}, not {item:?}", allowed.join(", ")));
+        }
+        out.push(item);
+    }
+    Ok(Some(out.join(",")))
+}
+
+/// A page size: `default` when absent, at least 1, at most `max`.
+pub fn page_limit(value: Option<u32>, default: u32, max: u32) -> u32 {
+    value.unwrap_or(default).clamp(1, max)
+}
+
+/// An opaque cursor for `parts` (base64url of the parts joined by `|`; the last part may hold `|`).
+pub fn encode_cursor(parts: &[&str]) -> String {
+    URL_SAFE_NO_PAD.encode(parts.join("|"))
+}
+
+/// The `n` parts of a cursor made by `encode_cursor`; `None` when it is not one.
+pub fn decode_cursor(cursor: &str, n: usize) -> Option<Vec<String>> {
+    let bytes = URL_SAFE_NO_PAD.decode(cursor.trim()).ok()?;
+    let text = String::from_utf8(bytes).ok()?;
+    let parts: Vec<String> = text.splitn(n, '|').map(str::to_string).collect();
+    (parts.len() == n).then_some(parts)
+}
 
 /// Parse an instant; `None` when it is not one of the accepted forms.
 pub fn parse_instant(s: &str) -> Option<i64> {
@@ -68,7 +106,27 @@ pub fn parse_instant(s: &str) -> Option<i64> {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_instant;
+    use super::*;
+
+    #[test]
+    fn cursors_round_trip() {
+        let c = encode_cursor(&["1795257000000000", "3", "a|b"]);
+        assert_eq!(decode_cursor(&c, 3), Some(vec!["1795257000000000".into(), "3".into(), "a|b".into()]));
+        assert_eq!(decode_cursor(&c, 5), None);
+        assert_eq!(decode_cursor("not base64!", 2), None);
+    }
+
+    #[test]
+    fn comma_lists() {
+        let allowed = ["running", "idle", "finished"];
+        assert_eq!(comma_list("status", Some(" running, idle "), &allowed), Ok(Some("running,idle".into())));
+        assert_eq!(comma_list("status", Some(""), &allowed), Ok(None));
+        assert_eq!(comma_list("status", None, &allowed), Ok(None));
+        assert!(comma_list("status", Some("running,bogus"), &allowed).is_err());
+        assert_eq!(page_limit(None, 100, 1000), 100);
+        assert_eq!(page_limit(Some(0), 100, 1000), 1);
+        assert_eq!(page_limit(Some(5000), 100, 1000), 1000);
+    }
 
     #[test]
     fn instants() {

@@ -48,6 +48,9 @@ pub enum StoreError {
     Refused(String),
     #[error("query failed: {0}")]
     Query(String),
+    /// A query API lookup of something that does not exist (a session id, ...).
+    #[error("{0}")]
+    NotFound(String),
 }
 
 impl From<duckdb::Error> for StoreError {
