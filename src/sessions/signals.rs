@@ -76,6 +76,11 @@ impl Signals {
 
     fn error(&mut self, t: i64, reason: impl FnOnce() -> String) {
         self.errors += 1;
+        self.error_state(t, reason);
+    }
+
+    /// An error that decides the state but is counted elsewhere.
+    fn error_state(&mut self, t: i64, reason: impl FnOnce() -> String) {
         if self.error.as_ref().is_none_or(|(e, _)| t >= *e) {
             self.error = Some((t, reason()));
         }
@@ -146,9 +151,16 @@ pub fn from_batch(b: &Batch) -> HashMap<String, Signals> {
                 s.tools_opened += 1;
                 s.work(r.time_us);
             }
-            hook::POST_TOOL_USE | hook::POST_TOOL_USE_FAILURE => {
+            hook::POST_TOOL_USE => {
                 s.tools_closed += 1;
                 s.work(r.time_us);
+            }
+            hook::POST_TOOL_USE_FAILURE => {
+                s.tools_closed += 1;
+                s.work(r.time_us);
+                // Counted by its tool_calls row (the hook's tool span); the state changes here too,
+                // in case that row arrives in another batch.
+                s.error_state(r.time_us, || "tool call failed (PostToolUseFailure)".to_owned());
             }
             openclaw::STATUS_EVENT => {
                 let status = r.body.as_deref().unwrap_or("");
