@@ -357,21 +357,24 @@ async fn live_subscriber(
 }
 
 /// Send a probe every 50 ms until `until`, recording each send time by sequence number.
-async fn send_probes(http: String, sent: Arc<Vec<AtomicU64>>, until: Instant) -> anyhow::Result<u64> {
+async fn send_probes(http: String, sent: Arc<Vec<AtomicU64>>, until: Instant) -> anyhow::Result<(u64, Vec<f64>)> {
     let mut c = Http1::connect(&http).await?;
     let mut seq = 0u64;
+    let mut acks = Vec::new();
     let mut tick = tokio::time::interval(Duration::from_millis(50));
     while Instant::now() < until && (seq as usize) < sent.len() {
         tick.tick().await;
         let body = probe_request(seq);
         sent[seq as usize].store(now_ns(), Relaxed);
+        let t = Instant::now();
         let (status, _) = c.post("/v1/traces", "application/x-protobuf", &body).await?;
         if status != 200 {
             bail!("probe answered {status}");
         }
+        acks.push(t.elapsed().as_secs_f64() * 1e3);
         seq += 1;
     }
-    Ok(seq)
+    Ok((seq, acks))
 }
 
 fn current_rss_kib(pid: u32) -> Option<u64> {
@@ -502,7 +505,14 @@ async fn main() -> anyhow::Result<()> {
     }
     let send_elapsed = start.elapsed().as_secs_f64();
     if let Some(p) = probes {
-        let n = p.await??;
+        let (n, mut acks) = p.await??;
+        acks.sort_by(f64::total_cmp);
+        println!(
+            "probe export acknowledged (committed): p50={:.2} ms p99={:.2} ms max={:.2} ms",
+            percentile(&acks, 0.5),
+            percentile(&acks, 0.99),
+            acks.last().copied().unwrap_or(f64::NAN)
+        );
         let mut lat = Vec::new();
         for s in live {
             lat.extend(s.await??);

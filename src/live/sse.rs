@@ -5,7 +5,7 @@ use std::convert::Infallible;
 
 use axum::extract::{Query, State};
 use axum::http::HeaderMap;
-use axum::response::sse::{Event, KeepAlive, Sse};
+use axum::response::sse::{Event, Sse};
 use axum::response::{IntoResponse, Response};
 use futures::Stream;
 
@@ -25,8 +25,9 @@ pub async fn live(
     let last_event_id =
         headers.get("last-event-id").and_then(|v| v.to_str().ok()).and_then(|v| v.trim().parse::<u64>().ok());
     let sub = super::open(&s.live, &s.store, &p, last_event_id.or(p.since)).await?;
-    let heartbeat = s.live.heartbeat();
     let stream: std::pin::Pin<Box<dyn Stream<Item = Result<Event, Infallible>> + Send>> =
         Box::pin(futures::stream::unfold(sub, |mut sub| async move { sub.next().await.map(|m| (Ok(event(&m)), sub)) }));
-    Ok(Sse::new(stream).keep_alive(KeepAlive::new().interval(heartbeat)).into_response())
+    // No axum keep-alive: the subscription's own `heartbeat` messages keep the connection alive
+    // (one timer per subscriber, not two).
+    Ok(Sse::new(stream).into_response())
 }
