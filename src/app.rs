@@ -60,6 +60,11 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             retention: args.live_retention,
             buffer: args.live_buffer,
             heartbeat: Duration::from_secs(args.live_heartbeat_secs.max(1)),
+            // Ids continue across restarts: this run's start in microseconds.
+            id_base: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map(|d| d.as_micros() as u64)
+                .unwrap_or(0),
             ..HubConfig::default()
         },
         cancel.clone(),
@@ -142,7 +147,8 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     let st_store = store.clone();
     let st_cancel = cancel.clone();
     let session_clock = tokio::spawn(async move {
-        let mut tick = tokio::time::interval(Duration::from_secs(1));
+        let period = Duration::from_secs(1);
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

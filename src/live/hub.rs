@@ -30,11 +30,14 @@ pub struct HubConfig {
     pub heartbeat: Duration,
     /// Committed batches waiting for the publisher; beyond it batches are dropped and counted.
     pub queue: usize,
+    /// Ids of this run start after this value. The server uses the start time in microseconds, so
+    /// ids keep increasing across restarts and an id from an earlier run is recognised as such.
+    pub id_base: u64,
 }
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig { retention: 20_000, buffer: 1024, heartbeat: Duration::from_secs(15), queue: 1024 }
+        HubConfig { retention: 20_000, buffer: 1024, heartbeat: Duration::from_secs(15), queue: 1024, id_base: 0 }
     }
 }
 
@@ -59,7 +62,7 @@ impl Hub {
     /// A hub whose subscriptions end when `cancel` fires (server shutdown).
     pub fn new(cfg: HubConfig, cancel: CancellationToken) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(cfg.buffer.max(1));
-        let ring = Ring { entries: VecDeque::new(), retained: 0, last_id: 0 };
+        let ring = Ring { entries: VecDeque::new(), retained: 0, last_id: cfg.id_base };
         Arc::new(Hub { ring: Mutex::new(ring), tx, cfg, dropped: Arc::new(AtomicU64::new(0)), cancel })
     }
 
@@ -149,8 +152,21 @@ impl Hub {
         let mut pending = VecDeque::new();
         let (cursor, start) = match since {
             None => (ring.last_id, ring.last_id),
-            Some(s) => {
-                let since = if s > ring.last_id { 0 } else { s };
+            Some(s) if s < self.cfg.id_base || s > ring.last_id => {
+                // An id of an earlier run (or from nowhere): what that run committed after it and
+                // never delivered cannot be counted; say so, then replay all this run retains.
+                let data = json!({ "missed": null, "reason": "collector restarted since this id" });
+                front.push_back(Arc::new(Message::control(self.cfg.id_base, message::GAP, &data)));
+                let oldest = ring.entries.front().map_or(ring.last_id + 1, |e| e.first_id);
+                let missed = oldest.saturating_sub(self.cfg.id_base + 1);
+                if missed > 0 {
+                    let data = json!({ "missed": missed });
+                    front.push_back(Arc::new(Message::control(self.cfg.id_base, message::GAP, &data)));
+                }
+                pending.extend(ring.entries.iter().cloned());
+                (self.cfg.id_base.max(oldest.saturating_sub(1)), self.cfg.id_base)
+            }
+            Some(since) => {
                 let oldest = ring.entries.front().map_or(ring.last_id + 1, |e| e.first_id);
                 let missed = oldest.saturating_sub(since + 1);
                 if missed > 0 {
@@ -283,7 +299,7 @@ mod tests {
 
     #[tokio::test]
     async fn resumes_from_the_ring_with_a_gap_for_what_is_gone() {
-        let cfg = HubConfig { retention: 3, buffer: 8, heartbeat: Duration::from_secs(3600), queue: 4 };
+        let cfg = HubConfig { retention: 3, buffer: 8, heartbeat: Duration::from_secs(3600), queue: 4, id_base: 0 };
         let hub = Hub::new(cfg, CancellationToken::new());
         for _ in 0..5 {
             hub.publish(draft(message::SPAN));
@@ -299,9 +315,27 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn ids_continue_across_restarts_and_an_old_id_gets_a_gap() {
+        let cfg = HubConfig { heartbeat: Duration::from_secs(3600), id_base: 1_000, ..HubConfig::default() };
+        let hub = Hub::new(cfg, CancellationToken::new());
+        assert_eq!(hub.publish(draft(message::SPAN)), 1_001);
+        hub.publish(draft(message::SPAN));
+        // A client of the previous run (its ids were below this run's base) resumes.
+        let mut sub = hub.subscribe(Some(640), Filter::default());
+        let gap = sub.next().await.expect("gap");
+        assert_eq!(gap.kind, message::GAP);
+        assert!(gap.data.contains("restarted"), "{}", gap.data);
+        let ids = [sub.next().await, sub.next().await].map(|m| m.expect("msg").id);
+        assert_eq!(ids, [1_001, 1_002]);
+        // A client of this run resumes exactly.
+        let mut sub = hub.subscribe(Some(1_001), Filter::default());
+        assert_eq!(sub.next().await.expect("msg").id, 1_002);
+    }
+
+    #[tokio::test]
     async fn a_full_publisher_queue_never_blocks_the_writer_and_becomes_a_gap() {
         use crate::model::records::Seen;
-        let cfg = HubConfig { retention: 16, buffer: 16, heartbeat: Duration::from_secs(3600), queue: 1 };
+        let cfg = HubConfig { retention: 16, buffer: 16, heartbeat: Duration::from_secs(3600), queue: 1, id_base: 0 };
         let hub = Hub::new(cfg, CancellationToken::new());
         let hook = hub.start_publisher();
         let mut sub = hub.subscribe(None, Filter::default());

@@ -205,10 +205,14 @@ impl Store {
         let _ = self.tx.try_send(Msg::Checkpoint);
     }
 
-    /// Ask the writer to apply time-driven session changes (idle, stuck, finished); dropped when
-    /// the queue is full (the writer is busy and will be asked again).
+    /// Ask the writer to apply time-driven session changes (idle, stuck, finished); skipped when
+    /// anything is queued (the writer is busy and applies them after its next commit).
     pub fn tick(&self) {
-        let _ = self.tx.try_send(Msg::Tick(None));
+        // Only into an empty queue: a tick must never take the room an export needs (a busy
+        // writer runs the same check after every commit anyway).
+        if self.tx.capacity() == self.tx.max_capacity() {
+            let _ = self.tx.try_send(Msg::Tick(None));
+        }
     }
 
     /// `tick`, waiting until the changes are committed and published.
