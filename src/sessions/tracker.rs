@@ -81,6 +81,19 @@ impl State {
     fn in_flight(&self) -> bool {
         self.open_turn || self.open_tools > 0
     }
+
+    /// Names, service and parent from a session row, where not known yet.
+    fn fill_from(&mut self, r: &Seen) {
+        if self.display_name.is_none() {
+            self.display_name.clone_from(&r.display_name);
+        }
+        if self.service_name.is_none() {
+            self.service_name.clone_from(&r.service_name);
+        }
+        if self.parent_session_id.is_none() {
+            self.parent_session_id.clone_from(&r.parent_id);
+        }
+    }
 }
 
 /// All tracked sessions.
@@ -126,15 +139,7 @@ impl Tracker {
     pub fn note_seen(&mut self, rows: &[Seen]) {
         for r in rows {
             if let Some(st) = self.sessions.get_mut(&r.id) {
-                if st.display_name.is_none() {
-                    st.display_name.clone_from(&r.display_name);
-                }
-                if st.service_name.is_none() {
-                    st.service_name.clone_from(&r.service_name);
-                }
-                if st.parent_session_id.is_none() {
-                    st.parent_session_id.clone_from(&r.parent_id);
-                }
+                st.fill_from(r);
             }
         }
     }
@@ -152,15 +157,7 @@ impl Tracker {
                 ..State::default()
             });
             if let Some(r) = seen_by_id.get(id.as_str()) {
-                if st.display_name.is_none() {
-                    st.display_name.clone_from(&r.display_name);
-                }
-                if st.service_name.is_none() {
-                    st.service_name.clone_from(&r.service_name);
-                }
-                if st.parent_session_id.is_none() {
-                    st.parent_session_id.clone_from(&r.parent_id);
-                }
+                st.fill_from(r);
             }
             let before = (st.status, st.stuck);
             let from = if is_new { None } else { Some(st.status) };
