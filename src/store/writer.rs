@@ -395,6 +395,7 @@ pub fn run(
         Ok(n) => tracing::info!(sessions = n, "session states restored"),
         Err(e) => tracing::warn!(error = %e, "cannot restore session states"),
     }
+    let mut last_tick_us = i64::MIN / 2;
     let mut dedup = Deduper::default();
     let mut sessions_cache = SeenCache::new(200_000);
     let mut agents_cache = SeenCache::new(20_000);
@@ -426,7 +427,8 @@ pub fn run(
                 continue;
             }
             Msg::Tick(ack) => {
-                let updates = tracker.tick((cfg.clock)());
+                last_tick_us = (cfg.clock)();
+                let updates = tracker.tick(last_tick_us);
                 if !updates.is_empty() {
                     let batch = Batch { session_updates: updates, ..Batch::default() };
                     match appenders.as_mut() {
@@ -497,9 +499,16 @@ pub fn run(
         price_calls(&prices, &mut merged.model_calls);
         let now = (cfg.clock)();
         let mut updates = tracker.observe(signals::from_batch(&merged), &folded, now);
-        let timed: Vec<_> =
-            tracker.tick(now).into_iter().filter(|t| !updates.iter().any(|u| u.session_id == t.session_id)).collect();
-        updates.extend(timed);
+        // Time-driven changes at most once a second (the scan covers every tracked session).
+        if now - last_tick_us >= 1_000_000 {
+            last_tick_us = now;
+            let timed: Vec<_> = tracker
+                .tick(now)
+                .into_iter()
+                .filter(|t| !updates.iter().any(|u| u.session_id == t.session_id))
+                .collect();
+            updates.extend(timed);
+        }
         merged.session_updates = updates;
         merged.sessions = sessions_cache.changed(folded);
         let started = Instant::now();
