@@ -135,15 +135,6 @@ impl Tracker {
         self.sessions.insert(id, st);
     }
 
-    /// Names, services and parents from the batch's session rows (no state change by themselves).
-    pub fn note_seen(&mut self, rows: &[Seen]) {
-        for r in rows {
-            if let Some(st) = self.sessions.get_mut(&r.id) {
-                st.fill_from(r);
-            }
-        }
-    }
-
     /// Apply one committed batch's signals at collector time `now_us`.
     pub fn observe(&mut self, signals: HashMap<String, Signals>, seen: &[Seen], now_us: i64) -> Vec<SessionUpdate> {
         let mut out = Vec::new();
