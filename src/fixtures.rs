@@ -1,5 +1,6 @@
 //! Test data, in one place for tests, benchmarks and the load generator: the captured payloads in
-//! `../shared/fixtures/` (real clients) and a generator of realistic ~1 KB GenAI spans.
+//! `tests/fixtures/` (real clients, copied from the team's shared captures) and a generator of
+//! realistic ~1 KB GenAI spans.
 
 use std::path::PathBuf;
 
@@ -10,13 +11,12 @@ use opentelemetry_proto::tonic::trace::v1::{
     span::SpanKind, status::StatusCode, ResourceSpans, ScopeSpans, Span, Status,
 };
 
-/// Where the captured fixtures live: `$AGENT_CONSOLE_SHARED/fixtures`, else `../shared/fixtures`
-/// next to the crate.
+/// Where the captured fixtures live: `tests/fixtures` in this repository (or
+/// `$AGENT_CONSOLE_FIXTURES`, to replay another capture set).
 pub fn shared_fixtures_dir() -> PathBuf {
-    std::env::var_os("AGENT_CONSOLE_SHARED")
+    std::env::var_os("AGENT_CONSOLE_FIXTURES")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..").join("shared"))
-        .join("fixtures")
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures"))
 }
 
 /// Bytes of one captured fixture, e.g. `claude-code/otlp/logs-1.pb`.

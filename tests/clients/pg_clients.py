@@ -1,6 +1,6 @@
 """Python Postgres drivers against agent-console's Postgres port: psycopg 3 (text and binary,
 server-side parameters) and asyncpg (prepared statements, binary everything). The fixtures in
-../shared/fixtures must have been ingested. Usage: pg_clients.py PORT. Prints one line per check
+tests/fixtures must have been ingested. Usage: pg_clients.py PORT. Prints one line per check
 and `pg_clients.py: N passed, M failed`; exits non-zero on any failure."""
 
 import asyncio

@@ -1,15 +1,14 @@
 #!/usr/bin/env bash
 # Real Postgres clients against the release binary: psql (\dt, \d, a SELECT, a refused write)
 # and Python psycopg 3 / asyncpg (tests/clients/pg_clients.py). Starts agent-console on free
-# ports with a temporary data dir, ingests the shared fixtures with curl, installs missing
+# ports with a temporary data dir, ingests the captured fixtures (tests/fixtures) with curl, installs missing
 # clients (postgresql-client, psycopg[binary], asyncpg). Prints `pg_clients: N passed, M failed`
 # and exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/agent-console/target}"
-SHARED="${AGENT_CONSOLE_SHARED:-../shared}"
-FIXTURES="$SHARED/fixtures"
+FIXTURES="${AGENT_CONSOLE_FIXTURES:-tests/fixtures}"
 
 if ! command -v psql >/dev/null 2>&1; then
     echo "pg_clients: installing postgresql-client"
