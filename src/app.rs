@@ -74,7 +74,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         &args.store_config(),
         pricing.current()?,
         metrics.clone(),
-        Some(hook),
+        vec![hook],
         crate::sessions::tokio_clock(),
     )?;
     let grpc_listener =
@@ -98,6 +98,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     let ingest = Ingest::new(store.clone(), metrics.clone());
     let ingest_token = Arc::new(Token::new(args.ingest_token.clone()));
     let read_token = Arc::new(Token::new(args.read_token.clone()));
+    let control_token = Arc::new(Token::new(args.control_token.clone()));
 
     let svcs = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
     let grpc_cancel = cancel.clone();
@@ -117,7 +118,14 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
 
     let router =
         http_rx::routes(HttpReceiver { ingest, max_request_bytes: args.max_request_bytes, token: ingest_token })
-            .merge(api::routes(ApiState { store: store.clone(), metrics: metrics.clone(), read_token, pricing, live }))
+            .merge(api::routes(ApiState {
+                store: store.clone(),
+                metrics: metrics.clone(),
+                read_token,
+                control_token,
+                pricing,
+                live,
+            }))
             .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
     let http_cancel = cancel.clone();
     let http_server = tokio::spawn(async move {

@@ -109,6 +109,10 @@ pub struct ServeArgs {
     /// Bearer token required on the query API (`/api/*`) when set.
     #[arg(long, env = "AGENT_CONSOLE_READ_TOKEN", hide_env_values = true)]
     pub read_token: Option<String>,
+    /// Bearer token required on every state-changing route (agent commands, tasks, alert rules,
+    /// re-pricing) when set. Separate from the read token, which Grafana and dashboards hold.
+    #[arg(long, env = "AGENT_CONSOLE_CONTROL_TOKEN", hide_env_values = true)]
+    pub control_token: Option<String>,
     /// Extra or overriding model prices (TOML, same format as the embedded table).
     #[arg(long, env = "AGENT_CONSOLE_PRICES")]
     pub prices: Option<PathBuf>,
@@ -182,7 +186,7 @@ impl ServeArgs {
             .ok_or_else(|| ConfigError::Invalid { path: path.clone(), message: "settings are not a table".into() })?;
         for (key, value) in file {
             let key = key.replace('-', "_");
-            if !obj.contains_key(&key) && !matches!(key.as_str(), "ingest_token" | "read_token") {
+            if !obj.contains_key(&key) && !matches!(key.as_str(), "ingest_token" | "read_token" | "control_token") {
                 return Err(ConfigError::Invalid { path: path.clone(), message: format!("unknown setting {key:?}") });
             }
             let from_user =
@@ -241,6 +245,7 @@ fn unreachable_defaults() -> ServeArgs {
         query_max_rows: 100_000,
         ingest_token: None,
         read_token: None,
+        control_token: None,
         prices: None,
         pg_addr: SocketAddr::from(([127, 0, 0, 1], 5433)),
         pg_tls_cert: None,

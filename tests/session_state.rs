@@ -97,7 +97,7 @@ async fn open_store(dir: &std::path::Path) -> (Store, agent_console::store::Writ
         &cfg,
         prices,
         Arc::new(Metrics::default()),
-        Some(hook),
+        vec![hook],
         agent_console::sessions::tokio_clock(),
     )
     .expect("store");

@@ -32,6 +32,8 @@ pub struct ApiState {
     pub store: Store,
     pub metrics: Arc<Metrics>,
     pub read_token: Arc<Token>,
+    /// Guards state-changing routes (commands, tasks, alert rules, re-pricing).
+    pub control_token: Arc<Token>,
     pub pricing: Arc<Pricing>,
     /// The live stream hub (`/api/live`, `/api/live/ws`).
     pub live: Arc<Hub>,
@@ -66,6 +68,25 @@ pub async fn require_read_token(
             StatusCode::UNAUTHORIZED,
             [(header::WWW_AUTHENTICATE, "Bearer")],
             Json(serde_json::json!({ "error": "missing or invalid bearer token" })),
+        )
+            .into_response()
+    }
+}
+
+/// Middleware: the control token guards every state-changing route when configured.
+pub async fn require_control_token(
+    axum::extract::State(token): axum::extract::State<Arc<Token>>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
+    if token.allows(auth) {
+        next.run(req).await
+    } else {
+        (
+            StatusCode::UNAUTHORIZED,
+            [(header::WWW_AUTHENTICATE, "Bearer")],
+            Json(serde_json::json!({ "error": "missing or invalid control token" })),
         )
             .into_response()
     }

@@ -141,15 +141,16 @@ async fn claude(State(s): State<HookReceiver>, req: Request) -> Response {
     let now = now_ns();
     let start = s.tool_start(&input, now);
     let t = translate::translate(&input, &s.options, now, start);
-    let size = t.logs.encoded_len();
-    if let Err(e) = s.http.ingest.export(Payload::Logs(t.logs), size).await {
-        return error_response(Encoding::Json, &e);
-    }
+    // The log record and the tool span are one export: one transaction, so a retry after a
+    // failure never stores half of it twice.
+    let mut size = t.logs.encoded_len();
+    let mut payloads = vec![Payload::Logs(t.logs)];
     if let Some(tr) = t.traces {
-        let size = tr.encoded_len();
-        if let Err(e) = s.http.ingest.export(Payload::Traces(tr), size).await {
-            return error_response(Encoding::Json, &e);
-        }
+        size += tr.encoded_len();
+        payloads.push(Payload::Traces(tr));
+    }
+    if let Err(e) = s.http.ingest.export_all(payloads, size).await {
+        return error_response(Encoding::Json, &e);
     }
     let decision = match &input {
         // Stored as the malformed-input error event above; the caller still learns it was bad.

@@ -122,27 +122,44 @@ impl Ingest {
 
     /// Map, store and acknowledge one export. `size_bytes` is its decoded size (queue budget).
     pub async fn export(&self, payload: Payload, size_bytes: usize) -> Result<Outcome, IngestError> {
-        let signal = payload.signal();
-        let total = payload.record_count();
+        let mut outcomes = self.export_all(vec![payload], size_bytes).await?;
+        outcomes.pop().ok_or_else(|| IngestError::Unavailable("no outcome".into()))
+    }
+
+    /// Several payloads that belong together (one hook call: its log record and its tool span),
+    /// stored in one transaction: all of them or none, so a retry never duplicates half.
+    pub async fn export_all(&self, payloads: Vec<Payload>, size_bytes: usize) -> Result<Vec<Outcome>, IngestError> {
         let received = now_us();
-        let mapped = match &payload {
-            Payload::Traces(r) => normalize::traces(r, received),
-            Payload::Logs(r) => normalize::logs(r, received),
-            Payload::Metrics(r) => normalize::metrics(r, received),
-        };
-        drop(payload);
-        let rejected = mapped.rejected.min(total);
-        if !mapped.batch.is_empty() {
-            if let Err(e) = self.store.write(mapped.batch, size_bytes).await {
+        let mut merged = crate::model::records::Batch::default();
+        let mut outcomes = Vec::with_capacity(payloads.len());
+        for payload in payloads {
+            let signal = payload.signal();
+            let total = payload.record_count();
+            let mapped = match &payload {
+                Payload::Traces(r) => normalize::traces(r, received),
+                Payload::Logs(r) => normalize::logs(r, received),
+                Payload::Metrics(r) => normalize::metrics(r, received),
+            };
+            drop(payload);
+            let rejected = mapped.rejected.min(total);
+            merged.append(mapped.batch);
+            outcomes.push(Outcome { signal, accepted: total - rejected, rejected, message: mapped.error_message });
+        }
+        if !merged.is_empty() {
+            if let Err(e) = self.store.write(merged, size_bytes).await {
                 let err = IngestError::from(e);
-                self.refused(signal, &err);
+                for o in &outcomes {
+                    self.refused(o.signal, &err);
+                }
                 return Err(err);
             }
         }
-        self.metrics.accepted(signal, total - rejected, rejected);
-        if rejected > 0 {
-            tracing::debug!(signal = signal.as_str(), rejected, message = ?mapped.error_message, "partial success");
+        for o in &outcomes {
+            self.metrics.accepted(o.signal, o.accepted, o.rejected);
+            if o.rejected > 0 {
+                tracing::debug!(signal = o.signal.as_str(), rejected = o.rejected, message = ?o.message, "partial success");
+            }
         }
-        Ok(Outcome { signal, accepted: total - rejected, rejected, message: mapped.error_message })
+        Ok(outcomes)
     }
 }

@@ -132,7 +132,7 @@ impl Store {
         cfg: &StoreConfig,
         prices: Arc<PriceTable>,
         metrics: Arc<Metrics>,
-        on_commit: Option<CommitHook>,
+        on_commit: Vec<CommitHook>,
     ) -> Result<(Store, WriterHandle), StoreError> {
         Self::open_with_clock(cfg, prices, metrics, on_commit, crate::sessions::system_clock())
     }
@@ -142,7 +142,7 @@ impl Store {
         cfg: &StoreConfig,
         prices: Arc<PriceTable>,
         metrics: Arc<Metrics>,
-        on_commit: Option<CommitHook>,
+        on_commit: Vec<CommitHook>,
         clock: crate::sessions::Clock,
     ) -> Result<(Store, WriterHandle), StoreError> {
         std::fs::create_dir_all(&cfg.data_dir)
@@ -227,6 +227,22 @@ impl Store {
         let (ack, done) = oneshot::channel();
         self.tx.send(Msg::Reprice(table, ack)).await.map_err(|_| StoreError::Closed)?;
         done.await.map_err(|_| StoreError::Closed)?
+    }
+
+    /// Run `f` on the writer thread inside its own transaction and return its result once it is
+    /// committed (rolled back when `f` fails). For small state changes that are not telemetry:
+    /// agent commands and their audit rows, tasks, alert rules. Never blocks ingest for long: it
+    /// is one queued message, like an export.
+    pub async fn apply<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (ack, done) = oneshot::channel();
+        let job: writer::ApplyFn = Box::new(move |conn| f(conn).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
+        self.tx.send(Msg::Apply(job, ack)).await.map_err(|_| StoreError::Closed)?;
+        let any = done.await.map_err(|_| StoreError::Closed)??;
+        any.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Unavailable("apply: result type mismatch".into()))
     }
 
     /// Requests waiting for the writer right now.

@@ -35,10 +35,16 @@ pub enum Msg {
     Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
     /// Apply time-driven session changes now (sent on a timer; tests wait for the ack).
     Tick(Option<oneshot::Sender<()>>),
+    /// Run a closure in its own transaction (`Store::apply`).
+    Apply(ApplyFn, oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>),
 }
 
-/// Called after each commit with the committed rows (the live stream hooks in here). Runs on the
-/// writer thread: it must not block (the live hub only `try_send`s).
+/// A state change run on the writer's connection in its own transaction (`Store::apply`).
+pub type ApplyFn = Box<dyn FnOnce(&Connection) -> Result<Box<dyn std::any::Any + Send>, StoreError> + Send>;
+
+/// Called after each commit with the committed rows, every batch once and in order (the live
+/// stream hooks in here). Runs on the writer thread: it must not block (the live hub only
+/// `try_send`s).
 pub type CommitHook = Box<dyn Fn(Arc<Batch>) + Send>;
 
 pub struct WriterConfig {
@@ -367,13 +373,28 @@ fn commit(conn: &Connection, app: &mut Appenders, batch: &Batch) -> Result<(), S
     }
 }
 
+/// `Store::apply`: one closure, one transaction.
+fn apply_in_txn(conn: &Connection, f: ApplyFn) -> Result<Box<dyn std::any::Any + Send>, StoreError> {
+    conn.execute_batch("BEGIN TRANSACTION")?;
+    match f(conn) {
+        Ok(v) => {
+            conn.execute_batch("COMMIT")?;
+            Ok(v)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
 /// Run the writer loop on the current thread until the channel closes.
 pub fn run(
     conn: Connection,
     mut rx: mpsc::Receiver<Msg>,
     cfg: WriterConfig,
     metrics: Arc<Metrics>,
-    on_commit: Option<CommitHook>,
+    on_commit: Vec<CommitHook>,
 ) {
     if let Err(e) = conn
         .execute_batch(STAGE_DDL)
@@ -435,8 +456,9 @@ pub fn run(
                         Some(app) => match commit(&conn, app, &batch) {
                             Ok(()) => {
                                 dirty = true;
-                                if let Some(hook) = &on_commit {
-                                    hook(Arc::new(batch));
+                                let batch = Arc::new(batch);
+                                for hook in &on_commit {
+                                    hook(batch.clone());
                                 }
                             }
                             Err(e) => tracing::error!(error = %e, "session state commit failed"),
@@ -447,6 +469,14 @@ pub fn run(
                 if let Some(ack) = ack {
                     let _ = ack.send(());
                 }
+                continue;
+            }
+            Msg::Apply(f, ack) => {
+                let result = apply_in_txn(&conn, f);
+                if result.is_ok() {
+                    dirty = true;
+                }
+                let _ = ack.send(result);
                 continue;
             }
             Msg::Checkpoint => {
@@ -466,6 +496,7 @@ pub fn run(
         let mut rows = first.batch.row_count();
         let mut reqs = vec![first];
         let mut deferred = None;
+        let mut deferred_apply = Vec::new();
         while rows < cfg.max_batch_rows {
             match rx.try_recv() {
                 Ok(Msg::Write(r)) => {
@@ -479,6 +510,9 @@ pub fn run(
                     if let Some(ack) = ack {
                         let _ = ack.send(());
                     }
+                }
+                Ok(Msg::Apply(f, ack)) => {
+                    deferred_apply.push((f, ack));
                 }
                 // Rare: re-price after this batch, with a fresh loop turn.
                 Ok(Msg::Reprice(table, ack)) => {
@@ -530,8 +564,9 @@ pub fn run(
                 dirty = true;
                 sessions_cache.remember(&merged.sessions);
                 agents_cache.remember(&merged.agents);
-                if let Some(hook) = &on_commit {
-                    hook(Arc::new(std::mem::take(&mut merged)));
+                let batch = Arc::new(std::mem::take(&mut merged));
+                for hook in &on_commit {
+                    hook(batch.clone());
                 }
             }
             Err(e) => {
@@ -544,6 +579,9 @@ pub fn run(
         for r in reqs {
             let _ = r.ack.send(result.clone());
             drop(r.permit);
+        }
+        for (f, ack) in deferred_apply {
+            let _ = ack.send(apply_in_txn(&conn, f));
         }
         if let Some((table, ack)) = deferred {
             let result = reprice::reprice(&conn, &table);

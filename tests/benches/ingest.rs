@@ -36,7 +36,7 @@ fn stages(c: &mut Criterion) {
                 &cfg,
                 std::sync::Arc::new(agent_console::cost::PriceTable::embedded().expect("prices")),
                 std::sync::Arc::new(Metrics::default()),
-                None,
+                Vec::new(),
             )
         })
         .expect("store");
