@@ -299,6 +299,9 @@ enum Source {
 pub struct Entry {
     pub first_id: u64,
     pub len: u64,
+    /// Messages published before this entry in this run (dense, unlike ids, which follow log
+    /// positions): gaps are counted from it.
+    pub seq: u64,
     source: Source,
     cache: OnceLock<Box<[OnceLock<Arc<Message>>]>>,
 }
@@ -312,11 +315,11 @@ impl std::fmt::Debug for Entry {
 impl Entry {
     pub fn batch(first_id: u64, b: Arc<Batch>) -> Self {
         let len = count(&b);
-        Entry { first_id, len, source: Source::Batch(b), cache: OnceLock::new() }
+        Entry { first_id, len, seq: 0, source: Source::Batch(b), cache: OnceLock::new() }
     }
 
     pub fn one(id: u64, d: Draft) -> Self {
-        Entry { first_id: id, len: 1, source: Source::One(d), cache: OnceLock::new() }
+        Entry { first_id: id, len: 1, seq: 0, source: Source::One(d), cache: OnceLock::new() }
     }
 
     /// Id of the last message in this entry.

@@ -15,11 +15,10 @@ use axum::http::{header, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use prost::Message;
 
 use super::decode::Encoding;
 use super::http::{error_response, read_body, HttpReceiver};
-use super::ingest::{IngestError, Payload};
+use super::ingest::{Export, IngestError, Payload};
 
 /// Where a hook decision comes from: the hook output JSON to answer with, or `None` for "no
 /// decision" (empty 200). Called after the event is stored.
@@ -143,13 +142,11 @@ async fn claude(State(s): State<HookReceiver>, req: Request) -> Response {
     let t = translate::translate(&input, &s.options, now, start);
     // The log record and the tool span are one export: one transaction, so a retry after a
     // failure never stores half of it twice.
-    let mut size = t.logs.encoded_len();
-    let mut payloads = vec![Payload::Logs(t.logs)];
+    let mut payloads = vec![Export::decoded(Payload::Logs(t.logs))];
     if let Some(tr) = t.traces {
-        size += tr.encoded_len();
-        payloads.push(Payload::Traces(tr));
+        payloads.push(Export::decoded(Payload::Traces(tr)));
     }
-    if let Err(e) = s.http.ingest.export_all(payloads, size).await {
+    if let Err(e) = s.http.ingest.export_all(payloads).await {
         return error_response(Encoding::Json, &e);
     }
     let decision = match &input {
