@@ -116,18 +116,21 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
-    let router =
-        http_rx::routes(HttpReceiver { ingest, max_request_bytes: args.max_request_bytes, token: ingest_token.clone() })
-            .merge(api::routes(ApiState {
-                store: store.clone(),
-                metrics: metrics.clone(),
-                read_token,
-                control_token,
-                ingest_token: ingest_token.clone(),
-                pricing,
-                live,
-            }))
-            .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
+    let router = http_rx::routes(HttpReceiver {
+        ingest,
+        max_request_bytes: args.max_request_bytes,
+        token: ingest_token.clone(),
+    })
+    .merge(api::routes(ApiState {
+        store: store.clone(),
+        metrics: metrics.clone(),
+        read_token,
+        control_token,
+        ingest_token: ingest_token.clone(),
+        pricing,
+        live,
+    }))
+    .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
     let http_cancel = cancel.clone();
     let http_server = tokio::spawn(async move {
         let result = axum::serve(http_listener, router).with_graceful_shutdown(http_cancel.cancelled_owned()).await;

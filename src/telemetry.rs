@@ -167,7 +167,8 @@ impl Metrics {
         let _ = writeln!(o, "# HELP agent_console_queries_total SQL queries run through the read API.");
         let _ = writeln!(o, "# TYPE agent_console_queries_total counter");
         let _ = writeln!(o, "agent_console_queries_total {}", self.queries.load(Relaxed));
-        let _ = writeln!(o, "# HELP agent_console_quarantined_total Records DuckDB refused as data (table quarantine).");
+        let _ =
+            writeln!(o, "# HELP agent_console_quarantined_total Records DuckDB refused as data (table quarantine).");
         let _ = writeln!(o, "# TYPE agent_console_quarantined_total counter");
         let _ = writeln!(o, "agent_console_quarantined_total {}", self.quarantined.load(Relaxed));
         if let Some(log) = log {

@@ -36,10 +36,12 @@ fn append_n(dir: &Path, committed: u64, from: u64, n: u64) -> Vec<u64> {
     });
     drop(log);
     handle.join();
-    rx.try_iter().map(|(pos, item)| {
-        assert_eq!(item, Some(pos));
-        pos
-    }).collect()
+    rx.try_iter()
+        .map(|(pos, item)| {
+            assert_eq!(item, Some(pos));
+            pos
+        })
+        .collect()
 }
 
 /// Every record a fresh cursor reads from `from`.
@@ -81,8 +83,7 @@ fn records_survive_a_reopen_and_continue_in_order() {
     let dir = tempfile::tempdir().expect("dir");
     assert_eq!(append_n(dir.path(), 0, 1, 10), (1..=10).collect::<Vec<_>>());
     // Reopen as if DuckDB held 4: positions continue after the tail, 5..=10 wait for replay.
-    let (log, opened, handle) =
-        IngestLog::<u64>::open(&cfg(dir.path()), 4, Box::new(|_| {})).expect("reopen");
+    let (log, opened, handle) = IngestLog::<u64>::open(&cfg(dir.path()), 4, Box::new(|_| {})).expect("reopen");
     assert_eq!((opened.start_pos, opened.end_pos), (5, 10));
     assert!(opened.backlog_bytes > 0 && opened.truncated.is_none());
     drop(log);
@@ -101,7 +102,7 @@ fn a_torn_last_record_is_truncated_and_nothing_before_it_is_lost() {
     // A crash in the middle of the last write: record 8 is only half there.
     let off = offset_of(&seg, 8);
     let f = std::fs::OpenOptions::new().write(true).open(&seg).expect("open");
-    f.write_all_at(&vec![0u8; 8], off + REC_HEADER as u64 + 4).expect("tear");
+    f.write_all_at(&[0u8; 8], off + REC_HEADER as u64 + 4).expect("tear");
     drop(f);
     let (log, opened, handle) = IngestLog::<u64>::open(&cfg(dir.path()), 0, Box::new(|_| {})).expect("open");
     let (seg_name, at) = opened.truncated.clone().expect("the torn record is reported");

@@ -91,7 +91,23 @@ async fn client(grpc: bool, target: String, next: Arc<AtomicU64>, stop: Arc<Atom
 
 fn start(dir: &std::path::Path) -> Binary {
     // Small transactions now and then, so kills land both before and after DuckDB commits.
-    spawn_binary(dir, &["--commit-max-delay-ms", "40", "--max-batch-rows", "2000"])
+    // Session thresholds far beyond the test's length: states depend on the records alone, not
+    // on when a tick ran, so they compare with a clean run's.
+    spawn_binary(
+        dir,
+        &[
+            "--commit-max-delay-ms",
+            "40",
+            "--max-batch-rows",
+            "2000",
+            "--session-idle-secs",
+            "1000000000",
+            "--session-stuck-secs",
+            "1000000000",
+            "--session-finish-secs",
+            "1000000000",
+        ],
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -168,7 +184,12 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
     assert_eq!(stored.len(), stored_seqs.len() * SPANS_PER_REQUEST);
 
     // A clean run fed the same records in the same order has the same rollup and states.
-    let clean = common::spawn().await;
+    let clean = common::spawn_with(|a| {
+        a.session_idle_secs = 1_000_000_000;
+        a.session_stuck_secs = 1_000_000_000;
+        a.session_finish_secs = 1_000_000_000;
+    })
+    .await;
     for seq in &stored_seqs {
         let r = clean.post("/v1/traces", "application/x-protobuf", request(*seq).encode_to_vec()).await;
         assert_eq!(r.status(), 200);
@@ -258,7 +279,8 @@ async fn live_messages_come_before_the_commit_and_keep_their_ids_across_a_replay
         .expect("json");
     assert_eq!(r["rows"][0][0], 0, "the stream ran ahead of the DuckDB commit: {r}");
     let a_ids: HashSet<String> = span_ids(&a).into_iter().collect();
-    let last_a = seen.iter().filter(|(_, d)| a_ids.contains(d["span_id"].as_str().unwrap_or(""))).map(|(i, _)| *i).max();
+    let last_a =
+        seen.iter().filter(|(_, d)| a_ids.contains(d["span_id"].as_str().unwrap_or(""))).map(|(i, _)| *i).max();
     let last_a = last_a.expect("a's spans were streamed");
     let b_seen: Vec<(u64, String)> = seen
         .iter()
@@ -316,7 +338,8 @@ async fn a_damaged_duckdb_wal_is_moved_aside_and_the_log_restores_its_rows() {
     let bin = spawn_binary(dir.path(), &[]);
     let got = sql_at(&http, &bin.http, "SELECT count(*), count(DISTINCT span_id) FROM spans").await;
     assert_eq!(got[0], vec![Value::from(5 * SPANS_PER_REQUEST as u64), Value::from(5 * SPANS_PER_REQUEST as u64)]);
-    let health: Value = http.get(format!("{}/healthz", bin.http)).send().await.expect("healthz").json().await.expect("json");
+    let health: Value =
+        http.get(format!("{}/healthz", bin.http)).send().await.expect("healthz").json().await.expect("json");
     assert_eq!(health["status"], "ok", "{health}");
     let aside = std::fs::read_dir(dir.path())
         .expect("dir")
@@ -339,7 +362,7 @@ async fn a_failing_duckdb_fills_the_log_to_its_cap_then_everything_acknowledged_
     let mut acked = 0u64;
     let mut refused = None;
     for seq in 0..400 {
-        let r = app.post("/v1/traces", "application/x-protobuf", request(seq).encode_to_vec()).await;
+        let r = post(&app, "/v1/traces", "application/x-protobuf", request(seq).encode_to_vec()).await;
         match r.status().as_u16() {
             200 => acked += 1,
             503 => {
@@ -352,7 +375,8 @@ async fn a_failing_duckdb_fills_the_log_to_its_cap_then_everything_acknowledged_
     let retry_after = refused.expect("the log cap was reached and refused with 503");
     assert!(retry_after.is_some(), "503 carries Retry-After");
     assert!(acked > 0);
-    let health: Value = app.client.get(format!("{}/healthz", app.http)).send().await.expect("h").json().await.expect("j");
+    let health: Value =
+        app.client.get(format!("{}/healthz", app.http)).send().await.expect("h").json().await.expect("j");
     assert_eq!(health["status"], "degraded", "{health}");
     // DuckDB recovers: every acknowledged export is stored, once.
     store.shared.fail_commits.store(0, Ordering::Release);
@@ -369,7 +393,7 @@ async fn failed_commits_and_failed_appends_lose_and_duplicate_nothing() {
     // Commits fail for a while (a full disk): exports are acknowledged (durable in the log) and
     // stored once DuckDB takes them; the dedup memory did not swallow them.
     store.shared.fail_commits.store(3, Ordering::Release);
-    let r = app.post("/v1/traces", "application/x-protobuf", body.clone()).await;
+    let r = post(&app, "/v1/traces", "application/x-protobuf", body.clone()).await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.scalar("SELECT count(*) FROM model_calls").await, 2);
     // The log itself cannot write: 503, and the client's retry is stored once.
@@ -377,14 +401,26 @@ async fn failed_commits_and_failed_appends_lose_and_duplicate_nothing() {
     log.fail_appends.store(1, Ordering::Release);
     let mut other = request(99);
     other.resource_spans[0].scope_spans[0].spans.truncate(4);
-    let r = app.post("/v1/traces", "application/x-protobuf", other.encode_to_vec()).await;
+    let r = post(&app, "/v1/traces", "application/x-protobuf", other.encode_to_vec()).await;
     assert_eq!(r.status(), 503);
-    let r = app.post("/v1/traces", "application/x-protobuf", other.encode_to_vec()).await;
+    let r = post(&app, "/v1/traces", "application/x-protobuf", other.encode_to_vec()).await;
     assert_eq!(r.status(), 200);
     let ids: Vec<String> = span_ids(&other).into_iter().map(|s| format!("'{s}'")).collect();
     let q = format!("SELECT count(*) FROM spans WHERE span_id IN ({})", ids.join(","));
     assert_eq!(app.scalar(&q).await, 4);
     app.shutdown().await;
+}
+
+/// POST without the harness's flush: these tests make DuckDB fail on purpose, so an
+/// acknowledged export is not necessarily committed yet.
+async fn post(app: &common::TestApp, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(format!("{}{path}", app.http))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("post")
 }
 
 fn span_with_tokens(id: u8, input: i64) -> Span {
@@ -418,7 +454,7 @@ async fn an_absurd_token_count_is_rejected_and_poisons_nothing() {
             ..Default::default()
         }],
     };
-    let r = app.post("/v1/traces", "application/json", serde_json::to_vec(&otlp_json(&req)).expect("json")).await;
+    let r = post(&app, "/v1/traces", "application/json", serde_json::to_vec(&otlp_json(&req)).expect("json")).await;
     assert_eq!(r.status(), 200);
     let body: Value = r.json().await.expect("json");
     assert_eq!(body["partialSuccess"]["rejectedSpans"], "1", "{body}");
@@ -430,7 +466,7 @@ async fn an_absurd_token_count_is_rejected_and_poisons_nothing() {
             ..Default::default()
         }],
     };
-    let r = app.post("/v1/traces", "application/x-protobuf", again.encode_to_vec()).await;
+    let r = post(&app, "/v1/traces", "application/x-protobuf", again.encode_to_vec()).await;
     assert_eq!(r.status(), 200);
     assert_eq!(app.scalar("SELECT sum(input_tokens) FROM model_calls").await, 1500);
     assert_eq!(app.scalar("SELECT sum(input_tokens) FROM cost_hourly").await, 1500);

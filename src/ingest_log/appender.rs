@@ -56,7 +56,8 @@ impl Writer {
         let first = self.tail.next_pos;
         let (file, path) = segment::create(&self.cfg.dir, first, self.cfg.segment_bytes)?;
         self.segments.push_back((first, path.clone()));
-        self.tail = Tail { file, path, first_pos: first, offset: FILE_HEADER, len: self.cfg.segment_bytes, next_pos: first };
+        self.tail =
+            Tail { file, path, first_pos: first, offset: FILE_HEADER, len: self.cfg.segment_bytes, next_pos: first };
         Ok(())
     }
 
@@ -76,8 +77,8 @@ impl Writer {
             pos += 1;
         }
         let start = self.tail.offset;
-        let injected = state.fail_appends.load(Ordering::Acquire) > 0
-            && state.fail_appends.fetch_sub(1, Ordering::AcqRel) > 0;
+        let injected =
+            state.fail_appends.load(Ordering::Acquire) > 0 && state.fail_appends.fetch_sub(1, Ordering::AcqRel) > 0;
         let written = if injected {
             Err(std::io::Error::other("injected write failure (test)"))
         } else {
@@ -170,7 +171,12 @@ pub fn run<T>(
                     appended += len;
                     state.appended_bytes.store(appended, Ordering::Release);
                     let _ = req.ack.send(Ok(Appended { pos, end_bytes: appended }));
-                    forward(Durable { pos, end_bytes: appended, received_us: req.record.received_us, item: Some(req.item) });
+                    forward(Durable {
+                        pos,
+                        end_bytes: appended,
+                        received_us: req.record.received_us,
+                        item: Some(req.item),
+                    });
                 }
             }
             Err(e) => {

@@ -255,13 +255,7 @@ impl<T: Send + 'static> IngestLog<T> {
             .spawn(move || appender::run(acfg, tail, rx, st, forward))
             .map_err(|e| LogError::io(&cfg.dir, e))?;
         Ok((
-            Self {
-                tx,
-                state,
-                max_pending: cfg.max_pending_bytes,
-                queue_wait: cfg.queue_wait,
-                dir: cfg.dir.clone(),
-            },
+            Self { tx, state, max_pending: cfg.max_pending_bytes, queue_wait: cfg.queue_wait, dir: cfg.dir.clone() },
             opened,
             LogHandle { thread: Some(thread), close },
         ))
@@ -334,15 +328,30 @@ impl LogState {
         };
         gauge(o, "durable_position", "Last log position synced (acknowledged).", durable as f64);
         gauge(o, "committed_position", "Last log position committed to DuckDB.", committed as f64);
-        gauge(o, "pending_records", "Records acknowledged but not yet in DuckDB.", durable.saturating_sub(committed) as f64);
+        gauge(
+            o,
+            "pending_records",
+            "Records acknowledged but not yet in DuckDB.",
+            durable.saturating_sub(committed) as f64,
+        );
         gauge(o, "pending_bytes", "Log bytes acknowledged but not yet in DuckDB.", self.pending_bytes() as f64);
         gauge(o, "duckdb_lag_seconds", "Age of the oldest record not yet in DuckDB.", self.lag_seconds(now));
         gauge(o, "segments", "Segment files on disk.", self.segments.load(Ordering::Relaxed) as f64);
-        counter(o, "replayed_records_total", "Records read back from the log (replay at start, catch-up).", self.replayed.load(Ordering::Relaxed));
+        counter(
+            o,
+            "replayed_records_total",
+            "Records read back from the log (replay at start, catch-up).",
+            self.replayed.load(Ordering::Relaxed),
+        );
         let syncs = self.syncs.load(Ordering::Relaxed);
         let records = self.synced_records.load(Ordering::Relaxed);
         counter(o, "synced_records_total", "Records made durable.", records);
-        gauge(o, "group_size_mean", "Records per group commit (mean since start).", if syncs == 0 { 0.0 } else { records as f64 / syncs as f64 });
+        gauge(
+            o,
+            "group_size_mean",
+            "Records per group commit (mean since start).",
+            if syncs == 0 { 0.0 } else { records as f64 / syncs as f64 },
+        );
         let _ = writeln!(o, "# HELP agent_console_ingest_log_sync_seconds Group write + fdatasync latency.");
         let _ = writeln!(o, "# TYPE agent_console_ingest_log_sync_seconds histogram");
         let mut cum = 0;
@@ -351,7 +360,11 @@ impl LogState {
             let _ = writeln!(o, "agent_console_ingest_log_sync_seconds_bucket{{le=\"{}\"}} {cum}", b / 1e3);
         }
         let _ = writeln!(o, "agent_console_ingest_log_sync_seconds_bucket{{le=\"+Inf\"}} {syncs}");
-        let _ = writeln!(o, "agent_console_ingest_log_sync_seconds_sum {}", self.sync_us_sum.load(Ordering::Relaxed) as f64 / 1e6);
+        let _ = writeln!(
+            o,
+            "agent_console_ingest_log_sync_seconds_sum {}",
+            self.sync_us_sum.load(Ordering::Relaxed) as f64 / 1e6
+        );
         let _ = writeln!(o, "agent_console_ingest_log_sync_seconds_count {syncs}");
     }
 }

@@ -161,12 +161,14 @@ pub fn open(cfg: &LogConfig, committed_pos: u64) -> Result<(Tail, Opened), LogEr
             tail = Some(Tail { file, path: path.clone(), first_pos: *first, offset: off, len, next_pos: next });
         }
     }
-    let mut tail = tail.ok_or_else(|| LogError::Io { path: cfg.dir.display().to_string(), message: "no tail".into() })?;
+    let mut tail =
+        tail.ok_or_else(|| LogError::Io { path: cfg.dir.display().to_string(), message: "no tail".into() })?;
     opened.end_pos = tail.next_pos.saturating_sub(1).max(committed_pos);
     if tail.next_pos < start_pos {
         // DuckDB holds more than the log (the log was removed by hand): continue after DuckDB.
         let (file, path) = segment::create(&cfg.dir, start_pos, cfg.segment_bytes)?;
-        tail = Tail { file, path, first_pos: start_pos, offset: FILE_HEADER, len: cfg.segment_bytes, next_pos: start_pos };
+        tail =
+            Tail { file, path, first_pos: start_pos, offset: FILE_HEADER, len: cfg.segment_bytes, next_pos: start_pos };
     }
     Ok((tail, opened))
 }

@@ -218,10 +218,8 @@ pub fn create(dir: &Path, first_pos: u64, size: u64) -> Result<(File, PathBuf), 
         .open(&path)
         .map_err(|e| LogError::io(&path, e))?;
     preallocate(&file, size).map_err(|e| LogError::io(&path, e))?;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_micros() as i64)
-        .unwrap_or(0);
+    let now =
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0);
     file.write_all_at(&file_header(first_pos, now), 0).map_err(|e| LogError::io(&path, e))?;
     file.sync_all().map_err(|e| LogError::io(&path, e))?;
     sync_dir(dir)?;

@@ -61,7 +61,10 @@ impl Ring {
     /// than the index).
     fn missed_before_ring(&self, since: u64) -> Option<u64> {
         let oldest_seq = self.entries.front().map_or(self.seq, |e| e.seq);
-        let first = self.evicted.front()?;
+        let Some(first) = self.evicted.front() else {
+            // Nothing evicted yet: nothing missed. (An index trimmed to empty cannot count.)
+            return (oldest_seq == 0).then_some(0);
+        };
         if since < first.0 {
             return None;
         }

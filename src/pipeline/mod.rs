@@ -2,14 +2,14 @@
 //! position order, and runs it through named stages before handing it to the DuckDB writer:
 //!
 //! 1. `take`     the mapped rows the ingest path made, or (replay, catch-up) the record read
-//!               back from the log and mapped again with its original receive time;
+//!    back from the log and mapped again with its original receive time;
 //! 2. `dedup`    drop calls reported twice (`model::dedup`);
 //! 3. `price`    price every call without a reported cost (`cost::pricing`);
 //! 4. `sessions` run the session state machine (`sessions::tracker`) on the batch's signals, plus
-//!               the time-driven checks at most once a second;
+//!    the time-driven checks at most once a second;
 //! 5. `publish`  hand the batch to the live stream and the other observers (commit hooks);
 //! 6. `store`    queue it for the DuckDB writer (`store::writer`), which commits in large
-//!               transactions together with the log position.
+//!    transactions together with the log position.
 //!
 //! The hand-off from the log thread is bounded in bytes and lossy: when it is full the record is
 //! simply not passed along, and the pipeline reads it back from the log when it notices the gap
@@ -63,7 +63,10 @@ pub struct Handoff {
 
 /// Rough size of a mapped batch in memory (for the hand-off bound).
 pub fn batch_bytes(b: &Batch) -> u64 {
-    (b.spans.len() * 1400 + b.logs.len() * 900 + b.points.len() * 500 + b.model_calls.len() * 300
+    (b.spans.len() * 1400
+        + b.logs.len() * 900
+        + b.points.len() * 500
+        + b.model_calls.len() * 300
         + b.tool_calls.len() * 200) as u64
         + 256
 }
@@ -171,7 +174,16 @@ impl Stages {
         to_store: SyncSender<writer::Msg>,
     ) -> Self {
         let now = clock();
-        Self { dedup: Deduper::default(), prices, tracker, clock, last_now: now, last_tick_us: i64::MIN / 2, hooks, to_store }
+        Self {
+            dedup: Deduper::default(),
+            prices,
+            tracker,
+            clock,
+            last_now: now,
+            last_tick_us: i64::MIN / 2,
+            hooks,
+            to_store,
+        }
     }
 
     /// Stages 2-6 for one record's rows.

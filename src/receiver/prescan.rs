@@ -29,7 +29,10 @@ fn varint(buf: &[u8], at: &mut usize) -> Result<u64, ScanError> {
 }
 
 /// Visit each field of one message: `f(field number, Some(bytes) for length-delimited)`.
-fn fields<'a>(buf: &'a [u8], mut f: impl FnMut(u64, Option<&'a [u8]>) -> Result<(), ScanError>) -> Result<(), ScanError> {
+fn fields<'a>(
+    buf: &'a [u8],
+    mut f: impl FnMut(u64, Option<&'a [u8]>) -> Result<(), ScanError>,
+) -> Result<(), ScanError> {
     let mut at = 0;
     while at < buf.len() {
         let key = varint(buf, &mut at)?;
@@ -140,10 +143,9 @@ mod tests {
         let traces = crate::fixtures::shared_fixture("langchain-openinference/traces-1.pb").expect("fixture");
         assert_eq!(protobuf_records(Signal::Traces, &traces), Ok(7));
         let metrics = crate::fixtures::shared_fixture("claude-code/otlp/metrics-1.pb").expect("fixture");
-        let decoded = opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(
-            &metrics[..],
-        )
-        .expect("decode");
+        let decoded =
+            opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest::decode(&metrics[..])
+                .expect("decode");
         let expected = crate::receiver::ingest::Payload::Metrics(decoded).record_count();
         assert_eq!(protobuf_records(Signal::Metrics, &metrics), Ok(expected));
     }

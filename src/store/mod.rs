@@ -7,6 +7,7 @@
 //!   log position. At start the writer's position says what to replay.
 //! - `flush` waits until everything acknowledged before the call is queryable.
 //! - `query` runs read-only SQL on a separate connection (`reader`).
+//!
 //! Schema lives in `schema` as numbered migrations; `arrow_rows` turns rows into Arrow batches
 //! for the Appender.
 
@@ -246,8 +247,7 @@ impl Store {
         )?;
         // Everything DuckDB holds now is checkpointed, so log segments before it may go.
         conn.execute_batch("CHECKPOINT")?;
-        let committed: i64 =
-            conn.query_row("SELECT position FROM ingest_log_state WHERE id = 1", [], |r| r.get(0))?;
+        let committed: i64 = conn.query_row("SELECT position FROM ingest_log_state WHERE id = 1", [], |r| r.get(0))?;
         let committed = committed.max(0) as u64;
         tracing::info!(path = %path.display(), schema_version = version, log_position = committed, "store opened");
         let read_conn = conn.try_clone()?;
@@ -267,8 +267,7 @@ impl Store {
         let handoff = chans.handoff;
         // The log lives in the data directory, always next to the database it feeds.
         let log_cfg = LogConfig { dir: cfg.data_dir.join("log"), ..cfg.log.clone() };
-        let (log, opened, log_handle) =
-            IngestLog::open(&log_cfg, committed, Box::new(move |d| handoff.forward(d)))?;
+        let (log, opened, log_handle) = IngestLog::open(&log_cfg, committed, Box::new(move |d| handoff.forward(d)))?;
         if opened.end_pos >= opened.start_pos {
             tracing::info!(
                 from = opened.start_pos,

@@ -33,10 +33,8 @@ pub fn open_database(path: &Path, cfg: &StoreConfig) -> Result<Connection, Store
             if !wal.exists() {
                 return Err(first.into());
             }
-            let stamp = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_secs())
-                .unwrap_or(0);
+            let stamp =
+                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
             let mut aside = wal.as_os_str().to_owned();
             aside.push(format!(".damaged-{stamp}"));
             let aside = PathBuf::from(aside);

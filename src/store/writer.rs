@@ -28,6 +28,10 @@ use crate::cost::PriceTable;
 use crate::model::records::{Batch, Seen, SessionUpdate};
 use crate::telemetry::Metrics;
 
+/// A queued batch with its ingest log span (first, last position), `None` for batches that
+/// did not come from the log.
+type Item = (Option<(u64, u64)>, Arc<Batch>);
+
 /// What the writer thread is asked to do.
 pub enum Msg {
     /// One record's processed rows (`pos` = its log position and byte count; `None` for session
@@ -338,7 +342,7 @@ pub fn fold_seen(rows: Vec<Seen>) -> Vec<Seen> {
 /// One transaction's worth of processed records, in order.
 #[derive(Default)]
 struct Pending {
-    items: Vec<(Option<(u64, u64)>, Arc<Batch>)>,
+    items: Vec<Item>,
     rows: usize,
     bytes: u64,
     since: Option<Instant>,
@@ -366,7 +370,7 @@ impl Pending {
 fn append_items(
     conn: &Connection,
     app: &mut Appenders,
-    items: &[(Option<(u64, u64)>, Arc<Batch>)],
+    items: &[Item],
     sessions_cache: &SeenCache,
     agents_cache: &SeenCache,
 ) -> Result<(Vec<Seen>, Vec<Seen>), StoreError> {
@@ -449,7 +453,7 @@ struct Writer<'c> {
 
 impl<'c> Writer<'c> {
     /// Run `items` as one transaction.
-    fn try_commit(&mut self, items: &[(Option<(u64, u64)>, Arc<Batch>)]) -> Result<(), StoreError> {
+    fn try_commit(&mut self, items: &[Item]) -> Result<(), StoreError> {
         if self.app.is_none() {
             self.app = Some(Appenders::new(self.conn)?);
         }
@@ -480,7 +484,7 @@ impl<'c> Writer<'c> {
         }
     }
 
-    fn committed_through(&mut self, items: &[(Option<(u64, u64)>, Arc<Batch>)]) {
+    fn committed_through(&mut self, items: &[Item]) {
         if let Some(p) = items.iter().rev().find_map(|(p, _)| *p) {
             self.committed = p;
             if let Some(log) = &self.shared.log {
@@ -521,7 +525,7 @@ impl<'c> Writer<'c> {
         self.maybe_checkpoint(false);
     }
 
-    fn commit_one_by_one(&mut self, items: Vec<(Option<(u64, u64)>, Arc<Batch>)>) {
+    fn commit_one_by_one(&mut self, items: Vec<Item>) {
         let mut backoff = Duration::from_millis(100);
         let mut i = 0;
         while i < items.len() {
@@ -550,7 +554,7 @@ impl<'c> Writer<'c> {
 
     /// Store a record DuckDB refuses as data in `quarantine` (raw bytes from the log), and move
     /// the position past it, so it cannot hold up the records after it.
-    fn quarantine(&mut self, item: &(Option<(u64, u64)>, Arc<Batch>), e: &StoreError) {
+    fn quarantine(&mut self, item: &Item, e: &StoreError) {
         let Some((pos, end_bytes)) = item.0 else {
             tracing::error!(error = %e, "session changes refused by DuckDB; dropped");
             return;
@@ -599,7 +603,11 @@ impl<'c> Writer<'c> {
                 if let Some(log) = &self.shared.log {
                     log.checkpointed(self.committed.0);
                 }
-                tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, position = self.committed.0, "checkpoint");
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    position = self.committed.0,
+                    "checkpoint"
+                );
             }
             Err(e) => tracing::warn!(error = %e, "checkpoint failed; retried later"),
         }

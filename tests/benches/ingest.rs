@@ -50,13 +50,13 @@ fn stages(c: &mut Criterion) {
     };
     // The acknowledgement: one record durable in the ingest log (write + fdatasync).
     g.bench_function("log_append", |b| {
-        b.iter_batched(|| next(), |(r, batch)| rt.block_on(store.append(r, batch)), BatchSize::SmallInput)
+        b.iter_batched(&mut next, |(r, batch)| rt.block_on(store.append(r, batch)), BatchSize::SmallInput)
     });
     // The whole path to queryable: append, then wait for the DuckDB commit (one small transaction
     // per iteration, so this is the worst case; under load transactions hold ~100k rows).
     g.bench_function("append_and_commit", |b| {
         b.iter_batched(
-            || next(),
+            &mut next,
             |(r, batch)| {
                 rt.block_on(async {
                     store.append(r, batch).await?;

@@ -13,6 +13,8 @@ pub struct TestApp {
     pub pg: std::net::SocketAddr,
     pub client: reqwest::Client,
     pub dir: tempfile::TempDir,
+    /// The ingest token the collector was started with (a flush needs it).
+    pub ingest_token: Option<String>,
 }
 
 pub async fn spawn() -> TestApp {
@@ -32,8 +34,10 @@ pub async fn spawn_with(f: impl FnOnce(&mut ServeArgs)) -> TestApp {
     args.pg_addr = "127.0.0.1:0".parse().expect("addr");
     args.duckdb_memory_limit = "512MB".into();
     f(&mut args);
+    let ingest_token = args.ingest_token.clone();
     let running = app::start(args).await.expect("start app");
     TestApp {
+        ingest_token,
         http: format!("http://{}", running.http_addr),
         grpc: format!("http://{}", running.grpc_addr),
         pg: running.pg_addr,
@@ -47,7 +51,11 @@ impl TestApp {
     /// `POST /api/flush`: returns once everything acknowledged so far is queryable (exports are
     /// acknowledged when durable in the ingest log; DuckDB commits a moment later).
     pub async fn flush(&self) {
-        let r = self.client.post(format!("{}/api/flush", self.http)).send().await.expect("flush request");
+        let mut req = self.client.post(format!("{}/api/flush", self.http));
+        if let Some(t) = &self.ingest_token {
+            req = req.bearer_auth(t);
+        }
+        let r = req.send().await.expect("flush request");
         assert_eq!(r.status(), 200, "flush: {:?}", r.text().await);
     }
 
@@ -80,14 +88,21 @@ impl TestApp {
         rows[0][0].clone()
     }
 
+    /// POST a body; an accepted ingest (OTLP or hooks) is followed by a flush, so what the
+    /// test reads next through any API sees it (acknowledgement is at the log append).
     pub async fn post(&self, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
-        self.client
+        let r = self
+            .client
             .post(format!("{}{path}", self.http))
             .header("content-type", content_type)
             .body(body)
             .send()
             .await
-            .expect("post")
+            .expect("post");
+        if r.status().is_success() && !path.starts_with("/api/") {
+            self.flush().await;
+        }
+        r
     }
 
     /// POST any body; `None` when the connection broke before a response arrived.
