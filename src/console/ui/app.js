@@ -3,7 +3,7 @@
 import { html, render, useEffect, useState } from './lib/html.js';
 import { conn, tokens } from './lib/api.js';
 import { useLocation } from './lib/route.js';
-import { dismissNotice, startLive, store, useStore } from './lib/state.js';
+import { dismissNotice, startLive, store, useStore, watchReady } from './lib/state.js';
 import { FleetPage } from './pages/fleet.js';
 import { SessionsPage } from './pages/sessions.js';
 import { SessionPage } from './pages/session.js';
@@ -103,4 +103,5 @@ function App() {
 
 const root = document.getElementById('app');
 root.textContent = '';
+watchReady(root);
 render(html`<${App} />`, root);

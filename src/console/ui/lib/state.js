@@ -42,10 +42,35 @@ const stats = {
   reconnects: 0,
   lastId: null,
   ids: null,
+  longTasks: 0,
+  longTaskMs: 0,
+  /** performance.now() when each page first showed its data (`data-ready`), and the frame after. */
+  ready: {},
+  painted: {},
   /** Reset the frame counters (the load test measures a window). */
-  reset() { this.frames = 0; this.maxFrameGapMs = 0; this.lastFrame = 0; this.received = 0; this.flushed = 0; },
+  reset() { this.frames = 0; this.maxFrameGapMs = 0; this.lastFrame = 0; this.longTasks = 0; this.longTaskMs = 0; },
+  /** Drop the live connection as a network failure would (the client reconnects and resumes). */
+  dropStream() { if (stream && stream.controller) stream.controller.abort(); },
 };
 window.__console = stats;
+try {
+  new PerformanceObserver((list) => {
+    for (const e of list.getEntries()) { stats.longTasks += 1; stats.longTaskMs += e.duration; }
+  }).observe({ type: 'longtask', buffered: true });
+} catch { /* no long-task timing in this browser */ }
+
+/** Record when a page first has its data on screen (for the first-paint benchmark). */
+export function watchReady(root) {
+  const check = () => {
+    const el = root.querySelector('[data-page][data-ready]');
+    if (!el) return;
+    const page = el.getAttribute('data-page');
+    if (stats.ready[page] !== undefined) return;
+    stats.ready[page] = performance.now();
+    requestAnimationFrame(() => setTimeout(() => { stats.painted[page] = performance.now(); }, 0));
+  };
+  new MutationObserver(check).observe(root, { subtree: true, childList: true, attributes: true, attributeFilter: ['data-ready'] });
+}
 
 const listeners = new Set();
 const queue = [];
@@ -281,6 +306,10 @@ export function startLive() {
     },
   });
   stream.start();
+  // A page left for another (or kept in the back/forward cache) must not keep its stream: the
+  // browser allows 6 connections per host over HTTP/1.1 and each stream holds one.
+  window.addEventListener('pagehide', () => stream.stop());
+  window.addEventListener('pageshow', (e) => { if (e.persisted) stream.restart(); });
   return stream;
 }
 

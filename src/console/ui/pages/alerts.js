@@ -49,7 +49,7 @@ export function AlertsPage() {
   const st = useStore();
   const live = st.kinds.alert || 0;
   const alerts = useFetch(`alerts:${live}`, () => api.get('/api/alerts', { limit: 200 }));
-  const rules = useFetch('rules', () => api.get('/api/alerts/rules'));
+  const rules = useFetch(`rules:${Boolean(alerts.data)}`, () => (alerts.data ? api.get('/api/alerts/rules') : Promise.resolve(null)));
   if (alerts.error && alerts.error.notFound) {
     return html`<div class="page" data-page="alerts" data-ready="1"><${NotAvailable} what="Alerting" route="/api/alerts" issue="the tasks-and-alerts issue (13)" /></div>`;
   }

@@ -65,8 +65,10 @@ export function SessionControls({ id, session }) {
   const [token, setToken] = useState('');
   const liveKey = `${st.kinds.command || 0}:${st.kinds.approval || 0}`;
   const cmds = useFetch(`commands:${id}:${liveKey}`, () => api.get(`/api/sessions/${enc(id)}/commands`));
-  const approvals = useFetch(`approvals:${id}:${liveKey}`, () => api.get('/api/approvals', { session: id }));
   const unavailable = cmds.error && cmds.error.notFound;
+  // Held tool calls are asked for only where the control plane exists (one 404 probe, not two).
+  const cmdsOk = Boolean(cmds.data);
+  const approvals = useFetch(`approvals:${id}:${liveKey}:${cmdsOk}`, () => (cmdsOk ? api.get('/api/approvals', { session: id }) : Promise.resolve(null)));
   const caps = normaliseCapabilities(session && session.capabilities);
 
   const send = async (kind, extra = {}) => {
