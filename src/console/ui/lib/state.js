@@ -244,6 +244,21 @@ function foldOne(m) {
   store.feed.push({ id: m.id, type: m.type, time, session_id: sid, agent_id: d.agent_id, label: feedLabel(m) });
 }
 
+// Views re-render at most every RENDER_MS while messages stream in (a person cannot read 60
+// updates a second; the frames in between stay free for scrolling and input). Folding itself
+// still happens every frame, so memory stays bounded and nothing is late by more than that.
+const RENDER_MS = 100;
+let lastRender = 0;
+let renderPending = false;
+
+function renderSoon(now) {
+  if (now - lastRender >= RENDER_MS) {
+    lastRender = now;
+    renderPending = false;
+    notify();
+  } else renderPending = true;
+}
+
 function fold() {
   if (!queue.length) return;
   const n = queue.length;
@@ -253,7 +268,7 @@ function fold() {
   store.feedVersion += 1;
   stats.flushed += n;
   stats.queued = 0;
-  notify();
+  renderSoon(performance.now());
 }
 
 function frame(t) {
@@ -261,11 +276,12 @@ function frame(t) {
   if (stats.lastFrame) stats.maxFrameGapMs = Math.max(stats.maxFrameGapMs, t - stats.lastFrame);
   stats.lastFrame = t;
   fold();
+  if (renderPending) renderSoon(t);
   requestAnimationFrame(frame);
 }
 requestAnimationFrame(frame);
 // rAF stops in a hidden tab: keep folding (and so bounding memory) once a second.
-setInterval(() => { if (document.hidden) fold(); }, 1000);
+setInterval(() => { if (document.hidden) { fold(); if (renderPending) renderSoon(performance.now()); } }, 1000);
 
 let stream = null;
 
