@@ -75,10 +75,18 @@ fn vendored_libraries_match_the_manifest() {
     assert_eq!(listed, vendored, "every vendored file is in the manifest and the other way round");
     for f in &manifest.file {
         let a = assets::get(&f.path).unwrap_or_else(|| panic!("{} is not embedded", f.path));
-        assert_eq!(sha256_hex(a.bytes), f.sha256, "{} ({} {}): digest differs from vendor.toml", f.path, f.package, f.version);
+        assert_eq!(
+            sha256_hex(a.bytes),
+            f.sha256,
+            "{} ({} {}): digest differs from vendor.toml",
+            f.path,
+            f.package,
+            f.version
+        );
         assert!(!f.version.is_empty() && !f.license.is_empty() && f.npm_integrity.starts_with("sha512-"), "{}", f.path);
     }
-    let versions: BTreeMap<&str, &str> = manifest.file.iter().map(|f| (f.package.as_str(), f.version.as_str())).collect();
+    let versions: BTreeMap<&str, &str> =
+        manifest.file.iter().map(|f| (f.package.as_str(), f.version.as_str())).collect();
     assert_eq!(versions.get("preact"), Some(&"11.2.0"));
     assert_eq!(versions.get("htm"), Some(&"3.1.1"));
     assert_eq!(versions.get("uplot"), Some(&"1.6.32"));
@@ -151,10 +159,15 @@ fn every_import_and_reference_resolves_to_an_embedded_file() {
         let text = String::from_utf8_lossy(a.bytes);
         for line in text.lines() {
             let l = line.trim_start();
-            if !(l.starts_with("import ") || l.starts_with("} from ") || l.starts_with("export ") && l.contains(" from ")) {
+            if !(l.starts_with("import ")
+                || l.starts_with("} from ")
+                || l.starts_with("export ") && l.contains(" from "))
+            {
                 continue;
             }
-            let Some(q) = l.rfind(" from ").map(|i| &l[i + 6..]).or_else(|| l.strip_prefix("import ")) else { continue };
+            let Some(q) = l.rfind(" from ").map(|i| &l[i + 6..]).or_else(|| l.strip_prefix("import ")) else {
+                continue;
+            };
             let spec = q.trim().trim_end_matches(';').trim_matches(|c| c == '\'' || c == '"');
             if spec.contains(' ') || spec.is_empty() {
                 continue;
@@ -203,7 +216,15 @@ async fn serves_the_shell_deep_links_and_assets_with_a_strict_csp() {
         base64::engine::general_purpose::STANDARD.encode(Sha256::digest(map.as_bytes()))
     };
 
-    for path in ["/", "/sessions", "/sessions/sess-1.2", "/sessions/a%2Fb", "/cost?group=agent&range=30d", "/tasks/T-1", "/alerts"] {
+    for path in [
+        "/",
+        "/sessions",
+        "/sessions/sess-1.2",
+        "/sessions/a%2Fb",
+        "/cost?group=agent&range=30d",
+        "/tasks/T-1",
+        "/alerts",
+    ] {
         let r = get(&app, path).await;
         assert_eq!(r.status(), 200, "{path}");
         assert_eq!(header(&r, "content-type"), "text/html; charset=utf-8", "{path}");
@@ -212,7 +233,13 @@ async fn serves_the_shell_deep_links_and_assets_with_a_strict_csp() {
         let csp = header(&r, "content-security-policy").to_string();
         assert!(csp.starts_with("default-src 'none'; "), "{path}: {csp}");
         assert!(csp.contains(&format!("script-src 'self' 'sha256-{map_hash}';")), "{path}: {csp}");
-        for d in ["style-src 'self'", "connect-src 'self'", "img-src 'self' data:", "frame-ancestors 'none'", "base-uri 'none'"] {
+        for d in [
+            "style-src 'self'",
+            "connect-src 'self'",
+            "img-src 'self' data:",
+            "frame-ancestors 'none'",
+            "base-uri 'none'",
+        ] {
             assert!(csp.contains(d), "{path}: {csp} lacks {d}");
         }
         assert!(!csp.contains("http") && !csp.contains("unsafe-") && !csp.contains('*'), "{path}: {csp}");
@@ -248,7 +275,15 @@ async fn serves_the_shell_deep_links_and_assets_with_a_strict_csp() {
     }
 
     // A missing file is a 404, never the shell (a missing script must not be parsed as HTML).
-    for path in ["/nope.js", "/lib/nope.js", "/vendor/react.mjs", "/api/nope", "/api/sessions/x/nope", "/v1/nope", "/favicon.ico"] {
+    for path in [
+        "/nope.js",
+        "/lib/nope.js",
+        "/vendor/react.mjs",
+        "/api/nope",
+        "/api/sessions/x/nope",
+        "/v1/nope",
+        "/favicon.ico",
+    ] {
         let r = get(&app, path).await;
         assert_eq!(r.status(), 404, "{path}");
         assert!(!header(&r, "content-type").starts_with("text/html"), "{path}");

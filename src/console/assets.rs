@@ -124,10 +124,8 @@ pub fn inline_scripts(html: &str) -> Vec<&str> {
 
 /// The Content-Security-Policy for a page: only this origin, inline scripts only by hash.
 pub fn csp_for(html: &str) -> String {
-    let hashes: String = inline_scripts(html)
-        .into_iter()
-        .map(|s| format!(" 'sha256-{}'", sha256_base64(s.as_bytes())))
-        .collect();
+    let hashes: String =
+        inline_scripts(html).into_iter().map(|s| format!(" 'sha256-{}'", sha256_base64(s.as_bytes()))).collect();
     format!(
         "default-src 'none'; script-src 'self'{hashes}; style-src 'self'; img-src 'self' data:; \
          connect-src 'self'; font-src 'self'; manifest-src 'self'; base-uri 'none'; form-action 'self'; \

@@ -114,9 +114,11 @@ async fn serve_file(s: &ConsoleState, rel: &str, headers: &HeaderMap) -> Respons
         assets::csp_for(&String::from_utf8_lossy(&bytes))
     };
     let etag = format!("\"{}\"", &digest[..32.min(digest.len())]);
-    let mut out = if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()).is_some_and(|v| {
-        v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag)
-    }) {
+    let mut out = if headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim().trim_start_matches("W/") == etag))
+    {
         StatusCode::NOT_MODIFIED.into_response()
     } else {
         ([(header::CONTENT_TYPE, assets::mime(rel))], bytes.into_owned()).into_response()

@@ -63,9 +63,9 @@ def free_port():
 
 
 class Server:
-    def __init__(self, binary, data_dir, port, console_dir=None):
+    def __init__(self, binary, data_dir, port, console_dir=None, extra=()):
         self.binary, self.data_dir, self.port = binary, data_dir, port
-        self.extra = ["--console-dir", console_dir] if console_dir else []
+        self.extra = (["--console-dir", console_dir] if console_dir else []) + list(extra)
         self.base = f"http://127.0.0.1:{port}"
         self.proc = None
         self.log = open(os.path.join(os.path.dirname(data_dir), f"server-{port}.log"), "ab")
@@ -303,6 +303,30 @@ def run_tests(args):
             return (f"{r['msgs_per_s']:.0f} messages/s for {r['seconds']:.0f} s: {r['fps']:.1f} frames/s, max frame gap "
                     f"{r['max_gap_ms']:.0f} ms, {r['long_tasks']} long tasks ({r['long_task_ms']:.0f} ms)")
         check(f"1,000 messages/s for {args.load_seconds} s: the page keeps painting", load)
+
+        def read_token():
+            guarded = Server(args.bin, os.path.join(work, "db-token"), free_port(), args.console_dir,
+                             extra=["--read-token", "s3cret-read"])
+            guarded.start()
+            try:
+                sid = "token-check-" + format(rng.getrandbits(32), "08x")
+                assert data.hook(guarded.base, "UserPromptSubmit", sid, prompt="behind a read token") == 200
+                d.get(guarded.base + "/sessions")
+                form = WebDriverWait(d, 15).until(lambda x: x.find_element(By.CSS_SELECTOR, "[data-testid=login] form"))
+                d.find_element(By.CSS_SELECTOR, "[data-testid=read-token]").send_keys("s3cret-read")
+                form.find_element(By.CSS_SELECTOR, "button[type=submit]").click()
+                WebDriverWait(d, 15).until(lambda x: x.find_elements(By.CSS_SELECTOR, f"[data-session='{sid}']"))
+                WebDriverWait(d, 15).until(lambda x: js(x, "document.querySelector('[data-testid=conn]').dataset.state") == "live")
+                sid2 = sid + "-live"
+                assert data.hook(guarded.base, "UserPromptSubmit", sid2, prompt="live, with the token") == 200
+                WebDriverWait(d, 15).until(lambda x: x.find_elements(By.CSS_SELECTOR, f"[data-session='{sid2}']"))
+                stored = js(d, "sessionStorage.getItem('agent-console.read-token')")
+                assert stored == "s3cret-read", stored
+                console_errors(d)  # the 401s before signing in are expected
+                return "login form, then data and the live stream with the bearer token"
+            finally:
+                guarded.stop()
+        check("read token: the console asks for it and uses it", read_token)
     finally:
         if d:
             d.quit()

@@ -34,9 +34,10 @@ function ConnState() {
   const live = st.live;
   let state = live.state;
   let text;
-  if (c.api === 'unreachable' && live.state !== 'live') {
+  if ((c.api === 'unreachable' || live.unreachable) && live.state !== 'live') {
     state = 'unreachable';
-    text = `Collector unreachable${c.since ? ' since ' + c.since.toISOString().slice(11, 19) + ' UTC' : ''}: retrying (attempt ${live.attempt || 1})`;
+    const since = live.since || c.since;
+    text = `Collector unreachable${since ? ' since ' + since.toISOString().slice(11, 19) + ' UTC' : ''}: retrying (attempt ${live.attempt || 1}); the stream resumes after #${live.lastId ?? '-'}`;
   } else if (live.state === 'live') text = 'Live';
   else if (live.state === 'reconnecting') text = `Stream dropped${live.since ? ' at ' + live.since.toISOString().slice(11, 19) + ' UTC' : ''}: reconnecting (attempt ${live.attempt}), resuming after #${live.lastId ?? '-'}`;
   else if (live.state === 'unauthorized') text = 'Not signed in';

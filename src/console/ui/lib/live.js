@@ -45,15 +45,16 @@ export class LiveStream {
     if (this.controller) this.controller.abort();
   }
 
-  setStatus(state, error = null) {
+  setStatus(state, error = null, unreachable = false) {
     if (state === 'live') { this.attempt = 0; this.since = null; } else if (!this.since && state === 'reconnecting') this.since = new Date();
-    this.status = { state, attempt: this.attempt, since: this.since, lastId: this.lastId, error };
+    this.status = { state, attempt: this.attempt, since: this.since, lastId: this.lastId, error, unreachable };
     this.onStatus(this.status);
   }
 
   async loop() {
     while (!this.stopped) {
       let error = null;
+      let unreachable = false;
       try {
         const done = await this.connect();
         if (done === 'unauthorized') {
@@ -65,10 +66,12 @@ export class LiveStream {
       } catch (e) {
         if (this.stopped) return;
         error = e && e.message ? e.message : String(e);
+        // fetch() itself failing (not a stream cut short) means nothing answers at that address.
+        unreachable = e instanceof TypeError && !this.streaming;
       }
       if (this.stopped) return;
       this.attempt += 1;
-      this.setStatus('reconnecting', error);
+      this.setStatus('reconnecting', error, unreachable);
       const wait = BACKOFF_MS[Math.min(this.attempt - 1, BACKOFF_MS.length - 1)];
       await new Promise((r) => setTimeout(r, wait));
     }
@@ -80,12 +83,14 @@ export class LiveStream {
     const headers = { Accept: 'text/event-stream' };
     if (tokens.read) headers.Authorization = 'Bearer ' + tokens.read;
     if (this.lastId !== null) headers['Last-Event-ID'] = String(this.lastId);
-    const url = this.lastId === null ? '/api/live?snapshot=true' : '/api/live';
+    const url = '/api/live';
     if (this.attempt === 0) this.setStatus('connecting');
+    this.streaming = false;
     const res = await fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
     if (res.status === 401) return 'unauthorized';
     if (!res.ok || !res.body) throw new Error('live stream answered ' + res.status);
     this.setStatus('live');
+    this.streaming = true;
     const reader = res.body.pipeThrough(new TextDecoderStream()).getReader();
     let buf = '';
     let timer = null;

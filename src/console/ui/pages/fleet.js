@@ -4,7 +4,7 @@ import { html, useMemo } from '../lib/html.js';
 import { api } from '../lib/api.js';
 import { ago, clock, duration, epoch, money, short, tokens } from '../lib/format.js';
 import { setQuery, sessionHref } from '../lib/route.js';
-import { mergeAgents, store, useFetch, useStore, useThrottled } from '../lib/state.js';
+import { mergeAgents, mergeSessions, store, useFetch, useStore, useThrottled } from '../lib/state.js';
 import { Windowed } from '../components/windowed.js';
 import { ErrorBox, Status, Tile } from '../components/common.js';
 
@@ -68,9 +68,20 @@ export function FleetPage({ loc }) {
   }, [st.version]);
   const active = useMemo(() => {
     let n = 0;
-    for (const s of st.sessions.values()) if (s.status && s.status !== 'finished') n += 1;
+    for (const a of st.agents.values()) {
+      const c = a.status_counts || {};
+      n += (c.running || 0) + (c.idle || 0) + (c.paused || 0) + (c.errored || 0) + (c.waiting || 0);
+    }
     return n;
-  }, [st.sessionsVersion]);
+  }, [st.version]);
+  // The agents' current sessions (for elapsed and the stuck flag), read after the first paint.
+  useFetch(res.data === null ? 'active:wait' : 'active', async () => {
+    if (res.data === null) return null;
+    await new Promise((r) => setTimeout(r, 50));
+    const r = await api.get('/api/sessions', { status: 'running,idle,paused,errored', limit: 1000 });
+    mergeSessions(r.sessions);
+    return r.sessions.length;
+  });
   const feed = useMemo(() => st.feed.slice().reverse(), [st.feedVersion]);
   const ready = res.data !== null || res.error;
 
