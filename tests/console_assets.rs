@@ -179,16 +179,31 @@ fn every_import_and_reference_resolves_to_an_embedded_file() {
     }
     assert!(checked > 40, "only {checked} imports found: the scan is broken");
     let index = String::from_utf8_lossy(assets::get("index.html").expect("index").bytes).into_owned();
-    let mut refs = 0;
+    let mut refs = BTreeSet::new();
     for attr in ["src=\"/", "href=\"/"] {
         for (i, _) in index.match_indices(attr) {
             let rest = &index[i + attr.len()..];
             let path = &rest[..rest.find('"').expect("closing quote")];
             assert!(assets::get(path).is_some(), "index.html references /{path}, which is not embedded");
-            refs += 1;
+            refs.insert(path.to_string());
         }
     }
-    assert_eq!(refs, 5, "index.html: favicon, two stylesheets, uPlot, app.js");
+    for must in ["favicon.svg", "style.css", "vendor/uplot.min.css", "vendor/uplot.iife.min.js", "app.js"] {
+        assert!(refs.contains(must), "index.html does not load /{must}");
+    }
+    // Every module is preloaded, so the browser fetches them at once rather than import by import.
+    let preloaded: BTreeSet<String> = index
+        .match_indices("<link rel=\"modulepreload\" href=\"/")
+        .map(|(i, m)| {
+            let rest = &index[i + m.len()..];
+            rest[..rest.find('"').expect("closing quote")].to_string()
+        })
+        .collect();
+    let modules: BTreeSet<String> = assets::all()
+        .map(|a| a.path.to_string())
+        .filter(|p| p.ends_with(".mjs") || (p.ends_with(".js") && !p.starts_with("vendor/")))
+        .collect();
+    assert_eq!(preloaded, modules, "index.html preloads every module");
     let map = assets::inline_scripts(&index);
     assert_eq!(map.len(), 1, "one inline script: the import map");
     let v: serde_json::Value = serde_json::from_str(map[0]).expect("import map is JSON");

@@ -114,7 +114,7 @@ class Stream:
     """Sends `rate` spans/s (each is 2 live messages: the span and its model or tool call) as
     OTLP/HTTP JSON, in batches every `period` s, until stopped or `seconds` have passed."""
 
-    def __init__(self, base, rate, seconds, period=0.05, agents=12, sessions=120, seed=7):
+    def __init__(self, base, rate, seconds, period=0.2, agents=12, sessions=120, seed=7):
         self.base, self.rate, self.seconds, self.period = base, rate, seconds, period
         self.rng = random.Random(seed)
         self.agents = [f"agent-{i:02d}" for i in range(agents)]
