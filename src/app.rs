@@ -130,6 +130,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         pricing,
         live,
     }))
+    .merge(crate::console::routes(args.console_dir.clone()))
     .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
     let http_cancel = cancel.clone();
     let http_server = tokio::spawn(async move {

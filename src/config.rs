@@ -171,6 +171,10 @@ pub struct ServeArgs {
     /// Seconds without activity after which a session is `finished`.
     #[arg(long, env = "AGENT_CONSOLE_SESSION_FINISH_SECS", default_value_t = 1800)]
     pub session_finish_secs: u64,
+    /// Development only: serve the web console's files from this directory (`src/console/ui`)
+    /// instead of the copy embedded in the binary.
+    #[arg(long, env = "AGENT_CONSOLE_CONSOLE_DIR")]
+    pub console_dir: Option<PathBuf>,
 }
 
 /// Errors of configuration loading.
@@ -301,6 +305,7 @@ fn unreachable_defaults() -> ServeArgs {
         session_idle_secs: 60,
         session_stuck_secs: 300,
         session_finish_secs: 1800,
+        console_dir: None,
     }
 }
 

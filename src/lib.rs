@@ -20,6 +20,7 @@
 //!   commit hook.
 //! - `sessions`: the session state machine the writer runs (`signals` from rows, `tracker`
 //!   states); stored by `store::session_state`.
+//! - `console`: the web console (embedded Preact + htm + uPlot pages) served at `/`.
 //! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
 
 pub mod api;
@@ -27,6 +28,7 @@ pub mod app;
 pub mod auth;
 pub mod civil;
 pub mod config;
+pub mod console;
 pub mod cost;
 pub mod error;
 pub mod export_cmd;
