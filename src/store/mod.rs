@@ -7,6 +7,7 @@ pub mod arrow_rows;
 pub mod reader;
 pub mod reprice;
 pub mod rollup;
+pub mod sandbox;
 pub mod schema;
 pub mod session_state;
 pub mod sqlcompat;
