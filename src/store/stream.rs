@@ -1,8 +1,9 @@
 //! Streamed query results (CSV, Arrow IPC, Parquet). The query runs on a blocking thread with its
 //! own connection and DuckDB's lazy Arrow stream (user SQL capped at `max_rows` inside DuckDB's
 //! plan); each batch is encoded straight into a bounded channel that feeds the HTTP body, so
-//! neither side holds the whole result. Errors found before the first byte (bad SQL, refused
-//! statements) are returned as errors. Later ones end the body with an error the client sees:
+//! neither side holds the whole result. Errors found before the first rows exist (bad SQL,
+//! refused statements, a failure in the first batch) are returned as errors (a 4xx/5xx). Later
+//! ones end the body with an error the client sees:
 //! the chunked body is aborted (no terminating chunk, so curl exits 18 and HTTP clients report an
 //! incomplete body), and a CSV body first gets a last line `#ERROR: <message>`.
 //!
@@ -11,6 +12,7 @@
 //! reader must not pin old row versions or hold a connection). The watchdog interrupts DuckDB at
 //! the timeout and keeps interrupting until the worker has stopped.
 
+use std::future::Future;
 use std::io::Write;
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
@@ -57,10 +59,15 @@ pub struct Chunks {
 
 enum ChunksState {
     Streaming,
-    /// The CSV error line went out; the error itself comes next.
-    Failing(String),
+    /// The CSV error line went out; the error itself comes next, after a short pause in which
+    /// the server writes the line out (the body error aborts the connection, dropping anything
+    /// still buffered).
+    Failing(String, Option<Pin<Box<tokio::time::Sleep>>>),
     Done,
 }
+
+/// How long the CSV error line gets to reach the socket before the body is aborted.
+const TRAILER_GRACE: Duration = Duration::from_millis(100);
 
 impl futures::Stream for Chunks {
     type Item = Result<Bytes, std::io::Error>;
@@ -69,7 +76,14 @@ impl futures::Stream for Chunks {
         let this = &mut *self;
         match std::mem::replace(&mut this.state, ChunksState::Done) {
             ChunksState::Done => Poll::Ready(None),
-            ChunksState::Failing(msg) => Poll::Ready(Some(Err(std::io::Error::other(msg)))),
+            ChunksState::Failing(msg, pause) => {
+                let mut pause = pause.unwrap_or_else(|| Box::pin(tokio::time::sleep(TRAILER_GRACE)));
+                if pause.as_mut().poll(cx).is_pending() {
+                    this.state = ChunksState::Failing(msg, Some(pause));
+                    return Poll::Pending;
+                }
+                Poll::Ready(Some(Err(std::io::Error::other(msg))))
+            }
             ChunksState::Streaming => match this.rx.poll_recv(cx) {
                 Poll::Pending => {
                     this.state = ChunksState::Streaming;
@@ -88,7 +102,7 @@ impl futures::Stream for Chunks {
                     };
                     match formats::error_trailer(this.format, &msg) {
                         Some(line) => {
-                            this.state = ChunksState::Failing(msg);
+                            this.state = ChunksState::Failing(msg, None);
                             Poll::Ready(Some(Ok(line)))
                         }
                         None => Poll::Ready(Some(Err(std::io::Error::other(msg)))),
@@ -235,15 +249,16 @@ fn produce(
     let schema =
         if capped { renamed_schema(&raw_schema, &original_names(conn, &sql, &raw_schema)) } else { raw_schema.clone() };
     let mut w = formats::writer(spec.format, &schema, sink).map_err(|e| StoreError::Query(e.to_string()))?;
-    if let Some(r) = ready.take() {
-        let _ = r.send(Ok(()));
-    }
     let mut left = spec.max_rows.unwrap_or(usize::MAX);
     for batch in stream {
         if watchdog.cancelled() {
             return Err(StoreError::Timeout(spec.timeout.as_millis() as u64));
         }
         let batch = batch.map_err(|e| StoreError::Query(e.to_string()))?;
+        // The 200 goes out once the first rows exist: an error before them is a plain 4xx/5xx.
+        if let Some(r) = ready.take() {
+            let _ = r.send(Ok(()));
+        }
         let batch = if schema != raw_schema {
             RecordBatch::try_new(schema.clone(), batch.columns().to_vec())
                 .map_err(|e| StoreError::Query(e.to_string()))?
@@ -256,6 +271,9 @@ fn produce(
         if left == 0 {
             break;
         }
+    }
+    if let Some(r) = ready.take() {
+        let _ = r.send(Ok(()));
     }
     w.finish().map_err(|e| StoreError::Query(e.to_string()))
 }
