@@ -291,3 +291,18 @@ async fn a_stalled_stream_is_cancelled_and_checkpoints_succeed() {
     assert!(as_i64(&app.scalar("SELECT count(*) FROM logs").await) > 0);
     app.shutdown().await;
 }
+
+/// "Smaller ones": the current-time rewrite (`now()` -> a UTC TIMESTAMP) edited text inside
+/// `$$..$$`, `$tag$..$tag$` and `E'..'` literals.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_current_time_rewrite_leaves_literals_alone() {
+    let app = spawn().await;
+    let v = app
+        .sql(
+            "SELECT $$now()$$ AS a, $t$current_timestamp$t$ AS b, E'it\\'s now()' AS c, \
+             'now()' AS d, now() - INTERVAL 1 HOUR < now() AS e",
+        )
+        .await;
+    assert_eq!(v["rows"], serde_json::json!([["now()", "current_timestamp", "it's now()", "now()", true]]));
+    app.shutdown().await;
+}

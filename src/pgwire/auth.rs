@@ -145,6 +145,13 @@ impl StartupHandler for Startup {
                 self.driver.complete_authentication(client, final_message).await
             }
             Err(e) => {
+                // SCRAM carries no user name (libpq sends an empty one): name the startup user.
+                let e = match e {
+                    PgWireError::InvalidPassword(_) => {
+                        PgWireError::InvalidPassword(client.metadata().get(METADATA_USER).cloned().unwrap_or_default())
+                    }
+                    other => other,
+                };
                 tracing::info!(peer = %client.socket_addr(), error = %e, "postgres authentication failed");
                 Err(e)
             }

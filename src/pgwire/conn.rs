@@ -286,11 +286,14 @@ pub async fn serve(
         )
         .await;
         if let Err(e) = result {
-            let fatal_error = e.is_fatal();
-            process_error(&mut socket, e, extended_msg).await?;
-            if fatal_error {
+            if e.is_fatal() {
+                // As Postgres: the FATAL error, then the close (no ReadyForQuery, which clients
+                // in the middle of authentication do not expect).
+                let info: ErrorInfo = e.into();
+                let _ = socket.send(PgWireBackendMessage::ErrorResponse(info.into())).await;
                 break;
             }
+            process_error(&mut socket, e, extended_msg).await?;
         }
         if is_cancel {
             break;
