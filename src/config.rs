@@ -175,6 +175,19 @@ pub struct ServeArgs {
     /// instead of the copy embedded in the binary.
     #[arg(long, env = "AGENT_CONSOLE_CONSOLE_DIR")]
     pub console_dir: Option<PathBuf>,
+    /// Most bytes of one SQL answer (JSON rows, Postgres rows); past it the answer is truncated.
+    #[arg(long, env = "AGENT_CONSOLE_QUERY_MAX_BYTES", default_value_t = 64 * 1024 * 1024)]
+    pub query_max_bytes: usize,
+    /// Seconds a streamed answer (CSV/Arrow/Parquet, export, Postgres rows) waits for a client
+    /// that stopped reading before the query is cancelled and its transaction closed.
+    #[arg(long, env = "AGENT_CONSOLE_QUERY_SEND_TIMEOUT_SECS", default_value_t = 30)]
+    pub query_send_timeout_secs: u64,
+    /// Most open Postgres wire connections (more are refused with SQLSTATE 53300).
+    #[arg(long, env = "AGENT_CONSOLE_PG_MAX_CONNECTIONS", default_value_t = 64)]
+    pub pg_max_connections: usize,
+    /// Seconds a Postgres session may wait for its next message before it is closed (57P05).
+    #[arg(long, env = "AGENT_CONSOLE_PG_IDLE_TIMEOUT_SECS", default_value_t = 600)]
+    pub pg_idle_timeout_secs: u64,
 }
 
 /// Errors of configuration loading.
@@ -263,6 +276,10 @@ impl ServeArgs {
             query: QueryLimits {
                 timeout: Duration::from_millis(self.query_timeout_ms.max(1)),
                 max_rows: self.query_max_rows.max(1),
+                max_result_bytes: self.query_max_bytes.max(1024),
+                send_timeout: Duration::from_secs(self.query_send_timeout_secs.max(1)),
+                pg_max_connections: self.pg_max_connections.max(1),
+                pg_idle_timeout: Duration::from_secs(self.pg_idle_timeout_secs.max(1)),
                 ..QueryLimits::default()
             },
         }
@@ -306,6 +323,10 @@ fn unreachable_defaults() -> ServeArgs {
         session_stuck_secs: 300,
         session_finish_secs: 1800,
         console_dir: None,
+        query_max_bytes: 64 * 1024 * 1024,
+        query_send_timeout_secs: 30,
+        pg_max_connections: 64,
+        pg_idle_timeout_secs: 600,
     }
 }
 

@@ -1,6 +1,10 @@
 //! Result encodings beyond JSON: CSV, Arrow IPC stream and Parquet, written batch by batch into
 //! any `Write` so large results stream instead of buffering. Used by `/api/sql` (CSV, Arrow), the
-//! export API and the `export` command (Parquet).
+//! export API and the `export` command (Parquet). CSV writes times with a time zone as RFC 3339
+//! UTC text (`2026-11-21T14:58:51.967000Z`, as the JSON answers do), nested values as their text
+//! form; Parquet row groups are cut at `PARQUET_ROW_GROUP_BYTES` or 128 Ki rows, whichever comes
+//! first (checked between the batches DuckDB hands over, 2,048 rows each), so wide rows do not
+//! buffer gigabytes per row group.
 
 use std::io::Write;
 use std::sync::Arc;
@@ -87,6 +91,22 @@ fn enc<E: std::fmt::Display>(e: E) -> FormatError {
     FormatError::Encode(e.to_string())
 }
 
+/// Most (estimated, uncompressed) bytes a Parquet row group buffers before it is written out.
+pub const PARQUET_ROW_GROUP_BYTES: usize = 64 * 1024 * 1024;
+
+/// What a streamed body carries after its data when the query fails midway (the body is then
+/// aborted): a last line `#ERROR: <message>` for CSV, nothing for the binary formats (their
+/// readers fail on the missing end-of-stream marker / footer anyway).
+pub fn error_trailer(format: Format, message: &str) -> Option<bytes::Bytes> {
+    match format {
+        Format::Csv => {
+            let one_line: String = message.chars().map(|c| if c == '\n' || c == '\r' { ' ' } else { c }).collect();
+            Some(bytes::Bytes::from(format!("\n#ERROR: {one_line}\n")))
+        }
+        _ => None,
+    }
+}
+
 /// A writer for `format` over `out`. JSON is not streamed this way (see `api::sql`).
 pub fn writer<W: Write + Send + 'static>(
     format: Format,
@@ -98,16 +118,23 @@ pub fn writer<W: Write + Send + 'static>(
         Format::Arrow => {
             Ok(Box::new(ArrowWriter(arrow_ipc::writer::StreamWriter::try_new(out, schema.as_ref()).map_err(enc)?)))
         }
-        Format::Parquet => {
-            let props = parquet::file::properties::WriterProperties::builder()
-                .set_compression(parquet::basic::Compression::SNAPPY)
-                .set_max_row_group_row_count(Some(128 * 1024))
-                .build();
-            let w = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(enc)?;
-            Ok(Box::new(ParquetWriter(w)))
-        }
+        Format::Parquet => parquet_writer(schema, out, PARQUET_ROW_GROUP_BYTES),
         Format::Json => Err(FormatError::Unknown("json is not a streamed format".into())),
     }
+}
+
+fn parquet_writer<W: Write + Send + 'static>(
+    schema: &SchemaRef,
+    out: W,
+    row_group_bytes: usize,
+) -> Result<Box<dyn BatchWriter>, FormatError> {
+    let props = parquet::file::properties::WriterProperties::builder()
+        .set_compression(parquet::basic::Compression::SNAPPY)
+        .set_max_row_group_row_count(Some(128 * 1024))
+        .set_max_row_group_bytes(Some(row_group_bytes))
+        .build();
+    let w = parquet::arrow::ArrowWriter::try_new(out, schema.clone(), Some(props)).map_err(enc)?;
+    Ok(Box::new(ParquetWriter(w)))
 }
 
 /// CSV: nested values (lists, structs, maps) are written as their text form.
@@ -120,7 +147,8 @@ struct CsvWriter<W: Write + Send> {
 fn flat(t: &DataType) -> bool {
     !matches!(
         t,
-        DataType::List(_)
+        DataType::Timestamp(_, Some(_))
+            | DataType::List(_)
             | DataType::LargeList(_)
             | DataType::FixedSizeList(_, _)
             | DataType::Struct(_)
@@ -148,6 +176,25 @@ fn csv_schema(schema: &SchemaRef) -> SchemaRef {
 }
 
 fn as_text(a: &ArrayRef) -> Result<ArrayRef, FormatError> {
+    if let DataType::Timestamp(unit, Some(_)) = a.data_type() {
+        // arrow's formatter needs chrono-tz for named zones ("UTC"): stored times are UTC instants.
+        use duckdb::arrow::array::AsArray;
+        use duckdb::arrow::datatypes::*;
+        let (per_sec, values): (i64, Vec<Option<i64>>) = match unit {
+            TimeUnit::Second => (1, a.as_primitive::<TimestampSecondType>().iter().collect()),
+            TimeUnit::Millisecond => (1_000, a.as_primitive::<TimestampMillisecondType>().iter().collect()),
+            TimeUnit::Microsecond => (1_000_000, a.as_primitive::<TimestampMicrosecondType>().iter().collect()),
+            TimeUnit::Nanosecond => (1_000_000_000, a.as_primitive::<TimestampNanosecondType>().iter().collect()),
+        };
+        let mut b = StringBuilder::with_capacity(a.len(), a.len() * 28);
+        for v in values {
+            match v {
+                Some(v) => b.append_value(crate::store::reader::rfc3339(v, per_sec)),
+                None => b.append_null(),
+            }
+        }
+        return Ok(Arc::new(b.finish()));
+    }
     let f = ArrayFormatter::try_new(a.as_ref(), &FormatOptions::default()).map_err(enc)?;
     let mut b = StringBuilder::with_capacity(a.len(), a.len() * 16);
     for i in 0..a.len() {
@@ -263,6 +310,49 @@ mod tests {
         let r = arrow_ipc::reader::StreamReader::try_new(std::io::Cursor::new(bytes), None).expect("reader");
         let batches: Vec<RecordBatch> = r.collect::<Result<_, _>>().expect("batches");
         assert_eq!(batches, vec![b]);
+    }
+
+    #[test]
+    fn csv_writes_utc_timestamps_as_rfc3339() {
+        let t = TimestampMicrosecondArray::from(vec![Some(1_795_273_131_967_000), None]).with_timezone("UTC");
+        let b = RecordBatch::try_from_iter(vec![("t", Arc::new(t) as ArrayRef)]).expect("batch");
+        let out = Shared::default();
+        let mut w = writer(Format::Csv, &b.schema(), out.clone()).expect("writer");
+        w.write(&b).expect("a TIMESTAMPTZ column encodes");
+        w.finish().expect("finish");
+        let text = String::from_utf8(out.0.lock().expect("lock").clone()).expect("utf8");
+        assert_eq!(text, "t\n2026-11-21T14:58:51.967000Z\n\"\"\n");
+    }
+
+    #[test]
+    fn parquet_row_groups_are_cut_by_bytes() {
+        use parquet::file::reader::FileReader;
+        // 64 batches of 8 rows of 16 KiB: one row group by the row count alone, about 8 by 1 MiB.
+        // Distinct values (a dictionary of one repeated value would be tiny).
+        let batch = |k: usize| {
+            let s = StringArray::from(
+                (0..8).map(|i| Some(format!("{k:04}{i}{}", "x".repeat(16 * 1024)))).collect::<Vec<_>>(),
+            );
+            RecordBatch::try_from_iter(vec![("s", Arc::new(s) as ArrayRef)]).expect("batch")
+        };
+        let out = Shared::default();
+        let mut w = parquet_writer(&batch(0).schema(), out.clone(), 1024 * 1024).expect("writer");
+        for k in 0..64 {
+            w.write(&batch(k)).expect("write");
+        }
+        w.finish().expect("finish");
+        let bytes = bytes::Bytes::from(out.0.lock().expect("lock").clone());
+        let r = parquet::file::serialized_reader::SerializedFileReader::new(bytes).expect("parquet");
+        let groups = r.metadata().num_row_groups();
+        assert!((7..=10).contains(&groups), "{groups} row groups");
+        let rows: i64 = r.metadata().row_groups().iter().map(|g| g.num_rows()).sum();
+        assert_eq!(rows, 512);
+    }
+
+    #[test]
+    fn error_trailer_is_one_csv_line() {
+        assert_eq!(error_trailer(Format::Csv, "boom\nagain").as_deref(), Some(&b"\n#ERROR: boom again\n"[..]));
+        assert!(error_trailer(Format::Parquet, "x").is_none());
     }
 
     #[test]

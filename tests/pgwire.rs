@@ -584,3 +584,339 @@ async fn tls_when_a_certificate_is_configured_plain_otherwise() {
     assert_eq!(code(&err), SqlState::INVALID_PASSWORD);
     app.shutdown().await;
 }
+
+/// A Postgres client over a raw socket, for what drivers will not send (oversized messages) or
+/// will not do (stop reading).
+mod raw {
+    use std::collections::HashMap;
+
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+
+    /// Connect and send a startup packet (protocol 3.0, no SSL request).
+    pub async fn startup(addr: std::net::SocketAddr) -> TcpStream {
+        let mut s = TcpStream::connect(addr).await.expect("connect");
+        let mut body = 196_608i32.to_be_bytes().to_vec();
+        body.extend_from_slice(b"user\0raw\0database\0agent_console\0\0");
+        let mut msg = ((body.len() + 4) as i32).to_be_bytes().to_vec();
+        msg.extend_from_slice(&body);
+        s.write_all(&msg).await.expect("startup");
+        s
+    }
+
+    /// One backend message, `None` once the server has closed the connection.
+    pub async fn read_msg(s: &mut TcpStream) -> Option<(u8, Vec<u8>)> {
+        let mut head = [0u8; 5];
+        s.read_exact(&mut head).await.ok()?;
+        let len = i32::from_be_bytes([head[1], head[2], head[3], head[4]]) as usize;
+        let mut body = vec![0u8; len.saturating_sub(4)];
+        s.read_exact(&mut body).await.ok()?;
+        Some((head[0], body))
+    }
+
+    /// Messages up to and including ReadyForQuery.
+    pub async fn until_ready(s: &mut TcpStream) -> Vec<(u8, Vec<u8>)> {
+        let mut out = Vec::new();
+        while let Some(m) = read_msg(s).await {
+            let done = m.0 == b'Z';
+            out.push(m);
+            if done {
+                break;
+            }
+        }
+        out
+    }
+
+    /// The fields of an ErrorResponse / NoticeResponse body.
+    pub fn fields(body: &[u8]) -> HashMap<u8, String> {
+        body.split(|b| *b == 0)
+            .filter(|f| !f.is_empty())
+            .map(|f| (f[0], String::from_utf8_lossy(&f[1..]).into_owned()))
+            .collect()
+    }
+
+    pub fn query(sql: &str) -> Vec<u8> {
+        let mut msg = vec![b'Q'];
+        msg.extend_from_slice(&((sql.len() + 5) as i32).to_be_bytes());
+        msg.extend_from_slice(sql.as_bytes());
+        msg.push(0);
+        msg
+    }
+}
+
+fn reader(app: &TestApp) -> std::sync::Arc<agent_console::store::reader::Reader> {
+    app.running.as_ref().expect("running").store.reader.clone()
+}
+
+/// Wait (bounded) until `cond` holds.
+async fn until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while !cond() {
+        assert!(std::time::Instant::now() < deadline, "timed out waiting until {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Issue 10 row 1: the rewriter recursed once per nesting level and a 100 KB query nested 5,000
+/// deep killed the collector (SIGABRT) before DuckDB saw it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn deeply_nested_sql_is_an_error_not_a_crash() {
+    let app = spawn().await;
+    ingest(&app).await;
+    let db = connect(&app).await;
+    let depth = 5_000;
+    for (open, close) in [
+        ("extract(epoch from ", ")"),
+        ("extract(hour from ", ")"),
+        ("date_trunc('hour', ", ")"),
+        ("pg_get_expr(", ", 1, true)"),
+        ("(", ")"),
+    ] {
+        let sql = format!("SELECT {}time{} FROM model_calls", open.repeat(depth), close.repeat(depth));
+        assert!(sql.len() > 10_000, "{}", sql.len());
+        let err = db.simple_query(&sql).await.expect_err("too deep for DuckDB");
+        assert_eq!(code(&err).code(), "54001", "{open}: {err:?}");
+        let err = db.prepare(&sql).await.expect_err("too deep for DuckDB");
+        assert_eq!(code(&err).code(), "54001", "{open}: {err:?}");
+    }
+    // Deep but legitimate: 52 terms (refused by the old vetting parser), nested rewrites.
+    let n: i32 = db.query_one(&format!("SELECT {}", vec!["1"; 52].join("+")), &[]).await.expect("52 terms").get(0);
+    assert_eq!(n, 52);
+    let nested = format!(
+        "SELECT count(*) FROM model_calls WHERE {}time{} IS NOT NULL",
+        "date_trunc('hour', ".repeat(50),
+        ")".repeat(50)
+    );
+    assert_eq!(db.query_one(&nested, &[]).await.expect("nested").get::<_, i64>(0), 4);
+    // The connection and the server live on.
+    let other = connect(&app).await;
+    assert_eq!(other.query_one("SELECT 40 + 2", &[]).await.expect("new connection").get::<_, i32>(0), 42);
+    assert_eq!(db.query_one("SELECT 41 + 1", &[]).await.expect("same connection").get::<_, i32>(0), 42);
+    app.shutdown().await;
+}
+
+/// Issue 10 row 1: messages up to 1 GiB were buffered. SQL over the HTTP cap gets 54000 and the
+/// session goes on; a message over the frame cap closes the connection after a few bytes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn oversized_sql_and_messages_are_refused() {
+    let app = spawn().await;
+    let db = connect(&app).await;
+    let long = format!("SELECT '{}' AS s", "x".repeat(300 * 1024));
+    let err = db.simple_query(&long).await.expect_err("over the SQL cap");
+    assert_eq!(code(&err), SqlState::PROGRAM_LIMIT_EXCEEDED, "{err:?}");
+    let err = db.prepare(&long).await.expect_err("over the SQL cap");
+    assert_eq!(code(&err), SqlState::PROGRAM_LIMIT_EXCEEDED, "{err:?}");
+    assert_eq!(db.query_one("SELECT 7", &[]).await.expect("usable").get::<_, i32>(0), 7);
+
+    // A Query announcing 1 GiB: FATAL 54000 at once, then the server closes the connection.
+    let mut s = raw::startup(app.pg).await;
+    let greeting = raw::until_ready(&mut s).await;
+    assert_eq!(greeting.last().map(|m| m.0), Some(b'Z'), "{greeting:?}");
+    let mut msg = vec![b'Q'];
+    msg.extend_from_slice(&0x3fff_ffffi32.to_be_bytes());
+    msg.extend_from_slice(b"SELECT 1 -- and a gigabyte more");
+    tokio::io::AsyncWriteExt::write_all(&mut s, &msg).await.expect("send");
+    let (ty, body) = raw::read_msg(&mut s).await.expect("an error before the close");
+    assert_eq!(ty, b'E');
+    let f = raw::fields(&body);
+    assert_eq!((f[&b'S'].as_str(), f[&b'C'].as_str()), ("FATAL", "54000"), "{f:?}");
+    assert!(f[&b'M'].contains("exceeds the limit"), "{f:?}");
+    assert!(raw::read_msg(&mut s).await.is_none(), "closed after the error");
+    // So is an oversized startup packet.
+    let mut s = tokio::net::TcpStream::connect(app.pg).await.expect("connect");
+    tokio::io::AsyncWriteExt::write_all(&mut s, &100_000_000i32.to_be_bytes()).await.expect("send");
+    tokio::io::AsyncWriteExt::write_all(&mut s, &196_608i32.to_be_bytes()).await.expect("send");
+    let mut rest = Vec::new();
+    let _ = tokio::io::AsyncReadExt::read_to_end(&mut s, &mut rest).await;
+    // The server serves on.
+    assert_eq!(db.query_one("SELECT 8", &[]).await.expect("usable").get::<_, i32>(0), 8);
+    let other = connect(&app).await;
+    assert_eq!(other.query_one("SELECT 9", &[]).await.expect("new").get::<_, i32>(0), 9);
+    app.shutdown().await;
+}
+
+/// Issue 10 row 10: connections are capped (53300, like Postgres' max_connections) and the cap
+/// frees up as connections close.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connections_are_capped() {
+    let app = spawn_with(|a| a.pg_max_connections = 2).await;
+    let (c1, conn1) = config(&app).connect(NoTls).await.expect("first");
+    let conn1 = tokio::spawn(conn1);
+    let c2 = connect(&app).await;
+    let err = config(&app).connect(NoTls).await.err().expect("the third is refused");
+    assert_eq!(code(&err), SqlState::TOO_MANY_CONNECTIONS, "{err:?}");
+    assert_eq!(c2.query_one("SELECT 1", &[]).await.expect("still served").get::<_, i32>(0), 1);
+    // Closing one makes room (the server notices the close, so retry until it has).
+    drop(c1);
+    let _ = conn1.await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    let c3 = loop {
+        match config(&app).connect(NoTls).await {
+            Ok((c, conn)) => {
+                tokio::spawn(conn);
+                break c;
+            }
+            Err(e) => {
+                assert_eq!(code(&e), SqlState::TOO_MANY_CONNECTIONS, "{e:?}");
+                assert!(std::time::Instant::now() < deadline, "the closed connection's slot never came back");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    };
+    assert_eq!(c3.query_one("SELECT 3", &[]).await.expect("third").get::<_, i32>(0), 3);
+    app.shutdown().await;
+}
+
+/// Issue 10 row 10: an idle session is closed (57P05, Postgres' idle_session_timeout).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_sessions_are_closed() {
+    let app = spawn_with(|a| a.pg_idle_timeout_secs = 1).await;
+    let (db, conn) = config(&app).connect(NoTls).await.expect("connect");
+    let conn = tokio::spawn(conn);
+    assert_eq!(db.query_one("SELECT 1", &[]).await.expect("query").get::<_, i32>(0), 1);
+    let ended = tokio::time::timeout(Duration::from_secs(60), conn).await.expect("closed by the server").expect("task");
+    let err = ended.expect_err("the server ended the session");
+    assert_eq!(err.code().map(|c| c.code()), Some("57P05"), "{err:?}");
+    assert!(db.is_closed());
+    // New sessions are fine.
+    let again = connect(&app).await;
+    assert_eq!(again.query_one("SELECT 2", &[]).await.expect("query").get::<_, i32>(0), 2);
+    app.shutdown().await;
+}
+
+/// Issue 10 row 10: `SET` held any number of variables of any size per connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn session_settings_are_bounded() {
+    let app = spawn().await;
+    let db = connect(&app).await;
+    let many: Vec<String> = (0..128).map(|k| format!("SET my.s{k} = 'value {k}'")).collect();
+    db.batch_execute(&many.join("; ")).await.expect("128 settings");
+    let got = rows(&db.simple_query("SHOW my.s127").await.expect("show"));
+    assert_eq!(got, vec![vec![Some("value 127".to_string())]]);
+    let err = db.batch_execute("SET my.one_too_many = 'x'").await.expect_err("129th");
+    assert_eq!(code(&err), SqlState::PROGRAM_LIMIT_EXCEEDED, "{err:?}");
+    let err = db.batch_execute(&format!("SET application_name = '{}'", "x".repeat(5000))).await.expect_err("big");
+    assert_eq!(code(&err), SqlState::PROGRAM_LIMIT_EXCEEDED, "{err:?}");
+    // Existing ones can change, RESET frees room, and the session goes on.
+    db.batch_execute("SET my.s0 = 'changed'; RESET ALL; SET my.after_reset = 'ok'").await.expect("after reset");
+    assert_eq!(db.query_one("SELECT 5", &[]).await.expect("usable").get::<_, i32>(0), 5);
+    app.shutdown().await;
+}
+
+/// Issue 10 row 13: the read token is proven with SCRAM-SHA-256, not MD5.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_read_token_is_proven_with_scram() {
+    let app = spawn_with(|a| a.read_token = Some("s3cret".into())).await;
+    let mut s = raw::startup(app.pg).await;
+    let (ty, body) = raw::read_msg(&mut s).await.expect("authentication request");
+    assert_eq!(ty, b'R');
+    // AuthenticationSASL (10) with the mechanism list; MD5 would be 5 with a salt.
+    assert_eq!(i32::from_be_bytes([body[0], body[1], body[2], body[3]]), 10, "{body:?}");
+    let mechanisms: Vec<String> = body[4..]
+        .split(|b| *b == 0)
+        .filter(|m| !m.is_empty())
+        .map(|m| String::from_utf8_lossy(m).into_owned())
+        .collect();
+    assert_eq!(mechanisms, vec!["SCRAM-SHA-256"]);
+    let err = config(&app).password("wrong").connect(NoTls).await.err().expect("wrong password");
+    assert_eq!(code(&err), SqlState::INVALID_PASSWORD);
+    let (db, conn) = config(&app).password("s3cret").connect(NoTls).await.expect("right password");
+    tokio::spawn(conn);
+    assert_eq!(db.query_one("SELECT 6", &[]).await.expect("query").get::<_, i32>(0), 6);
+    app.shutdown().await;
+}
+
+/// Issue 10 row 7 and "smaller ones" over the wire: the sandbox escapes and path probes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sandbox_holds_over_the_wire() {
+    let app = spawn().await;
+    let db = connect(&app).await;
+    for sql in [
+        "SELECT json_execute_serialized_sql(json_serialize_sql('SELECT 1'))",
+        "SELECT * FROM json_execute_serialized_sql(json_serialize_sql('SELECT * FROM checkpoint()'))",
+        "SELECT * FROM duckdb_settings()",
+        "SELECT current_setting('temp_directory') || ''",
+        "SELECT * FROM pg_settings",
+        "SELECT * FROM duckdb_databases()",
+        "SELECT * FROM query('SELECT 1')",
+    ] {
+        let err = db.simple_query(sql).await.expect_err(sql);
+        assert_eq!(code(&err), SqlState::INSUFFICIENT_PRIVILEGE, "{sql}: {err:?}");
+        let err = db.prepare(sql).await.expect_err(sql);
+        assert_eq!(code(&err), SqlState::INSUFFICIENT_PRIVILEGE, "{sql}: {err:?}");
+    }
+    for sql in ["SHOW temp_directory", "SELECT current_setting('temp_directory')"] {
+        let err = db.simple_query(sql).await.expect_err("not a session setting");
+        assert_eq!(code(&err), SqlState::UNDEFINED_OBJECT, "{sql}");
+    }
+    // Postgres session settings still answer through current_setting.
+    let got = rows(&db.simple_query("SELECT current_setting('search_path')").await.expect("search_path"));
+    assert_eq!(got, vec![vec![Some("main".to_string())]]);
+    let dir = app.dir.path().to_str().expect("utf8").to_string();
+    for sql in
+        ["SELECT * FROM pg_database", "SELECT * FROM information_schema.schemata", "SELECT * FROM duckdb_tables()"]
+    {
+        let msgs = db.simple_query(sql).await.expect(sql);
+        assert!(!format!("{:?}", rows(&msgs)).contains(&dir), "{sql} reveals the data directory");
+    }
+    app.shutdown().await;
+}
+
+/// Issue 10 row 6 over the wire: the row cap stops DuckDB (a 100 GB result answers 5 rows at
+/// once) and a byte cap bounds the answer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rows_and_bytes_are_capped_before_they_are_made() {
+    let app = spawn_with(|a| {
+        a.query_max_rows = 5;
+        a.query_timeout_ms = 20_000;
+    })
+    .await;
+    let db = connect(&app).await;
+    let huge = "SELECT repeat('x', 1000000) AS s FROM range(100000)";
+    let got = rows(&db.simple_query(huge).await.expect("simple"));
+    assert_eq!(got.len(), 5);
+    assert_eq!(got[0][0].as_ref().map(String::len), Some(1_000_000));
+    assert_eq!(db.query(huge, &[]).await.expect("extended").len(), 5);
+    app.shutdown().await;
+
+    let app = spawn_with(|a| a.query_max_bytes = 1024 * 1024).await;
+    let db = connect(&app).await;
+    let got = rows(&db.simple_query("SELECT repeat('x', 100000) AS s FROM range(1000)").await.expect("bytes"));
+    assert!((9..=10).contains(&got.len()), "{} rows of 100 kB under a 1 MiB cap", got.len());
+    let got = db.query("SELECT repeat('x', 100000) AS s FROM range(1000)", &[]).await.expect("extended");
+    assert!((9..=10).contains(&got.len()), "{}", got.len());
+    app.shutdown().await;
+}
+
+/// Issue 10 row 9 over the wire: a client that stops reading a large result does not keep its
+/// DuckDB transaction open; the connection is closed after the send timeout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_client_that_stops_reading_lets_go_of_duckdb() {
+    let app = spawn_with(|a| {
+        a.query_send_timeout_secs = 1;
+        a.query_timeout_ms = 600_000;
+        a.query_max_rows = 100_000_000;
+    })
+    .await;
+    ingest(&app).await;
+    let reader = reader(&app);
+    let mut s = raw::startup(app.pg).await;
+    raw::until_ready(&mut s).await;
+    let q = raw::query("SELECT i, repeat('x', 1000) AS pad FROM range(100000000) t(i)");
+    tokio::io::AsyncWriteExt::write_all(&mut s, &q).await.expect("send");
+    // Running, with a transaction open; the client reads nothing from here on.
+    until("the query runs", || reader.in_flight() == 1).await;
+    until("the stalled query is cancelled", || reader.in_flight() == 0).await;
+    // Checkpoints succeed while the client still stalls.
+    let conn = reader.connection().expect("connection");
+    conn.execute_batch("CHECKPOINT").expect("checkpoint while a client stalls");
+    // What the client eventually reads ends with the server closing the connection.
+    let mut sink = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(60), tokio::io::AsyncReadExt::read_to_end(&mut s, &mut sink))
+        .await
+        .expect("closed");
+    assert!(!sink.is_empty());
+    let db = connect(&app).await;
+    assert_eq!(db.query_one("SELECT count(*) FROM model_calls", &[]).await.expect("served").get::<_, i64>(0), 4);
+    app.shutdown().await;
+}

@@ -1,7 +1,9 @@
 //! `POST /api/sql` with `{"sql": "..."}`. JSON by default: `{"columns":[{"name","type"}],
 //! "rows":[[...]], "truncated", "elapsed_ms"}`. CSV (`Accept: text/csv`) and Arrow IPC stream
 //! (`Accept: application/vnd.apache.arrow.stream`), or `?format=json|csv|arrow`, stream batch by
-//! batch. Read-only, capped and timed out by `store::reader` / `store::stream`.
+//! batch. Read-only, capped (rows and bytes) and timed out by `store::reader` / `store::stream`;
+//! a streamed answer that fails after the 200 ends with an aborted body (CSV: a last `#ERROR:`
+//! line first).
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -37,9 +39,10 @@ pub fn negotiate(format: Option<&str>, headers: &HeaderMap) -> Result<Format, Ap
     }
 }
 
-/// A streamed body with its content type.
+/// A streamed body with its content type. A query that fails after the 200 aborts the body (and
+/// CSV gets a last `#ERROR:` line first), see `store::stream`.
 pub fn streamed(format: Format, chunks: crate::store::stream::Chunks, filename: Option<String>) -> Response {
-    let body = Body::from_stream(tokio_stream::wrappers::ReceiverStream::new(chunks));
+    let body = Body::from_stream(chunks);
     let mut resp = ([(header::CONTENT_TYPE, format.content_type())], body).into_response();
     if let Some(name) = filename {
         if let Ok(v) = format!("attachment; filename=\"{name}\"").parse() {

@@ -99,7 +99,13 @@ const SETTABLE: &[&str] = &[
     "names",
 ];
 
-/// Per-connection session state: values set with `SET`.
+/// Most distinct settings one connection may hold (`SET my.x = ..` accepts any dotted name).
+pub const MAX_SETTINGS: usize = 128;
+/// Longest setting name plus value, in bytes.
+pub const MAX_SETTING_BYTES: usize = 4096;
+
+/// Per-connection session state: values set with `SET` (bounded: `MAX_SETTINGS` names of at most
+/// `MAX_SETTING_BYTES` each).
 #[derive(Debug, Default)]
 pub struct Session {
     values: Mutex<HashMap<String, String>>,
@@ -118,13 +124,28 @@ impl Session {
         DEFAULTS.iter().find(|(k, _, _)| *k == key).map(|(_, _, v)| v.to_string())
     }
 
-    fn set(&self, name: &str, value: Option<String>) {
-        if let Ok(mut m) = self.values.lock() {
-            match value {
-                Some(v) => m.insert(name.to_string(), v),
-                None => m.remove(name),
-            };
+    /// Set (or with `None` reset) a setting; refuses past the per-connection bounds.
+    fn set(&self, name: &str, value: Option<String>) -> Result<(), String> {
+        let Ok(mut m) = self.values.lock() else { return Ok(()) };
+        match value {
+            Some(v) => {
+                if name.len() + v.len() > MAX_SETTING_BYTES {
+                    return Err(format!(
+                        "setting \"{}\" is {} bytes, the limit is {MAX_SETTING_BYTES}",
+                        name.chars().take(64).collect::<String>(),
+                        name.len() + v.len()
+                    ));
+                }
+                if !m.contains_key(name) && m.len() >= MAX_SETTINGS {
+                    return Err(format!("a connection may hold at most {MAX_SETTINGS} settings"));
+                }
+                m.insert(name.to_string(), v);
+            }
+            None => {
+                m.remove(name);
+            }
         }
+        Ok(())
     }
 
     fn reset_all(&self) {
@@ -253,7 +274,9 @@ pub fn plan(stmt: &str, session: &Session) -> Plan {
         "reset" => {
             match words.get(1).copied() {
                 Some("all") | None => session.reset_all(),
-                Some(name) => session.set(&name.replace('"', "").to_ascii_lowercase(), None),
+                Some(name) => {
+                    let _ = session.set(&name.replace('"', "").to_ascii_lowercase(), None);
+                }
             }
             return command("RESET");
         }
@@ -328,9 +351,11 @@ fn plan_set(stmt: &str, words: &[&str], session: &Session) -> Plan {
         Some("transaction") | Some("characteristics") => return command("SET"),
         Some("time") if words.get(i + 1) == Some(&"zone") => {
             let v = words.get(i + 2).map(|v| strip_value(v)).unwrap_or_default();
-            session
-                .set("timezone", (!v.eq_ignore_ascii_case("default") && !v.eq_ignore_ascii_case("local")).then_some(v));
-            return command("SET");
+            let v = (!v.eq_ignore_ascii_case("default") && !v.eq_ignore_ascii_case("local")).then_some(v);
+            return match session.set("timezone", v) {
+                Ok(()) => command("SET"),
+                Err(m) => refuse("54000", m),
+            };
         }
         Some("names") => {
             return command("SET");
@@ -377,8 +402,10 @@ fn plan_set(stmt: &str, words: &[&str], session: &Session) -> Plan {
     ) {
         return refuse("55P02", format!("parameter \"{name}\" cannot be changed"));
     }
-    session.set(&name, (!value.eq_ignore_ascii_case("default")).then_some(value));
-    command("SET")
+    match session.set(&name, (!value.eq_ignore_ascii_case("default")).then_some(value)) {
+        Ok(()) => command("SET"),
+        Err(m) => refuse("54000", m),
+    }
 }
 
 fn strip_value(v: &str) -> String {
@@ -604,6 +631,28 @@ mod tests {
         assert_eq!(tag(&plan("DISCARD ALL", &s)), "DISCARD ALL");
         assert!(matches!(plan("DEALLOCATE PREPARE s1", &s), Plan::Command { forget: Forget::One(n), .. } if n == "s1"));
         assert!(matches!(plan("-- ping", &s), Plan::Empty));
+    }
+
+    #[test]
+    fn settings_per_connection_are_bounded() {
+        let s = Session::default();
+        for k in 0..MAX_SETTINGS {
+            assert_eq!(tag(&plan(&format!("SET my.s{k} = 'v'"), &s)), "SET", "{k}");
+        }
+        // Changing an existing one still works; a new one is refused with 54000.
+        assert_eq!(tag(&plan("SET my.s0 = 'w'", &s)), "SET");
+        assert_eq!(s.get("my.s0").as_deref(), Some("w"));
+        match plan("SET my.one_too_many = 'v'", &s) {
+            Plan::Refuse { code, message } => {
+                assert_eq!(code, "54000");
+                assert!(message.contains("at most"), "{message}");
+            }
+            other => panic!("{other:?}"),
+        }
+        let long = format!("SET application_name = '{}'", "x".repeat(MAX_SETTING_BYTES));
+        assert!(matches!(plan(&long, &s), Plan::Refuse { code: "54000", .. }));
+        assert_eq!(tag(&plan("RESET ALL", &s)), "RESET");
+        assert_eq!(tag(&plan("SET my.one_too_many = 'v'", &s)), "SET");
     }
 
     #[test]

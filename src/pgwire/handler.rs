@@ -33,7 +33,8 @@ use super::chatter::{self, Forget, Plan, Session, TxEffect};
 use super::encode::{self, Logical, PgColumn};
 use super::sql;
 use super::PgError;
-use crate::store::reader::{vet, Reader};
+use crate::store::reader::{check_type_depth, original_names, prepare_capped, vet, Reader};
+use crate::store::stream::send_within;
 use crate::store::StoreError;
 
 /// Rows per message batch handed from the DuckDB thread to the connection.
@@ -71,11 +72,15 @@ fn user_error(e: PgError) -> PgWireError {
     e.into()
 }
 
-/// Messages from the DuckDB thread.
+/// Messages from the DuckDB thread. A query's messages end with `Done` or `Error`; a channel that
+/// closes without either means the query was cut short (reported as an error, never as a
+/// complete result).
 enum Msg {
     Header(Vec<PgColumn>),
     Rows(Vec<DataRow>),
-    Truncated(usize),
+    /// A cap cut the result: the NOTICE text.
+    Truncated(String),
+    Done,
     Error(PgError),
 }
 
@@ -88,31 +93,68 @@ struct Exec {
     described: Option<Vec<Type>>,
     formats: Format,
     max_rows: usize,
+    max_bytes: usize,
+    send_timeout: std::time::Duration,
+}
+
+impl Exec {
+    fn new(reader: &Reader, sql: String, views: Vec<&'static str>, params: Vec<Value>, formats: Format) -> Self {
+        let limits = reader.limits();
+        Exec {
+            sql,
+            views,
+            params,
+            described: None,
+            formats,
+            max_rows: limits.max_rows,
+            max_bytes: limits.max_result_bytes,
+            send_timeout: limits.send_timeout,
+        }
+    }
 }
 
 /// Run `exec` on a DuckDB thread; the first message is `Header` or `Error`.
 fn start(reader: &Arc<Reader>, exec: Exec) -> mpsc::Receiver<Msg> {
     let (tx, rx) = mpsc::channel(CHANNEL_DEPTH);
     let reader = reader.clone();
+    let runtime = tokio::runtime::Handle::current();
     tokio::spawn(async move {
         let err_tx = tx.clone();
-        let result = reader.with_connection(move |conn| run(conn, exec, &tx)).await;
+        let result = reader.with_connection(move |conn| run(conn, exec, &tx, &runtime)).await;
         if let Err(e) = result {
-            let _ = err_tx.send(Msg::Error(e.into())).await;
+            // Never wait on a client that stopped reading: when the channel is full the error is
+            // dropped and the reader sees the channel close without `Done`, which is an error too.
+            let _ = err_tx.try_send(Msg::Error(e.into()));
         }
     });
     rx
 }
 
-fn run(conn: &Connection, exec: Exec, tx: &mpsc::Sender<Msg>) -> Result<(), StoreError> {
-    let Exec { sql, views, params, described, formats, max_rows } = exec;
+/// The error a query ends with when the client stopped taking rows.
+fn stalled(e: std::io::Error) -> StoreError {
+    StoreError::Unavailable(e.to_string())
+}
+
+fn run(
+    conn: &Connection,
+    exec: Exec,
+    tx: &mpsc::Sender<Msg>,
+    runtime: &tokio::runtime::Handle,
+) -> Result<(), StoreError> {
+    let Exec { sql, views, params, described, formats, max_rows, max_bytes, send_timeout } = exec;
+    let send = |m: Msg| send_within(runtime, tx, m, send_timeout).map_err(stalled);
     create_views(conn, &views)?;
     vet(conn, &sql)?;
-    let mut stmt = conn.prepare(&sql).map_err(query_err)?;
+    let (mut stmt, _) = prepare_capped(conn, &sql, max_rows)?;
+    check_type_depth(&stmt)?;
     let logical = logical_types(&stmt);
-    let arrow = stmt.query_arrow(duckdb::params_from_iter(params.iter())).map_err(query_err)?;
+    let arrow = stmt.stream_arrow(duckdb::params_from_iter(params.iter())).map_err(query_err)?;
     let schema = arrow.get_schema();
+    let names = original_names(conn, &sql, &schema);
     let mut columns = columns_of(&schema, &logical);
+    for (c, name) in columns.iter_mut().zip(names) {
+        c.name = name;
+    }
     if let Some(described) = &described {
         for (c, t) in columns.iter_mut().zip(described) {
             c.ty = t.clone();
@@ -120,30 +162,37 @@ fn run(conn: &Connection, exec: Exec, tx: &mpsc::Sender<Msg>) -> Result<(), Stor
     }
     let types: Vec<Type> = columns.iter().map(|c| c.ty.clone()).collect();
     let binary: Vec<bool> = (0..columns.len()).map(|i| formats.is_binary(i)).collect();
-    if tx.blocking_send(Msg::Header(columns)).is_err() {
-        return Ok(());
-    }
+    send(Msg::Header(columns))?;
     let mut sent = 0usize;
+    let mut bytes = 0usize;
     for batch in arrow {
+        let batch = batch.map_err(query_err)?;
         if batch.num_rows() == 0 {
             continue;
         }
         if sent >= max_rows {
-            let _ = tx.blocking_send(Msg::Truncated(max_rows));
+            send(Msg::Truncated(format!("result truncated to {max_rows} rows (the server's query_max_rows)")))?;
             break;
         }
         let take = batch.num_rows().min(max_rows - sent);
-        let rows = encode_rows(&batch, take, &types, &binary);
-        sent += take;
-        if tx.blocking_send(Msg::Rows(rows)).is_err() {
-            return Ok(());
+        let (rows, size, complete) = encode_rows(&batch, take, &types, &binary, max_bytes - bytes);
+        sent += rows.len();
+        bytes += size;
+        if !rows.is_empty() {
+            send(Msg::Rows(rows))?;
+        }
+        if !complete {
+            send(Msg::Truncated(format!(
+                "result truncated to {sent} rows at {max_bytes} bytes (the server's query_max_bytes)"
+            )))?;
+            break;
         }
         if take < batch.num_rows() {
-            let _ = tx.blocking_send(Msg::Truncated(max_rows));
+            send(Msg::Truncated(format!("result truncated to {max_rows} rows (the server's query_max_rows)")))?;
             break;
         }
     }
-    Ok(())
+    send(Msg::Done)
 }
 
 fn query_err(e: duckdb::Error) -> StoreError {
@@ -184,18 +233,32 @@ fn columns_of(schema: &duckdb::arrow::datatypes::Schema, logical: &[Logical]) ->
         .collect()
 }
 
-fn encode_rows(batch: &RecordBatch, take: usize, types: &[Type], binary: &[bool]) -> Vec<DataRow> {
+/// Encode up to `take` rows of `batch` into DataRows while they fit in `budget` bytes. Returns the
+/// rows, their size and whether all `take` rows fit.
+fn encode_rows(
+    batch: &RecordBatch,
+    take: usize,
+    types: &[Type],
+    binary: &[bool],
+    budget: usize,
+) -> (Vec<DataRow>, usize, bool) {
     let cols = batch.columns();
     let mut rows = Vec::with_capacity(take);
     let mut buf = BytesMut::with_capacity(256);
+    let mut size = 0usize;
     for i in 0..take {
         for (c, col) in cols.iter().enumerate() {
             let ty = types.get(c).unwrap_or(&Type::TEXT);
             encode::put_cell(&mut buf, col.as_ref(), i, ty, binary.get(c).copied().unwrap_or(false));
         }
+        let row_size = buf.len() + 7;
+        if size + row_size > budget {
+            return (rows, size, false);
+        }
+        size += row_size;
         rows.push(DataRow::new(buf.split(), cols.len() as i16));
     }
-    rows
+    (rows, size, true)
 }
 
 fn field_infos(columns: &[PgColumn], formats: Option<&Format>) -> Vec<FieldInfo> {
@@ -303,14 +366,7 @@ where
         }
         Plan::Refuse { code, message } => Err(user_error(PgError::Sql { code, message })),
         Plan::Query { sql, views } => {
-            let exec = Exec {
-                sql,
-                views,
-                params: Vec::new(),
-                described: None,
-                formats: Format::UnifiedText,
-                max_rows: reader.limits().max_rows,
-            };
+            let exec = Exec::new(reader, sql, views, Vec::new(), Format::UnifiedText);
             let mut rx = start(reader, exec);
             let cancel = cancel_receiver(client).await;
             stream_simple(client, &mut rx, cancel).await?;
@@ -324,7 +380,7 @@ where
             let columns = computed_columns(&batch);
             client.feed(PgWireBackendMessage::RowDescription(row_description(&columns))).await?;
             let types: Vec<Type> = columns.iter().map(|c| c.ty.clone()).collect();
-            let rows = encode_rows(&batch, batch.num_rows(), &types, &[]);
+            let (rows, _, _) = encode_rows(&batch, batch.num_rows(), &types, &[], usize::MAX);
             let n = rows.len();
             for r in rows {
                 client.feed(PgWireBackendMessage::DataRow(r)).await?;
@@ -338,6 +394,12 @@ where
 async fn cancel_receiver<C: ClientInfo>(client: &C) -> Option<futures::channel::oneshot::Receiver<()>> {
     let handle = client.session_extensions().get::<Arc<ConnectionHandle>>()?;
     Some(handle.start_query().await)
+}
+
+/// A query whose worker stopped without a result or an error (e.g. cancelled for a client that
+/// stopped reading).
+fn ended_early() -> PgError {
+    PgError::Sql { code: "57014", message: "the query ended before its result was complete".into() }
 }
 
 /// Relay one running query to a simple-protocol client.
@@ -373,16 +435,13 @@ where
                     client.feed(PgWireBackendMessage::DataRow(r)).await?;
                 }
             }
-            Some(Msg::Truncated(max)) => {
-                let info = ErrorInfo::new(
-                    "WARNING".into(),
-                    "01000".into(),
-                    format!("result truncated to {max} rows (the server's query_max_rows)"),
-                );
+            Some(Msg::Truncated(notice)) => {
+                let info = ErrorInfo::new("WARNING".into(), "01000".into(), notice);
                 client.feed(PgWireBackendMessage::NoticeResponse(NoticeResponse::from(info))).await?;
             }
+            Some(Msg::Done) => break,
             Some(Msg::Error(e)) => return Err(user_error(e)),
-            None => break,
+            None => return Err(user_error(ended_early())),
         }
     }
     client.feed(PgWireBackendMessage::CommandComplete(Tag::new("SELECT").with_rows(rows).into())).await?;
@@ -403,6 +462,15 @@ impl SimpleQueryHandler for QueryHandler {
         }
         client.set_state(PgWireConnectionState::QueryInProgress);
         let mut status = client.transaction_status();
+        // The same SQL size cap as HTTP; the connection stays usable.
+        if let Err(e) = self.reader.check_size(&query.query) {
+            let info: ErrorInfo = user_error(e.into()).into();
+            client.feed(PgWireBackendMessage::ErrorResponse(info.into())).await?;
+            client.set_state(PgWireConnectionState::ReadyForQuery);
+            let status = status.to_error_state();
+            client.set_transaction_status(status);
+            return send_ready_for_query(client, status).await;
+        }
         let statements = sql::split(&query.query);
         if statements.is_empty() {
             client.feed(PgWireBackendMessage::EmptyQueryResponse(EmptyQueryResponse::new())).await?;
@@ -444,6 +512,7 @@ impl QueryParser for Parser {
     where
         C: ClientInfo + Unpin + Send + Sync,
     {
+        self.reader.check_size(sql_text).map_err(|e| user_error(e.into()))?;
         let statements = sql::split(sql_text);
         let stmt = match statements.as_slice() {
             [] => return Ok(None),
@@ -500,6 +569,7 @@ fn describe(
     create_views(conn, views)?;
     vet(conn, sql)?;
     let stmt = conn.prepare(sql).map_err(query_err)?;
+    check_type_depth(&stmt)?;
     let nparams = stmt.parameter_count();
     let logical = logical_types(&stmt);
     drop(stmt);
@@ -515,8 +585,9 @@ fn describe(
     let schema = match schema {
         Some(s) => s,
         None => {
+            // Not a subquery (rare): start it streaming for its schema, fetching nothing.
             let mut s = conn.prepare(sql).map_err(query_err)?;
-            let a = s.query_arrow(duckdb::params_from_iter(nulls.iter())).map_err(query_err)?;
+            let a = s.stream_arrow(duckdb::params_from_iter(nulls.iter())).map_err(query_err)?;
             a.get_schema()
         }
     };
@@ -716,7 +787,8 @@ fn row_stream(rx: mpsc::Receiver<Msg>) -> impl Stream<Item = PgWireResult<DataRo
                 Some(Msg::Rows(rows)) => buf.extend(rows),
                 Some(Msg::Error(e)) => return Some((Err(user_error(e)), (rx, buf, true))),
                 Some(Msg::Header(_)) | Some(Msg::Truncated(_)) => {}
-                None => return None,
+                Some(Msg::Done) => return None,
+                None => return Some((Err(user_error(ended_early())), (rx, buf, true))),
             }
         }
     })
@@ -755,14 +827,9 @@ impl ExtendedQueryHandler for QueryHandler {
             Plan::Refuse { code, message } => Err(user_error(PgError::Sql { code, message: message.clone() })),
             Plan::Query { sql, views } => {
                 let params = bind_params(portal).map_err(user_error)?;
-                let exec = Exec {
-                    sql: sql.clone(),
-                    views: views.clone(),
-                    params,
-                    described: Some(prepared.columns.iter().map(|c| c.ty.clone()).collect()),
-                    formats: portal.result_column_format.clone(),
-                    max_rows: self.reader.limits().max_rows,
-                };
+                let mut exec =
+                    Exec::new(&self.reader, sql.clone(), views.clone(), params, portal.result_column_format.clone());
+                exec.described = Some(prepared.columns.iter().map(|c| c.ty.clone()).collect());
                 let mut rx = start(&self.reader, exec);
                 match rx.recv().await {
                     Some(Msg::Header(columns)) => {
@@ -781,7 +848,7 @@ impl ExtendedQueryHandler for QueryHandler {
                 let columns = computed_columns(&batch);
                 let types: Vec<Type> = columns.iter().map(|c| c.ty.clone()).collect();
                 let binary: Vec<bool> = (0..columns.len()).map(|i| portal.result_column_format.is_binary(i)).collect();
-                let rows = encode_rows(&batch, batch.num_rows(), &types, &binary);
+                let (rows, _, _) = encode_rows(&batch, batch.num_rows(), &types, &binary, usize::MAX);
                 let fields = Arc::new(field_infos(&columns, Some(&portal.result_column_format)));
                 Ok(Response::Query(QueryResponse::new(fields, futures::stream::iter(rows.into_iter().map(Ok)))))
             }

@@ -1,12 +1,14 @@
 //! Postgres wire protocol (default 127.0.0.1:5433, `pgwire` crate): the same read-only SQL as
 //! `/api/sql`, for psql, drivers and Grafana's PostgreSQL datasource. This file owns the accept
-//! loop, TLS (answering SSLRequest with 'S' when a certificate and key are configured, 'N'
-//! otherwise) and the module's error type. `sql` lexes and splits, `chatter` answers session and
-//! catalogue chatter, `encode` maps Arrow to Postgres values, `auth` does startup, `handler`
-//! runs queries.
+//! loop (with the connection cap), TLS (answering SSLRequest with 'S' when a certificate and key
+//! are configured, 'N' otherwise) and the module's error type. `conn` runs one connection (message
+//! size cap, idle and stalled-reader timeouts), `sql` lexes and splits, `chatter` answers session
+//! and catalogue chatter, `encode` maps Arrow to Postgres values, `auth` does startup (SCRAM-SHA-256
+//! with the read token), `handler` runs queries.
 
 pub mod auth;
 pub mod chatter;
+pub mod conn;
 pub mod encode;
 pub mod handler;
 pub mod sql;
@@ -15,7 +17,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use pgwire::api::cancel::DefaultCancelHandler;
-use pgwire::api::{ConnectionManager, PgWireServerHandlers};
+use pgwire::api::ConnectionManager;
 use pgwire::error::{ErrorInfo, PgWireError};
 use pgwire::tokio::tokio_rustls::rustls;
 use pgwire::tokio::TlsAcceptor;
@@ -53,6 +55,8 @@ impl From<StoreError> for PgError {
             StoreError::Refused(m) => {
                 let code = if m.contains("not allowed") {
                     "42501"
+                } else if m.contains("nest more than") {
+                    "54001"
                 } else if m.contains("exactly one statement") {
                     "42601"
                 } else if m.contains("the limit is") {
@@ -80,7 +84,9 @@ impl From<PgError> for PgWireError {
 /// SQLSTATE for a DuckDB error message.
 fn duckdb_sqlstate(m: &str) -> &'static str {
     let has = |s: &str| m.contains(s);
-    if has("Parser Error") || has("syntax error") {
+    if has("expression depth") || has("memory exhausted") {
+        "54001"
+    } else if has("Parser Error") || has("syntax error") {
         "42601"
     } else if has("Table with name") || has("Catalog Error: Table") {
         "42P01"
@@ -109,35 +115,12 @@ fn duckdb_sqlstate(m: &str) -> &'static str {
     }
 }
 
-/// Everything one connection needs.
-struct Handlers {
-    query: Arc<handler::QueryHandler>,
-    startup: Arc<auth::Startup>,
-    cancel: Arc<DefaultCancelHandler>,
-}
-
-impl PgWireServerHandlers for Handlers {
-    fn simple_query_handler(&self) -> Arc<impl pgwire::api::query::SimpleQueryHandler> {
-        self.query.clone()
-    }
-
-    fn extended_query_handler(&self) -> Arc<impl pgwire::api::query::ExtendedQueryHandler> {
-        self.query.clone()
-    }
-
-    fn startup_handler(&self) -> Arc<impl pgwire::api::auth::StartupHandler> {
-        self.startup.clone()
-    }
-
-    fn cancel_handler(&self) -> Arc<impl pgwire::api::cancel::CancelHandler> {
-        self.cancel.clone()
-    }
-}
-
 /// A configured Postgres front end, ready to serve a listener.
 pub struct PgServer {
-    handlers: Arc<Handlers>,
+    handlers: Arc<conn::Handlers>,
     tls: Option<TlsAcceptor>,
+    max_connections: usize,
+    conn_limits: conn::ConnLimits,
 }
 
 impl PgServer {
@@ -146,13 +129,22 @@ impl PgServer {
     pub fn new(reader: Arc<Reader>, read_token: Option<String>, tls: Option<(&Path, &Path)>) -> Result<Self, PgError> {
         let manager = Arc::new(ConnectionManager::new());
         let tls = tls.map(|(cert, key)| tls_acceptor(cert, key)).transpose()?;
+        let limits = reader.limits().clone();
         Ok(Self {
-            handlers: Arc::new(Handlers {
+            handlers: Arc::new(conn::Handlers {
                 query: Arc::new(handler::QueryHandler::new(reader)),
                 startup: Arc::new(auth::Startup::new(read_token, manager.clone())),
                 cancel: Arc::new(DefaultCancelHandler::new(manager)),
             }),
             tls,
+            max_connections: limits.pg_max_connections.max(1),
+            conn_limits: conn::ConnLimits {
+                // The SQL size cap plus room for Bind parameters; larger messages close the
+                // connection (smaller over-long SQL gets a 54000 error and the session goes on).
+                max_message_bytes: limits.max_sql_bytes + 64 * 1024,
+                idle_timeout: limits.pg_idle_timeout,
+                write_timeout: limits.send_timeout,
+            },
         })
     }
 
@@ -191,18 +183,27 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, PgError> {
     Ok(TlsAcceptor::from(Arc::new(config)))
 }
 
-/// Accept connections until `cancel` fires, then close every open connection.
+/// Accept connections until `cancel` fires, then close every open connection. Past
+/// `max_connections` open ones, a new connection gets `FATAL 53300` and is closed.
 pub async fn serve(listener: TcpListener, server: PgServer, cancel: CancellationToken) {
     let mut conns = JoinSet::new();
+    let permits = Arc::new(tokio::sync::Semaphore::new(server.max_connections));
     loop {
         tokio::select! {
             _ = cancel.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok((socket, peer)) => {
+                    let Ok(permit) = permits.clone().try_acquire_owned() else {
+                        tracing::warn!(%peer, max = server.max_connections, "postgres connection refused: too many connections");
+                        conns.spawn(refuse_connection(socket, server.max_connections));
+                        continue;
+                    };
                     let handlers = server.handlers.clone();
                     let tls = server.tls.clone();
+                    let limits = server.conn_limits.clone();
                     conns.spawn(async move {
-                        if let Err(e) = pgwire::tokio::process_socket(socket, tls, handlers).await {
+                        let _permit = permit;
+                        if let Err(e) = conn::serve(socket, tls, handlers, limits).await {
                             tracing::debug!(%peer, error = %e, "postgres connection ended with an error");
                         }
                     });
@@ -216,6 +217,44 @@ pub async fn serve(listener: TcpListener, server: PgServer, cancel: Cancellation
         }
     }
     conns.shutdown().await;
+}
+
+/// Answer a connection over the cap as Postgres does (`FATAL 53300 too_many_connections`) and
+/// close it. Written before reading anything: libpq and the drivers report an ErrorResponse in
+/// place of the SSL answer or the authentication request alike.
+async fn refuse_connection(mut socket: tokio::net::TcpStream, max: usize) {
+    use tokio::io::AsyncWriteExt;
+    let mut body = Vec::new();
+    for (field, value) in [
+        (b'S', "FATAL".to_string()),
+        (b'V', "FATAL".to_string()),
+        (b'C', "53300".to_string()),
+        (b'M', format!("sorry, too many clients already (agent-console accepts {max} Postgres connections)")),
+    ] {
+        body.push(field);
+        body.extend_from_slice(value.as_bytes());
+        body.push(0);
+    }
+    body.push(0);
+    let mut msg = vec![b'E'];
+    msg.extend_from_slice(&((body.len() + 4) as i32).to_be_bytes());
+    msg.extend_from_slice(&body);
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(5), async {
+        use tokio::io::AsyncReadExt;
+        let _ = socket.write_all(&msg).await;
+        let _ = socket.shutdown().await;
+        // Drain what the client sent until it hangs up, so closing does not reset the connection
+        // before the client has read the error.
+        let mut sink = [0u8; 4096];
+        let mut left = 64 * 1024usize;
+        while left > 0 {
+            match socket.read(&mut sink).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => left = left.saturating_sub(n),
+            }
+        }
+    })
+    .await;
 }
 
 #[cfg(test)]

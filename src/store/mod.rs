@@ -16,6 +16,7 @@ pub mod reader;
 pub mod recovery;
 pub mod reprice;
 pub mod rollup;
+pub mod sandbox;
 pub mod schema;
 pub mod session_state;
 pub mod sqlcompat;

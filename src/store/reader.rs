@@ -1,19 +1,23 @@
 //! Read-only SQL for users. Each query runs on its own connection cloned from the database, on a
-//! blocking thread, with a timeout that interrupts DuckDB and a row cap. Before running, DuckDB's
-//! own parser (`json_serialize_sql`, which only accepts SELECT) vets the statement, and functions
-//! that read files, the environment or write state are refused. The database itself is opened
-//! with external access disabled and its configuration locked (see `Store::open`).
+//! blocking thread, under a watchdog that interrupts DuckDB at the query timeout and keeps
+//! interrupting until the work has stopped. Before running, DuckDB's own parser
+//! (`json_serialize_sql`) serializes the statement and `sandbox` allows it or not (one SELECT,
+//! only allow-listed functions, nothing that reveals server paths). The row cap is pushed into
+//! DuckDB's plan (`SELECT * FROM (q) LIMIT cap + 1`) and the result is streamed, so an answer never
+//! materialises more than the cap; answers are also capped in bytes. The database itself is
+//! opened with external access disabled and its configuration locked (see `Store::open`).
 
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use duckdb::arrow::array::{Array, AsArray};
-use duckdb::arrow::datatypes::DataType;
-use duckdb::arrow::record_batch::RecordBatch;
-use duckdb::Connection;
+use duckdb::arrow::datatypes::{DataType, Schema, SchemaRef};
+use duckdb::{Connection, InterruptHandle, Statement};
 use serde::Serialize;
 use serde_json::Value as Json;
 
+use super::sandbox::{self, SandboxError};
 use super::StoreError;
 use crate::civil::civil_from_days;
 use crate::telemetry::Metrics;
@@ -22,14 +26,37 @@ use crate::telemetry::Metrics;
 pub struct QueryLimits {
     pub timeout: Duration,
     pub max_rows: usize,
+    /// Longest SQL text accepted (HTTP and the Postgres wire protocol alike).
     pub max_sql_bytes: usize,
+    /// Most bytes of one answer (JSON rows, Postgres DataRows); past it the answer is truncated.
+    pub max_result_bytes: usize,
+    /// How long a streamed answer waits for a client that stopped reading before the query is
+    /// cancelled and its transaction closed (HTTP streams and Postgres connections).
+    pub send_timeout: Duration,
+    /// Postgres wire protocol: most open connections (more are refused with SQLSTATE 53300).
+    pub pg_max_connections: usize,
+    /// Postgres wire protocol: a session waiting this long for its next message is closed.
+    pub pg_idle_timeout: Duration,
 }
 
 impl Default for QueryLimits {
     fn default() -> Self {
-        Self { timeout: Duration::from_secs(30), max_rows: 100_000, max_sql_bytes: 256 * 1024 }
+        Self {
+            timeout: Duration::from_secs(30),
+            max_rows: 100_000,
+            max_sql_bytes: 256 * 1024,
+            max_result_bytes: 64 * 1024 * 1024,
+            send_timeout: Duration::from_secs(30),
+            pg_max_connections: 64,
+            pg_idle_timeout: Duration::from_secs(600),
+        }
     }
 }
+
+/// Deepest nesting of list/struct/map types a result may have (Arrow conversion and Arrow to JSON
+/// or Postgres text recurse once per level; DuckDB builds a type 100,000 levels deep from a short
+/// string: `json_transform(j, '{"a":{"a":...}}')`).
+pub const MAX_TYPE_DEPTH: usize = 32;
 
 #[derive(Debug, Clone, Serialize, PartialEq)]
 pub struct Column {
@@ -43,71 +70,93 @@ pub struct Column {
 pub struct QueryResult {
     pub columns: Vec<Column>,
     pub rows: Vec<Vec<Json>>,
-    /// True when the row cap cut the result.
+    /// True when a cap cut the result.
     pub truncated: bool,
+    /// Which cap: `max_rows` or `max_bytes` (absent when not truncated).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub truncated_by: Option<&'static str>,
     pub elapsed_ms: f64,
 }
-
-/// Table functions and scalar functions that reach outside the database or change state.
-const DENIED_FUNCTIONS: &[&str] = &[
-    "read_csv",
-    "read_csv_auto",
-    "read_parquet",
-    "parquet_scan",
-    "read_json",
-    "read_json_auto",
-    "read_json_objects",
-    "read_json_objects_auto",
-    "read_ndjson",
-    "read_ndjson_auto",
-    "read_ndjson_objects",
-    "read_text",
-    "read_blob",
-    "glob",
-    "sniff_csv",
-    "parquet_metadata",
-    "parquet_schema",
-    "parquet_file_metadata",
-    "parquet_kv_metadata",
-    "parquet_bloom_probe",
-    "iceberg_scan",
-    "iceberg_metadata",
-    "iceberg_snapshots",
-    "delta_scan",
-    "read_xlsx",
-    "sqlite_scan",
-    "sqlite_attach",
-    "postgres_scan",
-    "postgres_attach",
-    "mysql_scan",
-    "query",
-    "query_table",
-    "getenv",
-    "checkpoint",
-    "force_checkpoint",
-    "nextval",
-    "setval",
-    "currval",
-    "duckdb_secrets",
-    "which_secret",
-    "load_aws_credentials",
-    "install_extension",
-    "load_extension",
-];
 
 pub struct Reader {
     base: Mutex<Connection>,
     limits: QueryLimits,
     metrics: Arc<Metrics>,
+    /// Blocking threads holding a connection for a query right now.
+    in_flight: Arc<AtomicUsize>,
+}
+
+/// Counts a worker in `in_flight` for as long as it lives.
+pub struct InFlight(Arc<AtomicUsize>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// Stops a query that outlives its time: at `timeout` it marks the query cancelled and interrupts
+/// DuckDB, then interrupts again every 50 ms until the worker reports it has finished (an
+/// interrupt only stops the statement running at that moment; the next one would run on).
+pub struct Watchdog {
+    cancelled: Arc<AtomicBool>,
+    finished: Arc<AtomicBool>,
+}
+
+impl Watchdog {
+    pub fn arm(interrupt: Arc<InterruptHandle>, timeout: Duration) -> Watchdog {
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let finished = Arc::new(AtomicBool::new(false));
+        let (c, f) = (cancelled.clone(), finished.clone());
+        tokio::spawn(async move {
+            tokio::time::sleep(timeout).await;
+            if f.load(Ordering::Acquire) {
+                return;
+            }
+            c.store(true, Ordering::Release);
+            while !f.load(Ordering::Acquire) {
+                interrupt.interrupt();
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        });
+        Watchdog { cancelled, finished }
+    }
+
+    /// Whether the timeout has fired.
+    pub fn cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Acquire)
+    }
+
+    /// A flag the worker reads between steps.
+    pub fn cancel_flag(&self) -> Arc<AtomicBool> {
+        self.cancelled.clone()
+    }
+}
+
+impl Drop for Watchdog {
+    fn drop(&mut self) {
+        self.finished.store(true, Ordering::Release);
+    }
 }
 
 impl Reader {
     pub fn new(base: Connection, limits: QueryLimits, metrics: Arc<Metrics>) -> Self {
-        Self { base: Mutex::new(base), limits, metrics }
+        Self { base: Mutex::new(base), limits, metrics, in_flight: Arc::new(AtomicUsize::new(0)) }
     }
 
     pub fn limits(&self) -> &QueryLimits {
         &self.limits
+    }
+
+    /// Queries holding a DuckDB connection (and so a transaction) right now.
+    pub fn in_flight(&self) -> usize {
+        self.in_flight.load(Ordering::Relaxed)
+    }
+
+    /// Count a new worker in `in_flight` (dropped when it ends).
+    pub fn track(&self) -> InFlight {
+        self.in_flight.fetch_add(1, Ordering::Relaxed);
+        InFlight(self.in_flight.clone())
     }
 
     /// A fresh connection to the same database (for other read paths, e.g. the Postgres wire).
@@ -116,30 +165,8 @@ impl Reader {
         Ok(base.try_clone()?)
     }
 
-    /// Run `f` on a fresh connection on a blocking thread; past the query timeout, interrupt
-    /// DuckDB and answer `Timeout`. Every read path goes through here.
-    pub async fn with_connection<T, F>(&self, f: F) -> Result<T, StoreError>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
-    {
-        let conn = self.connection()?;
-        let interrupt = conn.interrupt_handle();
-        let timeout = self.limits.timeout;
-        self.metrics.queries.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let task = tokio::task::spawn_blocking(move || f(&conn));
-        match tokio::time::timeout(timeout, task).await {
-            Ok(Ok(r)) => r,
-            Ok(Err(e)) => Err(StoreError::Unavailable(format!("query task failed: {e}"))),
-            Err(_) => {
-                interrupt.interrupt();
-                Err(StoreError::Timeout(timeout.as_millis() as u64))
-            }
-        }
-    }
-
-    /// Vet and run one read-only statement.
-    pub async fn query(&self, sql: String) -> Result<QueryResult, StoreError> {
+    /// Refuse SQL longer than `max_sql_bytes`.
+    pub fn check_size(&self, sql: &str) -> Result<(), StoreError> {
         if sql.len() > self.limits.max_sql_bytes {
             return Err(StoreError::Refused(format!(
                 "query is {} bytes, the limit is {}",
@@ -147,12 +174,52 @@ impl Reader {
                 self.limits.max_sql_bytes
             )));
         }
-        let max_rows = self.limits.max_rows;
+        Ok(())
+    }
+
+    /// Run `f` on a fresh connection on a blocking thread under a `Watchdog`. Past the query
+    /// timeout the caller gets `Timeout` at once, and the watchdog keeps interrupting DuckDB until
+    /// `f` has returned and the connection (with its transaction) is closed. Every read path goes
+    /// through here.
+    pub async fn with_connection<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let conn = self.connection()?;
+        let timeout = self.limits.timeout;
+        let watchdog = Watchdog::arm(conn.interrupt_handle(), timeout);
+        let cancelled = watchdog.cancel_flag();
+        self.metrics.queries.fetch_add(1, Ordering::Relaxed);
+        let tracked = self.track();
+        let mut task = tokio::task::spawn_blocking(move || {
+            let _tracked = tracked;
+            let _watchdog = watchdog;
+            let r = f(&conn);
+            drop(conn);
+            r
+        });
+        let timed_out = || StoreError::Timeout(timeout.as_millis() as u64);
+        tokio::select! {
+            r = &mut task => match r {
+                Ok(Err(_)) if cancelled.load(Ordering::Acquire) => Err(timed_out()),
+                Ok(r) => r,
+                Err(e) => Err(StoreError::Unavailable(format!("query task failed: {e}"))),
+            },
+            // The worker runs on (interrupted) without anyone waiting for it.
+            _ = tokio::time::sleep(timeout) => Err(timed_out()),
+        }
+    }
+
+    /// Vet and run one read-only statement.
+    pub async fn query(&self, sql: String) -> Result<QueryResult, StoreError> {
+        self.check_size(&sql)?;
+        let limits = self.limits.clone();
         self.with_connection(move |conn| {
             let started = Instant::now();
             let sql = super::sqlcompat::rewrite(&sql);
             vet(conn, &sql)?;
-            let mut r = run(conn, &sql, max_rows)?;
+            let mut r = run(conn, &sql, &limits)?;
             r.elapsed_ms = started.elapsed().as_secs_f64() * 1e3;
             Ok(r)
         })
@@ -189,79 +256,156 @@ impl Reader {
     }
 }
 
-/// Refuse anything but a single SELECT-like statement free of denied functions.
+/// Refuse anything but a single read-only statement that stays inside the sandbox.
 pub fn vet(conn: &Connection, sql: &str) -> Result<(), StoreError> {
     let ast: String = conn
         .query_row("SELECT json_serialize_sql(?::VARCHAR)::VARCHAR", [sql], |r| r.get(0))
         .map_err(|e| StoreError::Query(e.to_string()))?;
-    let ast: Json = serde_json::from_str(&ast).map_err(|e| StoreError::Query(format!("cannot vet query: {e}")))?;
-    if ast.get("error").and_then(Json::as_bool) == Some(true) {
-        let msg = ast.get("error_message").and_then(Json::as_str).unwrap_or("not a query");
-        let kind = ast.get("error_type").and_then(Json::as_str).unwrap_or("");
-        if msg.contains("Only SELECT") || kind == "not implemented" {
-            return Err(StoreError::Refused(
-                "only read-only SELECT queries are allowed (no INSERT/UPDATE/DELETE/CREATE/ATTACH/COPY/SET/INSTALL/PRAGMA)"
-                    .into(),
-            ));
+    sandbox::check(&ast).map_err(|e| match e {
+        SandboxError::Refused(m) => StoreError::Refused(m),
+        SandboxError::Invalid(m) => StoreError::Query(m),
+    })
+}
+
+/// `sql` as a subquery under `LIMIT cap + 1`, so DuckDB itself stops producing rows past the cap.
+pub fn capped_sql(sql: &str, cap: usize) -> String {
+    let body = sql.trim_end().trim_end_matches(';');
+    format!("SELECT * FROM (\n{body}\n) AS agent_console_capped LIMIT {}", cap.saturating_add(1))
+}
+
+/// Prepare `sql` capped at `cap` rows inside DuckDB when it can be a subquery (a SELECT, VALUES,
+/// FROM-first, DESCRIBE, ...), else as it is. Returns whether the cap is in the plan.
+pub fn prepare_capped<'c>(conn: &'c Connection, sql: &str, cap: usize) -> Result<(Statement<'c>, bool), StoreError> {
+    match conn.prepare(&capped_sql(sql, cap)) {
+        Ok(s) => Ok((s, true)),
+        Err(_) => Ok((conn.prepare(sql).map_err(|e| StoreError::Query(e.to_string()))?, false)),
+    }
+}
+
+/// The result column names of `sql` as the client wrote them. Wrapping a query in a subquery
+/// de-duplicates its column names (`a, a` becomes `a, a_1`); when `schema` shows a name that may
+/// be such a rename, the original names are read back with `DESCRIBE` (a bind, no execution) on
+/// a second connection.
+pub fn original_names(conn: &Connection, sql: &str, schema: &Schema) -> Vec<String> {
+    let names: Vec<String> = schema.fields().iter().map(|f| f.name().clone()).collect();
+    let lower: Vec<String> = names.iter().map(|n| n.to_lowercase()).collect();
+    let renamed = lower.iter().enumerate().any(|(i, n)| {
+        n.rsplit_once('_').is_some_and(|(base, digits)| {
+            !digits.is_empty()
+                && digits.bytes().all(|d| d.is_ascii_digit())
+                && lower.iter().enumerate().any(|(j, m)| j != i && m == base)
+        })
+    });
+    if !renamed {
+        return names;
+    }
+    let body = sql.trim_end().trim_end_matches(';');
+    // On a second connection: a new statement on `conn` would close the result being streamed.
+    let described: Option<Vec<String>> = conn
+        .try_clone()
+        .and_then(|c| {
+            let mut s = c.prepare(&format!("DESCRIBE {body}"))?;
+            let rows = s.query_map([], |r| r.get::<_, String>(0))?;
+            rows.collect()
+        })
+        .ok();
+    match described {
+        Some(d) if d.len() == names.len() => d,
+        _ => names,
+    }
+}
+
+/// `schema` with `names` (same length) as its field names.
+pub fn renamed_schema(schema: &Schema, names: &[String]) -> SchemaRef {
+    Arc::new(Schema::new(
+        schema.fields().iter().zip(names).map(|(f, n)| f.as_ref().clone().with_name(n.clone())).collect::<Vec<_>>(),
+    ))
+}
+
+/// Refuse a prepared statement whose result types nest deeper than `MAX_TYPE_DEPTH`, checked on
+/// DuckDB's logical types before anything runs (without recursion): converting such a result to
+/// Arrow (DuckDB's converter and arrow's schema import recurse per level) overflows the stack.
+pub fn check_type_depth(stmt: &Statement<'_>) -> Result<(), StoreError> {
+    use duckdb::core::LogicalTypeId;
+    let mut stack: Vec<_> = (0..stmt.column_count()).map(|i| (stmt.column_logical_type(i), 1usize)).collect();
+    while let Some((t, depth)) = stack.pop() {
+        if depth > MAX_TYPE_DEPTH {
+            return Err(StoreError::Refused(format!(
+                "the result's types nest more than {MAX_TYPE_DEPTH} levels deep, the limit is {MAX_TYPE_DEPTH}"
+            )));
         }
-        return Err(StoreError::Query(msg.to_string()));
-    }
-    let statements = ast.get("statements").and_then(Json::as_array).map(Vec::len).unwrap_or(0);
-    if statements != 1 {
-        return Err(StoreError::Refused(format!("send exactly one statement, got {statements}")));
-    }
-    if let Some(f) = find_denied(&ast, 0) {
-        return Err(StoreError::Refused(format!(
-            "function {f}() is not allowed: the SQL API is read-only and cannot reach files"
-        )));
+        if let Ok(
+            LogicalTypeId::Struct
+            | LogicalTypeId::Union
+            | LogicalTypeId::List
+            | LogicalTypeId::Array
+            | LogicalTypeId::Map,
+        ) = t.try_id()
+        {
+            for k in 0..t.num_children() {
+                stack.push((t.child(k), depth + 1));
+            }
+        }
     }
     Ok(())
 }
 
-fn find_denied(v: &Json, depth: usize) -> Option<String> {
-    if depth > 256 {
-        return Some("(too deeply nested)".into());
-    }
-    match v {
-        Json::Object(map) => {
-            if let Some(Json::String(name)) = map.get("function_name") {
-                let lower = name.to_ascii_lowercase();
-                if DENIED_FUNCTIONS.contains(&lower.as_str()) {
-                    return Some(lower);
-                }
+/// Approximate size of `v` as JSON text (without recursion).
+pub fn json_size(v: &Json) -> usize {
+    let mut total = 0usize;
+    let mut stack = vec![v];
+    while let Some(v) = stack.pop() {
+        total += match v {
+            Json::Null => 4,
+            Json::Bool(_) => 5,
+            Json::Number(_) => 20,
+            Json::String(s) => s.len() + 2,
+            Json::Array(a) => {
+                stack.extend(a.iter());
+                2 + a.len()
             }
-            // `FROM 'file.csv'` is a replacement scan on a table name that looks like a path.
-            if map.get("type").and_then(Json::as_str) == Some("BASE_TABLE") {
-                if let Some(Json::String(t)) = map.get("table_name") {
-                    if t.contains('/') || t.contains('.') || t.contains('\\') {
-                        return Some(format!("scan of {t:?}"));
-                    }
+            Json::Object(m) => {
+                for (k, v) in m {
+                    total += k.len() + 4;
+                    stack.push(v);
                 }
+                2
             }
-            map.values().find_map(|c| find_denied(c, depth + 1))
-        }
-        Json::Array(items) => items.iter().find_map(|c| find_denied(c, depth + 1)),
-        _ => None,
+        };
     }
+    total
 }
 
-fn run(conn: &Connection, sql: &str, max_rows: usize) -> Result<QueryResult, StoreError> {
-    let mut stmt = conn.prepare(sql).map_err(|e| StoreError::Query(e.to_string()))?;
-    let arrow = stmt.query_arrow([]).map_err(|e| StoreError::Query(e.to_string()))?;
+fn run(conn: &Connection, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
+    let max_rows = limits.max_rows;
+    let (mut stmt, _capped) = prepare_capped(conn, sql, max_rows)?;
+    check_type_depth(&stmt)?;
+    let arrow = stmt.stream_arrow([]).map_err(|e| StoreError::Query(e.to_string()))?;
     let schema = arrow.get_schema();
+    let names = original_names(conn, sql, &schema);
     let columns: Vec<Column> =
-        schema.fields().iter().map(|f| Column { name: f.name().clone(), ty: sql_type_name(f.data_type()) }).collect();
-    let mut rows = Vec::new();
-    let mut truncated = false;
-    for batch in arrow {
-        let take = batch.num_rows().min(max_rows - rows.len());
-        append_json_rows(&batch, take, &mut rows);
-        if rows.len() >= max_rows {
-            truncated = true;
-            break;
+        schema.fields().iter().zip(names).map(|(f, name)| Column { name, ty: sql_type_name(f.data_type()) }).collect();
+    let mut rows: Vec<Vec<Json>> = Vec::new();
+    let mut bytes = 0usize;
+    let mut truncated_by = None;
+    'batches: for batch in arrow {
+        let batch = batch.map_err(|e| StoreError::Query(e.to_string()))?;
+        let cols = batch.columns();
+        for i in 0..batch.num_rows() {
+            if rows.len() >= max_rows {
+                truncated_by = Some("max_rows");
+                break 'batches;
+            }
+            let row: Vec<Json> = cols.iter().map(|c| json_value(c.as_ref(), i)).collect();
+            bytes += 2 + row.iter().map(json_size).sum::<usize>();
+            if bytes > limits.max_result_bytes {
+                truncated_by = Some("max_bytes");
+                break 'batches;
+            }
+            rows.push(row);
         }
     }
-    Ok(QueryResult { columns, rows, truncated, elapsed_ms: 0.0 })
+    Ok(QueryResult { columns, rows, truncated: truncated_by.is_some(), truncated_by, elapsed_ms: 0.0 })
 }
 
 /// DuckDB-style SQL type names for Arrow types (the JSON API's `type`).
@@ -294,13 +438,6 @@ pub fn sql_type_name(t: &DataType) -> String {
         DataType::Map(_, _) => "MAP".into(),
         DataType::Dictionary(_, v) => sql_type_name(v),
         other => format!("{other}"),
-    }
-}
-
-fn append_json_rows(batch: &RecordBatch, take: usize, rows: &mut Vec<Vec<Json>>) {
-    let cols = batch.columns();
-    for i in 0..take {
-        rows.push(cols.iter().map(|c| json_value(c.as_ref(), i)).collect());
     }
 }
 

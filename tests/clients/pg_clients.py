@@ -1,11 +1,13 @@
 """Python Postgres drivers against agent-console's Postgres port: psycopg 3 (text and binary,
 server-side parameters) and asyncpg (prepared statements, binary everything). The fixtures in
-tests/fixtures must have been ingested. Usage: pg_clients.py PORT. Prints one line per check
-and `pg_clients.py: N passed, M failed`; exits non-zero on any failure."""
+tests/fixtures must have been ingested. Usage: pg_clients.py PORT. When the server has a read
+token, PGPASSWORD holds it (both drivers read it; authentication is SCRAM-SHA-256). Prints one
+line per check and `pg_clients.py: N passed, M failed`; exits non-zero on any failure."""
 
 import asyncio
 import datetime
 import decimal
+import os
 import sys
 import traceback
 
@@ -37,6 +39,25 @@ def check(name):
 
 
 DSN = f"host=127.0.0.1 port={PORT} user=grafana dbname=agent_console"
+
+
+if os.environ.get("PGPASSWORD"):
+
+    @check("psycopg and asyncpg: a wrong password is refused (SCRAM-SHA-256)")
+    async def _():
+        try:
+            psycopg.connect(DSN + " password=wrong").close()
+            raise AssertionError("psycopg connected with a wrong password")
+        except psycopg.OperationalError as e:
+            assert 'password authentication failed for user "grafana"' in str(e).lower(), e
+        try:
+            conn = await asyncpg.connect(
+                host="127.0.0.1", port=PORT, user="grafana", database="agent_console", password="wrong"
+            )
+            await conn.close()
+            raise AssertionError("asyncpg connected with a wrong password")
+        except asyncpg.InvalidPasswordError:
+            pass
 
 
 @check("psycopg: simple query with literal values (text format)")

@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # Real Postgres clients against the release binary: psql (\dt, \d, a SELECT, a refused write)
 # and Python psycopg 3 / asyncpg (tests/clients/pg_clients.py). Starts agent-console on free
-# ports with a temporary data dir, ingests the captured fixtures (tests/fixtures) with curl, installs missing
-# clients (postgresql-client, psycopg[binary], asyncpg). Prints `pg_clients: N passed, M failed`
-# and exits non-zero on any failure.
+# ports with a temporary data dir and a read token (so every client authenticates with
+# SCRAM-SHA-256, the password coming from PGPASSWORD), ingests the captured fixtures
+# (tests/fixtures) with curl, installs missing clients (postgresql-client, psycopg[binary],
+# asyncpg). Prints `pg_clients: N passed, M failed` and exits non-zero on any failure.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -33,8 +34,10 @@ HTTP_PORT=$(free_port)
 PG_PORT=$(free_port)
 DATA=$(mktemp -d)
 LOG="$DATA/server.log"
-"$BIN" serve --data-dir "$DATA/db" --grpc-addr 127.0.0.1:0 --http-addr "127.0.0.1:$HTTP_PORT" \
-    --pg-addr "127.0.0.1:$PG_PORT" --log warn >"$LOG" 2>&1 &
+TOKEN="pg-clients-$RANDOM$RANDOM"
+export PGPASSWORD="$TOKEN"
+AGENT_CONSOLE_READ_TOKEN="$TOKEN" "$BIN" serve --data-dir "$DATA/db" --grpc-addr 127.0.0.1:0 \
+    --http-addr "127.0.0.1:$HTTP_PORT" --pg-addr "127.0.0.1:$PG_PORT" --log warn >"$LOG" 2>&1 &
 SERVER=$!
 cleanup() {
     kill "$SERVER" 2>/dev/null || true
@@ -62,6 +65,12 @@ pass() { echo "ok   $1"; passed=$((passed + 1)); }
 fail() { echo "FAIL $1"; echo "$2" | sed 's/^/     /'; failed=$((failed + 1)); }
 PSQL=(psql -X -v ON_ERROR_STOP=1 "host=127.0.0.1 port=$PG_PORT user=grafana dbname=agent_console sslmode=prefer")
 
+if out=$(PGPASSWORD=wrong "${PSQL[@]}" -c 'SELECT 1' 2>&1); then
+    fail "psql: a wrong password is refused" "$out"
+else
+    grep -qi 'password authentication failed for user "grafana"' <<<"$out" && pass "psql: a wrong password is refused" \
+        || fail "psql: a wrong password is refused" "$out"
+fi
 out=$("${PSQL[@]}" -c '\dt' 2>&1) && grep -q 'model_calls' <<<"$out" && grep -q 'tool_calls' <<<"$out" \
     && pass "psql: \\dt lists the tables" || fail "psql: \\dt lists the tables" "$out"
 out=$("${PSQL[@]}" -c '\d model_calls' 2>&1) && grep -q 'input_tokens' <<<"$out" && grep -q 'cost_usd' <<<"$out" \
