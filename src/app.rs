@@ -104,7 +104,11 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     let grpc_cancel = cancel.clone();
     let grpc_server = tokio::spawn(async move {
         let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        // Receive windows sized for OTLP's large messages (SDKs send up to 4 MiB): with h2's
+        // default 64 KiB a 400 KB export waits on several WINDOW_UPDATE round trips.
         let result = tonic::transport::Server::builder()
+            .initial_stream_window_size(Some(4 << 20))
+            .initial_connection_window_size(Some(16 << 20))
             .layer(tower::util::MapResponseLayer::new(grpc::size_limit_status))
             .add_service(svcs.traces)
             .add_service(svcs.logs)

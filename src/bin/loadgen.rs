@@ -479,6 +479,11 @@ fn seed(data_dir: &std::path::Path, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+
+/// The same allocator as the collector (the load generator shares its 2 cores).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
