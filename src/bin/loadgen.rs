@@ -479,7 +479,6 @@ fn seed(data_dir: &std::path::Path, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
-
 /// The same allocator as the collector (the load generator shares its 2 cores).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;

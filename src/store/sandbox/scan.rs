@@ -226,12 +226,10 @@ fn close(stack: &mut Vec<Frame>, out: &mut Summary, expect: &mut Expect) {
             }),
             _ => {}
         },
-        Some(Frame::Array { elements }) => {
-            if stack.len() == 1 && current_key(stack) == Some("statements") {
-                out.statements = elements;
-            }
+        Some(Frame::Array { elements }) if stack.len() == 1 && current_key(stack) == Some("statements") => {
+            out.statements = elements;
         }
-        None => {}
+        Some(Frame::Array { .. }) | None => {}
     }
     *expect = after_value(stack);
 }
