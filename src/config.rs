@@ -152,6 +152,10 @@ pub struct ServeArgs {
     /// Seconds without activity after which a session is `finished`.
     #[arg(long, env = "AGENT_CONSOLE_SESSION_FINISH_SECS", default_value_t = 1800)]
     pub session_finish_secs: u64,
+    /// Control plane settings (approval policy, named control tokens, holds).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub control: crate::control::args::ControlArgs,
 }
 
 /// Errors of configuration loading.
@@ -186,7 +190,8 @@ impl ServeArgs {
             .ok_or_else(|| ConfigError::Invalid { path: path.clone(), message: "settings are not a table".into() })?;
         for (key, value) in file {
             let key = key.replace('-', "_");
-            if !obj.contains_key(&key) && !matches!(key.as_str(), "ingest_token" | "read_token" | "control_token") {
+            let secret = matches!(key.as_str(), "ingest_token" | "read_token" | "control_token" | "control_tokens");
+            if !obj.contains_key(&key) && !secret {
                 return Err(ConfigError::Invalid { path: path.clone(), message: format!("unknown setting {key:?}") });
             }
             let from_user =
@@ -259,6 +264,7 @@ fn unreachable_defaults() -> ServeArgs {
         session_idle_secs: 60,
         session_stuck_secs: 300,
         session_finish_secs: 1800,
+        control: crate::control::args::ControlArgs::default(),
     }
 }
 

@@ -17,6 +17,9 @@
 //!   commit hook.
 //! - `sessions`: the session state machine the writer runs (`signals` from rows, `tracker`
 //!   states); stored by `store::session_state`.
+//! - `control`: the control plane: commands to running agents (pause, resume, inject, kill,
+//!   approve, deny) with their audited lifecycle, approval rules, per-session capabilities, and
+//!   Claude Code delivery through its hooks (`receiver::hooks`).
 //! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
 
 pub mod api;
@@ -24,6 +27,7 @@ pub mod app;
 pub mod auth;
 pub mod civil;
 pub mod config;
+pub mod control;
 pub mod cost;
 pub mod error;
 pub mod export_cmd;

@@ -56,6 +56,8 @@ pub struct Hub {
     /// Rows dropped because the publisher queue was full; reported as the next `gap`.
     dropped: Arc<AtomicU64>,
     cancel: CancellationToken,
+    /// Extra fields of `session` summaries (control's capabilities), set once at start-up.
+    session_extra: std::sync::OnceLock<message::SessionExtra>,
 }
 
 impl Hub {
@@ -63,7 +65,19 @@ impl Hub {
     pub fn new(cfg: HubConfig, cancel: CancellationToken) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(cfg.buffer.max(1));
         let ring = Ring { entries: VecDeque::new(), retained: 0, last_id: cfg.id_base };
-        Arc::new(Hub { ring: Mutex::new(ring), tx, cfg, dropped: Arc::new(AtomicU64::new(0)), cancel })
+        Arc::new(Hub {
+            ring: Mutex::new(ring),
+            tx,
+            cfg,
+            dropped: Arc::new(AtomicU64::new(0)),
+            cancel,
+            session_extra: std::sync::OnceLock::new(),
+        })
+    }
+
+    /// Add fields to every `session` summary from now on (set once; later calls are ignored).
+    pub fn set_session_extra(&self, f: message::SessionExtra) {
+        let _ = self.session_extra.set(f);
     }
 
     /// Start the publisher task (on the current tokio runtime) and return the writer's commit hook.
@@ -77,7 +91,8 @@ impl Hub {
         tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
                 hub.report_dropped();
-                hub.push(|id| Entry::batch(id, batch));
+                let extra = hub.session_extra.get().cloned();
+                hub.push(|id| Entry::batch_with(id, batch, extra));
             }
             hub.report_dropped();
         });

@@ -245,6 +245,14 @@ impl Store {
         any.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Unavailable("apply: result type mismatch".into()))
     }
 
+    /// Control: pause (`true`) or resume `session_id` in the session tracker, stored and streamed
+    /// like any state change. Resolves to whether the session's state changed.
+    pub async fn set_paused(&self, session_id: String, paused: bool, reason: String) -> Result<bool, StoreError> {
+        let (ack, done) = oneshot::channel();
+        self.tx.send(Msg::SetPaused(session_id, paused, reason, ack)).await.map_err(|_| StoreError::Closed)?;
+        done.await.map_err(|_| StoreError::Closed)
+    }
+
     /// Requests waiting for the writer right now.
     pub fn queue_depth(&self) -> usize {
         self.tx.max_capacity() - self.tx.capacity()

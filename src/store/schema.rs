@@ -13,6 +13,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (3, "prices", include_str!("schema/0003_prices.sql")),
     (4, "cost_hourly", include_str!("schema/0004_cost_hourly.sql")),
     (5, "session_state", include_str!("schema/0005_session_state.sql")),
+    (6, "control", include_str!("schema/0006_control.sql")),
 ];
 
 /// Bring the database up to the newest schema; returns the version now in force.

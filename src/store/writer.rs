@@ -37,6 +37,9 @@ pub enum Msg {
     Tick(Option<oneshot::Sender<()>>),
     /// Run a closure in its own transaction (`Store::apply`).
     Apply(ApplyFn, oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>),
+    /// Control: pause (`true`) or resume a session in the session tracker, stored and streamed
+    /// like any state change (`Store::set_paused`); answers whether the state changed.
+    SetPaused(String, bool, String, oneshot::Sender<bool>),
 }
 
 /// A state change run on the writer's connection in its own transaction (`Store::apply`).
@@ -388,6 +391,30 @@ fn apply_in_txn(conn: &Connection, f: ApplyFn) -> Result<Box<dyn std::any::Any +
     }
 }
 
+/// Commit session changes made outside a batch (control's pause / resume) and publish them.
+fn commit_updates(
+    conn: &Connection,
+    appenders: Option<&mut Appenders>,
+    updates: Vec<crate::model::records::SessionUpdate>,
+    on_commit: &[CommitHook],
+) -> bool {
+    let (Some(app), false) = (appenders, updates.is_empty()) else { return false };
+    let batch = Batch { session_updates: updates, ..Batch::default() };
+    match commit(conn, app, &batch) {
+        Ok(()) => {
+            let batch = Arc::new(batch);
+            for hook in on_commit {
+                hook(batch.clone());
+            }
+            true
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "session state commit failed");
+            false
+        }
+    }
+}
+
 /// Run the writer loop on the current thread until the channel closes.
 pub fn run(
     conn: Connection,
@@ -479,6 +506,13 @@ pub fn run(
                 let _ = ack.send(result);
                 continue;
             }
+            Msg::SetPaused(id, paused, reason, ack) => {
+                let u = tracker.set_paused(&id, paused, &reason, (cfg.clock)());
+                let changed = commit_updates(&conn, appenders.as_mut(), u.into_iter().collect(), &on_commit);
+                dirty |= changed;
+                let _ = ack.send(changed);
+                continue;
+            }
             Msg::Checkpoint => {
                 if dirty && rx.is_empty() {
                     let started = Instant::now();
@@ -497,6 +531,7 @@ pub fn run(
         let mut reqs = vec![first];
         let mut deferred = None;
         let mut deferred_apply = Vec::new();
+        let mut deferred_paused = Vec::new();
         while rows < cfg.max_batch_rows {
             match rx.try_recv() {
                 Ok(Msg::Write(r)) => {
@@ -514,6 +549,7 @@ pub fn run(
                 Ok(Msg::Apply(f, ack)) => {
                     deferred_apply.push((f, ack));
                 }
+                Ok(Msg::SetPaused(id, paused, reason, ack)) => deferred_paused.push((id, paused, reason, ack)),
                 // Rare: re-price after this batch, with a fresh loop turn.
                 Ok(Msg::Reprice(table, ack)) => {
                     deferred = Some((table, ack));
@@ -582,6 +618,10 @@ pub fn run(
         }
         for (f, ack) in deferred_apply {
             let _ = ack.send(apply_in_txn(&conn, f));
+        }
+        for (id, paused, reason, ack) in deferred_paused {
+            let u = tracker.set_paused(&id, paused, &reason, (cfg.clock)());
+            let _ = ack.send(commit_updates(&conn, appenders.as_mut(), u.into_iter().collect(), &on_commit));
         }
         if let Some((table, ack)) = deferred {
             let result = reprice::reprice(&conn, &table);
