@@ -115,8 +115,10 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     )
     .await?;
     {
-        let c = control.clone();
+        // Weak: the hub outlives the writer's drain at shutdown; it must not keep the store open.
+        let c = control.downgrade();
         live.set_session_extra(Arc::new(move |u| {
+            let Some(c) = c.upgrade() else { return serde_json::Map::new() };
             let (ctl, caps) = c.session_view(&u.session_id, u.service_name.as_deref());
             serde_json::Map::from_iter([("control".to_string(), ctl), ("capabilities".to_string(), caps)])
         }));

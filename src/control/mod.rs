@@ -167,6 +167,16 @@ pub struct HookReply {
     pub signal: bool,
 }
 
+/// See `Control::downgrade`.
+#[derive(Clone)]
+pub struct WeakControl(std::sync::Weak<Inner>);
+
+impl WeakControl {
+    pub fn upgrade(&self) -> Option<Control> {
+        self.0.upgrade().map(|inner| Control { inner })
+    }
+}
+
 /// The control plane. Clone freely.
 #[derive(Clone)]
 pub struct Control {
@@ -399,6 +409,12 @@ impl Control {
         let sweeper = control.clone();
         tokio::spawn(async move { sweeper.sweep_loop().await });
         Ok(control)
+    }
+
+    /// A handle that does not keep the control plane (and its store) alive: for the live hub,
+    /// which outlives the writer's drain at shutdown.
+    pub fn downgrade(&self) -> WeakControl {
+        WeakControl(Arc::downgrade(&self.inner))
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
