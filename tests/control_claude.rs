@@ -49,7 +49,10 @@ fn claude_bin() -> &'static Path {
         let prefix = home.join(".cache/agent-console/npm");
         let bin = prefix.join("node_modules/@anthropic-ai/claude-code-linux-x64/claude");
         let version_ok = |b: &Path| {
-            Command::new(b).arg("--version").output().is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CLI_VERSION))
+            Command::new(b)
+                .arg("--version")
+                .output()
+                .is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains(CLI_VERSION))
         };
         if !version_ok(&bin) {
             std::fs::create_dir_all(&prefix).expect("npm prefix");
@@ -64,7 +67,9 @@ fn claude_bin() -> &'static Path {
                     "cannot install the Claude Code CLI {CLI_VERSION} with npm (needed by these tests): {}",
                     String::from_utf8_lossy(&o.stderr)
                 ),
-                Err(e) => panic!("cannot run npm to install the Claude Code CLI {CLI_VERSION} (needed by these tests): {e}"),
+                Err(e) => {
+                    panic!("cannot run npm to install the Claude Code CLI {CLI_VERSION} (needed by these tests): {e}")
+                }
             }
         }
         assert!(version_ok(&bin), "the Claude Code CLI {CLI_VERSION} is not at {} after npm install", bin.display());
@@ -210,7 +215,10 @@ where
 }
 
 async fn events_seen(app: &TestApp, session: &str, event: &str) -> i64 {
-    as_i64(&app.scalar(&format!("SELECT count(*) FROM logs WHERE session_id = '{session}' AND event_name = '{event}'")).await)
+    as_i64(
+        &app.scalar(&format!("SELECT count(*) FROM logs WHERE session_id = '{session}' AND event_name = '{event}'"))
+            .await,
+    )
 }
 
 async fn command(app: &TestApp, session: &str, body: Value) -> (u16, Value) {
@@ -226,7 +234,14 @@ async fn command(app: &TestApp, session: &str, body: Value) -> (u16, Value) {
 }
 
 async fn session_detail(app: &TestApp, session: &str) -> Value {
-    app.client.get(format!("{}/api/sessions/{session}", app.http)).send().await.expect("get").json().await.expect("json")
+    app.client
+        .get(format!("{}/api/sessions/{session}", app.http))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json")
 }
 
 async fn pending_approval(app: &TestApp, session: &str, needle: &str) -> Value {
@@ -297,7 +312,10 @@ async fn pause_inject_deny(via: Via) {
     let session = uuid(1);
     set_policy(&app, json!([{ "name": "step-two", "tool": "Bash", "input": "step-2", "session": session }])).await;
     let child = project.claude(&app, &api, &session, "Run steps=2 in the shell");
-    wait_for("UserPromptSubmit", || async { (events_seen(&app, &session, "UserPromptSubmit").await > 0).then_some(()) }).await;
+    wait_for("UserPromptSubmit", || async {
+        (events_seen(&app, &session, "UserPromptSubmit").await > 0).then_some(())
+    })
+    .await;
     let (st, cmd) = command(&app, &session, json!({"kind": "pause", "reason": "hold on"})).await;
     assert_eq!(st, 201, "{cmd}");
     let held = wait_for("a held hook", || async {
@@ -324,9 +342,12 @@ async fn pause_inject_deny(via: Via) {
     let approval = pending_approval(&app, &session, "step-2").await;
     assert_eq!(approval["rule"], "step-two");
     assert_eq!(approval["tool_name"], "Bash");
-    let (st, deny) =
-        command(&app, &session, json!({"kind": "deny", "reason": "DENY-REASON-7: not today", "tool_use_id": approval["tool_use_id"]}))
-            .await;
+    let (st, deny) = command(
+        &app,
+        &session,
+        json!({"kind": "deny", "reason": "DENY-REASON-7: not today", "tool_use_id": approval["tool_use_id"]}),
+    )
+    .await;
     assert_eq!(st, 201, "{deny}");
     let out = result(child).await;
     assert_eq!(project.ran(), vec!["step-1"], "step 1 ran after resume, step 2 was denied");
@@ -336,16 +357,22 @@ async fn pause_inject_deny(via: Via) {
     }
     assert!(reqs.iter().any(|r| texts_of(r).contains("MARKER-INJECT-7")), "the injected text reached the model");
     let denied = reqs.iter().any(|r| {
-        r["messages"].as_array().into_iter().flatten().flat_map(|m| m["content"].as_array().cloned().unwrap_or_default()).any(|b| {
-            b["type"] == "tool_result" && b["content"].to_string().contains("DENY-REASON-7: not today")
-        })
+        r["messages"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|m| m["content"].as_array().cloned().unwrap_or_default())
+            .any(|b| b["type"] == "tool_result" && b["content"].to_string().contains("DENY-REASON-7: not today"))
     });
     assert!(denied, "the deny reason is the tool result");
     assert!(out["permission_denials"].as_array().is_some_and(|d| !d.is_empty()), "{out}");
     let cmds = final_commands(&app, &session).await;
     assert_eq!(
         cmds,
-        ["pause", "inject", "resume", "deny"].iter().map(|k| (k.to_string(), "observed".to_string())).collect::<Vec<_>>(),
+        ["pause", "inject", "resume", "deny"]
+            .iter()
+            .map(|k| (k.to_string(), "observed".to_string()))
+            .collect::<Vec<_>>(),
         "every command observed"
     );
     let audit = app
@@ -353,8 +380,11 @@ async fn pause_inject_deny(via: Via) {
             "SELECT action, count(*) FROM control_audit WHERE session_id = '{session}' GROUP BY 1 ORDER BY 1"
         ))
         .await;
-    let audit: Vec<(String, i64)> = audit.iter().map(|r| (r[0].as_str().unwrap_or("").to_string(), as_i64(&r[1]))).collect();
-    for (action, n) in [("command.accepted", 4), ("command.delivered", 4), ("command.observed", 4), ("approval.requested", 1)] {
+    let audit: Vec<(String, i64)> =
+        audit.iter().map(|r| (r[0].as_str().unwrap_or("").to_string(), as_i64(&r[1]))).collect();
+    for (action, n) in
+        [("command.accepted", 4), ("command.delivered", 4), ("command.observed", 4), ("approval.requested", 1)]
+    {
         assert!(audit.contains(&(action.to_string(), n)), "{action} x{n} in {audit:?}");
     }
     if via == Via::Binary {
@@ -393,7 +423,10 @@ async fn approve_then_kill(via: Via) {
     assert_eq!(project.ran(), vec!["step-1"]);
     assert_eq!(api.requests().len(), calls, "no model call after the kill");
     let cmds = final_commands(&app, &session).await;
-    assert_eq!(cmds, vec![("approve".to_string(), "observed".to_string()), ("kill".to_string(), "observed".to_string())]);
+    assert_eq!(
+        cmds,
+        vec![("approve".to_string(), "observed".to_string()), ("kill".to_string(), "observed".to_string())]
+    );
     let (st, again) = command(&app, &session, json!({"kind": "pause"})).await;
     assert_eq!(st, 409, "a killed (and ended) session refuses: {again}");
     app.shutdown().await;
@@ -427,7 +460,8 @@ fn run_hook(stdin: &[u8], home: &Path, env: &[(&str, String)]) -> (Option<i32>, 
     for (k, v) in env {
         cmd.env(k, v);
     }
-    let mut child = cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn hook");
+    let mut child =
+        cmd.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn hook");
     child.stdin.take().expect("stdin").write_all(stdin).expect("stdin");
     let out = child.wait_with_output().expect("wait");
     (out.status.code(), out.stdout, started.elapsed())
@@ -470,7 +504,8 @@ async fn collector_killed_while_paused_the_hook_retries_then_denies_at_its_deadl
     app.shutdown().await;
     let (code, out, took) = hook.await.expect("join");
     assert_eq!(code, Some(0));
-    let v: Value = serde_json::from_slice(&out).unwrap_or_else(|_| panic!("a decision: {:?}", String::from_utf8_lossy(&out)));
+    let v: Value =
+        serde_json::from_slice(&out).unwrap_or_else(|_| panic!("a decision: {:?}", String::from_utf8_lossy(&out)));
     assert_eq!(v["hookSpecificOutput"]["permissionDecision"], "deny", "{v}");
     assert!(took >= Duration::from_secs(5) && took < Duration::from_secs(9), "answered at its deadline: {took:?}");
     // And the next hook of the paused session, with the collector still down, holds and denies too.

@@ -311,7 +311,9 @@ async fn decision_server(
             let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
             let nonce = head
                 .lines()
-                .find_map(|l| l.to_ascii_lowercase().strip_prefix("x-agent-console-nonce:").map(|v| v.trim().to_string()))
+                .find_map(|l| {
+                    l.to_ascii_lowercase().strip_prefix("x-agent-console-nonce:").map(|v| v.trim().to_string())
+                })
                 .unwrap_or_default();
             let _ = tx.send((head, buf[head_end..head_end + len].to_vec()));
             let body = answer.to_string();
@@ -571,12 +573,13 @@ async fn full_spool_drops_oldest_and_reports_the_count() {
     let spool = home.path().join("spool");
     let held = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
     let closed = format!("http://127.0.0.2:{}", held.local_addr().expect("addr").port());
-    let small = [("AGENT_CONSOLE_MAX_SPOOL_BYTES", "2000")];
+    // A spooled Notification call is ~180 bytes: room for three.
+    let small = [("AGENT_CONSOLE_MAX_SPOOL_BYTES", "600")];
     for i in 0..6 {
         let r = run_hook_async(vec![], notification(i), home.path().into(), env_for(&closed, &spool, &small)).await;
         assert_eq!(r.code, Some(0));
     }
-    assert!(std::fs::metadata(spool.join("spool.v2")).expect("spool").len() <= 2000);
+    assert!(std::fs::metadata(spool.join("spool.v2")).expect("spool").len() <= 600);
     let app = spawn().await;
     let r = run_hook_async(vec![], notification(6), home.path().into(), env_for(&app.http, &spool, &small)).await;
     assert_eq!(r.code, Some(0));

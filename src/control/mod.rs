@@ -742,7 +742,16 @@ impl Control {
     }
 
     /// The session's service name from the store (404 when the collector has never seen it).
+    /// Sessions whose control channel was seen need no lookup (their adapter is known).
     async fn session_service(&self, session_id: &str) -> Result<Option<String>, ControlError> {
+        let known = self
+            .lock()
+            .sessions
+            .get(session_id)
+            .is_some_and(|c| c.seen.transport.is_some() || c.seen.legacy_hooks || c.seen.openclaw);
+        if known {
+            return Ok(None);
+        }
         let rows = self
             .inner
             .store

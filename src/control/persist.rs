@@ -70,31 +70,27 @@ impl Op {
     fn run(&self, conn: &Connection) -> Result<(), StoreError> {
         match self {
             Op::Command(c) => {
-                conn.execute(
-                    UPSERT_COMMAND,
-                    params![
-                        c.id,
-                        c.session_id,
-                        c.kind.as_str(),
-                        c.message,
-                        c.reason,
-                        c.tool_use_id,
-                        c.hard,
-                        c.for_session,
-                        c.by,
-                        c.status.as_str(),
-                        c.result,
-                        c.delivered_via,
-                        ts(c.accepted_us),
-                        opt_ts(c.delivered_us),
-                        opt_ts(c.observed_us),
-                        opt_ts(c.ended_us),
-                    ],
-                )?;
+                conn.prepare_cached(UPSERT_COMMAND)?.execute(params![
+                    c.id,
+                    c.session_id,
+                    c.kind.as_str(),
+                    c.message,
+                    c.reason,
+                    c.tool_use_id,
+                    c.hard,
+                    c.for_session,
+                    c.by,
+                    c.status.as_str(),
+                    c.result,
+                    c.delivered_via,
+                    ts(c.accepted_us),
+                    opt_ts(c.delivered_us),
+                    opt_ts(c.observed_us),
+                    opt_ts(c.ended_us),
+                ])?;
             }
             Op::Audit(a) => {
-                conn.execute(
-                    "INSERT INTO control_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                conn.prepare_cached("INSERT INTO control_audit VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)")?.execute(
                     params![
                         ts(a.time_us),
                         a.actor,
@@ -111,40 +107,34 @@ impl Op {
             Op::Session { session_id, ctl } => {
                 let mut rules: Vec<&String> = ctl.allowed_rules.iter().collect();
                 rules.sort();
-                conn.execute(
-                    UPSERT_SESSION,
-                    params![
-                        session_id,
-                        ctl.mode.as_str(),
-                        ctl.mode_command,
-                        ts(ctl.mode_since_us),
-                        ctl.mode_by,
-                        ctl.mode_reason,
-                        ctl.hard_kill,
-                        serde_json::to_string(&rules).unwrap_or_else(|_| "[]".into()),
-                    ],
-                )?;
+                conn.prepare_cached(UPSERT_SESSION)?.execute(params![
+                    session_id,
+                    ctl.mode.as_str(),
+                    ctl.mode_command,
+                    ts(ctl.mode_since_us),
+                    ctl.mode_by,
+                    ctl.mode_reason,
+                    ctl.hard_kill,
+                    serde_json::to_string(&rules).unwrap_or_else(|_| "[]".into()),
+                ])?;
             }
             Op::Approval(a) => {
-                conn.execute(
-                    UPSERT_APPROVAL,
-                    params![
-                        a.id,
-                        a.session_id,
-                        a.tool_use_id,
-                        a.tool_name,
-                        a.tool_input.to_string(),
-                        a.rule,
-                        a.status.as_str(),
-                        if a.default_allow { "allow" } else { "deny" },
-                        ts(a.requested_us),
-                        ts(a.expires_us),
-                        opt_ts(a.answered_us),
-                        a.answered_by,
-                        a.reason,
-                        a.command_id,
-                    ],
-                )?;
+                conn.prepare_cached(UPSERT_APPROVAL)?.execute(params![
+                    a.id,
+                    a.session_id,
+                    a.tool_use_id,
+                    a.tool_name,
+                    a.tool_input.to_string(),
+                    a.rule,
+                    a.status.as_str(),
+                    if a.default_allow { "allow" } else { "deny" },
+                    ts(a.requested_us),
+                    ts(a.expires_us),
+                    opt_ts(a.answered_us),
+                    a.answered_by,
+                    a.reason,
+                    a.command_id,
+                ])?;
             }
             Op::Policy { spec, at_us, by } => {
                 let json = serde_json::to_string(spec).map_err(|e| StoreError::Db(e.to_string()))?;
