@@ -1,7 +1,8 @@
-//! Wiring only: open the store, bind the listeners (before serving, so port 0 works), serve
-//! OTLP/gRPC on one, OTLP/HTTP + the query API on another and the Postgres wire protocol on a
-//! third, and shut down in order:
-//! stop accepting -> finish in-flight exports -> writer drains, commits, checkpoints -> exit.
+//! Wiring only: open the store (ingest log, pipeline, DuckDB writer), bind the listeners (before
+//! serving, so port 0 works), serve OTLP/gRPC on one, OTLP/HTTP + the query API on another and
+//! the Postgres wire protocol on a third, and shut down in order:
+//! stop accepting -> finish in-flight exports (acknowledged at the log) -> the log's last sync
+//! -> the pipeline takes everything durable -> the writer commits and checkpoints -> exit.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -64,23 +65,22 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             retention: args.live_retention,
             buffer: args.live_buffer,
             heartbeat: Duration::from_secs(args.live_heartbeat_secs.max(1)),
-            // Ids continue across restarts: this run's start in microseconds.
-            id_base: std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_micros() as u64)
-                .unwrap_or(0),
+            // Set once the store says where the log is (`set_id_base` below).
+            id_base: 0,
             ..HubConfig::default()
         },
         cancel.clone(),
     );
     let hook = live.start_publisher();
-    let (store, writer) = Store::open_with_clock(
-        &args.store_config(),
-        pricing.current()?,
-        metrics.clone(),
-        vec![hook],
-        crate::sessions::tokio_clock(),
-    )?;
+    let clock = crate::sessions::tokio_clock();
+    let (store, writer) =
+        Store::open_with_clock(&args.store_config(), pricing.current()?, metrics.clone(), vec![hook], clock.clone())?;
+    // Live ids follow log positions: this run's ids start after the last record DuckDB held, and
+    // records replayed from the log keep the ids they had.
+    let committed = *store.shared.committed_pos.borrow();
+    live.set_id_base((committed << crate::live::hub::ID_BITS) | (1 << (crate::live::hub::ID_BITS - 1)));
+    let durable = store.log_state().durable_pos.load(std::sync::atomic::Ordering::Acquire);
+    live.set_replay_until(((durable + 1) << crate::live::hub::ID_BITS) - 1);
     let grpc_listener =
         TcpListener::bind(args.grpc_addr).await.map_err(|source| AppError::Bind { addr: args.grpc_addr, source })?;
     let http_listener =
@@ -99,7 +99,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     tracing::info!(%http_addr, "OTLP/HTTP and query API listening");
     tracing::info!(%pg_addr, tls = pg.tls_enabled(), "Postgres wire protocol listening");
 
-    let ingest = Ingest::new(store.clone(), metrics.clone());
+    let ingest = Ingest::new(store.clone(), metrics.clone(), clock, args.ingest_limits());
     let ingest_token = Arc::new(Token::new(args.ingest_token.clone()));
     let read_token = Arc::new(Token::new(args.read_token.clone()));
     let control_token = Arc::new(Token::named(
@@ -140,11 +140,10 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
-    let http_rx = HttpReceiver { ingest, max_request_bytes: args.max_request_bytes, token: ingest_token };
+    let http_rx = HttpReceiver { ingest, max_request_bytes: args.max_request_bytes, token: ingest_token.clone() };
     // Claude Code's hooks (http hooks and the hook binary), next to the OTLP routes (same token
     // and body cap), decided by the control plane.
-    let hooks =
-        crate::receiver::hooks::HookReceiver::new(http_rx.clone(), Some(control.clone())).load_record_ids().await;
+    let hooks = crate::receiver::hooks::HookReceiver::new(http_rx.clone(), Some(control.clone()));
     let router = http_rx::routes(http_rx)
         .merge(crate::receiver::hooks::routes(hooks))
         .merge(api::routes(ApiState {
@@ -152,6 +151,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             metrics: metrics.clone(),
             read_token,
             control_token,
+            ingest_token: ingest_token.clone(),
             pricing,
             live,
             control,
@@ -167,7 +167,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
 
     let pg_server = tokio::spawn(pgwire::serve(pg_listener, pg, cancel.clone()));
 
-    // Idle checkpoints keep the WAL short without stalling busy periods.
+    // Checkpoints keep DuckDB's WAL short and let the ingest log delete covered segments.
     let ck_store = store.clone();
     let ck_cancel = cancel.clone();
     let checkpointer = tokio::spawn(async move {

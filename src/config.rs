@@ -79,18 +79,37 @@ pub struct ServeArgs {
     /// Largest export accepted, in bytes, after decompression.
     #[arg(long, env = "AGENT_CONSOLE_MAX_REQUEST_BYTES", default_value_t = 16 * 1024 * 1024)]
     pub max_request_bytes: usize,
-    /// Decoded bytes queued or being written before exports are refused (503 / UNAVAILABLE).
-    #[arg(long, env = "AGENT_CONSOLE_MAX_INFLIGHT_BYTES", default_value_t = 128 * 1024 * 1024)]
+    /// Most records (spans, log records, data points) one export may carry (413 beyond).
+    #[arg(long, env = "AGENT_CONSOLE_MAX_RECORDS_PER_REQUEST", default_value_t = 100_000)]
+    pub max_records_per_request: u64,
+    /// Memory that requests being decoded and mapped may take together, estimated from what they
+    /// become (rows), before exports are refused (503 / UNAVAILABLE).
+    #[arg(long, env = "AGENT_CONSOLE_MAX_INFLIGHT_BYTES", default_value_t = 256 * 1024 * 1024)]
     pub max_inflight_bytes: usize,
-    /// Export requests that may wait for the writer.
-    #[arg(long, env = "AGENT_CONSOLE_QUEUE_CAPACITY", default_value_t = 1024)]
+    /// Exports that may wait for the ingest log's writer.
+    #[arg(long, env = "AGENT_CONSOLE_QUEUE_CAPACITY", default_value_t = 4096)]
     pub queue_capacity: usize,
-    /// How long an export may wait for queue room before it is refused, in ms.
+    /// How long an export may wait for memory or queue room before it is refused, in ms.
     #[arg(long, env = "AGENT_CONSOLE_QUEUE_WAIT_MS", default_value_t = 500)]
     pub queue_wait_ms: u64,
-    /// Most rows merged into one write transaction.
-    #[arg(long, env = "AGENT_CONSOLE_MAX_BATCH_ROWS", default_value_t = 65_536)]
+    /// Size of an ingest log segment file, in MiB (preallocated; at least 4x the request limit).
+    #[arg(long, env = "AGENT_CONSOLE_INGEST_LOG_SEGMENT_MIB", default_value_t = 128)]
+    pub ingest_log_segment_mib: u64,
+    /// Acknowledged bytes the ingest log may hold that DuckDB has not committed yet, in MiB;
+    /// beyond it exports are refused with 503 / UNAVAILABLE until DuckDB catches up.
+    #[arg(long, env = "AGENT_CONSOLE_INGEST_LOG_MAX_PENDING_MIB", default_value_t = 1024)]
+    pub ingest_log_max_pending_mib: u64,
+    /// Start even when a record in the middle of the ingest log is damaged, skipping it (its
+    /// data is lost; every skipped position is logged). Without it the collector refuses to start.
+    #[arg(long, env = "AGENT_CONSOLE_INGEST_LOG_SKIP_DAMAGED", default_value_t = false)]
+    pub ingest_log_skip_damaged: bool,
+    /// Most rows in one DuckDB transaction.
+    #[arg(long, env = "AGENT_CONSOLE_MAX_BATCH_ROWS", default_value_t = 100_000)]
     pub max_batch_rows: usize,
+    /// Longest a logged record waits before its DuckDB transaction commits, in ms (how soon SQL
+    /// sees it; `POST /api/flush` commits at once).
+    #[arg(long, env = "AGENT_CONSOLE_COMMIT_MAX_DELAY_MS", default_value_t = 250)]
+    pub commit_max_delay_ms: u64,
     /// DuckDB memory limit.
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_MEMORY_LIMIT", default_value = "2GB")]
     pub duckdb_memory_limit: String,
@@ -209,15 +228,33 @@ impl ServeArgs {
         Ok(merged)
     }
 
+    /// Limits of the ingest path.
+    pub fn ingest_limits(&self) -> crate::receiver::ingest::IngestLimits {
+        crate::receiver::ingest::IngestLimits {
+            max_records: self.max_records_per_request.max(1),
+            max_inflight_bytes: self.max_inflight_bytes.max(self.max_request_bytes),
+            wait: Duration::from_millis(self.queue_wait_ms),
+        }
+    }
+
     pub fn store_config(&self) -> StoreConfig {
+        let mut log = crate::ingest_log::LogConfig::new(self.data_dir.join("log"));
+        // A segment holds at least 4 of the largest records.
+        let min_segment = (self.max_request_bytes as u64).saturating_mul(4).max(4 << 20);
+        log.segment_bytes = (self.ingest_log_segment_mib << 20).max(min_segment);
+        log.max_pending_bytes = (self.ingest_log_max_pending_mib << 20).max(self.max_request_bytes as u64);
+        log.queue_capacity = self.queue_capacity.max(1);
+        log.queue_wait = Duration::from_millis(self.queue_wait_ms);
+        log.skip_damaged = self.ingest_log_skip_damaged;
         StoreConfig {
             data_dir: self.data_dir.clone(),
             memory_limit: self.duckdb_memory_limit.clone(),
             threads: self.duckdb_threads.max(1),
-            queue_capacity: self.queue_capacity.max(1),
-            max_inflight_bytes: self.max_inflight_bytes.max(self.max_request_bytes),
-            queue_wait: Duration::from_millis(self.queue_wait_ms),
-            max_batch_rows: self.max_batch_rows.max(1),
+            log,
+            handoff_bytes: 64 << 20,
+            commit_max_rows: self.max_batch_rows.max(1),
+            commit_max_delay: Duration::from_millis(self.commit_max_delay_ms.max(1)),
+            checkpoint_bytes: 512 << 20,
             sessions: crate::sessions::TrackerConfig {
                 idle_after_us: self.session_idle_secs.max(1) as i64 * 1_000_000,
                 stuck_after_us: self.session_stuck_secs.max(1) as i64 * 1_000_000,
@@ -240,10 +277,15 @@ fn unreachable_defaults() -> ServeArgs {
         grpc_addr: SocketAddr::from(([127, 0, 0, 1], 4317)),
         http_addr: SocketAddr::from(([127, 0, 0, 1], 4318)),
         max_request_bytes: 16 * 1024 * 1024,
-        max_inflight_bytes: 128 * 1024 * 1024,
-        queue_capacity: 1024,
+        max_records_per_request: 100_000,
+        max_inflight_bytes: 256 * 1024 * 1024,
+        queue_capacity: 4096,
         queue_wait_ms: 500,
-        max_batch_rows: 65_536,
+        ingest_log_segment_mib: 128,
+        ingest_log_max_pending_mib: 1024,
+        ingest_log_skip_damaged: false,
+        max_batch_rows: 100_000,
+        commit_max_delay_ms: 250,
         duckdb_memory_limit: "2GB".into(),
         duckdb_threads: 2,
         query_timeout_ms: 30_000,

@@ -27,7 +27,7 @@ impl IngestError {
     pub fn http_status(&self) -> StatusCode {
         match self {
             IngestError::Decode(_) => StatusCode::BAD_REQUEST,
-            IngestError::TooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+            IngestError::TooLarge { .. } | IngestError::TooManyRecords { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             IngestError::UnsupportedMediaType(_) => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             IngestError::Overloaded | IngestError::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             IngestError::Unauthorized => StatusCode::UNAUTHORIZED,
@@ -42,7 +42,7 @@ impl IngestError {
     pub fn grpc_code(&self) -> Code {
         match self {
             IngestError::Decode(_) => Code::InvalidArgument,
-            IngestError::TooLarge { .. } => Code::ResourceExhausted,
+            IngestError::TooLarge { .. } | IngestError::TooManyRecords { .. } => Code::ResourceExhausted,
             IngestError::UnsupportedMediaType(_) => Code::InvalidArgument,
             IngestError::Overloaded | IngestError::Unavailable(_) => Code::Unavailable,
             IngestError::Unauthorized => Code::Unauthenticated,

@@ -5,8 +5,11 @@
 //!   shared `ingest` path.
 //! - `model`: the agent model. `normalize` maps OTLP to rows (pure), `semconv` lists the
 //!   attribute names it reads, `dedup` drops calls reported twice.
-//! - `store`: embedded DuckDB. `writer` is the single writer thread, `reader` runs read-only SQL,
-//!   `schema` holds the migrations.
+//! - `ingest_log`: where an export becomes durable (segment files, group commit, replay).
+//! - `pipeline`: takes every durable record once, in order: dedup, pricing, session state, live
+//!   stream, then the DuckDB writer.
+//! - `store`: embedded DuckDB. `writer` is the single writer thread (large transactions with
+//!   the log position), `reader` runs read-only SQL, `schema` holds the migrations.
 //! - `api`: queries out over HTTP (`/api/sql`, `/api/sessions[/{id}[/timeline]]`, `/api/agents`, `/healthz`,
 //!   `/metrics`).
 //! - `pgwire`: the same read-only SQL over the Postgres wire protocol (psql, drivers, Grafana).
@@ -33,9 +36,11 @@ pub mod error;
 pub mod export_cmd;
 pub mod fixtures;
 pub mod formats;
+pub mod ingest_log;
 pub mod live;
 pub mod model;
 pub mod pgwire;
+pub mod pipeline;
 pub mod receiver;
 pub mod sessions;
 pub mod store;

@@ -52,6 +52,8 @@ pub struct Metrics {
     commit_us_sum: AtomicU64,
     commit_buckets: [AtomicU64; 10],
     pub queries: AtomicU64,
+    /// Records DuckDB refused as data and the writer quarantined.
+    pub quarantined: AtomicU64,
 }
 
 /// Why a whole request was refused (index into `Metrics::refused`).
@@ -90,8 +92,8 @@ impl Metrics {
         }
     }
 
-    /// Prometheus text exposition format 0.0.4.
-    pub fn render(&self, queue_depth: usize) -> String {
+    /// Prometheus text exposition format 0.0.4 (`log`: the ingest log's counters).
+    pub fn render(&self, queue_depth: usize, log: Option<&crate::ingest_log::LogState>) -> String {
         let mut o = String::with_capacity(4096);
         let sigs = [Signal::Traces, Signal::Logs, Signal::Metrics];
         let _ = writeln!(o, "# HELP agent_console_received_total Records accepted (spans, log records, data points).");
@@ -165,6 +167,13 @@ impl Metrics {
         let _ = writeln!(o, "# HELP agent_console_queries_total SQL queries run through the read API.");
         let _ = writeln!(o, "# TYPE agent_console_queries_total counter");
         let _ = writeln!(o, "agent_console_queries_total {}", self.queries.load(Relaxed));
+        let _ =
+            writeln!(o, "# HELP agent_console_quarantined_total Records DuckDB refused as data (table quarantine).");
+        let _ = writeln!(o, "# TYPE agent_console_quarantined_total counter");
+        let _ = writeln!(o, "agent_console_quarantined_total {}", self.quarantined.load(Relaxed));
+        if let Some(log) = log {
+            log.render(&mut o);
+        }
         o
     }
 }

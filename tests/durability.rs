@@ -8,7 +8,17 @@ use std::process::{Child, Command, Stdio};
 
 fn start(dir: &std::path::Path) -> (Child, String) {
     let mut child = Command::new(env!("CARGO_BIN_EXE_agent-console"))
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--duckdb-memory-limit", "256MB"])
+        .args([
+            "serve",
+            "--grpc-addr",
+            "127.0.0.1:0",
+            "--http-addr",
+            "127.0.0.1:0",
+            "--pg-addr",
+            "127.0.0.1:0",
+            "--duckdb-memory-limit",
+            "256MB",
+        ])
         .arg("--data-dir")
         .arg(dir)
         .env("AGENT_CONSOLE_LOG", "info")
@@ -60,6 +70,9 @@ async fn acknowledged_spans_survive_kill_9() {
     child.wait().expect("wait");
 
     let (mut child, http) = start(dir.path());
+    // Replay of the ingest log into DuckDB runs after start; a flush waits for it.
+    let r = client.post(format!("{http}/api/flush")).send().await.expect("flush");
+    assert_eq!(r.status(), 200);
     let r: serde_json::Value = client
         .post(format!("{http}/api/sql"))
         .json(&serde_json::json!({ "sql": "SELECT count(*), count(DISTINCT span_id) FROM spans" }))

@@ -632,3 +632,62 @@ async fn concurrent_hooks_neither_lose_nor_duplicate_spooled_records() {
     assert!(!spool.join("spool.v2").exists());
     app.shutdown().await;
 }
+
+/// POST one hook call as the binary does (client header + record id) to a collector at `http`.
+async fn post_as_binary(client: &reqwest::Client, http: &str, body: Vec<u8>, record_id: &str) -> u16 {
+    client
+        .post(format!("{http}{}", wire::HOOK_PATH))
+        .header("content-type", "application/json")
+        .header(wire::HDR_CLIENT, "test")
+        .header(wire::HDR_RECORD_ID, record_id)
+        .body(body)
+        .send()
+        .await
+        .expect("post hook")
+        .status()
+        .as_u16()
+}
+
+async fn flushed_messages(client: &reqwest::Client, http: &str) -> Vec<String> {
+    let r = client.post(format!("{http}/api/flush")).send().await.expect("flush");
+    assert_eq!(r.status(), 200);
+    let sql = "SELECT json_extract_string(attributes->>'agent_console.hook.payload', '$.message') FROM logs \
+               WHERE event_name = 'Notification' ORDER BY 1";
+    let v: Value = client
+        .post(format!("{http}/api/sql"))
+        .json(&json!({ "sql": sql }))
+        .send()
+        .await
+        .expect("sql")
+        .json()
+        .await
+        .expect("json");
+    v["rows"].as_array().expect("rows").iter().map(|r| r[0].as_str().unwrap_or("").to_string()).collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_re_sent_record_id_is_stored_once_across_crashes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let client = reqwest::Client::new();
+    // Run 1: logged, never committed to DuckDB (commits wait a minute), then kill -9.
+    let mut b = spawn_binary(dir.path(), &["--commit-max-delay-ms", "60000"]);
+    assert_eq!(post_as_binary(&client, &b.http, notification(1), "00000000000000a1").await, 200);
+    assert_eq!(post_as_binary(&client, &b.http, notification(1), "00000000000000a1").await, 200, "re-sent");
+    b.child.kill().expect("kill -9");
+    b.child.wait().expect("wait");
+    // Run 2: the replay takes the record from the log; the re-send after it is dropped.
+    let mut b = spawn_binary(dir.path(), &[]);
+    assert_eq!(post_as_binary(&client, &b.http, notification(1), "00000000000000a1").await, 200);
+    assert_eq!(post_as_binary(&client, &b.http, notification(2), "00000000000000a2").await, 200);
+    assert_eq!(flushed_messages(&client, &b.http).await, vec!["m1", "m2"]);
+    b.child.kill().expect("kill -9");
+    b.child.wait().expect("wait");
+    // Run 3: both are in DuckDB now; re-sends are still dropped.
+    let mut b = spawn_binary(dir.path(), &[]);
+    assert_eq!(post_as_binary(&client, &b.http, notification(1), "00000000000000a1").await, 200);
+    assert_eq!(post_as_binary(&client, &b.http, notification(2), "00000000000000a2").await, 200);
+    assert_eq!(post_as_binary(&client, &b.http, notification(3), "00000000000000a3").await, 200);
+    assert_eq!(flushed_messages(&client, &b.http).await, vec!["m1", "m2", "m3"]);
+    b.child.kill().expect("kill");
+    b.child.wait().expect("wait");
+}

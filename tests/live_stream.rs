@@ -125,10 +125,12 @@ async fn read_calls(sse: &mut Sse, want: usize) -> Vec<Frame> {
     out
 }
 
-fn assert_contiguous(frames: &[Frame], after: u64) {
+/// Ids are the ingest log position of the export (high bits) and the message's index in it:
+/// strictly increasing, each after `after`, with no duplicate (a resume never repeats a message).
+fn assert_increasing(frames: &[Frame], after: u64) {
     let ids: Vec<u64> = frames.iter().map(|f| f.id).collect();
-    let expected: Vec<u64> = (after + 1..after + 1 + ids.len() as u64).collect();
-    assert_eq!(ids, expected, "ids must follow each other with no hole and no duplicate");
+    assert!(ids.first().is_some_and(|&first| first > after), "{ids:?} after {after}");
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "ids must increase with no duplicate: {ids:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -137,9 +139,9 @@ async fn sse_streams_rows_and_resumes_with_last_event_id() {
     let mut sse = Sse::connect(&app, "", None).await;
     post_spans(&app, llm_spans(0, 2, "agent-a", "sess-1", "task-1", 0)).await;
     let first = read_calls(&mut sse, 2).await;
-    assert_contiguous(&first, first[0].id - 1);
-    // Ids continue across restarts: each run's start after its start time in microseconds.
-    assert!(first[0].id > 1_700_000_000_000_000, "{first:?}");
+    assert_increasing(&first, 0);
+    // Ids derive from the durable ingest log position, so they continue across restarts.
+    assert!(first[0].id >= 1 << 20, "{first:?}");
     let span = first.iter().find(|f| f.kind == "span").expect("span");
     assert_eq!(span.data["session_id"], "sess-1");
     assert_eq!(span.data["agent_id"], "agent-a");
@@ -161,7 +163,7 @@ async fn sse_streams_rows_and_resumes_with_last_event_id() {
     post_spans(&app, llm_spans(100, 3, "agent-a", "sess-2", "task-1", 0)).await;
     let mut sse = Sse::connect(&app, "", Some(last)).await;
     let resumed = read_calls(&mut sse, 3).await;
-    assert_contiguous(&resumed, last);
+    assert_increasing(&resumed, last);
     let mut spans: Vec<String> =
         resumed.iter().filter(|f| f.kind == "span").map(|f| f.data["span_id"].as_str().unwrap_or("").into()).collect();
     spans.sort();
@@ -219,7 +221,7 @@ async fn websocket_streams_text_frames_and_resumes_with_since() {
         }
     }
     let ids: Vec<u64> = frames.iter().map(|f| f["id"].as_u64().unwrap_or(0)).collect();
-    assert_eq!(ids, (ids[0]..ids[0] + ids.len() as u64).collect::<Vec<_>>());
+    assert!(ids.windows(2).all(|w| w[0] < w[1]), "{ids:?}");
     let call = frames.iter().find(|f| f["type"] == "model_call").expect("model_call");
     assert_eq!(call["data"]["agent_id"], "agent-w");
     assert_eq!(call["data"]["session_id"], "sess-w");
@@ -239,7 +241,7 @@ async fn websocket_streams_text_frames_and_resumes_with_since() {
         }
     }
     let ids: Vec<u64> = resumed.iter().map(|f| f["id"].as_u64().unwrap_or(0)).collect();
-    assert_eq!(ids, (last + 1..last + 1 + ids.len() as u64).collect::<Vec<_>>(), "{resumed:?}");
+    assert!(ids[0] > last && ids.windows(2).all(|w| w[0] < w[1]), "{resumed:?}");
     assert!(resumed.iter().filter(|f| f["type"] == "model_call").all(|f| f["data"]["session_id"] == "sess-w2"));
     tokio::time::timeout(GUARD, app.shutdown()).await.expect("shutdown with a WebSocket open");
 }

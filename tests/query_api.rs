@@ -90,6 +90,7 @@ async fn tokens_guard_ingest_and_reads() {
         .await
         .expect("post");
     assert_eq!(r.status(), 200);
+    app.flush().await;
     let (status, _) = sql_status(&app, "SELECT 1", None).await;
     assert_eq!(status, 401);
     let (status, _) = sql_status(&app, "SELECT 1", Some("in-secret")).await;

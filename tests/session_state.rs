@@ -11,6 +11,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use agent_console::cost::PriceTable;
+use agent_console::ingest_log::{PartKind, Record};
 use agent_console::live::{Filter, Hub, HubConfig, LiveParams};
 use agent_console::model::normalize;
 use agent_console::store::{Store, StoreConfig};
@@ -104,9 +105,14 @@ async fn open_store(dir: &std::path::Path) -> (Store, agent_console::store::Writ
     (store, writer, hub)
 }
 
+/// What the ingest path does: the record is durable in the log, then the pipeline runs the
+/// session tracker on it; `flush` waits until it is committed to DuckDB.
 async fn send(store: &Store, req: ExportLogsServiceRequest) {
-    let mapped = normalize::logs(&req, (T0 * 1000) as i64);
-    store.write(mapped.batch, req.encoded_len()).await.expect("write");
+    let received = (store.clock())();
+    let mapped = normalize::logs(&req, received);
+    let record = Record::single(PartKind::Logs, req.encode_to_vec().into(), received);
+    store.append(record, mapped.batch).await.expect("append");
+    store.flush(None).await.expect("flush");
 }
 
 async fn status(store: &Store, session: &str) -> (String, bool, String) {

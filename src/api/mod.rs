@@ -34,6 +34,8 @@ pub struct ApiState {
     pub read_token: Arc<Token>,
     /// Guards state-changing routes (commands, tasks, alert rules, re-pricing).
     pub control_token: Arc<Token>,
+    /// Guards `POST /api/flush` (a writer-side wait, for whoever sends the data).
+    pub ingest_token: Arc<Token>,
     pub pricing: Arc<Pricing>,
     /// The live stream hub (`/api/live`, `/api/live/ws`).
     pub live: Arc<Hub>,
@@ -117,10 +119,15 @@ pub fn routes(state: ApiState) -> axum::Router {
     let control = crate::control::api::control_routes()
         .route_layer(axum::middleware::from_fn_with_state(state.control_token.clone(), require_control_token))
         .with_state(state.clone());
+    let flush = axum::Router::new()
+        .route("/api/flush", post(ops::flush))
+        .route_layer(axum::middleware::from_fn_with_state(state.ingest_token.clone(), require_read_token))
+        .with_state(state.clone());
     axum::Router::new()
         .route("/healthz", get(ops::healthz))
         .route("/metrics", get(ops::metrics))
         .with_state(state)
         .merge(guarded)
         .merge(control)
+        .merge(flush)
 }

@@ -76,6 +76,10 @@ struct Args {
     /// (needs --server-pid); they stay connected during the run.
     #[arg(long, default_value_t = 0, env = "AGENT_CONSOLE_LOADGEN_IDLE_SUBSCRIBERS")]
     idle_subscribers: usize,
+    /// Meanwhile, time export acknowledged -> visible to `/api/sql` for a probe span (one at a
+    /// time, polling every 5 ms).
+    #[arg(long, default_value_t = false, env = "AGENT_CONSOLE_LOADGEN_PROBE_VISIBILITY")]
+    probe_visibility: bool,
     /// Database directory for --seed-model-calls.
     #[arg(long, default_value = "./agent-console-data", env = "AGENT_CONSOLE_DATA_DIR")]
     data_dir: std::path::PathBuf,
@@ -147,7 +151,18 @@ impl Http1 {
     }
 }
 
+/// `POST /api/flush`: wait until everything acknowledged is queryable.
+async fn flush(http: &str) -> anyhow::Result<()> {
+    let mut c = Http1::connect(http).await?;
+    let (status, body) = c.post("/api/flush?timeout_ms=600000", "application/json", b"").await?;
+    if status != 200 {
+        bail!("flush answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(())
+}
+
 async fn count_spans(http: &str) -> anyhow::Result<u64> {
+    flush(http).await?;
     let mut c = Http1::connect(http).await?;
     let (status, body) = c.post("/api/sql", "application/json", br#"{"sql":"SELECT count(*) FROM spans"}"#).await?;
     if status != 200 {
@@ -273,6 +288,11 @@ fn now_ns() -> u64 {
 }
 
 /// One probe export: a single span named `probe-<seq>` in the probe session.
+/// The span id of probe `seq`.
+fn probe_span_id(seq: u64) -> u64 {
+    seq + 1
+}
+
 fn probe_request(seq: u64) -> Vec<u8> {
     use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::resource::v1::Resource;
@@ -291,7 +311,7 @@ fn probe_request(seq: u64) -> Vec<u8> {
             scope_spans: vec![ScopeSpans {
                 spans: vec![Span {
                     trace_id: trace_id.to_vec(),
-                    span_id: (seq + 1).to_be_bytes().to_vec(),
+                    span_id: probe_span_id(seq).to_be_bytes().to_vec(),
                     name: format!("probe-{seq}"),
                     start_time_unix_nano: t,
                     end_time_unix_nano: t + 1000,
@@ -375,6 +395,41 @@ async fn send_probes(http: String, sent: Arc<Vec<AtomicU64>>, until: Instant) ->
         seq += 1;
     }
     Ok((seq, acks))
+}
+
+/// Export one probe span at a time and poll `/api/sql` until it is there; returns ms per probe.
+async fn probe_visibility(http: String, until: Instant) -> anyhow::Result<Vec<f64>> {
+    let mut c = Http1::connect(&http).await?;
+    let mut lat = Vec::new();
+    let mut seq = 1_000_000u64;
+    while Instant::now() < until {
+        seq += 1;
+        let body = probe_request(seq);
+        let (status, _) = c.post("/v1/traces", "application/x-protobuf", &body).await?;
+        if status != 200 {
+            bail!("visibility probe answered {status}");
+        }
+        let acked = Instant::now();
+        let span_id = format!("{:016x}", probe_span_id(seq));
+        let sql = format!("{{\"sql\":\"SELECT count(*) FROM spans WHERE span_id = '{span_id}'\"}}");
+        loop {
+            let (status, body) = c.post("/api/sql", "application/json", sql.as_bytes()).await?;
+            if status != 200 {
+                bail!("visibility query answered {status}: {}", String::from_utf8_lossy(&body));
+            }
+            let v: serde_json::Value = serde_json::from_slice(&body)?;
+            if v["rows"][0][0].as_u64() == Some(1) {
+                break;
+            }
+            if acked.elapsed() > Duration::from_secs(60) {
+                bail!("probe span {span_id} not visible after 60 s");
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        lat.push(acked.elapsed().as_secs_f64() * 1e3);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    Ok(lat)
 }
 
 fn current_rss_kib(pid: u32) -> Option<u64> {
@@ -478,6 +533,7 @@ async fn main() -> anyhow::Result<()> {
         .map(|id| tokio::spawn(run_client(args.clone(), payloads.clone(), id, counters.clone(), until)))
         .collect();
     let prober = args.probe_rollups.then(|| tokio::spawn(probe_rollups(args.http.clone(), until)));
+    let visibility = args.probe_visibility.then(|| tokio::spawn(probe_visibility(args.http.clone(), until)));
     let mut live = Vec::new();
     let mut probes = None;
     if args.live_subscribers > 0 {
@@ -529,17 +585,31 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     drop(idle);
+    if let Some(v) = visibility {
+        let mut lat = v.await??;
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "visibility (export acknowledged -> found by /api/sql): n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or(f64::NAN)
+        );
+    }
     let acked = counters.acked_spans.load(Relaxed);
-    // Every acknowledged export is committed before its answer, so the count is final now.
+    // Exports are acknowledged once durable in the ingest log; wait until DuckDB has them all.
+    let flush_started = Instant::now();
     let after = count_spans(&args.http).await?;
+    let flush_s = flush_started.elapsed().as_secs_f64();
     let persisted = after.saturating_sub(before);
     println!("sent spans:        {}", counters.sent_spans.load(Relaxed));
     println!("acknowledged:      {acked}");
     println!("persisted (store): {persisted}");
     println!("refused (503/UNAVAILABLE, retried): {}", counters.refused.load(Relaxed));
     println!("errors:            {}", counters.errors.load(Relaxed));
-    println!("elapsed:           {send_elapsed:.2} s");
-    println!("persisted spans/s: {:.0}", persisted as f64 / send_elapsed);
+    println!("elapsed:           {send_elapsed:.2} s (+{flush_s:.2} s until all of it was queryable)");
+    println!("acknowledged spans/s: {:.0}", acked as f64 / send_elapsed);
+    println!("persisted spans/s: {:.0}", persisted as f64 / (send_elapsed + flush_s));
     if let Some(pid) = args.server_pid {
         if let Some(kib) = peak_rss_kib(pid) {
             println!("server peak RSS:   {:.1} MiB", kib as f64 / 1024.0);

@@ -49,6 +49,9 @@ const MAX_SESSIONS: usize = 100_000;
 const MAX_ANSWERS: usize = 4096;
 /// Longest message or reason accepted.
 pub const MAX_TEXT_BYTES: usize = 32 * 1024;
+/// Longest a command waits for logged telemetry to be committed before its session counts as
+/// unknown.
+const SESSION_FLUSH_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
 
 /// Settings (from `ControlArgs`).
 #[derive(Debug, Clone)]
@@ -752,15 +755,19 @@ impl Control {
         if known {
             return Ok(None);
         }
-        let rows = self
-            .inner
-            .store
-            .reader
-            .query_objects(
+        let query = || {
+            self.inner.store.reader.query_objects(
                 "SELECT service_name FROM sessions WHERE session_id = $1::VARCHAR",
                 vec![Some(session_id.to_string())],
             )
-            .await?;
+        };
+        let mut rows = query().await?;
+        if rows.is_empty() {
+            // Acknowledged telemetry is queryable once committed (~250 ms): a session that just
+            // started is not unknown. Commit what is logged, then look again.
+            self.inner.store.flush(Some(SESSION_FLUSH_WAIT)).await?;
+            rows = query().await?;
+        }
         match rows.first() {
             Some(r) => Ok(r.get("service_name").and_then(Value::as_str).map(str::to_string)),
             None if self.lock().sessions.contains_key(session_id) => Ok(None),

@@ -1,4 +1,4 @@
-//! Control state in the database (migration 0006): every change is a list of `Op`s written in one
+//! Control state in the database (migration 0008): every change is a list of `Op`s written in one
 //! `Store::apply` transaction (commit before the change takes effect or is answered), and `load`
 //! reads the open state back at start-up, so commands survive a restart and a pause stays a pause.
 

@@ -46,6 +46,33 @@ struct Ring {
     /// Messages in `entries`.
     retained: u64,
     last_id: u64,
+    /// Messages published in this run (the next entry's `seq`).
+    seq: u64,
+    /// (last id, seq after it) of entries no longer retained, newest last, bounded: counts what a
+    /// client resuming from before the ring missed.
+    evicted: VecDeque<(u64, u64)>,
+}
+
+/// Evicted entries remembered for counting gaps.
+const EVICTED_INDEX: usize = 65_536;
+
+impl Ring {
+    /// Messages published after id `since` that are no longer retained (None: unknown, older
+    /// than the index).
+    fn missed_before_ring(&self, since: u64) -> Option<u64> {
+        let oldest_seq = self.entries.front().map_or(self.seq, |e| e.seq);
+        let Some(first) = self.evicted.front() else {
+            // Nothing evicted yet: nothing missed. (An index trimmed to empty cannot count.)
+            return (oldest_seq == 0).then_some(0);
+        };
+        if since < first.0 {
+            return None;
+        }
+        // The last evicted entry ending at or before `since`.
+        let i = self.evicted.partition_point(|(last, _)| *last <= since);
+        let seq_after = if i == 0 { first.1 } else { self.evicted[i - 1].1 };
+        Some(oldest_seq.saturating_sub(seq_after))
+    }
 }
 
 /// The live stream hub, shared by the publisher and every subscriber.
@@ -56,21 +83,34 @@ pub struct Hub {
     /// Rows dropped because the publisher queue was full; reported as the next `gap`.
     dropped: Arc<AtomicU64>,
     cancel: CancellationToken,
+    /// Ids of this run start after this value (see `set_id_base`).
+    id_base: AtomicU64,
+    /// Ids up to this one will be published by the replay of the ingest log at start: a client
+    /// resuming from one of them is early, not from another run.
+    replay_until: AtomicU64,
     /// Extra fields of `session` summaries (control's capabilities), set once at start-up.
     session_extra: std::sync::OnceLock<message::SessionExtra>,
 }
+
+/// A batch's messages are numbered from `log position << ID_BITS`, so a record replayed from the
+/// ingest log after a restart gets the ids it had before (clients resuming with `Last-Event-ID`
+/// neither miss nor repeat it). Messages not from a record (timers, control) take the next id.
+pub const ID_BITS: u32 = 20;
 
 impl Hub {
     /// A hub whose subscriptions end when `cancel` fires (server shutdown).
     pub fn new(cfg: HubConfig, cancel: CancellationToken) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(cfg.buffer.max(1));
-        let ring = Ring { entries: VecDeque::new(), retained: 0, last_id: cfg.id_base };
+        let ring =
+            Ring { entries: VecDeque::new(), retained: 0, last_id: cfg.id_base, seq: 0, evicted: VecDeque::new() };
         Arc::new(Hub {
             ring: Mutex::new(ring),
             tx,
             cfg,
             dropped: Arc::new(AtomicU64::new(0)),
             cancel,
+            id_base: AtomicU64::new(cfg.id_base),
+            replay_until: AtomicU64::new(0),
             session_extra: std::sync::OnceLock::new(),
         })
     }
@@ -78,6 +118,23 @@ impl Hub {
     /// Add fields to every `session` summary from now on (set once; later calls are ignored).
     pub fn set_session_extra(&self, f: message::SessionExtra) {
         let _ = self.session_extra.set(f);
+    }
+
+    fn id_base(&self) -> u64 {
+        self.id_base.load(Ordering::Acquire)
+    }
+
+    /// Ids of this run start after `base` (the server passes the ids of the last record DuckDB
+    /// held, so ids continue across restarts and replayed records keep theirs).
+    /// The replay at start will publish ids up to `last` (records up to the log's durable end).
+    pub fn set_replay_until(&self, last: u64) {
+        self.replay_until.store(last, Ordering::Release);
+    }
+
+    pub fn set_id_base(&self, base: u64) {
+        self.id_base.store(base, Ordering::Release);
+        let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        ring.last_id = ring.last_id.max(base);
     }
 
     /// Start the publisher task (on the current tokio runtime) and return the writer's commit hook.
@@ -91,8 +148,9 @@ impl Hub {
         tokio::spawn(async move {
             while let Some(batch) = rx.recv().await {
                 hub.report_dropped();
+                let hint = batch.log_pos << ID_BITS;
                 let extra = hub.session_extra.get().cloned();
-                hub.push(|id| Entry::batch_with(id, batch, extra));
+                hub.push(hint, |id| Entry::batch_with(id, batch, extra));
             }
             hub.report_dropped();
         });
@@ -120,21 +178,34 @@ impl Hub {
     }
 
     /// Number an entry, retain it and broadcast it (one send for all subscribers).
-    fn push(&self, make: impl FnOnce(u64) -> Entry) -> u64 {
+    fn push(&self, hint: u64, make: impl FnOnce(u64) -> Entry) -> u64 {
         let mut ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        let e = Arc::new(make(ring.last_id + 1));
+        let mut e = make(hint.max(ring.last_id + 1));
         if e.len == 0 {
             return ring.last_id;
         }
+        e.seq = ring.seq;
+        let e = Arc::new(e);
+        ring.seq += e.len;
         ring.last_id = e.last_id();
+        let evict = |ring: &mut Ring, old: Arc<Entry>| {
+            ring.retained -= old.len;
+            if ring.evicted.len() >= EVICTED_INDEX {
+                ring.evicted.pop_front();
+            }
+            ring.evicted.push_back((old.last_id(), old.seq + old.len));
+        };
         if self.cfg.retention > 0 {
             ring.retained += e.len;
             ring.entries.push_back(e.clone());
             while ring.entries.len() > 1 && ring.retained - ring.entries[0].len >= self.cfg.retention as u64 {
                 if let Some(old) = ring.entries.pop_front() {
-                    ring.retained -= old.len;
+                    evict(&mut ring, old);
                 }
             }
+        } else {
+            ring.retained += e.len;
+            evict(&mut ring, e.clone());
         }
         // Sent under the lock so that ring order and broadcast order are the same; never blocks.
         let _ = self.tx.send(e);
@@ -143,7 +214,7 @@ impl Hub {
 
     /// Publish one message (numbered, retained, broadcast); returns its id.
     pub fn publish(&self, d: Draft) -> u64 {
-        self.push(|id| Entry::one(id, d))
+        self.push(0, |id| Entry::one(id, d))
     }
 
     /// The heartbeat interval (also the SSE keep-alive interval).
@@ -165,31 +236,44 @@ impl Hub {
         let rx = self.tx.subscribe();
         let mut front = VecDeque::new();
         let mut pending = VecDeque::new();
-        let (cursor, start) = match since {
-            None => (ring.last_id, ring.last_id),
-            Some(s) if s < self.cfg.id_base || s > ring.last_id => {
-                // An id of an earlier run (or from nowhere): what that run committed after it and
-                // never delivered cannot be counted; say so, then replay all this run retains.
+        let oldest_seq = ring.entries.front().map_or(ring.seq, |e| e.seq);
+        let (cursor, start, seq_next) = match since {
+            None => (ring.last_id, ring.last_id, ring.seq),
+            Some(s) if s < self.id_base() || s > ring.last_id.max(self.replay_until.load(Ordering::Acquire)) => {
+                // An id of an earlier run (or from nowhere): what that run published after it and
+                // this one did not replay cannot be counted; say so, then replay all this run
+                // retains.
                 let data = json!({ "missed": null, "reason": "collector restarted since this id" });
-                front.push_back(Arc::new(Message::control(self.cfg.id_base, message::GAP, &data)));
-                let oldest = ring.entries.front().map_or(ring.last_id + 1, |e| e.first_id);
-                let missed = oldest.saturating_sub(self.cfg.id_base + 1);
-                if missed > 0 {
-                    let data = json!({ "missed": missed });
-                    front.push_back(Arc::new(Message::control(self.cfg.id_base, message::GAP, &data)));
+                front.push_back(Arc::new(Message::control(self.id_base(), message::GAP, &data)));
+                if oldest_seq > 0 {
+                    let data = json!({ "missed": oldest_seq });
+                    front.push_back(Arc::new(Message::control(self.id_base(), message::GAP, &data)));
                 }
                 pending.extend(ring.entries.iter().cloned());
-                (self.cfg.id_base.max(oldest.saturating_sub(1)), self.cfg.id_base)
+                let oldest = ring.entries.front().map_or(ring.last_id + 1, |e| e.first_id);
+                (self.id_base().max(oldest.saturating_sub(1)), self.id_base(), oldest_seq)
             }
             Some(since) => {
                 let oldest = ring.entries.front().map_or(ring.last_id + 1, |e| e.first_id);
-                let missed = oldest.saturating_sub(since + 1);
-                if missed > 0 {
-                    front.push_back(Arc::new(Message::control(since, message::GAP, &json!({ "missed": missed }))));
+                if since < oldest.saturating_sub(1) {
+                    let missed = ring.missed_before_ring(since);
+                    if missed != Some(0) {
+                        let data = match missed {
+                            Some(n) => json!({ "missed": n }),
+                            None => json!({ "missed": null, "reason": "older than the retained window" }),
+                        };
+                        front.push_back(Arc::new(Message::control(since, message::GAP, &data)));
+                    }
                 }
                 let first = ring.entries.partition_point(|e| e.last_id() <= since);
                 pending.extend(ring.entries.range(first..).cloned());
-                (since.max(oldest.saturating_sub(1)), since)
+                // Within a retained entry, the messages up to `since` count as seen.
+                let seq_next = match pending.front() {
+                    Some(e) if e.first_id <= since => e.seq + (since - e.first_id + 1),
+                    Some(e) => e.seq,
+                    None => ring.seq,
+                };
+                (since.max(oldest.saturating_sub(1)), since, seq_next)
             }
         };
         drop(ring);
@@ -204,6 +288,7 @@ impl Hub {
             filter,
             cursor,
             start,
+            seq_next,
             heartbeat,
             cancel: self.cancel.clone(),
         }
@@ -224,6 +309,8 @@ pub struct Subscription {
     filter: Filter,
     /// The newest id this subscriber has been through (sent or filtered out).
     cursor: u64,
+    /// The `seq` of the next message this subscriber expects (a larger one means it missed some).
+    seq_next: u64,
     /// Where this subscription starts (the effective `since`, else the newest id at subscribe).
     start: u64,
     heartbeat: Interval,
@@ -272,6 +359,7 @@ impl Subscription {
                 return Some(m);
             }
             if let Some(e) = self.pending.pop_front() {
+                self.seq_next = self.seq_next.max(e.seq + e.len);
                 self.current = Some((e, 0));
                 continue;
             }
@@ -283,16 +371,18 @@ impl Subscription {
                         if e.last_id() <= self.cursor {
                             continue;
                         }
-                        let missed = e.first_id.saturating_sub(self.cursor + 1);
+                        let missed = e.seq.saturating_sub(self.seq_next);
+                        self.seq_next = self.seq_next.max(e.seq + e.len);
+                        let before = e.first_id.saturating_sub(1);
                         self.current = Some((e, 0));
                         if missed > 0 {
                             // This subscriber lagged and the broadcast skipped whole entries.
+                            self.cursor = self.cursor.max(before);
                             let gap = Message::control(self.cursor, message::GAP, &json!({ "missed": missed }));
-                            self.cursor += missed;
                             return Some(Arc::new(gap));
                         }
                     }
-                    // Counted exactly from the ids of the next entry received.
+                    // Counted exactly from the `seq` of the next entry received.
                     Err(broadcast::error::RecvError::Lagged(_)) => continue,
                     Err(broadcast::error::RecvError::Closed) => return None,
                 },

@@ -315,6 +315,9 @@ enum Source {
 pub struct Entry {
     pub first_id: u64,
     pub len: u64,
+    /// Messages published before this entry in this run (dense, unlike ids, which follow log
+    /// positions): gaps are counted from it.
+    pub seq: u64,
     source: Source,
     cache: OnceLock<Box<[OnceLock<Arc<Message>>]>>,
 }
@@ -333,11 +336,11 @@ impl Entry {
     /// A batch whose `session` messages get `extra`'s fields.
     pub fn batch_with(first_id: u64, b: Arc<Batch>, extra: Option<SessionExtra>) -> Self {
         let len = count(&b);
-        Entry { first_id, len, source: Source::Batch(b, extra), cache: OnceLock::new() }
+        Entry { first_id, len, seq: 0, source: Source::Batch(b, extra), cache: OnceLock::new() }
     }
 
     pub fn one(id: u64, d: Draft) -> Self {
-        Entry { first_id: id, len: 1, source: Source::One(d), cache: OnceLock::new() }
+        Entry { first_id: id, len: 1, seq: 0, source: Source::One(d), cache: OnceLock::new() }
     }
 
     /// Id of the last message in this entry.

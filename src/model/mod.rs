@@ -14,3 +14,4 @@ pub mod normalize;
 pub mod openclaw;
 pub mod records;
 pub mod semconv;
+pub mod validate;

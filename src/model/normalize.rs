@@ -412,8 +412,12 @@ pub fn traces(req: &ExportTraceServiceRequest, received_us: i64) -> Mapped {
         for ss in &rs.scope_spans {
             let scope = Scope::new(ss.scope.as_ref());
             for span in &ss.spans {
+                let mark = super::validate::Mark::of(&out.batch);
                 if let Err(e) = map_span(span, &res, &scope, received_us, &mut out.batch, &mut seen) {
                     out.reject(format!("span {:?}: {e}", span.name));
+                } else if let Some(why) = super::validate::check_since(&out.batch, &mark) {
+                    mark.truncate(&mut out.batch);
+                    out.reject(format!("span {:?}: {why}", span.name));
                 }
             }
         }
@@ -645,7 +649,13 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
                 let body = rec.body.as_ref().map(attrs::display_text).filter(|b| !b.is_empty());
                 let event_name = log_event_name(&rec.event_name, body_str, &idx, claude_code);
                 let ctx = context(&idx, &res, trace_id.clone(), None);
+                let mark = super::validate::Mark::of(&out.batch);
                 map_log_derived(&idx, &res, event_name.as_deref(), time_us, &trace_id, &span_id, &ctx, &mut out.batch);
+                if let Some(why) = super::validate::check_since(&out.batch, &mark) {
+                    mark.truncate(&mut out.batch);
+                    out.reject(format!("log record: {why}"));
+                    continue;
+                }
                 seen.note(&ctx, time_us);
                 out.batch.logs.push(LogRow {
                     time_us,

@@ -211,8 +211,11 @@ pub struct Batch {
     pub tool_calls: Vec<ToolCallRow>,
     pub sessions: Vec<Seen>,
     pub agents: Vec<Seen>,
-    /// Session state changes (filled by the writer after mapping; empty out of `normalize`).
+    /// Session state changes (filled by the pipeline after mapping; empty out of `normalize`).
     pub session_updates: Vec<SessionUpdate>,
+    /// The ingest-log position these rows came from (0: not from a record, e.g. a timer's
+    /// session changes). Live message ids derive from it, so a replay keeps them.
+    pub log_pos: u64,
 }
 
 impl Batch {
@@ -232,5 +235,6 @@ impl Batch {
         self.sessions.append(&mut other.sessions);
         self.agents.append(&mut other.agents);
         self.session_updates.append(&mut other.session_updates);
+        self.log_pos = self.log_pos.max(other.log_pos);
     }
 }

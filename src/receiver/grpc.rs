@@ -23,7 +23,7 @@ use tonic::codec::CompressionEncoding;
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use super::ingest::{Ingest, IngestError, Outcome, Payload};
+use super::ingest::{memory_estimate, Export, Ingest, IngestError, Outcome, Payload};
 use crate::auth::Token;
 
 #[derive(Clone)]
@@ -37,7 +37,12 @@ impl GrpcReceiver {
     }
 
     async fn export(&self, payload: Payload, size: usize) -> Result<Outcome, Status> {
-        self.ingest.export(payload, size).await.map_err(|e| e.to_grpc())
+        // tonic has decoded already (bounded by the max message size); count and reserve before
+        // mapping.
+        let records = payload.record_count();
+        self.ingest.check_records(records).map_err(|e| e.to_grpc())?;
+        let _reserved = self.ingest.reserve(memory_estimate(size, records)).await.map_err(|e| e.to_grpc())?;
+        self.ingest.export(Export::decoded(payload)).await.map_err(|e| e.to_grpc())
     }
 }
 

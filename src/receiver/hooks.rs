@@ -7,10 +7,11 @@
 //! signed `wire::Answer` envelope. `POST /hooks/claude/inbox` is the binary's `--inbox` waiter.
 //!
 //! A hook call from the binary carries a record id: a re-send (after a spool, a retry, a lost
-//! answer) is stored once and answered the same. Decisions never depend on storing: a paused
+//! answer) is answered the same (`control`) and stored once (the pipeline's `hook_records` stage
+//! drops a logged repeat). Decisions never depend on storing: a paused
 //! session stays held even when the store refuses the record (the binary then spools it).
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,12 +23,10 @@ use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::Response;
 use axum::routing::post;
 use axum::Router;
-use prost::Message;
-use tokio::sync::watch;
 
 use super::decode::Encoding;
 use super::http::{error_response, read_body, HttpReceiver};
-use super::ingest::{IngestError, Payload};
+use super::ingest::{Export, IngestError, Payload};
 use crate::control::model::Transport;
 use crate::control::{Control, HookCall, Reply};
 
@@ -69,66 +68,12 @@ impl ToolStarts {
 
 /// Entries kept for tool calls in flight.
 pub const MAX_PENDING_TOOLS: usize = 10_000;
-/// Record ids remembered as stored (loaded from the last week of hook records at start).
-pub const MAX_RECORD_IDS: usize = 200_000;
-
-/// Record ids of hook calls already stored, and those being stored right now (a concurrent
-/// re-send waits for the first attempt's result instead of storing twice).
-struct RecordIds {
-    done: HashSet<String>,
-    order: VecDeque<String>,
-    inflight: HashMap<String, watch::Receiver<Option<bool>>>,
-}
-
-enum Begin {
-    Done,
-    Proceed(watch::Sender<Option<bool>>),
-    Wait(watch::Receiver<Option<bool>>),
-}
-
-impl RecordIds {
-    fn new() -> Self {
-        RecordIds { done: HashSet::new(), order: VecDeque::new(), inflight: HashMap::new() }
-    }
-
-    fn begin(&mut self, id: &str) -> Begin {
-        if self.done.contains(id) {
-            return Begin::Done;
-        }
-        if let Some(rx) = self.inflight.get(id) {
-            return Begin::Wait(rx.clone());
-        }
-        let (tx, rx) = watch::channel(None);
-        self.inflight.insert(id.to_string(), rx);
-        Begin::Proceed(tx)
-    }
-
-    /// Only a committed record counts as stored.
-    fn finish(&mut self, id: &str, stored: bool) {
-        self.inflight.remove(id);
-        if stored {
-            self.remember(id.to_string());
-        }
-    }
-
-    fn remember(&mut self, id: String) {
-        if self.done.insert(id.clone()) {
-            self.order.push_back(id);
-        }
-        while self.order.len() > MAX_RECORD_IDS {
-            if let Some(old) = self.order.pop_front() {
-                self.done.remove(&old);
-            }
-        }
-    }
-}
 
 #[derive(Clone)]
 pub struct HookReceiver {
     http: HttpReceiver,
     options: Options,
     tool_starts: Arc<Mutex<ToolStarts>>,
-    records: Arc<Mutex<RecordIds>>,
     control: Option<Control>,
 }
 
@@ -139,31 +84,8 @@ impl HookReceiver {
             http,
             options: Options::default(),
             tool_starts: Arc::new(Mutex::new(ToolStarts::new(MAX_PENDING_TOOLS))),
-            records: Arc::new(Mutex::new(RecordIds::new())),
             control,
         }
-    }
-
-    /// Remember the record ids stored in the last week, so a re-send after a restart is not stored
-    /// twice.
-    pub async fn load_record_ids(self) -> Self {
-        let sql = "SELECT DISTINCT attributes->>'agent_console.hook.record_id' AS id FROM logs
-                   WHERE scope_name = 'agent-console-hook' AND time >= now() - INTERVAL 7 DAY
-                     AND attributes->>'agent_console.hook.record_id' IS NOT NULL
-                   LIMIT 200000";
-        match self.http.ingest.store.reader.query_objects(sql, Vec::new()).await {
-            Ok(rows) => {
-                let mut r = self.records.lock().unwrap_or_else(|p| p.into_inner());
-                for row in rows {
-                    if let Some(id) = row.get("id").and_then(|v| v.as_str()) {
-                        r.remember(id.to_string());
-                    }
-                }
-                tracing::debug!(ids = r.done.len(), "hook record ids restored");
-            }
-            Err(e) => tracing::warn!(error = %e, "cannot restore hook record ids"),
-        }
-        self
     }
 
     fn tool_start(&self, input: &Input, now: u64) -> Option<u64> {
@@ -177,35 +99,6 @@ impl HookReceiver {
             starts.take(id)
         } else {
             None
-        }
-    }
-
-    /// Store one export's payloads once per record id. True when stored (now or before).
-    async fn store_once(
-        &self,
-        record_id: Option<&str>,
-        payloads: Vec<Payload>,
-        size: usize,
-    ) -> Result<(), IngestError> {
-        let Some(id) = record_id else { return self.http.ingest.export_all(payloads, size).await.map(|_| ()) };
-        let mut payloads = Some(payloads);
-        loop {
-            let begin = self.records.lock().unwrap_or_else(|p| p.into_inner()).begin(id);
-            match begin {
-                Begin::Done => return Ok(()),
-                Begin::Wait(mut rx) => {
-                    let _ = rx.wait_for(Option::is_some).await;
-                }
-                Begin::Proceed(tx) => {
-                    let result = match payloads.take() {
-                        Some(p) => self.http.ingest.export_all(p, size).await.map(|_| ()),
-                        None => Err(IngestError::Unavailable("no payload".into())),
-                    };
-                    self.records.lock().unwrap_or_else(|p| p.into_inner()).finish(id, result.is_ok());
-                    let _ = tx.send(Some(result.is_ok()));
-                    return result;
-                }
-            }
         }
     }
 }
@@ -292,13 +185,12 @@ async fn claude(State(s): State<HookReceiver>, req: Request) -> Response {
     let t = translate::translate(&input, &opts, now, start);
     // The log record and the tool span are one export: one transaction, so a retry after a
     // failure never stores half of it twice.
-    let mut size = t.logs.encoded_len();
-    let mut payloads = vec![Payload::Logs(t.logs)];
+    let mut payloads = vec![Export::decoded(Payload::Logs(t.logs))];
     if let Some(tr) = t.traces {
-        size += tr.encoded_len();
-        payloads.push(Payload::Traces(tr));
+        payloads.push(Export::decoded(Payload::Traces(tr)));
     }
-    let stored = s.store_once(record_id, payloads, size).await;
+    // A re-send of a record id already logged is dropped by the pipeline (`hook_records`).
+    let stored = s.http.ingest.export_all(payloads).await;
     let ev = match &input {
         // Stored as the malformed-input error event above; the caller still learns it was bad.
         Input::Malformed { error, .. } => return error_response(Encoding::Json, &IngestError::Decode(error.clone())),
@@ -440,14 +332,7 @@ mod tests {
     }
 
     #[test]
-    fn record_ids_store_once_and_only_after_a_commit() {
-        let mut r = RecordIds::new();
-        let Begin::Proceed(_tx) = r.begin("aa") else { panic!("first") };
-        assert!(matches!(r.begin("aa"), Begin::Wait(_)), "in flight: wait for it");
-        r.finish("aa", false);
-        assert!(matches!(r.begin("aa"), Begin::Proceed(_)), "a failed commit does not count");
-        r.finish("aa", true);
-        assert!(matches!(r.begin("aa"), Begin::Done));
+    fn hex_ids() {
         assert_eq!(hex_id(Some("0123abcd")), Some("0123abcd"));
         assert_eq!(hex_id(Some("xyz12345")), None);
         assert_eq!(hex_id(Some("abc")), None);

@@ -18,7 +18,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess
 use prost::Message;
 
 use super::decode::{self, Encoding};
-use super::ingest::{Ingest, IngestError, Outcome, Payload};
+use super::ingest::{memory_estimate, Export, Ingest, IngestError, Outcome};
+use super::prescan;
 use crate::auth::Token;
 use crate::error::RETRY_AFTER_SECS;
 use crate::telemetry::Signal;
@@ -80,21 +81,22 @@ async fn handle(s: HttpReceiver, signal: Option<Signal>, req: Request) -> Respon
             s.ingest.refused(signal.unwrap_or(Signal::Traces), &e);
             error_response(enc_hint, &e)
         }
-        // `export` counts its own outcome, refusals included.
-        Ok((enc, payload, size)) => match s.ingest.export(payload, size).await {
+        // `export` counts its own outcome, refusals included; the memory reservation is held
+        // until the rows are handed over.
+        Ok((enc, export, _reserved)) => match s.ingest.export(export).await {
             Ok(outcome) => success_response(enc, &outcome),
             Err(e) => error_response(enc, &e),
         },
     }
 }
 
-/// Authorise, read, decompress and decode one request.
+/// Authorise, read, decompress, count, reserve memory for and decode one request.
 async fn prepare(
     s: &HttpReceiver,
     signal: Option<Signal>,
     headers: &HeaderMap,
     body: Body,
-) -> Result<(Encoding, Payload, usize), IngestError> {
+) -> Result<(Encoding, Export, tokio::sync::OwnedSemaphorePermit), IngestError> {
     if !s.token.allows(header_str(headers, header::AUTHORIZATION)) {
         return Err(IngestError::Unauthorized);
     }
@@ -115,8 +117,24 @@ async fn prepare(
             )
         })?,
     };
+    // Count what the request becomes before decoding it: refuse too many records, and reserve
+    // memory for the decoded request and its rows (not just its wire size).
+    let estimate = match enc {
+        Encoding::Protobuf => {
+            let records = prescan::protobuf_records(signal, &bytes)
+                .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
+            s.ingest.check_records(records)?;
+            memory_estimate(bytes.len(), records)
+        }
+        Encoding::Json => {
+            let objects = prescan::json_objects(&bytes);
+            memory_estimate(bytes.len(), objects / 4).saturating_add((objects as usize).saturating_mul(192))
+        }
+    };
+    let reserved = s.ingest.reserve(estimate).await?;
     let payload = decode::decode(signal, enc, &bytes)?;
-    Ok((enc, payload, bytes.len()))
+    let raw = (enc == Encoding::Protobuf).then_some(bytes);
+    Ok((enc, Export { payload, raw }, reserved))
 }
 
 fn encoded(enc: Encoding, status: StatusCode, pb: Vec<u8>, json: serde_json::Value) -> Response {

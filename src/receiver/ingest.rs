@@ -1,16 +1,24 @@
-//! THE ingest path. Every front door (gRPC, HTTP protobuf, HTTP JSON) decodes, then calls
-//! `Ingest::export`: map (pure) -> queue for the writer -> wait for the commit -> report what was
-//! accepted and what was rejected (OTLP partial success).
+//! THE ingest path. Every front door (gRPC, HTTP protobuf, HTTP JSON, the Claude Code hook
+//! endpoint) decodes, then calls `Ingest::export`: reserve memory for what the request becomes ->
+//! map (pure) -> append to the ingest log (durable) -> report what was accepted and what was
+//! rejected (OTLP partial success). The acknowledgement is the log's fsync; DuckDB, the live
+//! stream and session state follow from the log (`crate::pipeline`).
 
 use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::Duration;
 
+use bytes::Bytes;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
+use prost::Message;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use crate::ingest_log::{Part, PartKind, Record};
 use crate::model::normalize;
+use crate::model::records::Batch;
+use crate::sessions::Clock;
 use crate::store::{Store, StoreError};
 use crate::telemetry::{Metrics, Refusal, Signal};
 
@@ -29,6 +37,22 @@ impl Payload {
             Payload::Logs(_) => Signal::Logs,
             Payload::Metrics(_) => Signal::Metrics,
         }
+    }
+
+    fn kind(&self) -> PartKind {
+        match self {
+            Payload::Traces(_) => PartKind::Traces,
+            Payload::Logs(_) => PartKind::Logs,
+            Payload::Metrics(_) => PartKind::Metrics,
+        }
+    }
+
+    fn encode(&self) -> Bytes {
+        Bytes::from(match self {
+            Payload::Traces(r) => r.encode_to_vec(),
+            Payload::Logs(r) => r.encode_to_vec(),
+            Payload::Metrics(r) => r.encode_to_vec(),
+        })
     }
 
     /// Spans, log records or data points in the request.
@@ -58,6 +82,19 @@ impl Payload {
     }
 }
 
+/// One decoded payload and, when the request was protobuf, its bytes as they arrived (logged as
+/// is; other encodings are re-encoded as protobuf for the log).
+pub struct Export {
+    pub payload: Payload,
+    pub raw: Option<Bytes>,
+}
+
+impl Export {
+    pub fn decoded(payload: Payload) -> Self {
+        Self { payload, raw: None }
+    }
+}
+
 /// Why an export was refused whole. Mapped to HTTP / gRPC status in `crate::error`.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum IngestError {
@@ -65,6 +102,8 @@ pub enum IngestError {
     Decode(String),
     #[error("request exceeds the {limit}-byte limit (after decompression)")]
     TooLarge { limit: usize },
+    #[error("request holds {records} records; the limit is {limit} per request: send smaller batches")]
+    TooManyRecords { records: u64, limit: u64 },
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("collector is overloaded, retry later")]
@@ -93,26 +132,54 @@ pub struct Outcome {
     pub message: Option<String>,
 }
 
+/// Limits of the ingest path.
+#[derive(Debug, Clone, Copy)]
+pub struct IngestLimits {
+    /// Records (spans, log records, data points) one request may carry.
+    pub max_records: u64,
+    /// Bytes of memory requests being decoded and mapped may hold together.
+    pub max_inflight_bytes: usize,
+    /// How long a request may wait for memory before it is refused (503).
+    pub wait: Duration,
+}
+
+impl Default for IngestLimits {
+    fn default() -> Self {
+        Self { max_records: 100_000, max_inflight_bytes: 256 << 20, wait: Duration::from_millis(500) }
+    }
+}
+
+/// Memory a request will take while decoded and mapped: its bytes (raw + decoded) plus the rows
+/// it becomes (attributes as JSON, context per row).
+pub fn memory_estimate(wire_bytes: usize, records: u64) -> usize {
+    wire_bytes.saturating_mul(3).saturating_add((records as usize).saturating_mul(1024))
+}
+
 /// Shared state of the ingest path.
 #[derive(Clone)]
 pub struct Ingest {
     pub store: Store,
     pub metrics: Arc<Metrics>,
-}
-
-fn now_us() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+    clock: Clock,
+    limits: IngestLimits,
+    budget: Arc<Semaphore>,
+    budget_kib: u32,
 }
 
 impl Ingest {
-    pub fn new(store: Store, metrics: Arc<Metrics>) -> Self {
-        Self { store, metrics }
+    pub fn new(store: Store, metrics: Arc<Metrics>, clock: Clock, limits: IngestLimits) -> Self {
+        let budget_kib = u32::try_from((limits.max_inflight_bytes / 1024).max(1)).unwrap_or(u32::MAX);
+        Self { store, metrics, clock, limits, budget: Arc::new(Semaphore::new(budget_kib as usize)), budget_kib }
+    }
+
+    pub fn limits(&self) -> IngestLimits {
+        self.limits
     }
 
     /// Count a refusal made before `export` (decode, size, media type).
     pub fn refused(&self, signal: Signal, err: &IngestError) {
         let why = match err {
-            IngestError::TooLarge { .. } => Refusal::TooLarge,
+            IngestError::TooLarge { .. } | IngestError::TooManyRecords { .. } => Refusal::TooLarge,
             IngestError::Overloaded | IngestError::Unavailable(_) => Refusal::Overloaded,
             _ => Refusal::BadRequest,
         };
@@ -120,33 +187,63 @@ impl Ingest {
         tracing::debug!(signal = signal.as_str(), error = %err, "export refused");
     }
 
-    /// Map, store and acknowledge one export. `size_bytes` is its decoded size (queue budget).
-    pub async fn export(&self, payload: Payload, size_bytes: usize) -> Result<Outcome, IngestError> {
-        let mut outcomes = self.export_all(vec![payload], size_bytes).await?;
+    /// Refuse a request with more records than allowed (before or after decoding).
+    pub fn check_records(&self, records: u64) -> Result<(), IngestError> {
+        if records > self.limits.max_records {
+            return Err(IngestError::TooManyRecords { records, limit: self.limits.max_records });
+        }
+        Ok(())
+    }
+
+    /// Reserve memory for a request that will take about `bytes` while decoded and mapped; held
+    /// until the permit is dropped. Refuses (503) when the budget stays full for the wait.
+    pub async fn reserve(&self, bytes: usize) -> Result<OwnedSemaphorePermit, IngestError> {
+        let kib = u32::try_from(bytes / 1024 + 1).unwrap_or(u32::MAX).min(self.budget_kib);
+        match tokio::time::timeout(self.limits.wait, self.budget.clone().acquire_many_owned(kib)).await {
+            Ok(Ok(p)) => Ok(p),
+            Ok(Err(_)) => Err(IngestError::Unavailable("shutting down".into())),
+            Err(_) => Err(IngestError::Overloaded),
+        }
+    }
+
+    /// Map, log and acknowledge one export.
+    pub async fn export(&self, export: Export) -> Result<Outcome, IngestError> {
+        let mut outcomes = self.export_all(vec![export]).await?;
         outcomes.pop().ok_or_else(|| IngestError::Unavailable("no outcome".into()))
     }
 
-    /// Several payloads that belong together (one hook call: its log record and its tool span),
-    /// stored in one transaction: all of them or none, so a retry never duplicates half.
-    pub async fn export_all(&self, payloads: Vec<Payload>, size_bytes: usize) -> Result<Vec<Outcome>, IngestError> {
-        let received = now_us();
-        let mut merged = crate::model::records::Batch::default();
-        let mut outcomes = Vec::with_capacity(payloads.len());
-        for payload in payloads {
+    /// Several payloads that belong together (one hook call: its log record and its tool span):
+    /// one log record, so they are stored together or not at all and a retry never duplicates
+    /// half of them.
+    pub async fn export_all(&self, exports: Vec<Export>) -> Result<Vec<Outcome>, IngestError> {
+        let received = (self.clock)();
+        let mut merged = Batch::default();
+        let mut outcomes = Vec::with_capacity(exports.len());
+        let mut parts = Vec::with_capacity(exports.len());
+        for Export { payload, raw } in exports {
             let signal = payload.signal();
             let total = payload.record_count();
+            if let Err(e) = self.check_records(total) {
+                self.refused(signal, &e);
+                return Err(e);
+            }
             let mapped = match &payload {
                 Payload::Traces(r) => normalize::traces(r, received),
                 Payload::Logs(r) => normalize::logs(r, received),
                 Payload::Metrics(r) => normalize::metrics(r, received),
             };
-            drop(payload);
             let rejected = mapped.rejected.min(total);
+            if !mapped.batch.is_empty() {
+                let bytes = raw.unwrap_or_else(|| payload.encode());
+                parts.push(Part { kind: payload.kind(), bytes });
+            }
+            drop(payload);
             merged.append(mapped.batch);
             outcomes.push(Outcome { signal, accepted: total - rejected, rejected, message: mapped.error_message });
         }
-        if !merged.is_empty() {
-            if let Err(e) = self.store.write(merged, size_bytes).await {
+        if !parts.is_empty() {
+            let record = Record { received_us: received, parts };
+            if let Err(e) = self.store.append(record, merged).await {
                 let err = IngestError::from(e);
                 for o in &outcomes {
                     self.refused(o.signal, &err);

@@ -8,3 +8,4 @@ pub mod hooks;
 pub mod http;
 pub mod ingest;
 pub mod otlp_json;
+pub mod prescan;

@@ -1,10 +1,19 @@
-//! Embedded DuckDB storage. `Store` is the cheap, cloneable handle the rest of the server uses:
-//! `write` queues a mapped batch for the single writer thread (`writer`) and resolves once it is
-//! committed; `query` runs read-only SQL on a separate connection (`reader`). Schema lives in
-//! `schema` as numbered migrations; `arrow_rows` turns rows into Arrow batches for the Appender.
+//! Storage: the ingest log in front, embedded DuckDB behind. `Store` is the cheap, cloneable
+//! handle the rest of the server uses:
+//! - `append` makes one export durable in the ingest log (`crate::ingest_log`) and resolves then:
+//!   that is the acknowledgement. The log thread hands the record to the pipeline
+//!   (`crate::pipeline`: dedup, pricing, session state, live stream), which queues it for the
+//!   single DuckDB writer thread (`writer`), which commits large transactions together with the
+//!   log position. At start the writer's position says what to replay.
+//! - `flush` waits until everything acknowledged before the call is queryable.
+//! - `query` runs read-only SQL on a separate connection (`reader`).
+//!
+//! Schema lives in `schema` as numbered migrations; `arrow_rows` turns rows into Arrow batches
+//! for the Appender.
 
 pub mod arrow_rows;
 pub mod reader;
+pub mod recovery;
 pub mod reprice;
 pub mod rollup;
 pub mod schema;
@@ -14,18 +23,22 @@ pub mod stream;
 pub mod writer;
 
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU32, AtomicU64, Ordering};
+use std::sync::mpsc::SyncSender;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use duckdb::{Config, Connection};
-use tokio::sync::{mpsc, oneshot, Semaphore};
+use duckdb::Connection;
+use tokio::sync::{oneshot, watch};
 
 use crate::cost::pricing::RepriceReport;
 use crate::cost::PriceTable;
+use crate::ingest_log::{self, Appended, IngestLog, LogConfig, LogError, LogHandle, LogState, Record};
 use crate::model::records::Batch;
+use crate::pipeline::{self, Input, PipelineSender};
 use crate::telemetry::Metrics;
 pub use reader::{QueryLimits, QueryResult};
-use writer::{CommitHook, Msg, WriteRequest, WriterConfig};
+use writer::{CommitHook, Msg, WriterConfig};
 
 /// Storage errors. Cloneable: one commit result acknowledges several requests.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -51,6 +64,8 @@ pub enum StoreError {
     /// A query API lookup of something that does not exist (a session id, ...).
     #[error("{0}")]
     NotFound(String),
+    #[error(transparent)]
+    Log(#[from] LogError),
 }
 
 impl From<duckdb::Error> for StoreError {
@@ -72,53 +87,119 @@ pub struct StoreConfig {
     /// DuckDB `memory_limit`, e.g. "2GB".
     pub memory_limit: String,
     pub threads: i64,
-    /// Requests waiting for the writer.
-    pub queue_capacity: usize,
-    /// Decoded bytes in flight (queued + being written) before ingest answers "overloaded".
-    pub max_inflight_bytes: usize,
-    /// How long an export may wait for room before it is refused.
-    pub queue_wait: Duration,
-    pub max_batch_rows: usize,
-    /// Session state timeouts (the writer runs the tracker).
+    /// The ingest log (its directory is `<data_dir>/log` unless set).
+    pub log: LogConfig,
+    /// Bytes of mapped rows the log may hand to the pipeline in memory; beyond it records are
+    /// read back from the log.
+    pub handoff_bytes: u64,
+    /// Commit a DuckDB transaction at this many rows ...
+    pub commit_max_rows: usize,
+    /// ... or this much waiting.
+    pub commit_max_delay: Duration,
+    /// Checkpoint after this many log bytes were committed.
+    pub checkpoint_bytes: u64,
+    /// Session state timeouts (the pipeline runs the tracker).
     pub sessions: crate::sessions::TrackerConfig,
     pub query: QueryLimits,
 }
 
 impl Default for StoreConfig {
     fn default() -> Self {
+        let data_dir = PathBuf::from("./agent-console-data");
         Self {
-            data_dir: PathBuf::from("./agent-console-data"),
+            log: LogConfig::new(data_dir.join("log")),
+            data_dir,
             memory_limit: "2GB".into(),
             threads: 2,
-            queue_capacity: 1024,
-            max_inflight_bytes: 128 * 1024 * 1024,
-            queue_wait: Duration::from_millis(500),
-            max_batch_rows: 65_536,
+            handoff_bytes: 64 << 20,
+            commit_max_rows: 100_000,
+            commit_max_delay: Duration::from_millis(250),
+            checkpoint_bytes: 512 << 20,
             sessions: crate::sessions::TrackerConfig::default(),
             query: QueryLimits::default(),
         }
     }
 }
 
+/// The writer's last commit, for `/healthz`.
+#[derive(Debug, Default)]
+pub struct Health {
+    /// Wall time (µs) of the last successful commit (0 = none yet).
+    pub last_ok_us: AtomicI64,
+    /// The last failure since the last success: (wall µs, message).
+    pub last_error: Mutex<Option<(i64, String)>>,
+}
+
+fn wall_us() -> i64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_micros() as i64).unwrap_or(0)
+}
+
+impl Health {
+    fn ok(&self) {
+        self.last_ok_us.store(wall_us(), Ordering::Relaxed);
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn failed(&self, e: &StoreError) {
+        *self.last_error.lock().unwrap_or_else(|p| p.into_inner()) = Some((wall_us(), e.to_string()));
+    }
+
+    /// (last success µs, failing since µs and why).
+    pub fn snapshot(&self) -> (i64, Option<(i64, String)>) {
+        (self.last_ok_us.load(Ordering::Relaxed), self.last_error.lock().unwrap_or_else(|p| p.into_inner()).clone())
+    }
+}
+
+/// State the writer thread shares with the handles.
+pub struct StoreShared {
+    pub log: Option<Arc<LogState>>,
+    /// The last log position committed to DuckDB.
+    pub committed_pos: watch::Sender<u64>,
+    /// `flush` asks the writer to commit through this position at once.
+    pub flush_target: AtomicU64,
+    pub health: Health,
+    /// Test hook: fail this many commits (as a full disk would).
+    #[doc(hidden)]
+    pub fail_commits: AtomicU32,
+}
+
 /// Handle to the store. Clone freely.
 #[derive(Clone)]
 pub struct Store {
-    tx: mpsc::Sender<Msg>,
-    budget: Arc<Semaphore>,
-    budget_total_kib: u32,
-    queue_wait: Duration,
+    log: IngestLog<Batch>,
+    to_writer: SyncSender<Msg>,
+    pipeline: PipelineSender,
+    pub shared: Arc<StoreShared>,
     pub reader: Arc<reader::Reader>,
+    clock: crate::sessions::Clock,
 }
 
-/// Owns the writer thread; `shutdown` drains it.
+/// Owns the threads; `join` after every `Store` clone is dropped drains them in order:
+/// the log (last sync) -> the pipeline (everything durable) -> the writer (commit, checkpoint).
 pub struct WriterHandle {
-    thread: Option<std::thread::JoinHandle<()>>,
+    log: Option<LogHandle>,
+    pipeline: Option<std::thread::JoinHandle<()>>,
+    writer: Option<std::thread::JoinHandle<()>>,
+    pipeline_tx: PipelineSender,
+    writer_tx: SyncSender<Msg>,
 }
 
 impl WriterHandle {
-    /// Wait for the writer to drain and checkpoint (call after every `Store` clone is dropped).
+    /// Stop in order even if `Store` clones are still alive somewhere (they then get `Closed`):
+    /// the log syncs and stops, the pipeline takes everything durable, the writer commits and
+    /// checkpoints. Blocking: call from a blocking context.
     pub fn join(mut self) {
-        if let Some(t) = self.thread.take() {
+        if let Some(l) = self.log.take() {
+            l.join();
+        }
+        self.pipeline_tx.close_blocking();
+        if let Some(t) = self.pipeline.take() {
+            if t.join().is_err() {
+                tracing::error!("pipeline thread panicked");
+            }
+        }
+        let _ = self.writer_tx.send(Msg::Close);
+        if let Some(t) = self.writer.take() {
             if t.join().is_err() {
                 tracing::error!("writer thread panicked");
             }
@@ -126,15 +207,22 @@ impl WriterHandle {
     }
 }
 
+fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map_err(|e| StoreError::Unavailable(format!("cannot start the {name} thread: {e}")))
+}
+
 impl Store {
-    /// Open (or create) the database, migrate it, start the writer thread.
+    /// Open (or create) the database and the ingest log, migrate, start the threads.
     pub fn open(
         cfg: &StoreConfig,
         prices: Arc<PriceTable>,
         metrics: Arc<Metrics>,
-        on_commit: Vec<CommitHook>,
+        hooks: Vec<CommitHook>,
     ) -> Result<(Store, WriterHandle), StoreError> {
-        Self::open_with_clock(cfg, prices, metrics, on_commit, crate::sessions::system_clock())
+        Self::open_with_clock(cfg, prices, metrics, hooks, crate::sessions::system_clock())
     }
 
     /// `open`, with the clock session states are timed by (tests pass `sessions::tokio_clock`).
@@ -142,15 +230,13 @@ impl Store {
         cfg: &StoreConfig,
         prices: Arc<PriceTable>,
         metrics: Arc<Metrics>,
-        on_commit: Vec<CommitHook>,
+        hooks: Vec<CommitHook>,
         clock: crate::sessions::Clock,
     ) -> Result<(Store, WriterHandle), StoreError> {
         std::fs::create_dir_all(&cfg.data_dir)
             .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", cfg.data_dir.display())))?;
         let path = cfg.data_dir.join("agent-console.duckdb");
-        let config =
-            Config::default().max_memory(&cfg.memory_limit)?.threads(cfg.threads)?.enable_autoload_extension(false)?;
-        let conn = Connection::open_with_flags(&path, config)?;
+        let conn = recovery::open_database(&path, cfg)?;
         let version = schema::migrate(&conn)?;
         // Sandbox every connection of this database: no file, network or extension access from
         // SQL, and no setting can be changed afterwards (the read API is exposed to users).
@@ -159,80 +245,162 @@ impl Store {
              SET enable_external_access = false;
              SET lock_configuration = true;",
         )?;
-        tracing::info!(path = %path.display(), schema_version = version, "store opened");
+        // Everything DuckDB holds now is checkpointed, so log segments before it may go.
+        conn.execute_batch("CHECKPOINT")?;
+        let committed: i64 = conn.query_row("SELECT position FROM ingest_log_state WHERE id = 1", [], |r| r.get(0))?;
+        let committed = committed.max(0) as u64;
+        tracing::info!(path = %path.display(), schema_version = version, log_position = committed, "store opened");
         let read_conn = conn.try_clone()?;
-        let (tx, rx) = mpsc::channel(cfg.queue_capacity.max(1));
-        let wcfg = WriterConfig { max_batch_rows: cfg.max_batch_rows, prices, sessions: cfg.sessions, clock };
-        let m = metrics.clone();
-        let thread = std::thread::Builder::new()
-            .name("duckdb-writer".into())
-            .spawn(move || writer::run(conn, rx, wcfg, m, on_commit))
-            .map_err(|e| StoreError::Unavailable(format!("cannot start writer thread: {e}")))?;
-        let budget_total_kib = u32::try_from((cfg.max_inflight_bytes / 1024).max(1)).unwrap_or(u32::MAX);
+
+        // The session tracker starts from what DuckDB holds.
+        let mut tracker = crate::sessions::Tracker::new(cfg.sessions);
+        let recent = cfg.sessions.finish_after_us.saturating_mul(2);
+        match session_state::load(&conn, &mut tracker, clock(), recent, cfg.sessions.max_sessions) {
+            Ok(n) => tracing::info!(sessions = n, "session states restored"),
+            Err(e) => tracing::warn!(error = %e, "cannot restore session states"),
+        }
+        // Hook calls of the last week already stored, so that a re-send is not stored twice
+        // (`pipeline::hook_records`).
+        const WEEK_US: i64 = 7 * 86_400 * 1_000_000;
+        let hook_records = pipeline::hook_records::HookRecords::load(&conn, clock() - WEEK_US).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot restore hook record ids");
+            Default::default()
+        });
+        if let Err(e) = reprice::publish_prices(&conn, &prices) {
+            tracing::warn!(error = %e, "cannot publish the price table");
+        }
+
+        let chans = pipeline::channels(cfg.handoff_bytes);
+        let handoff = chans.handoff;
+        // The log lives in the data directory, always next to the database it feeds.
+        let log_cfg = LogConfig { dir: cfg.data_dir.join("log"), ..cfg.log.clone() };
+        let (log, opened, log_handle) = IngestLog::open(&log_cfg, committed, Box::new(move |d| handoff.forward(d)))?;
+        if opened.end_pos >= opened.start_pos {
+            tracing::info!(
+                from = opened.start_pos,
+                to = opened.end_pos,
+                bytes = opened.backlog_bytes,
+                "ingest log: records to replay into DuckDB"
+            );
+        }
+        let (committed_tx, _) = watch::channel(committed);
+        let shared = Arc::new(StoreShared {
+            log: Some(log.state.clone()),
+            committed_pos: committed_tx,
+            flush_target: AtomicU64::new(0),
+            health: Health::default(),
+            fail_commits: AtomicU32::new(0),
+        });
+
+        let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(64);
+        let wcfg = WriterConfig {
+            max_txn_rows: cfg.commit_max_rows.max(1),
+            max_txn_bytes: (cfg.handoff_bytes / 2).max(1 << 20),
+            max_txn_delay: cfg.commit_max_delay,
+            checkpoint_bytes: cfg.checkpoint_bytes,
+            log_dir: log_cfg.dir.clone(),
+        };
+        let (wsh, wm) = (shared.clone(), metrics.clone());
+        // The byte count starts at 0 at the first position to replay.
+        let writer = spawn("duckdb-writer", move || writer::run(conn, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
+
+        let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
+            .with_hook_records(hook_records);
+        let cursor = log.cursor(opened.start_pos, 0, cfg.log.skip_damaged);
+        let clock_handle = clock.clone();
+        let (prx, inflight, lstate) = (chans.rx, chans.in_flight, log.state.clone());
+        let pipeline_thread = spawn("pipeline", move || pipeline::run(stages, prx, inflight, lstate, cursor))?;
+
+        let sender_for_close = chans.sender.clone();
+        let writer_for_close = to_writer.clone();
         Ok((
             Store {
-                tx,
-                budget: Arc::new(Semaphore::new(budget_total_kib as usize)),
-                budget_total_kib,
-                queue_wait: cfg.queue_wait,
+                log,
+                to_writer,
+                pipeline: chans.sender,
+                shared,
                 reader: Arc::new(reader::Reader::new(read_conn, cfg.query.clone(), metrics)),
+                clock: clock_handle,
             },
-            WriterHandle { thread: Some(thread) },
+            WriterHandle {
+                log: Some(log_handle),
+                pipeline: Some(pipeline_thread),
+                writer: Some(writer),
+                pipeline_tx: sender_for_close,
+                writer_tx: writer_for_close,
+            },
         ))
     }
 
-    /// Queue `batch` (whose decoded request was `size_bytes`) and wait until it is committed.
-    /// Refuses with `Overloaded` when the in-flight budget stays full for `queue_wait`.
-    pub async fn write(&self, batch: Batch, size_bytes: usize) -> Result<(), StoreError> {
-        let kib = u32::try_from(size_bytes / 1024 + 1).unwrap_or(u32::MAX).min(self.budget_total_kib);
-        let permit = match tokio::time::timeout(self.queue_wait, self.budget.clone().acquire_many_owned(kib)).await {
-            Ok(Ok(p)) => p,
-            Ok(Err(_)) => return Err(StoreError::Closed),
-            Err(_) => return Err(StoreError::Overloaded),
+    /// The collector clock session states are timed by (records carry it as their receive time).
+    pub fn clock(&self) -> &crate::sessions::Clock {
+        &self.clock
+    }
+
+    /// Make one record durable (the acknowledgement); `batch` is what it maps to.
+    pub async fn append(&self, record: Record, batch: Batch) -> Result<Appended, StoreError> {
+        self.log.append(record, batch).await.map_err(|e| match e {
+            LogError::Full { .. } | LogError::Busy => StoreError::Overloaded,
+            other => StoreError::Log(other),
+        })
+    }
+
+    /// Wait until everything acknowledged before this call is committed to DuckDB (queryable);
+    /// `None` waits as long as it takes (tests under paused time have no timer to fire).
+    pub async fn flush(&self, timeout: Option<Duration>) -> Result<u64, StoreError> {
+        let target = self.log.state.durable_pos.load(Ordering::Acquire);
+        let mut rx = self.shared.committed_pos.subscribe();
+        if *rx.borrow() >= target {
+            return Ok(target);
+        }
+        self.shared.flush_target.fetch_max(target, Ordering::AcqRel);
+        let _ = self.to_writer.try_send(Msg::Flush);
+        let wait = async { rx.wait_for(|c| *c >= target).await.map(|_| ()) };
+        let waited = match timeout {
+            Some(t) => tokio::time::timeout(t, wait).await.map_err(|_| StoreError::Timeout(t.as_millis() as u64))?,
+            None => wait.await,
         };
-        let (ack, done) = oneshot::channel();
-        let req = WriteRequest { batch, ack, permit: Some(permit) };
-        match tokio::time::timeout(self.queue_wait, self.tx.send(Msg::Write(req))).await {
-            Ok(Ok(())) => {}
-            Ok(Err(_)) => return Err(StoreError::Closed),
-            Err(_) => return Err(StoreError::Overloaded),
-        }
-        done.await.map_err(|_| StoreError::Closed)?
+        waited.map(|()| target).map_err(|_| StoreError::Closed)
     }
 
-    /// Ask the writer to checkpoint when it is idle (dropped when the queue is full).
+    /// Ask the writer to commit and checkpoint (dropped when its queue is full).
     pub fn checkpoint_when_idle(&self) {
-        let _ = self.tx.try_send(Msg::Checkpoint);
+        let _ = self.to_writer.try_send(Msg::Checkpoint);
     }
 
-    /// Ask the writer to apply time-driven session changes (idle, stuck, finished); skipped when
-    /// anything is queued (the writer is busy and applies them after its next commit).
+    /// Ask for time-driven session changes (idle, stuck, finished); skipped when busy.
     pub fn tick(&self) {
-        // Only into an empty queue: a tick must never take the room an export needs (a busy
-        // writer runs the same check after every commit anyway).
-        if self.tx.capacity() == self.tx.max_capacity() {
-            let _ = self.tx.try_send(Msg::Tick(None));
-        }
+        self.pipeline.tick();
     }
 
-    /// `tick`, waiting until the changes are committed and published.
+    /// `tick`, waiting until its changes are published and committed.
     pub async fn tick_now(&self) -> Result<(), StoreError> {
         let (ack, done) = oneshot::channel();
-        self.tx.send(Msg::Tick(Some(ack))).await.map_err(|_| StoreError::Closed)?;
-        done.await.map_err(|_| StoreError::Closed)
+        self.pipeline.send(Input::Tick(Some(ack))).await?;
+        done.await.map_err(|_| StoreError::Closed)?;
+        self.sync_writer().await
     }
 
-    /// Switch the writer to `table` and re-price stored calls that have no reported cost.
+    /// Wait until the writer committed everything queued before this call.
+    async fn sync_writer(&self) -> Result<(), StoreError> {
+        self.apply(|_| Ok(())).await
+    }
+
+    /// Pause or resume a session's state (control plane), in order with the rows.
+    pub async fn set_paused(&self, session_id: String, paused: bool, reason: String) -> Result<(), StoreError> {
+        self.pipeline.send(Input::SetPaused { session_id, paused, reason }).await
+    }
+
+    /// Switch to `table` for new calls and re-price stored calls that have no reported cost.
     pub async fn reprice(&self, table: Arc<PriceTable>) -> Result<RepriceReport, StoreError> {
         let (ack, done) = oneshot::channel();
-        self.tx.send(Msg::Reprice(table, ack)).await.map_err(|_| StoreError::Closed)?;
+        self.pipeline.send(Input::Reprice(table, ack)).await?;
         done.await.map_err(|_| StoreError::Closed)?
     }
 
     /// Run `f` on the writer thread inside its own transaction and return its result once it is
     /// committed (rolled back when `f` fails). For small state changes that are not telemetry:
-    /// agent commands and their audit rows, tasks, alert rules. Never blocks ingest for long: it
-    /// is one queued message, like an export.
+    /// agent commands and their audit rows, tasks, alert rules. Pending rows are committed first.
     pub async fn apply<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
@@ -240,22 +408,22 @@ impl Store {
     {
         let (ack, done) = oneshot::channel();
         let job: writer::ApplyFn = Box::new(move |conn| f(conn).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
-        self.tx.send(Msg::Apply(job, ack)).await.map_err(|_| StoreError::Closed)?;
+        let tx = self.to_writer.clone();
+        tokio::task::spawn_blocking(move || tx.send(Msg::Apply(job, ack)).map_err(|_| StoreError::Closed))
+            .await
+            .map_err(|_| StoreError::Closed)??;
         let any = done.await.map_err(|_| StoreError::Closed)??;
         any.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Unavailable("apply: result type mismatch".into()))
     }
 
-    /// Control: pause (`true`) or resume `session_id` in the session tracker, stored and streamed
-    /// like any state change. Resolves to whether the session's state changed.
-    pub async fn set_paused(&self, session_id: String, paused: bool, reason: String) -> Result<bool, StoreError> {
-        let (ack, done) = oneshot::channel();
-        self.tx.send(Msg::SetPaused(session_id, paused, reason, ack)).await.map_err(|_| StoreError::Closed)?;
-        done.await.map_err(|_| StoreError::Closed)
+    /// Bytes in the ingest log not yet committed to DuckDB (the backlog).
+    pub fn queue_depth(&self) -> usize {
+        self.log.state.pending_bytes() as usize
     }
 
-    /// Requests waiting for the writer right now.
-    pub fn queue_depth(&self) -> usize {
-        self.tx.max_capacity() - self.tx.capacity()
+    /// The ingest log's counters (for `/metrics`).
+    pub fn log_state(&self) -> &Arc<LogState> {
+        &self.log.state
     }
 
     /// Run read-only SQL (see `reader`).
@@ -263,3 +431,6 @@ impl Store {
         self.reader.query(sql).await
     }
 }
+
+/// Keep `ingest_log` reachable from here for callers that only import `store`.
+pub use ingest_log::Record as LogRecord;

@@ -99,3 +99,57 @@ pub fn apply(conn: &Connection, stage: &mut Appender<'_>, calls: &[ModelCallRow]
     stage.flush()?;
     conn.execute_batch(UPSERT)
 }
+
+/// Sums of one transaction (several records), with owned keys; token sums saturate rather than
+/// wrap (inputs are range-checked at mapping time, so this is a second fence).
+#[derive(Debug, Default)]
+pub struct Rollup {
+    sums: HashMap<(i64, String, String, String, String), Sums>,
+}
+
+impl Rollup {
+    pub fn add(&mut self, calls: &[ModelCallRow]) {
+        for c in calls {
+            let key = (
+                c.time_us.div_euclid(HOUR_US) * HOUR_US,
+                c.ctx.agent_id.clone().unwrap_or_default(),
+                c.ctx.task_id.clone().unwrap_or_default(),
+                c.model.clone().unwrap_or_default(),
+                c.provider.clone().unwrap_or_default(),
+            );
+            let s = self.sums.entry(key).or_default();
+            s.calls = s.calls.saturating_add(1);
+            if let Some(cost) = c.cost_usd.filter(|c| c.is_finite()) {
+                s.cost_usd = Some(s.cost_usd.unwrap_or(0.0) + cost);
+            }
+            s.input_tokens = s.input_tokens.saturating_add(c.input_tokens.unwrap_or(0));
+            s.output_tokens = s.output_tokens.saturating_add(c.output_tokens.unwrap_or(0));
+            s.cache_read_tokens = s.cache_read_tokens.saturating_add(c.cache_read_tokens.unwrap_or(0));
+            s.cache_write_tokens = s.cache_write_tokens.saturating_add(c.cache_write_tokens.unwrap_or(0));
+        }
+    }
+
+    /// Upsert the sums into `cost_hourly` (inside the writer's transaction).
+    pub fn apply(&self, conn: &Connection, stage: &mut Appender<'_>) -> Result<(), duckdb::Error> {
+        if self.sums.is_empty() {
+            return Ok(());
+        }
+        for ((hour, agent, task, model, provider), s) in &self.sums {
+            stage.append_row(params![
+                hour,
+                agent,
+                task,
+                model,
+                provider,
+                s.calls,
+                s.cost_usd,
+                s.input_tokens,
+                s.output_tokens,
+                s.cache_read_tokens,
+                s.cache_write_tokens
+            ])?;
+        }
+        stage.flush()?;
+        conn.execute_batch(UPSERT)
+    }
+}

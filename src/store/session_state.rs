@@ -30,16 +30,18 @@ fn opt_ts(us: Option<i64>) -> duckdb::types::Value {
     us.map_or(duckdb::types::Value::Null, ts)
 }
 
-/// Write `updates` (one per session at most) in the current transaction.
+/// Write `updates` in the current transaction: every change is a transition row; the
+/// `sessions` row gets each session's last change (a transaction may hold several).
 pub fn apply(
     conn: &Connection,
     transitions: &mut Appender,
     stage: &mut Appender,
-    updates: &[SessionUpdate],
+    updates: &[&SessionUpdate],
 ) -> Result<(), StoreError> {
     if updates.is_empty() {
         return Ok(());
     }
+    let mut last: std::collections::HashMap<&str, &SessionUpdate> = std::collections::HashMap::new();
     for u in updates {
         transitions.append_row(params![
             ts(u.time_us),
@@ -52,6 +54,9 @@ pub fn apply(
             u.stuck,
             u.reason,
         ])?;
+        last.insert(u.session_id.as_str(), u);
+    }
+    for u in last.values() {
         stage.append_row(params![
             u.session_id,
             u.status,

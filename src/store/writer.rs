@@ -1,63 +1,72 @@
-//! The one DuckDB writer: an OS thread that owns the write connection and its Appenders, takes
-//! batches from a bounded channel, merges whatever is queued into one transaction, commits, and
-//! only then acknowledges every request in it. Closing the channel drains it and checkpoints.
+//! The one DuckDB writer: an OS thread that owns the write connection and its Appenders. It
+//! takes processed batches from the pipeline (already durable in the ingest log, deduplicated,
+//! priced, with their session changes) and commits them in large transactions, bounded by rows,
+//! bytes and time (`--commit-max-rows`, `--commit-max-delay-ms`), writing the last log position
+//! in the same transaction (`ingest_log_state`), so a restart replays exactly what is missing.
+//!
+//! A transaction that fails is retried record by record: a record whose own rows DuckDB refuses
+//! as data (a conversion, range or constraint error, which no retry can fix) is quarantined with
+//! its raw bytes (`quarantine` table) so it cannot block the records after it; any other failure
+//! (a full disk, I/O) is retried with backoff, holding the position until it passes. Everything
+//! here was acknowledged already; nothing is dropped silently.
+//!
+//! Besides batches it runs state changes in their own transaction (`Store::apply`), re-pricing,
+//! and checkpoints (after which the log may delete the segments a checkpoint covers).
 
 use std::collections::HashMap;
+use std::sync::atomic::Ordering;
+use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use duckdb::{Appender, Connection};
-use tokio::sync::{mpsc, oneshot, OwnedSemaphorePermit};
+use duckdb::{params, Appender, Connection};
+use tokio::sync::oneshot;
 
-use super::{arrow_rows, reprice, rollup, session_state, StoreError};
-use crate::cost::pricing::{price_calls, RepriceReport};
+use super::{arrow_rows, reprice, rollup, session_state, StoreError, StoreShared};
+use crate::cost::pricing::RepriceReport;
 use crate::cost::PriceTable;
-use crate::model::dedup::Deduper;
-use crate::model::records::{Batch, Seen};
-use crate::sessions::{signals, Clock, Tracker, TrackerConfig};
+use crate::model::records::{Batch, Seen, SessionUpdate};
 use crate::telemetry::Metrics;
 
-/// One export's rows, waiting for the writer.
-pub struct WriteRequest {
-    pub batch: Batch,
-    pub ack: oneshot::Sender<Result<(), StoreError>>,
-    /// Holds this request's share of the in-flight byte budget until it is committed.
-    pub permit: Option<OwnedSemaphorePermit>,
-}
+/// A queued batch with its ingest log span (first, last position), `None` for batches that
+/// did not come from the log.
+type Item = (Option<(u64, u64)>, Arc<Batch>);
 
 /// What the writer thread is asked to do.
 pub enum Msg {
-    Write(WriteRequest),
-    /// Checkpoint now if nothing is waiting (sent on a timer, so an idle collector keeps a
-    /// short WAL and restarts fast).
-    Checkpoint,
-    /// Switch to a new price table and re-price every stored call that has no reported cost.
-    Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
-    /// Apply time-driven session changes now (sent on a timer; tests wait for the ack).
-    Tick(Option<oneshot::Sender<()>>),
+    /// One record's processed rows (`pos` = its log position and byte count; `None` for session
+    /// changes that come from time or control rather than from a record).
+    Batch { pos: Option<(u64, u64)>, batch: Arc<Batch> },
     /// Run a closure in its own transaction (`Store::apply`).
     Apply(ApplyFn, oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>),
-    /// Control: pause (`true`) or resume a session in the session tracker, stored and streamed
-    /// like any state change (`Store::set_paused`); answers whether the state changed.
-    SetPaused(String, bool, String, oneshot::Sender<bool>),
+    /// Re-price every stored call that has no reported cost with this table.
+    Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
+    /// Commit what is pending and checkpoint (sent on a timer).
+    Checkpoint,
+    /// Commit what is pending now (someone waits in `Store::flush`).
+    Flush,
+    /// Commit, checkpoint and stop (shutdown, after the pipeline stopped).
+    Close,
 }
 
 /// A state change run on the writer's connection in its own transaction (`Store::apply`).
 pub type ApplyFn = Box<dyn FnOnce(&Connection) -> Result<Box<dyn std::any::Any + Send>, StoreError> + Send>;
 
-/// Called after each commit with the committed rows, every batch once and in order (the live
-/// stream hooks in here). Runs on the writer thread: it must not block (the live hub only
-/// `try_send`s).
+/// Called with every processed batch, in order, once it is durable (the live stream hooks in
+/// here). Runs on the pipeline thread: it must not block (the live hub only `try_send`s).
 pub type CommitHook = Box<dyn Fn(Arc<Batch>) + Send>;
 
 pub struct WriterConfig {
-    /// Stop merging queued requests into one transaction beyond this many rows.
-    pub max_batch_rows: usize,
-    /// Prices in force when the writer starts.
-    pub prices: Arc<PriceTable>,
-    pub sessions: TrackerConfig,
-    /// The collector's clock, for session activity and transition times.
-    pub clock: Clock,
+    /// Commit when the open transaction holds this many rows.
+    pub max_txn_rows: usize,
+    /// ... or about this many bytes of rows.
+    pub max_txn_bytes: u64,
+    /// ... or when its oldest record waited this long.
+    pub max_txn_delay: Duration,
+    /// Checkpoint when this many log bytes were committed since the last checkpoint.
+    pub checkpoint_bytes: u64,
+    /// The ingest log directory (to copy a quarantined record's bytes).
+    pub log_dir: std::path::PathBuf,
 }
 
 struct Appenders<'c> {
@@ -238,7 +247,7 @@ impl<'c> Appenders<'c> {
 }
 
 /// What the `sessions` / `agents` tables already hold, so that a busy session is not re-written
-/// on every batch: a row is written when it is new, when its activity moved on by
+/// on every transaction: a row is written when it is new, when its activity moved on by
 /// `TOUCH_INTERVAL_US`, or when its task / earliest time changed. Bounded; forgetting an entry
 /// only costs one extra upsert.
 struct SeenCache {
@@ -291,88 +300,324 @@ impl SeenCache {
     }
 }
 
-/// Fold repeated ids (several requests in one transaction) so the upsert sees each id once.
-fn fold_seen(rows: Vec<Seen>) -> Vec<Seen> {
-    let mut map: HashMap<String, Seen> = HashMap::with_capacity(rows.len());
-    for r in rows {
-        match map.get_mut(&r.id) {
-            None => {
-                map.insert(r.id.clone(), r);
+/// Fold one `Seen` into a map keyed by id (several records in one transaction).
+fn fold_into(map: &mut HashMap<String, Seen>, r: &Seen) {
+    match map.get_mut(&r.id) {
+        None => {
+            map.insert(r.id.clone(), r.clone());
+        }
+        Some(e) => {
+            e.first_us = e.first_us.min(r.first_us);
+            if r.last_us >= e.last_us {
+                e.last_us = r.last_us;
+                if r.task_id.is_some() {
+                    e.task_id.clone_from(&r.task_id);
+                }
             }
-            Some(e) => {
-                e.first_us = e.first_us.min(r.first_us);
-                if r.last_us >= e.last_us {
-                    e.last_us = r.last_us;
-                    if r.task_id.is_some() {
-                        e.task_id = r.task_id;
-                    }
-                }
-                if e.agent_id.is_none() {
-                    e.agent_id = r.agent_id;
-                }
-                if e.display_name.is_none() {
-                    e.display_name = r.display_name;
-                }
-                if e.service_name.is_none() {
-                    e.service_name = r.service_name;
-                }
-                if e.parent_id.is_none() {
-                    e.parent_id = r.parent_id;
-                }
+            if e.agent_id.is_none() {
+                e.agent_id.clone_from(&r.agent_id);
+            }
+            if e.display_name.is_none() {
+                e.display_name.clone_from(&r.display_name);
+            }
+            if e.service_name.is_none() {
+                e.service_name.clone_from(&r.service_name);
+            }
+            if e.parent_id.is_none() {
+                e.parent_id.clone_from(&r.parent_id);
             }
         }
+    }
+}
+
+/// Fold repeated ids so each id appears once (pure; also used by the pipeline per record).
+pub fn fold_seen(rows: Vec<Seen>) -> Vec<Seen> {
+    let mut map: HashMap<String, Seen> = HashMap::with_capacity(rows.len());
+    for r in &rows {
+        fold_into(&mut map, r);
     }
     map.into_values().collect()
 }
 
-fn append_all(conn: &Connection, app: &mut Appenders, batch: &Batch) -> Result<(), StoreError> {
-    if !batch.spans.is_empty() {
-        app.spans.append_record_batch(arrow_rows::spans(&batch.spans)?)?;
-        app.spans.flush()?;
+/// One transaction's worth of processed records, in order.
+#[derive(Default)]
+struct Pending {
+    items: Vec<Item>,
+    rows: usize,
+    bytes: u64,
+    since: Option<Instant>,
+}
+
+impl Pending {
+    fn push(&mut self, pos: Option<(u64, u64)>, batch: Arc<Batch>) {
+        self.rows += batch.row_count() + batch.session_updates.len();
+        self.bytes += crate::pipeline::batch_bytes(&batch);
+        self.since.get_or_insert_with(Instant::now);
+        self.items.push((pos, batch));
     }
-    if !batch.logs.is_empty() {
-        app.logs.append_record_batch(arrow_rows::logs(&batch.logs)?)?;
-        app.logs.flush()?;
+
+    fn last_pos(&self) -> Option<(u64, u64)> {
+        self.items.iter().rev().find_map(|(p, _)| *p)
     }
-    if !batch.points.is_empty() {
-        app.points.append_record_batch(arrow_rows::points(&batch.points)?)?;
-        app.points.flush()?;
+
+    fn is_empty(&self) -> bool {
+        self.items.is_empty()
     }
-    if !batch.model_calls.is_empty() {
-        app.model_calls.append_record_batch(arrow_rows::model_calls(&batch.model_calls)?)?;
-        app.model_calls.flush()?;
-        rollup::apply(conn, &mut app.cost_stage, &batch.model_calls)?;
+}
+
+/// Append every row of `items` and the derived state (sessions, agents, rollup, session
+/// changes, log position), inside the caller's transaction.
+fn append_items(
+    conn: &Connection,
+    app: &mut Appenders,
+    items: &[Item],
+    sessions_cache: &SeenCache,
+    agents_cache: &SeenCache,
+) -> Result<(Vec<Seen>, Vec<Seen>), StoreError> {
+    let mut sessions: HashMap<String, Seen> = HashMap::new();
+    let mut agents: HashMap<String, Seen> = HashMap::new();
+    let mut sums = rollup::Rollup::default();
+    let mut updates: Vec<&SessionUpdate> = Vec::new();
+    for (_, b) in items {
+        if !b.spans.is_empty() {
+            app.spans.append_record_batch(arrow_rows::spans(&b.spans)?)?;
+        }
+        if !b.logs.is_empty() {
+            app.logs.append_record_batch(arrow_rows::logs(&b.logs)?)?;
+        }
+        if !b.points.is_empty() {
+            app.points.append_record_batch(arrow_rows::points(&b.points)?)?;
+        }
+        if !b.model_calls.is_empty() {
+            app.model_calls.append_record_batch(arrow_rows::model_calls(&b.model_calls)?)?;
+            sums.add(&b.model_calls);
+        }
+        if !b.tool_calls.is_empty() {
+            app.tool_calls.append_record_batch(arrow_rows::tool_calls(&b.tool_calls)?)?;
+        }
+        for s in &b.sessions {
+            fold_into(&mut sessions, s);
+        }
+        for a in &b.agents {
+            fold_into(&mut agents, a);
+        }
+        updates.extend(b.session_updates.iter());
     }
-    if !batch.tool_calls.is_empty() {
-        app.tool_calls.append_record_batch(arrow_rows::tool_calls(&batch.tool_calls)?)?;
-        app.tool_calls.flush()?;
-    }
-    if !batch.sessions.is_empty() {
-        app.sessions_stage.append_record_batch(arrow_rows::seen(&batch.sessions)?)?;
+    app.spans.flush()?;
+    app.logs.flush()?;
+    app.points.flush()?;
+    app.model_calls.flush()?;
+    app.tool_calls.flush()?;
+    let sessions = sessions_cache.changed(sessions.into_values().collect());
+    if !sessions.is_empty() {
+        app.sessions_stage.append_record_batch(arrow_rows::seen(&sessions)?)?;
         app.sessions_stage.flush()?;
         conn.execute_batch(UPSERT_SESSIONS)?;
     }
-    if !batch.agents.is_empty() {
-        app.agents_stage.append_record_batch(arrow_rows::seen(&batch.agents)?)?;
+    let agents = agents_cache.changed(agents.into_values().collect());
+    if !agents.is_empty() {
+        app.agents_stage.append_record_batch(arrow_rows::seen(&agents)?)?;
         app.agents_stage.flush()?;
         conn.execute_batch(UPSERT_AGENTS)?;
     }
-    session_state::apply(conn, &mut app.transitions, &mut app.state_stage, &batch.session_updates)?;
-    Ok(())
+    sums.apply(conn, &mut app.cost_stage)?;
+    session_state::apply(conn, &mut app.transitions, &mut app.state_stage, &updates)?;
+    if let Some((pos, _)) = items.iter().rev().find_map(|(p, _)| *p) {
+        conn.execute("UPDATE ingest_log_state SET position = ?, updated = now()", params![pos as i64])?;
+    }
+    Ok((sessions, agents))
 }
 
-/// Write one merged batch in one transaction.
-fn commit(conn: &Connection, app: &mut Appenders, batch: &Batch) -> Result<(), StoreError> {
-    conn.execute_batch("BEGIN TRANSACTION")?;
-    match append_all(conn, app, batch) {
-        Ok(()) => {
-            conn.execute_batch("COMMIT")?;
-            Ok(())
+/// Is this a refusal of the data itself (no retry can fix it), rather than of the moment?
+fn is_data_error(e: &StoreError) -> bool {
+    let m = e.to_string();
+    ["Conversion Error", "Out of Range", "Constraint Error", "Invalid Input Error", "overflow", "Arrow"]
+        .iter()
+        .any(|k| m.contains(k))
+}
+
+struct Writer<'c> {
+    conn: &'c Connection,
+    app: Option<Appenders<'c>>,
+    cfg: WriterConfig,
+    shared: Arc<StoreShared>,
+    metrics: Arc<Metrics>,
+    sessions_cache: SeenCache,
+    agents_cache: SeenCache,
+    pending: Pending,
+    dirty: bool,
+    /// Log bytes committed at the last checkpoint.
+    checkpointed_bytes: u64,
+    committed: (u64, u64),
+}
+
+impl<'c> Writer<'c> {
+    /// Run `items` as one transaction.
+    fn try_commit(&mut self, items: &[Item]) -> Result<(), StoreError> {
+        if self.app.is_none() {
+            self.app = Some(Appenders::new(self.conn)?);
         }
-        Err(e) => {
-            let _ = conn.execute_batch("ROLLBACK");
-            Err(e)
+        let Some(app) = self.app.as_mut() else { return Err(StoreError::Unavailable("no appenders".into())) };
+        if self.shared.fail_commits.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
+            return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
         }
+        self.conn.execute_batch("BEGIN TRANSACTION")?;
+        match append_items(self.conn, app, items, &self.sessions_cache, &self.agents_cache) {
+            Ok((sessions, agents)) => match self.conn.execute_batch("COMMIT") {
+                Ok(()) => {
+                    self.sessions_cache.remember(&sessions);
+                    self.agents_cache.remember(&agents);
+                    Ok(())
+                }
+                Err(e) => {
+                    let _ = self.conn.execute_batch("ROLLBACK");
+                    self.app = None;
+                    Err(e.into())
+                }
+            },
+            Err(e) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                // An appender may hold half a batch after a failure: start clean.
+                self.app = None;
+                Err(e)
+            }
+        }
+    }
+
+    fn committed_through(&mut self, items: &[Item]) {
+        if let Some(p) = items.iter().rev().find_map(|(p, _)| *p) {
+            self.committed = p;
+            if let Some(log) = &self.shared.log {
+                log.committed(p.0, p.1);
+            }
+            self.shared.committed_pos.send_replace(p.0);
+        }
+        self.dirty = true;
+    }
+
+    /// Commit everything pending (retrying record by record on failure).
+    fn commit_pending(&mut self) {
+        if self.pending.is_empty() {
+            return;
+        }
+        let pending = std::mem::take(&mut self.pending);
+        let rows: usize = pending.items.iter().map(|(_, b)| b.row_count()).sum();
+        let started = Instant::now();
+        let result = self.try_commit(&pending.items);
+        self.metrics.observe_commit(started.elapsed(), rows as u64, result.is_ok());
+        match result {
+            Ok(()) => {
+                self.shared.health.ok();
+                self.committed_through(&pending.items);
+                tracing::debug!(
+                    records = pending.items.len(),
+                    rows,
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "transaction committed"
+                );
+            }
+            Err(e) => {
+                self.shared.health.failed(&e);
+                tracing::error!(error = %e, records = pending.items.len(), "commit failed; retrying record by record");
+                self.commit_one_by_one(pending.items);
+            }
+        }
+        self.maybe_checkpoint(false);
+    }
+
+    fn commit_one_by_one(&mut self, items: Vec<Item>) {
+        let mut backoff = Duration::from_millis(100);
+        let mut i = 0;
+        while i < items.len() {
+            let one = &items[i..i + 1];
+            match self.try_commit(one) {
+                Ok(()) => {
+                    self.shared.health.ok();
+                    self.committed_through(one);
+                    i += 1;
+                    backoff = Duration::from_millis(100);
+                }
+                Err(e) if is_data_error(&e) => {
+                    self.quarantine(&items[i], &e);
+                    i += 1;
+                }
+                Err(e) => {
+                    self.shared.health.failed(&e);
+                    self.metrics.observe_commit(Duration::ZERO, 0, false);
+                    tracing::error!(error = %e, retry_in_ms = backoff.as_millis() as u64, "commit failed; holding the log position");
+                    std::thread::sleep(backoff);
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Store a record DuckDB refuses as data in `quarantine` (raw bytes from the log), and move
+    /// the position past it, so it cannot hold up the records after it.
+    fn quarantine(&mut self, item: &Item, e: &StoreError) {
+        let Some((pos, end_bytes)) = item.0 else {
+            tracing::error!(error = %e, "session changes refused by DuckDB; dropped");
+            return;
+        };
+        let raw = {
+            let mut c = crate::ingest_log::Cursor::new(self.cfg.log_dir.clone(), pos, 0, true);
+            match c.next(pos) {
+                Ok(Some(r)) if r.pos == pos => Some(r.record.encode()),
+                _ => None,
+            }
+        };
+        let res = self.conn.execute_batch("BEGIN TRANSACTION").and_then(|_| {
+            self.conn.execute(
+                "INSERT INTO quarantine (time, position, error, record) VALUES (now(), ?, ?, ?)",
+                params![pos as i64, e.to_string(), raw],
+            )?;
+            self.conn.execute("UPDATE ingest_log_state SET position = ?, updated = now()", params![pos as i64])?;
+            self.conn.execute_batch("COMMIT")
+        });
+        match res {
+            Ok(()) => {
+                tracing::error!(position = pos, error = %e, "record refused by DuckDB: quarantined (table `quarantine`)");
+                self.metrics.quarantined.fetch_add(1, Ordering::Relaxed);
+                self.committed_through(&[(Some((pos, end_bytes)), item.1.clone())]);
+            }
+            Err(q) => {
+                let _ = self.conn.execute_batch("ROLLBACK");
+                tracing::error!(position = pos, error = %q, "cannot quarantine a refused record; it is retried");
+            }
+        }
+    }
+
+    fn maybe_checkpoint(&mut self, force: bool) {
+        if !self.dirty {
+            return;
+        }
+        let since = self.committed.1.saturating_sub(self.checkpointed_bytes);
+        if !force && since < self.cfg.checkpoint_bytes {
+            return;
+        }
+        let started = Instant::now();
+        match self.conn.execute_batch("CHECKPOINT") {
+            Ok(()) => {
+                self.dirty = false;
+                self.checkpointed_bytes = self.committed.1;
+                if let Some(log) = &self.shared.log {
+                    log.checkpointed(self.committed.0);
+                }
+                tracing::debug!(
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    position = self.committed.0,
+                    "checkpoint"
+                );
+            }
+            Err(e) => tracing::warn!(error = %e, "checkpoint failed; retried later"),
+        }
+    }
+
+    fn due(&self) -> bool {
+        self.pending.rows >= self.cfg.max_txn_rows
+            || self.pending.bytes >= self.cfg.max_txn_bytes
+            || self.pending.since.is_some_and(|s| s.elapsed() >= self.cfg.max_txn_delay)
+            || self.pending.last_pos().is_some_and(|(p, _)| p <= self.shared.flush_target.load(Ordering::Acquire))
     }
 }
 
@@ -391,249 +636,89 @@ fn apply_in_txn(conn: &Connection, f: ApplyFn) -> Result<Box<dyn std::any::Any +
     }
 }
 
-/// Commit session changes made outside a batch (control's pause / resume) and publish them.
-fn commit_updates(
-    conn: &Connection,
-    appenders: Option<&mut Appenders>,
-    updates: Vec<crate::model::records::SessionUpdate>,
-    on_commit: &[CommitHook],
-) -> bool {
-    let (Some(app), false) = (appenders, updates.is_empty()) else { return false };
-    let batch = Batch { session_updates: updates, ..Batch::default() };
-    match commit(conn, app, &batch) {
-        Ok(()) => {
-            let batch = Arc::new(batch);
-            for hook in on_commit {
-                hook(batch.clone());
-            }
-            true
-        }
-        Err(e) => {
-            tracing::error!(error = %e, "session state commit failed");
-            false
-        }
-    }
+/// Staging tables the writer uses (temp: per connection).
+pub fn create_staging(conn: &Connection) -> Result<(), duckdb::Error> {
+    conn.execute_batch(STAGE_DDL)?;
+    conn.execute_batch(rollup::STAGE_DDL)?;
+    conn.execute_batch(session_state::STAGE_DDL)
 }
 
-/// Run the writer loop on the current thread until the channel closes.
+/// Run the writer loop on the current thread until every sender is gone.
 pub fn run(
     conn: Connection,
-    mut rx: mpsc::Receiver<Msg>,
+    rx: Receiver<Msg>,
     cfg: WriterConfig,
+    shared: Arc<StoreShared>,
     metrics: Arc<Metrics>,
-    on_commit: Vec<CommitHook>,
+    start: (u64, u64),
 ) {
-    if let Err(e) = conn
-        .execute_batch(STAGE_DDL)
-        .and_then(|_| conn.execute_batch(rollup::STAGE_DDL))
-        .and_then(|_| conn.execute_batch(session_state::STAGE_DDL))
-    {
+    if let Err(e) = create_staging(&conn) {
         tracing::error!(error = %e, "writer: cannot create staging tables");
     }
-    let mut appenders = match Appenders::new(&conn) {
-        Ok(a) => Some(a),
-        Err(e) => {
-            tracing::error!(error = %e, "writer: cannot create appenders");
-            None
-        }
+    let mut w = Writer {
+        conn: &conn,
+        app: None,
+        cfg,
+        shared,
+        metrics,
+        sessions_cache: SeenCache::new(200_000),
+        agents_cache: SeenCache::new(20_000),
+        pending: Pending::default(),
+        dirty: false,
+        checkpointed_bytes: start.1,
+        committed: start,
     };
-    let mut tracker = Tracker::new(cfg.sessions);
-    let recent = cfg.sessions.finish_after_us.saturating_mul(2);
-    match session_state::load(&conn, &mut tracker, (cfg.clock)(), recent, cfg.sessions.max_sessions) {
-        Ok(n) => tracing::info!(sessions = n, "session states restored"),
-        Err(e) => tracing::warn!(error = %e, "cannot restore session states"),
-    }
-    let mut last_tick_us = i64::MIN / 2;
-    let mut dedup = Deduper::default();
-    let mut sessions_cache = SeenCache::new(200_000);
-    let mut agents_cache = SeenCache::new(20_000);
-    let mut dirty = false;
-    let mut prices = cfg.prices.clone();
-    if let Err(e) = reprice::publish_prices(&conn, &prices) {
-        tracing::warn!(error = %e, "writer: cannot publish the price table");
-    }
-    while let Some(msg) = rx.blocking_recv() {
-        let first = match msg {
-            Msg::Write(r) => r,
-            Msg::Reprice(table, ack) => {
+    loop {
+        let wait = match w.pending.since {
+            Some(s) => w.cfg.max_txn_delay.saturating_sub(s.elapsed()),
+            None => Duration::from_secs(3600),
+        };
+        let msg = match rx.recv_timeout(wait) {
+            Ok(Msg::Close) | Err(RecvTimeoutError::Disconnected) => break,
+            Ok(m) => Some(m),
+            Err(RecvTimeoutError::Timeout) => None,
+        };
+        match msg {
+            Some(Msg::Batch { pos, batch }) => w.pending.push(pos, batch),
+            Some(Msg::Flush) => w.commit_pending(),
+            Some(Msg::Apply(f, ack)) => {
+                w.commit_pending();
+                let result = apply_in_txn(w.conn, f);
+                if result.is_ok() {
+                    w.dirty = true;
+                }
+                let _ = ack.send(result);
+            }
+            Some(Msg::Reprice(table, ack)) => {
+                w.commit_pending();
                 let started = Instant::now();
-                let result = reprice::reprice(&conn, &table);
+                let result = reprice::reprice(w.conn, &table);
                 match &result {
                     Ok(r) => {
+                        w.dirty = true;
                         tracing::info!(
                             computed = r.computed,
                             unpriced = r.unpriced,
                             elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                             "re-priced stored model calls"
                         );
-                        prices = table;
-                        dirty = true;
                     }
                     Err(e) => tracing::error!(error = %e, "re-pricing failed"),
                 }
                 let _ = ack.send(result);
-                continue;
             }
-            Msg::Tick(ack) => {
-                last_tick_us = (cfg.clock)();
-                let updates = tracker.tick(last_tick_us);
-                if !updates.is_empty() {
-                    let batch = Batch { session_updates: updates, ..Batch::default() };
-                    match appenders.as_mut() {
-                        Some(app) => match commit(&conn, app, &batch) {
-                            Ok(()) => {
-                                dirty = true;
-                                let batch = Arc::new(batch);
-                                for hook in &on_commit {
-                                    hook(batch.clone());
-                                }
-                            }
-                            Err(e) => tracing::error!(error = %e, "session state commit failed"),
-                        },
-                        None => tracing::error!("writer has no appenders: session states not stored"),
-                    }
-                }
-                if let Some(ack) = ack {
-                    let _ = ack.send(());
-                }
-                continue;
+            Some(Msg::Checkpoint) => {
+                w.commit_pending();
+                w.maybe_checkpoint(true);
             }
-            Msg::Apply(f, ack) => {
-                let result = apply_in_txn(&conn, f);
-                if result.is_ok() {
-                    dirty = true;
-                }
-                let _ = ack.send(result);
-                continue;
-            }
-            Msg::SetPaused(id, paused, reason, ack) => {
-                let u = tracker.set_paused(&id, paused, &reason, (cfg.clock)());
-                let changed = commit_updates(&conn, appenders.as_mut(), u.into_iter().collect(), &on_commit);
-                dirty |= changed;
-                let _ = ack.send(changed);
-                continue;
-            }
-            Msg::Checkpoint => {
-                if dirty && rx.is_empty() {
-                    let started = Instant::now();
-                    match conn.execute_batch("CHECKPOINT") {
-                        Ok(()) => {
-                            dirty = false;
-                            tracing::debug!(elapsed_ms = started.elapsed().as_secs_f64() * 1e3, "idle checkpoint");
-                        }
-                        Err(e) => tracing::warn!(error = %e, "idle checkpoint failed"),
-                    }
-                }
-                continue;
-            }
-        };
-        let mut rows = first.batch.row_count();
-        let mut reqs = vec![first];
-        let mut deferred = None;
-        let mut deferred_apply = Vec::new();
-        let mut deferred_paused = Vec::new();
-        while rows < cfg.max_batch_rows {
-            match rx.try_recv() {
-                Ok(Msg::Write(r)) => {
-                    rows += r.batch.row_count();
-                    reqs.push(r);
-                }
-                // Busy: DuckDB's own WAL-size checkpoint covers this case.
-                Ok(Msg::Checkpoint) => {}
-                // Busy: this batch's commit runs the session clock check (below) anyway.
-                Ok(Msg::Tick(ack)) => {
-                    if let Some(ack) = ack {
-                        let _ = ack.send(());
-                    }
-                }
-                Ok(Msg::Apply(f, ack)) => {
-                    deferred_apply.push((f, ack));
-                }
-                Ok(Msg::SetPaused(id, paused, reason, ack)) => deferred_paused.push((id, paused, reason, ack)),
-                // Rare: re-price after this batch, with a fresh loop turn.
-                Ok(Msg::Reprice(table, ack)) => {
-                    deferred = Some((table, ack));
-                    break;
-                }
-                Err(_) => break,
-            }
+            Some(Msg::Close) | None => {}
         }
-        metrics.queue_depth.store(rx.len() as u64, std::sync::atomic::Ordering::Relaxed);
-        let mut merged = Batch::default();
-        for r in &mut reqs {
-            merged.append(std::mem::take(&mut r.batch));
-        }
-        let folded = fold_seen(std::mem::take(&mut merged.sessions));
-        merged.agents = agents_cache.changed(fold_seen(std::mem::take(&mut merged.agents)));
-        let dropped = dedup.filter(&mut merged);
-        price_calls(&prices, &mut merged.model_calls);
-        let now = (cfg.clock)();
-        let mut updates = tracker.observe(signals::from_batch(&merged), &folded, now);
-        // Time-driven changes at most once a second (the scan covers every tracked session).
-        if now - last_tick_us >= 1_000_000 {
-            last_tick_us = now;
-            let timed: Vec<_> = tracker
-                .tick(now)
-                .into_iter()
-                .filter(|t| !updates.iter().any(|u| u.session_id == t.session_id))
-                .collect();
-            updates.extend(timed);
-        }
-        merged.session_updates = updates;
-        merged.sessions = sessions_cache.changed(folded);
-        let started = Instant::now();
-        let result = match appenders.as_mut() {
-            Some(app) => commit(&conn, app, &merged),
-            None => Err(StoreError::Unavailable("writer has no appenders".into())),
-        };
-        let elapsed = started.elapsed();
-        metrics.observe_commit(elapsed, merged.row_count() as u64, result.is_ok());
-        match &result {
-            Ok(()) => {
-                tracing::debug!(
-                    requests = reqs.len(),
-                    rows = merged.row_count(),
-                    dropped_duplicates = dropped,
-                    elapsed_ms = elapsed.as_secs_f64() * 1e3,
-                    "batch committed"
-                );
-                dirty = true;
-                sessions_cache.remember(&merged.sessions);
-                agents_cache.remember(&merged.agents);
-                let batch = Arc::new(std::mem::take(&mut merged));
-                for hook in &on_commit {
-                    hook(batch.clone());
-                }
-            }
-            Err(e) => {
-                tracing::error!(error = %e, requests = reqs.len(), "batch commit failed");
-                // An appender may hold half a batch after a failure: start clean.
-                drop(appenders.take());
-                appenders = Appenders::new(&conn).ok();
-            }
-        }
-        for r in reqs {
-            let _ = r.ack.send(result.clone());
-            drop(r.permit);
-        }
-        for (f, ack) in deferred_apply {
-            let _ = ack.send(apply_in_txn(&conn, f));
-        }
-        for (id, paused, reason, ack) in deferred_paused {
-            let u = tracker.set_paused(&id, paused, &reason, (cfg.clock)());
-            let _ = ack.send(commit_updates(&conn, appenders.as_mut(), u.into_iter().collect(), &on_commit));
-        }
-        if let Some((table, ack)) = deferred {
-            let result = reprice::reprice(&conn, &table);
-            if result.is_ok() {
-                prices = table;
-            }
-            let _ = ack.send(result);
+        if w.due() {
+            w.commit_pending();
         }
     }
-    drop(appenders);
-    match conn.execute_batch("CHECKPOINT") {
-        Ok(()) => tracing::info!("writer drained and checkpointed"),
-        Err(e) => tracing::warn!(error = %e, "final checkpoint failed"),
-    }
+    w.commit_pending();
+    w.app = None;
+    w.maybe_checkpoint(true);
+    tracing::info!(position = w.committed.0, "writer drained and checkpointed");
 }

@@ -1,0 +1,401 @@
+//! The pipeline: one thread that takes every durable record of the ingest log exactly once, in
+//! position order, and runs it through named stages before handing it to the DuckDB writer:
+//!
+//! 1. `take`     the mapped rows the ingest path made, or (replay, catch-up) the record read
+//!    back from the log and mapped again with its original receive time;
+//! 2. `hook_records` drop a hook call the hook binary sent again (same record id; `hook_records`),
+//!    then `dedup`: drop calls reported twice (`model::dedup`);
+//! 3. `price`    price every call without a reported cost (`cost::pricing`);
+//! 4. `sessions` run the session state machine (`sessions::tracker`) on the batch's signals, plus
+//!    the time-driven checks at most once a second;
+//! 5. `publish`  hand the batch to the live stream and the other observers (commit hooks);
+//! 6. `store`    queue it for the DuckDB writer (`store::writer`), which commits in large
+//!    transactions together with the log position.
+//!
+//! The hand-off from the log thread is bounded in bytes and lossy: when it is full the record is
+//! simply not passed along, and the pipeline reads it back from the log when it notices the gap
+//! (or, with nothing else arriving, when the log's durable position is ahead of it). So neither
+//! a slow DuckDB nor a burst ever grows memory without bound, and nothing is skipped.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender, TrySendError};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::oneshot;
+
+use crate::cost::pricing::{price_calls, RepriceReport};
+use crate::cost::PriceTable;
+use crate::ingest_log::{Cursor, Durable, LogState};
+use crate::model::dedup::Deduper;
+use crate::model::records::Batch;
+use crate::sessions::{signals, Clock, Tracker};
+use crate::store::writer::{self, CommitHook};
+use crate::store::StoreError;
+
+pub mod hook_records;
+pub mod replay;
+
+/// How often an idle pipeline checks the log for records it was not handed.
+const POLL: Duration = Duration::from_millis(50);
+
+/// What the pipeline is asked to do.
+pub enum Input {
+    /// A durable record (from the log thread).
+    Record(Durable<Batch>),
+    /// Apply time-driven session changes now.
+    Tick(Option<oneshot::Sender<()>>),
+    /// Price with a new table from now on, then re-price what is stored (in the DuckDB writer,
+    /// after everything priced with the old table).
+    Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
+    /// A control change of a session's state (pause / resume), applied in order with the rows.
+    SetPaused { session_id: String, paused: bool, reason: String },
+    /// Take everything durable, then stop (shutdown, after the log thread stopped).
+    Close,
+}
+
+/// The sending side of the log -> pipeline hand-off, bounded by an estimate of the bytes the
+/// mapped rows hold.
+pub struct Handoff {
+    tx: SyncSender<Input>,
+    in_flight: Arc<AtomicU64>,
+    max_bytes: u64,
+    pub dropped: Arc<AtomicU64>,
+}
+
+/// Rough size of a mapped batch in memory (for the hand-off bound).
+pub fn batch_bytes(b: &Batch) -> u64 {
+    (b.spans.len() * 1400
+        + b.logs.len() * 900
+        + b.points.len() * 500
+        + b.model_calls.len() * 300
+        + b.tool_calls.len() * 200) as u64
+        + 256
+}
+
+impl Handoff {
+    /// Called on the log thread for every durable record: never blocks.
+    pub fn forward(&self, mut d: Durable<Batch>) {
+        let size = d.item.as_ref().map(batch_bytes).unwrap_or(0);
+        if self.in_flight.load(Ordering::Acquire) + size > self.max_bytes {
+            // Too much waiting: the pipeline reads this one back from the log.
+            d.item = None;
+            self.dropped.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.in_flight.fetch_add(size, Ordering::AcqRel);
+        }
+        let sent_size = d.item.as_ref().map(|_| size).unwrap_or(0);
+        match self.tx.try_send(Input::Record(d)) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
+                self.in_flight.fetch_sub(sent_size, Ordering::AcqRel);
+                self.dropped.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+}
+
+/// Handle for other senders (timers, the re-price API, the control plane).
+#[derive(Clone)]
+pub struct PipelineSender {
+    tx: SyncSender<Input>,
+}
+
+impl PipelineSender {
+    /// A tick; dropped when the pipeline is busy (it runs the same check on its own then).
+    pub fn tick(&self) {
+        let _ = self.tx.try_send(Input::Tick(None));
+    }
+
+    /// Ask the pipeline to finish and stop (blocking; for `WriterHandle::join`).
+    pub fn close_blocking(&self) {
+        let _ = self.tx.send(Input::Close);
+    }
+
+    /// Send and wait (off the async runtime: the channel is a std one).
+    pub async fn send(&self, input: Input) -> Result<(), StoreError> {
+        let tx = self.tx.clone();
+        tokio::task::spawn_blocking(move || tx.send(input).map_err(|_| StoreError::Closed))
+            .await
+            .map_err(|_| StoreError::Closed)?
+    }
+}
+
+/// Settings.
+pub struct PipelineConfig {
+    pub prices: Arc<PriceTable>,
+    pub clock: Clock,
+    /// Bytes of mapped rows the log thread may hand over before records are re-read from disk.
+    pub handoff_bytes: u64,
+    pub skip_damaged: bool,
+}
+
+/// The pipeline's channels: what `start` needs and what others keep.
+pub struct Channels {
+    pub handoff: Handoff,
+    pub sender: PipelineSender,
+    pub rx: Receiver<Input>,
+    pub in_flight: Arc<AtomicU64>,
+}
+
+pub fn channels(handoff_bytes: u64) -> Channels {
+    let (tx, rx) = std::sync::mpsc::sync_channel(4096);
+    let in_flight = Arc::new(AtomicU64::new(0));
+    Channels {
+        handoff: Handoff {
+            tx: tx.clone(),
+            in_flight: in_flight.clone(),
+            max_bytes: handoff_bytes,
+            dropped: Arc::new(AtomicU64::new(0)),
+        },
+        sender: PipelineSender { tx },
+        rx,
+        in_flight,
+    }
+}
+
+/// The stages' state, owned by the pipeline thread.
+pub struct Stages {
+    hook_records: hook_records::HookRecords,
+    dedup: Deduper,
+    prices: Arc<PriceTable>,
+    tracker: Tracker,
+    clock: Clock,
+    /// The session clock never goes back (replayed records carry old receive times).
+    last_now: i64,
+    last_tick_us: i64,
+    hooks: Vec<CommitHook>,
+    to_store: SyncSender<writer::Msg>,
+}
+
+impl Stages {
+    pub fn new(
+        prices: Arc<PriceTable>,
+        tracker: Tracker,
+        clock: Clock,
+        hooks: Vec<CommitHook>,
+        to_store: SyncSender<writer::Msg>,
+    ) -> Self {
+        let now = clock();
+        Self {
+            hook_records: hook_records::HookRecords::default(),
+            dedup: Deduper::default(),
+            prices,
+            tracker,
+            clock,
+            last_now: now,
+            last_tick_us: i64::MIN / 2,
+            hooks,
+            to_store,
+        }
+    }
+
+    /// Start with the hook record ids DuckDB holds (`hook_records::HookRecords::load`).
+    pub fn with_hook_records(mut self, ids: hook_records::HookRecords) -> Self {
+        self.hook_records = ids;
+        self
+    }
+
+    /// Stages 2-6 for one record's rows.
+    fn process(&mut self, pos: u64, end_bytes: u64, received_us: i64, mut batch: Batch) -> Result<(), StoreError> {
+        batch.log_pos = pos;
+        self.stage_hook_records(&mut batch);
+        self.stage_dedup(&mut batch);
+        self.stage_price(&mut batch);
+        self.stage_sessions(&mut batch, received_us);
+        let batch = Arc::new(batch);
+        self.stage_publish(&batch);
+        self.stage_store(Some((pos, end_bytes)), batch)
+    }
+
+    fn stage_hook_records(&mut self, batch: &mut Batch) {
+        if self.hook_records.filter(batch) {
+            tracing::debug!(position = batch.log_pos, "hook call sent again: rows dropped");
+        }
+    }
+
+    fn stage_dedup(&mut self, batch: &mut Batch) {
+        let dropped = self.dedup.filter(batch);
+        if dropped > 0 {
+            tracing::trace!(dropped, "duplicate calls dropped");
+        }
+    }
+
+    fn stage_price(&mut self, batch: &mut Batch) {
+        price_calls(&self.prices, &mut batch.model_calls);
+    }
+
+    fn stage_sessions(&mut self, batch: &mut Batch, received_us: i64) {
+        let now = received_us.max(self.last_now);
+        self.last_now = now;
+        batch.sessions = writer::fold_seen(std::mem::take(&mut batch.sessions));
+        let mut updates = self.tracker.observe(signals::from_batch(batch), &batch.sessions, now);
+        // Time-driven changes at most once a second (the scan covers every tracked session).
+        let clock_now = (self.clock)().max(now);
+        if clock_now - self.last_tick_us >= 1_000_000 {
+            self.last_tick_us = clock_now;
+            let timed: Vec<_> = self
+                .tracker
+                .tick(clock_now)
+                .into_iter()
+                .filter(|t| !updates.iter().any(|u| u.session_id == t.session_id))
+                .collect();
+            updates.extend(timed);
+        }
+        batch.session_updates = updates;
+    }
+
+    fn stage_publish(&self, batch: &Arc<Batch>) {
+        for hook in &self.hooks {
+            hook(batch.clone());
+        }
+    }
+
+    fn stage_store(&self, pos: Option<(u64, u64)>, batch: Arc<Batch>) -> Result<(), StoreError> {
+        self.to_store.send(writer::Msg::Batch { pos, batch }).map_err(|_| StoreError::Closed)
+    }
+
+    /// Session changes that come from time or control, not from a record.
+    fn session_only(&mut self, updates: Vec<crate::model::records::SessionUpdate>) -> Result<(), StoreError> {
+        if updates.is_empty() {
+            return Ok(());
+        }
+        let batch = Arc::new(Batch { session_updates: updates, ..Batch::default() });
+        self.stage_publish(&batch);
+        self.stage_store(None, batch)
+    }
+
+    fn tick(&mut self) -> Result<(), StoreError> {
+        let now = (self.clock)().max(self.last_now);
+        self.last_tick_us = now;
+        let updates = self.tracker.tick(now);
+        self.session_only(updates)
+    }
+}
+
+/// Run the pipeline thread: replay from `start_pos`, then take records as they become durable.
+pub fn run(mut stages: Stages, rx: Receiver<Input>, in_flight: Arc<AtomicU64>, log: Arc<LogState>, mut cursor: Cursor) {
+    let mut next = cursor.next_pos();
+    let mut bytes_before = 0u64;
+    let mut replayed = 0u64;
+    // Replay what DuckDB does not hold yet.
+    let durable = log.durable_pos.load(Ordering::Acquire);
+    if durable >= next {
+        tracing::info!(from = next, to = durable, "replaying the ingest log");
+    }
+    let fail = |e: StoreError| {
+        tracing::error!(error = %e, "pipeline: the DuckDB writer is gone; stopping");
+    };
+    let mut closing = false;
+    loop {
+        let input = match rx.recv_timeout(POLL) {
+            // Shutdown: one last catch-up of what is durable, then stop.
+            Ok(Input::Close) | Err(RecvTimeoutError::Disconnected) => {
+                closing = true;
+                None
+            }
+            Ok(i) => Some(i),
+            Err(RecvTimeoutError::Timeout) => None,
+        };
+        // Catch up from disk: everything durable before the next record handed over (or, with
+        // nothing handed over, everything durable).
+        let upto = match &input {
+            Some(Input::Record(d)) => d.pos.saturating_sub(1),
+            _ => log.durable_pos.load(Ordering::Acquire),
+        };
+        if upto >= next {
+            cursor.seek(next, bytes_before);
+            loop {
+                match cursor.next(upto) {
+                    Ok(Some(r)) => {
+                        let batch = match replay::map_record(&r.record) {
+                            Ok(b) => b,
+                            Err(e) => {
+                                tracing::error!(position = r.pos, error = %e, "pipeline: a logged record no longer decodes; skipped");
+                                Batch::default()
+                            }
+                        };
+                        if let Err(e) = stages.process(r.pos, r.end_bytes, r.record.received_us, batch) {
+                            fail(e);
+                            return;
+                        }
+                        replayed += 1;
+                        next = r.pos + 1;
+                        bytes_before = r.end_bytes;
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::error!(error = %e, "pipeline: cannot read the ingest log; retrying");
+                        std::thread::sleep(Duration::from_millis(500));
+                        break;
+                    }
+                }
+            }
+        }
+        match input {
+            Some(Input::Record(d)) => {
+                if let Some(b) = &d.item {
+                    in_flight.fetch_sub(batch_bytes(b), Ordering::AcqRel);
+                }
+                if d.pos < next {
+                    continue; // already read back from the log
+                }
+                if d.pos > next {
+                    // The catch-up above could not reach it (read error): try again next turn.
+                    continue;
+                }
+                let batch = match d.item {
+                    Some(b) => b,
+                    None => {
+                        // Handed over without its rows: read it back.
+                        cursor.seek(next, bytes_before);
+                        match cursor.next(d.pos) {
+                            Ok(Some(r)) => replay::map_record(&r.record).unwrap_or_default(),
+                            _ => continue,
+                        }
+                    }
+                };
+                if let Err(e) = stages.process(d.pos, d.end_bytes, d.received_us, batch) {
+                    fail(e);
+                    return;
+                }
+                next = d.pos + 1;
+                bytes_before = d.end_bytes;
+            }
+            Some(Input::Tick(ack)) => {
+                if let Err(e) = stages.tick() {
+                    fail(e);
+                    return;
+                }
+                if let Some(ack) = ack {
+                    let _ = ack.send(());
+                }
+            }
+            Some(Input::Reprice(table, ack)) => {
+                stages.prices = table.clone();
+                if stages.to_store.send(writer::Msg::Reprice(table, ack)).is_err() {
+                    fail(StoreError::Closed);
+                    return;
+                }
+            }
+            Some(Input::SetPaused { session_id, paused, reason }) => {
+                let now = (stages.clock)().max(stages.last_now);
+                let updates = stages.tracker.set_paused(&session_id, paused, &reason, now).into_iter().collect();
+                if let Err(e) = stages.session_only(updates) {
+                    fail(e);
+                    return;
+                }
+            }
+            Some(Input::Close) | None => {}
+        }
+        if replayed > 0 && next > log.durable_pos.load(Ordering::Acquire) {
+            log.replayed.fetch_add(replayed, Ordering::Relaxed);
+            tracing::info!(records = replayed, "read back from the ingest log; caught up");
+            replayed = 0;
+        }
+        if closing {
+            break;
+        }
+    }
+    tracing::info!(next_position = next, "pipeline stopped");
+}

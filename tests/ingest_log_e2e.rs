@@ -1,0 +1,531 @@
+//! The ingest log through the real protocols (issue 11, and issue 10 rows 2, 3, 5, 8):
+//! - `kill -9` at random moments under continuous gRPC + HTTP load, several restarts: the store
+//!   holds every acknowledged span exactly once (and nothing that was never sent), and its cost
+//!   rollup and session states equal a clean run fed the same records in the same order;
+//! - a record's SSE message arrives before its DuckDB commit, and after a crash + replay a client
+//!   resuming with `Last-Event-ID` gets exactly what it had not seen, with the same ids;
+//! - a damaged DuckDB WAL: the collector starts (WAL moved aside) and the log restores the rows;
+//! - DuckDB failing: exports stay acknowledged until the log cap, then 503 + Retry-After, and
+//!   everything acknowledged is stored once DuckDB recovers; an append failure is a 503 whose
+//!   retry is stored once (dedup state moves only with what is durable);
+//! - absurd token counts are rejected by partial success without failing anything else;
+//! - a request of 400k empty records is refused before it is decoded.
+
+mod common;
+
+use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use agent_console::fixtures::{genai_traces, kv_int, kv_str, Rng};
+use common::{spawn_binary, sql_at, Binary};
+use futures::StreamExt;
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
+use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+use prost::Message;
+use serde_json::Value;
+
+const BASE_NS: u64 = 1_795_300_000_000_000_000;
+const SPANS_PER_REQUEST: usize = 32;
+
+/// Request number `seq` of the load (deterministic, so a clean run can resend it).
+fn request(seq: u64) -> ExportTraceServiceRequest {
+    genai_traces(SPANS_PER_REQUEST, 40, &mut Rng::new(seq + 1), BASE_NS + seq * 1_000_000)
+}
+
+fn span_ids(req: &ExportTraceServiceRequest) -> Vec<String> {
+    req.resource_spans
+        .iter()
+        .flat_map(|r| &r.scope_spans)
+        .flat_map(|s| &s.spans)
+        .map(|s| hex::encode(&s.span_id))
+        .collect()
+}
+
+#[derive(Default)]
+struct Ledger {
+    acked: HashSet<u64>,
+    /// Sent while a kill happened: may or may not be stored.
+    maybe: HashSet<u64>,
+}
+
+/// One load client: sends numbered requests until `stop`, noting which were acknowledged.
+async fn client(grpc: bool, target: String, next: Arc<AtomicU64>, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>) {
+    let http = reqwest::Client::new();
+    let mut g = if grpc { TraceServiceClient::connect(target.clone()).await.ok() } else { None };
+    while !stop.load(Ordering::Acquire) {
+        let seq = next.fetch_add(1, Ordering::AcqRel);
+        let req = request(seq);
+        if let Ok(mut l) = ledger.lock() {
+            l.maybe.insert(seq);
+        }
+        let ok = if grpc {
+            match g.as_mut() {
+                Some(c) => c.export(req).await.is_ok(),
+                None => false,
+            }
+        } else {
+            http.post(format!("{target}/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .body(req.encode_to_vec())
+                .send()
+                .await
+                .is_ok_and(|r| r.status() == 200)
+        };
+        if let Ok(mut l) = ledger.lock() {
+            if ok {
+                l.maybe.remove(&seq);
+                l.acked.insert(seq);
+            }
+        }
+        if !ok {
+            // The collector is gone (killed): stop this client; a new one starts after restart.
+            return;
+        }
+    }
+}
+
+fn start(dir: &std::path::Path) -> Binary {
+    // Small transactions now and then, so kills land both before and after DuckDB commits.
+    // Session thresholds far beyond the test's length: states depend on the records alone, not
+    // on when a tick ran, so they compare with a clean run's.
+    spawn_binary(
+        dir,
+        &[
+            "--commit-max-delay-ms",
+            "40",
+            "--max-batch-rows",
+            "2000",
+            "--session-idle-secs",
+            "1000000000",
+            "--session-stuck-secs",
+            "1000000000",
+            "--session-finish-secs",
+            "1000000000",
+        ],
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let next = Arc::new(AtomicU64::new(0));
+    let ledger = Arc::new(Mutex::new(Ledger::default()));
+    let mut rng = Rng::new(7);
+    for round in 0..4 {
+        let bin = start(dir.path());
+        let stop = Arc::new(AtomicBool::new(false));
+        let mut clients = Vec::new();
+        for i in 0..4 {
+            let target = if i % 2 == 0 { bin.grpc.clone() } else { bin.http.clone() };
+            clients.push(tokio::spawn(client(i % 2 == 0, target, next.clone(), stop.clone(), ledger.clone())));
+        }
+        // Let it run until this round has acknowledged something, then a random moment more, then
+        // kill without warning.
+        let before = ledger.lock().map(|l| l.acked.len()).unwrap_or(0);
+        let deadline = std::time::Instant::now() + Duration::from_secs(60);
+        while ledger.lock().map(|l| l.acked.len()).unwrap_or(0) < before + 3 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(Duration::from_millis(rng.below(800))).await;
+        bin.kill9();
+        stop.store(true, Ordering::Release);
+        for c in clients {
+            let _ = c.await;
+        }
+        let l = ledger.lock().expect("ledger");
+        assert!(!l.acked.is_empty(), "round {round}: nothing was acknowledged");
+    }
+    let bin = start(dir.path());
+    let http = reqwest::Client::new();
+    // Row order is log order: the DuckDB writer appends records in position order.
+    let rows = sql_at(&http, &bin.http, "SELECT span_id FROM spans ORDER BY rowid").await;
+    let stored: Vec<String> = rows.into_iter().map(|r| r[0].as_str().unwrap_or_default().to_string()).collect();
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for s in &stored {
+        *counts.entry(s.as_str()).or_default() += 1;
+    }
+    let dups: Vec<_> = counts.iter().filter(|(_, n)| **n > 1).collect();
+    assert!(dups.is_empty(), "no span is stored twice: {} duplicated", dups.len());
+    let (acked, maybe) = {
+        let l = ledger.lock().expect("ledger");
+        (l.acked.clone(), l.maybe.clone())
+    };
+    let sent = next.load(Ordering::Acquire);
+    let mut owner: HashMap<String, u64> = HashMap::new();
+    for seq in 0..sent {
+        for id in span_ids(&request(seq)) {
+            owner.insert(id, seq);
+        }
+    }
+    for seq in &acked {
+        for id in span_ids(&request(*seq)) {
+            assert!(counts.contains_key(id.as_str()), "acknowledged request {seq} lost span {id}");
+        }
+    }
+    let mut stored_seqs: Vec<u64> = Vec::new();
+    for id in &stored {
+        let seq = *owner.get(id).unwrap_or_else(|| panic!("stored span {id} was never sent"));
+        assert!(acked.contains(&seq) || maybe.contains(&seq), "request {seq} was neither acknowledged nor in flight");
+        if stored_seqs.last() != Some(&seq) {
+            stored_seqs.push(seq);
+        }
+    }
+    // A request is stored whole or not at all.
+    for seq in &stored_seqs {
+        for id in span_ids(&request(*seq)) {
+            assert!(counts.contains_key(id.as_str()), "request {seq} stored in part");
+        }
+    }
+    assert_eq!(stored.len(), stored_seqs.len() * SPANS_PER_REQUEST);
+
+    // A clean run fed the same records in the same order has the same rollup and states.
+    let clean = common::spawn_with(|a| {
+        a.session_idle_secs = 1_000_000_000;
+        a.session_stuck_secs = 1_000_000_000;
+        a.session_finish_secs = 1_000_000_000;
+    })
+    .await;
+    for seq in &stored_seqs {
+        let r = clean.post("/v1/traces", "application/x-protobuf", request(*seq).encode_to_vec()).await;
+        assert_eq!(r.status(), 200);
+    }
+    let rollup = "SELECT hour, agent_id, task_id, model, provider, calls, round(cost_usd, 9), input_tokens, \
+                  output_tokens, cache_read_tokens FROM cost_hourly ORDER BY ALL";
+    let crashed = sql_at(&http, &bin.http, rollup).await;
+    assert!(!crashed.is_empty());
+    assert_eq!(crashed, clean.rows(rollup).await, "cost rollup equals a clean run's");
+    let calls = "SELECT count(*), sum(input_tokens), round(sum(cost_usd), 9) FROM model_calls";
+    assert_eq!(sql_at(&http, &bin.http, calls).await, clean.rows(calls).await);
+    let states = "SELECT session_id, status, stuck FROM sessions ORDER BY session_id";
+    assert_eq!(sql_at(&http, &bin.http, states).await, clean.rows(states).await, "session states equal");
+    clean.shutdown().await;
+    bin.kill9();
+}
+
+/// SSE events (id, type, data) from a `/api/live` response until `want` span events arrived.
+async fn read_spans(resp: reqwest::Response, want: usize) -> Vec<(u64, Value)> {
+    let mut out = Vec::new();
+    let mut buf = String::new();
+    let mut stream = resp.bytes_stream();
+    let read = async {
+        while let Some(chunk) = stream.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk.expect("chunk")));
+            while let Some(i) = buf.find("\n\n") {
+                let event: String = buf.drain(..i + 2).collect();
+                let mut id = None;
+                let mut kind = None;
+                let mut data = None;
+                for line in event.lines() {
+                    if let Some(v) = line.strip_prefix("id:") {
+                        id = v.trim().parse::<u64>().ok();
+                    } else if let Some(v) = line.strip_prefix("event:") {
+                        kind = Some(v.trim().to_string());
+                    } else if let Some(v) = line.strip_prefix("data:") {
+                        data = serde_json::from_str::<Value>(v.trim()).ok();
+                    }
+                }
+                if kind.as_deref() == Some("span") {
+                    out.push((id.expect("span events carry ids"), data.unwrap_or(Value::Null)));
+                    if out.len() >= want {
+                        return;
+                    }
+                } else if kind.as_deref() == Some("gap") {
+                    panic!("unexpected gap: {event}");
+                }
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(60), read).await.expect("span events arrive");
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_messages_come_before_the_commit_and_keep_their_ids_across_a_replay() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // DuckDB commits only on flush / after ten minutes: everything below is in the log only.
+    let flags = ["--commit-max-delay-ms", "600000"];
+    let bin = spawn_binary(dir.path(), &flags);
+    let http = reqwest::Client::new();
+    let sse = http.get(format!("{}/api/live?type=span", bin.http)).send().await.expect("sse");
+    assert_eq!(sse.status(), 200);
+    let a = request(1);
+    let b = request(2);
+    let reader = tokio::spawn(read_spans(sse, 2 * SPANS_PER_REQUEST));
+    for req in [&a, &b] {
+        let r = http
+            .post(format!("{}/v1/traces", bin.http))
+            .header("content-type", "application/x-protobuf")
+            .body(req.encode_to_vec())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+    }
+    let seen = reader.await.expect("reader");
+    // Nothing is committed to DuckDB yet, yet every span was streamed.
+    let r: Value = http
+        .post(format!("{}/api/sql", bin.http))
+        .json(&serde_json::json!({ "sql": "SELECT count(*) FROM spans" }))
+        .send()
+        .await
+        .expect("sql")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(r["rows"][0][0], 0, "the stream ran ahead of the DuckDB commit: {r}");
+    let a_ids: HashSet<String> = span_ids(&a).into_iter().collect();
+    let last_a =
+        seen.iter().filter(|(_, d)| a_ids.contains(d["span_id"].as_str().unwrap_or(""))).map(|(i, _)| *i).max();
+    let last_a = last_a.expect("a's spans were streamed");
+    let b_seen: Vec<(u64, String)> = seen
+        .iter()
+        .filter(|(_, d)| !a_ids.contains(d["span_id"].as_str().unwrap_or("")))
+        .map(|(i, d)| (*i, d["span_id"].as_str().unwrap_or("").to_string()))
+        .collect();
+    assert_eq!(b_seen.len(), SPANS_PER_REQUEST);
+    assert!(b_seen.iter().all(|(i, _)| *i > last_a), "ids increase in log order");
+    bin.kill9();
+
+    // Restart: the log replays both records. A client that had seen a's messages resumes and
+    // gets b's, with the ids it saw before, and nothing of a.
+    let bin = spawn_binary(dir.path(), &flags);
+    let sse = http
+        .get(format!("{}/api/live?type=span", bin.http))
+        .header("last-event-id", last_a.to_string())
+        .send()
+        .await
+        .expect("sse");
+    let resumed = read_spans(sse, SPANS_PER_REQUEST).await;
+    let got: Vec<(u64, String)> =
+        resumed.iter().map(|(i, d)| (*i, d["span_id"].as_str().unwrap_or("").to_string())).collect();
+    assert_eq!(got, b_seen, "the same messages with the same ids");
+    assert_eq!(sql_at(&http, &bin.http, "SELECT count(*) FROM spans").await[0][0], 2 * SPANS_PER_REQUEST as u64);
+    bin.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_damaged_duckdb_wal_is_moved_aside_and_the_log_restores_its_rows() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = spawn_binary(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    for seq in 0..5 {
+        let r = http
+            .post(format!("{}/v1/traces", bin.http))
+            .header("content-type", "application/x-protobuf")
+            .body(request(seq).encode_to_vec())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+    }
+    // Committed to DuckDB (its WAL), not checkpointed.
+    assert_eq!(sql_at(&http, &bin.http, "SELECT count(*) FROM spans").await[0][0], 5 * SPANS_PER_REQUEST as u64);
+    bin.kill9();
+    let wal = dir.path().join("agent-console.duckdb.wal");
+    let len = std::fs::metadata(&wal).expect("DuckDB kept a WAL after kill -9").len();
+    assert!(len > 64);
+    let mut bytes = std::fs::read(&wal).expect("read wal");
+    for b in bytes.iter_mut().skip(16).take(4096) {
+        *b ^= 0x5a;
+    }
+    std::fs::write(&wal, bytes).expect("damage wal");
+
+    let bin = spawn_binary(dir.path(), &[]);
+    let got = sql_at(&http, &bin.http, "SELECT count(*), count(DISTINCT span_id) FROM spans").await;
+    assert_eq!(got[0], vec![Value::from(5 * SPANS_PER_REQUEST as u64), Value::from(5 * SPANS_PER_REQUEST as u64)]);
+    let health: Value =
+        http.get(format!("{}/healthz", bin.http)).send().await.expect("healthz").json().await.expect("json");
+    assert_eq!(health["status"], "ok", "{health}");
+    let aside = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains(".wal.damaged-"));
+    // DuckDB may also repair a damaged tail on its own; either way no row is lost.
+    assert!(aside || !bin.said("moved it aside"));
+    bin.kill9();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_duckdb_fills_the_log_to_its_cap_then_everything_acknowledged_is_stored() {
+    let app = common::spawn_with(|a| {
+        a.max_request_bytes = 256 * 1024;
+        a.ingest_log_max_pending_mib = 0; // the cap becomes one request's size
+    })
+    .await;
+    let store = app.running.as_ref().expect("running").store.clone();
+    store.shared.fail_commits.store(u32::MAX, Ordering::Release);
+    let mut acked = 0u64;
+    let mut refused = None;
+    for seq in 0..400 {
+        let r = post(&app, "/v1/traces", "application/x-protobuf", request(seq).encode_to_vec()).await;
+        match r.status().as_u16() {
+            200 => acked += 1,
+            503 => {
+                refused = Some(r.headers().get("retry-after").and_then(|v| v.to_str().ok()).map(str::to_string));
+                break;
+            }
+            s => panic!("unexpected status {s}"),
+        }
+    }
+    let retry_after = refused.expect("the log cap was reached and refused with 503");
+    assert!(retry_after.is_some(), "503 carries Retry-After");
+    assert!(acked > 0);
+    let health: Value =
+        app.client.get(format!("{}/healthz", app.http)).send().await.expect("h").json().await.expect("j");
+    assert_eq!(health["status"], "degraded", "{health}");
+    // DuckDB recovers: every acknowledged export is stored, once.
+    store.shared.fail_commits.store(0, Ordering::Release);
+    let n = app.scalar("SELECT count(*) FROM spans").await;
+    assert_eq!(n, acked * SPANS_PER_REQUEST as u64);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn failed_commits_and_failed_appends_lose_and_duplicate_nothing() {
+    let app = common::spawn().await;
+    let store = app.running.as_ref().expect("running").store.clone();
+    let body = common::fixture("langchain-openinference/traces-1.pb");
+    // Commits fail for a while (a full disk): exports are acknowledged (durable in the log) and
+    // stored once DuckDB takes them; the dedup memory did not swallow them.
+    store.shared.fail_commits.store(3, Ordering::Release);
+    let r = post(&app, "/v1/traces", "application/x-protobuf", body.clone()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.scalar("SELECT count(*) FROM model_calls").await, 2);
+    // The log itself cannot write: 503, and the client's retry is stored once.
+    let log = store.log_state().clone();
+    log.fail_appends.store(1, Ordering::Release);
+    let mut other = request(99);
+    other.resource_spans[0].scope_spans[0].spans.truncate(4);
+    let r = post(&app, "/v1/traces", "application/x-protobuf", other.encode_to_vec()).await;
+    assert_eq!(r.status(), 503);
+    let r = post(&app, "/v1/traces", "application/x-protobuf", other.encode_to_vec()).await;
+    assert_eq!(r.status(), 200);
+    let ids: Vec<String> = span_ids(&other).into_iter().map(|s| format!("'{s}'")).collect();
+    let q = format!("SELECT count(*) FROM spans WHERE span_id IN ({})", ids.join(","));
+    assert_eq!(app.scalar(&q).await, 4);
+    app.shutdown().await;
+}
+
+/// POST without the harness's flush: these tests make DuckDB fail on purpose, so an
+/// acknowledged export is not necessarily committed yet.
+async fn post(app: &common::TestApp, path: &str, content_type: &str, body: Vec<u8>) -> reqwest::Response {
+    app.client
+        .post(format!("{}{path}", app.http))
+        .header("content-type", content_type)
+        .body(body)
+        .send()
+        .await
+        .expect("post")
+}
+
+fn span_with_tokens(id: u8, input: i64) -> Span {
+    Span {
+        trace_id: vec![9; 16],
+        span_id: vec![id; 8],
+        name: "chat gpt-4o".into(),
+        start_time_unix_nano: BASE_NS,
+        end_time_unix_nano: BASE_NS + 1_000_000,
+        attributes: vec![
+            kv_str("gen_ai.operation.name", "chat"),
+            kv_str("gen_ai.request.model", "gpt-4o"),
+            kv_str("gen_ai.provider.name", "openai"),
+            kv_str("session.id", "absurd"),
+            kv_int("gen_ai.usage.input_tokens", input),
+            kv_int("gen_ai.usage.output_tokens", 10),
+        ],
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_token_count_is_rejected_and_poisons_nothing() {
+    let app = common::spawn().await;
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans {
+                spans: vec![span_with_tokens(1, i64::MAX), span_with_tokens(2, 1000)],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    let r = post(&app, "/v1/traces", "application/json", serde_json::to_vec(&otlp_json(&req)).expect("json")).await;
+    assert_eq!(r.status(), 200);
+    let body: Value = r.json().await.expect("json");
+    assert_eq!(body["partialSuccess"]["rejectedSpans"], "1", "{body}");
+    assert!(body["partialSuccess"]["errorMessage"].as_str().unwrap_or("").contains("out of range"), "{body}");
+    // The same key again, and the cost API: nothing failed.
+    let again = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            scope_spans: vec![ScopeSpans { spans: vec![span_with_tokens(3, 500)], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let r = post(&app, "/v1/traces", "application/x-protobuf", again.encode_to_vec()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.scalar("SELECT sum(input_tokens) FROM model_calls").await, 1500);
+    assert_eq!(app.scalar("SELECT sum(input_tokens) FROM cost_hourly").await, 1500);
+    let cost = app.client.get(format!("{}/api/cost?group_by=model", app.http)).send().await.expect("cost");
+    assert_eq!(cost.status(), 200);
+    app.shutdown().await;
+}
+
+/// The OTLP/JSON form of a trace request (hex ids, string int64s), as an SDK sends it.
+fn otlp_json(req: &ExportTraceServiceRequest) -> Value {
+    let spans: Vec<Value> = req.resource_spans[0].scope_spans[0]
+        .spans
+        .iter()
+        .map(|s| {
+            let attrs: Vec<Value> = s
+                .attributes
+                .iter()
+                .map(|kv| {
+                    let v = match kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::IntValue(i)) => {
+                            serde_json::json!({ "intValue": i.to_string() })
+                        }
+                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(t)) => {
+                            serde_json::json!({ "stringValue": t })
+                        }
+                        _ => serde_json::json!({}),
+                    };
+                    serde_json::json!({ "key": kv.key, "value": v })
+                })
+                .collect();
+            serde_json::json!({
+                "traceId": hex::encode(&s.trace_id),
+                "spanId": hex::encode(&s.span_id),
+                "name": s.name,
+                "startTimeUnixNano": s.start_time_unix_nano.to_string(),
+                "endTimeUnixNano": s.end_time_unix_nano.to_string(),
+                "attributes": attrs,
+            })
+        })
+        .collect();
+    serde_json::json!({ "resourceSpans": [{ "scopeSpans": [{ "spans": spans }] }] })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_of_400k_empty_records_is_refused_before_decoding() {
+    let app = common::spawn().await;
+    let req = ExportLogsServiceRequest {
+        resource_logs: vec![ResourceLogs {
+            scope_logs: vec![ScopeLogs { log_records: vec![LogRecord::default(); 400_000], ..Default::default() }],
+            ..Default::default()
+        }],
+    };
+    let body = req.encode_to_vec();
+    assert!(body.len() < 1_000_000, "{} bytes", body.len());
+    let r = app.post("/v1/logs", "application/x-protobuf", body).await;
+    assert_eq!(r.status(), 413);
+    let text = r.text().await.unwrap_or_default();
+    assert!(text.contains("400000") && text.contains("limit"), "{text}");
+    // The server is fine and stored nothing of it.
+    assert_eq!(app.scalar("SELECT count(*) FROM logs").await, 0);
+    app.shutdown().await;
+}
