@@ -34,6 +34,10 @@ pub enum AppError {
     Pricing(#[from] PricingError),
     #[error(transparent)]
     Pg(#[from] PgError),
+    #[error("control: {0}")]
+    Control(#[from] crate::control::ControlError),
+    #[error(transparent)]
+    Policy(#[from] crate::control::policy::PolicyError),
 }
 
 /// A running collector.
@@ -98,7 +102,27 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     let ingest = Ingest::new(store.clone(), metrics.clone(), clock, args.ingest_limits());
     let ingest_token = Arc::new(Token::new(args.ingest_token.clone()));
     let read_token = Arc::new(Token::new(args.read_token.clone()));
-    let control_token = Arc::new(Token::new(args.control_token.clone()));
+    let control_token = Arc::new(Token::named(
+        "control",
+        args.control_token.clone(),
+        args.control.control_tokens.clone().unwrap_or_default().0,
+    ));
+    let control = crate::control::Control::start(
+        store.clone(),
+        live.clone(),
+        args.control.config(ingest_token.secret())?,
+        cancel.clone(),
+    )
+    .await?;
+    {
+        // Weak: the hub outlives the writer's drain at shutdown; it must not keep the store open.
+        let c = control.downgrade();
+        live.set_session_extra(Arc::new(move |u| {
+            let Some(c) = c.upgrade() else { return serde_json::Map::new() };
+            let (ctl, caps) = c.session_view(&u.session_id, u.service_name.as_deref());
+            serde_json::Map::from_iter([("control".to_string(), ctl), ("capabilities".to_string(), caps)])
+        }));
+    }
 
     let svcs = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
     let grpc_cancel = cancel.clone();
@@ -120,22 +144,24 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
-    let router = http_rx::routes(HttpReceiver {
-        ingest,
-        max_request_bytes: args.max_request_bytes,
-        token: ingest_token.clone(),
-    })
-    .merge(api::routes(ApiState {
-        store: store.clone(),
-        metrics: metrics.clone(),
-        read_token,
-        control_token,
-        ingest_token: ingest_token.clone(),
-        pricing,
-        live,
-    }))
-    .merge(crate::console::routes(args.console_dir.clone()))
-    .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
+    let http_rx = HttpReceiver { ingest, max_request_bytes: args.max_request_bytes, token: ingest_token.clone() };
+    // Claude Code's hooks (http hooks and the hook binary), next to the OTLP routes (same token
+    // and body cap), decided by the control plane.
+    let hooks = crate::receiver::hooks::HookReceiver::new(http_rx.clone(), Some(control.clone()));
+    let router = http_rx::routes(http_rx)
+        .merge(crate::receiver::hooks::routes(hooks))
+        .merge(api::routes(ApiState {
+            store: store.clone(),
+            metrics: metrics.clone(),
+            read_token,
+            control_token,
+            ingest_token: ingest_token.clone(),
+            pricing,
+            live,
+            control,
+        }))
+        .merge(crate::console::routes(args.console_dir.clone()))
+        .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
     let http_cancel = cancel.clone();
     let http_server = tokio::spawn(async move {
         let result = axum::serve(http_listener, router).with_graceful_shutdown(http_cancel.cancelled_owned()).await;

@@ -188,6 +188,10 @@ pub struct ServeArgs {
     /// Seconds a Postgres session may wait for its next message before it is closed (57P05).
     #[arg(long, env = "AGENT_CONSOLE_PG_IDLE_TIMEOUT_SECS", default_value_t = 600)]
     pub pg_idle_timeout_secs: u64,
+    /// Control plane settings (approval policy, named control tokens, holds).
+    #[command(flatten)]
+    #[serde(flatten)]
+    pub control: crate::control::args::ControlArgs,
 }
 
 /// Errors of configuration loading.
@@ -222,7 +226,8 @@ impl ServeArgs {
             .ok_or_else(|| ConfigError::Invalid { path: path.clone(), message: "settings are not a table".into() })?;
         for (key, value) in file {
             let key = key.replace('-', "_");
-            if !obj.contains_key(&key) && !matches!(key.as_str(), "ingest_token" | "read_token" | "control_token") {
+            let secret = matches!(key.as_str(), "ingest_token" | "read_token" | "control_token" | "control_tokens");
+            if !obj.contains_key(&key) && !secret {
                 return Err(ConfigError::Invalid { path: path.clone(), message: format!("unknown setting {key:?}") });
             }
             let from_user =
@@ -327,6 +332,7 @@ fn unreachable_defaults() -> ServeArgs {
         query_send_timeout_secs: 30,
         pg_max_connections: 64,
         pg_idle_timeout_secs: 600,
+        control: crate::control::args::ControlArgs::default(),
     }
 }
 

@@ -21,6 +21,9 @@
 //! - `sessions`: the session state machine the writer runs (`signals` from rows, `tracker`
 //!   states); stored by `store::session_state`.
 //! - `console`: the web console (embedded Preact + htm + uPlot pages) served at `/`.
+//! - `control`: the control plane: commands to running agents (pause, resume, inject, kill,
+//!   approve, deny) with their audited lifecycle, approval rules, per-session capabilities, and
+//!   Claude Code delivery through its hooks (`receiver::hooks`).
 //! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
 
 pub mod api;
@@ -29,6 +32,7 @@ pub mod auth;
 pub mod civil;
 pub mod config;
 pub mod console;
+pub mod control;
 pub mod cost;
 pub mod error;
 pub mod export_cmd;

@@ -260,6 +260,8 @@ async fn claude_code_session_summary_detail_and_timeline() {
         "cache_read_tokens",
         "cache_write_tokens",
         "cost_usd",
+        "control",
+        "capabilities",
     ];
     let mut keys_sorted = keys.clone();
     keys_sorted.sort_unstable();

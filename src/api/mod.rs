@@ -39,6 +39,8 @@ pub struct ApiState {
     pub pricing: Arc<Pricing>,
     /// The live stream hub (`/api/live`, `/api/live/ws`).
     pub live: Arc<Hub>,
+    /// The control plane (commands, approvals; capabilities in the session summaries).
+    pub control: crate::control::Control,
 }
 
 /// A JSON error body `{"error": "..."}` with the status from `crate::error`.
@@ -75,14 +77,16 @@ pub async fn require_read_token(
     }
 }
 
-/// Middleware: the control token guards every state-changing route when configured.
+/// Middleware: the control tokens guard every state-changing route when configured; the name of
+/// the token used goes into the request's extensions as `auth::Actor` (who, for the audit trail).
 pub async fn require_control_token(
     axum::extract::State(token): axum::extract::State<Arc<Token>>,
-    req: Request,
+    mut req: Request,
     next: Next,
 ) -> Response {
     let auth = req.headers().get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-    if token.allows(auth) {
+    if let Some(who) = token.who(auth).map(str::to_string) {
+        req.extensions_mut().insert(crate::auth::Actor(who));
         next.run(req).await
     } else {
         (
@@ -109,7 +113,11 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/api/export", get(export::export))
         .route("/api/live", get(crate::live::sse::live))
         .route("/api/live/ws", get(crate::live::ws::live_ws))
+        .merge(crate::control::api::read_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
+        .with_state(state.clone());
+    let control = crate::control::api::control_routes()
+        .route_layer(axum::middleware::from_fn_with_state(state.control_token.clone(), require_control_token))
         .with_state(state.clone());
     let flush = axum::Router::new()
         .route("/api/flush", post(ops::flush))
@@ -120,5 +128,6 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/metrics", get(ops::metrics))
         .with_state(state)
         .merge(guarded)
+        .merge(control)
         .merge(flush)
 }

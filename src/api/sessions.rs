@@ -2,7 +2,8 @@
 //! `GET /api/sessions/{id}` (one summary with its children, state transitions and per-model usage).
 //! A summary carries the same field names as the live `session` message. Sessions the state
 //! tracker has not written a status for yet (`status` NULL) are reported as `running` when seen in
-//! the last 60 s, else `finished` (ended at `last_seen`).
+//! the last 60 s, else `finished` (ended at `last_seen`). Each summary also carries `control` (the
+//! control state) and `capabilities` (which commands can work now, and why not otherwise).
 
 use axum::extract::{Path, Query, State};
 use axum::Json;
@@ -172,9 +173,19 @@ async fn summaries(s: &ApiState, f: Filter) -> Result<Vec<(Map<String, Value>, i
         .into_iter()
         .map(|mut r| {
             let us = r.remove("_cursor_us").and_then(|v| v.as_i64()).unwrap_or(0);
+            add_control(s, &mut r);
             (r, us)
         })
         .collect())
+}
+
+/// The session's `control` state and `capabilities` (what each command kind can do now, and why
+/// not otherwise), from the control plane.
+fn add_control(s: &ApiState, r: &mut Map<String, Value>) {
+    let Some(id) = r.get("session_id").and_then(Value::as_str) else { return };
+    let (control, capabilities) = s.control.session_view(id, r.get("service_name").and_then(Value::as_str));
+    r.insert("control".into(), control);
+    r.insert("capabilities".into(), capabilities);
 }
 
 /// `GET /api/sessions?status=&agent=&task=&parent=&limit=&cursor=`.

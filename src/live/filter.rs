@@ -1,5 +1,6 @@
 //! Query-parameter filters of the live endpoints: `session`, `agent`, `task` (exact match on the
-//! payload's ids), `type` (comma list), plus `since` (resume point) and `snapshot`.
+//! payload's ids), `type` (comma list: span, event, model_call, tool_call, session, and control's
+//! command and approval), plus `since` (resume point) and `snapshot`.
 
 use serde::Deserialize;
 
@@ -94,6 +95,14 @@ mod tests {
         assert!(!f.matches(&msg(MODEL_CALL, "b")));
         assert!(!f.matches(&msg(SPAN, "a")));
         assert!(f.matches(&msg(GAP, "b")));
+        let c = Filter::new(&LiveParams {
+            types: Some("command,approval".into()),
+            session: Some("s".into()),
+            ..Default::default()
+        });
+        assert!(c.matches(&msg(crate::live::message::COMMAND, "a")));
+        assert!(c.matches(&msg(crate::live::message::APPROVAL, "b")));
+        assert!(!c.matches(&msg(SPAN, "a")));
         let t = Filter::new(&LiveParams { task: Some("t".into()), ..Default::default() });
         assert!(!t.matches(&msg(SPAN, "a")));
         assert!(Filter::default().matches(&msg(SPAN, "a")));

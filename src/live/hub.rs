@@ -88,6 +88,8 @@ pub struct Hub {
     /// Ids up to this one will be published by the replay of the ingest log at start: a client
     /// resuming from one of them is early, not from another run.
     replay_until: AtomicU64,
+    /// Extra fields of `session` summaries (control's capabilities), set once at start-up.
+    session_extra: std::sync::OnceLock<message::SessionExtra>,
 }
 
 /// A batch's messages are numbered from `log position << ID_BITS`, so a record replayed from the
@@ -109,7 +111,13 @@ impl Hub {
             cancel,
             id_base: AtomicU64::new(cfg.id_base),
             replay_until: AtomicU64::new(0),
+            session_extra: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Add fields to every `session` summary from now on (set once; later calls are ignored).
+    pub fn set_session_extra(&self, f: message::SessionExtra) {
+        let _ = self.session_extra.set(f);
     }
 
     fn id_base(&self) -> u64 {
@@ -141,7 +149,8 @@ impl Hub {
             while let Some(batch) = rx.recv().await {
                 hub.report_dropped();
                 let hint = batch.log_pos << ID_BITS;
-                hub.push(hint, |id| Entry::batch(id, batch));
+                let extra = hub.session_extra.get().cloned();
+                hub.push(hint, |id| Entry::batch_with(id, batch, extra));
             }
             hub.report_dropped();
         });

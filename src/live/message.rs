@@ -17,6 +17,14 @@ pub const SESSION: &str = "session";
 pub const HEARTBEAT: &str = "heartbeat";
 pub const GAP: &str = "gap";
 pub const SNAPSHOT: &str = "snapshot";
+/// A control command's step (`control`): accepted, delivered, observed, expired, failed, superseded.
+pub const COMMAND: &str = crate::control::LIVE_COMMAND;
+/// A tool call held for approval, and its answer (`control`).
+pub const APPROVAL: &str = crate::control::LIVE_APPROVAL;
+
+/// Extra fields of a live `session` summary, computed when the message is first serialised
+/// (control adds `control` and `capabilities`).
+pub type SessionExtra = Arc<dyn Fn(&SessionUpdate) -> Map<String, Value> + Send + Sync>;
 
 /// A message before the hub gives it an id.
 #[derive(Debug, Clone)]
@@ -183,7 +191,12 @@ pub fn tool_call(r: &ToolCallRow) -> Draft {
 
 /// A session state change with the session's new summary (field names as `GET /api/sessions`).
 pub fn session(u: &SessionUpdate) -> Draft {
-    let obj = object(json!({
+    session_with(u, None)
+}
+
+/// `session`, with the fields `extra` adds.
+pub fn session_with(u: &SessionUpdate, extra: Option<&SessionExtra>) -> Draft {
+    let mut obj = object(json!({
         "time": rfc3339(u.time_us),
         "session_id": u.session_id,
         "agent_id": u.agent_id,
@@ -211,6 +224,9 @@ pub fn session(u: &SessionUpdate) -> Draft {
         "cache_write_tokens": u.cache_write_tokens,
         "cost_usd": u.cost_usd,
     }));
+    if let Some(f) = extra {
+        obj.extend(f(u));
+    }
     Draft {
         kind: SESSION,
         session_id: Some(u.session_id.clone()),
@@ -278,18 +294,18 @@ fn header_at(b: &Batch, i: usize) -> Option<Header<'_>> {
     })
 }
 
-fn draft_at(b: &Batch, i: usize) -> Option<Draft> {
+fn draft_at(b: &Batch, i: usize, extra: Option<&SessionExtra>) -> Option<Draft> {
     Some(match locate(b, i)? {
         (0, j) => span(&b.spans[j]),
         (1, j) => event(&b.logs[j]),
         (2, j) => model_call(&b.model_calls[j]),
         (3, j) => tool_call(&b.tool_calls[j]),
-        (_, j) => session(&b.session_updates[j]),
+        (_, j) => session_with(&b.session_updates[j], extra),
     })
 }
 
 enum Source {
-    Batch(Arc<Batch>),
+    Batch(Arc<Batch>, Option<SessionExtra>),
     One(Draft),
 }
 
@@ -314,8 +330,13 @@ impl std::fmt::Debug for Entry {
 
 impl Entry {
     pub fn batch(first_id: u64, b: Arc<Batch>) -> Self {
+        Self::batch_with(first_id, b, None)
+    }
+
+    /// A batch whose `session` messages get `extra`'s fields.
+    pub fn batch_with(first_id: u64, b: Arc<Batch>, extra: Option<SessionExtra>) -> Self {
         let len = count(&b);
-        Entry { first_id, len, seq: 0, source: Source::Batch(b), cache: OnceLock::new() }
+        Entry { first_id, len, seq: 0, source: Source::Batch(b, extra), cache: OnceLock::new() }
     }
 
     pub fn one(id: u64, d: Draft) -> Self {
@@ -330,7 +351,7 @@ impl Entry {
     /// The filter view of message `i` (0-based within the entry).
     pub fn header(&self, i: usize) -> Option<Header<'_>> {
         match &self.source {
-            Source::Batch(b) => header_at(b, i),
+            Source::Batch(b, _) => header_at(b, i),
             Source::One(d) if i == 0 => Some(Header {
                 kind: d.kind,
                 session_id: d.session_id.as_deref(),
@@ -352,7 +373,7 @@ impl Entry {
             return Some(m.clone());
         }
         let draft = match &self.source {
-            Source::Batch(b) => draft_at(b, i)?,
+            Source::Batch(b, extra) => draft_at(b, i, extra.as_ref())?,
             Source::One(d) => d.clone(),
         };
         Some(slot.get_or_init(|| Arc::new(Message::from_draft(self.first_id + i as u64, draft))).clone())

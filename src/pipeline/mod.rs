@@ -3,7 +3,8 @@
 //!
 //! 1. `take`     the mapped rows the ingest path made, or (replay, catch-up) the record read
 //!    back from the log and mapped again with its original receive time;
-//! 2. `dedup`    drop calls reported twice (`model::dedup`);
+//! 2. `hook_records` drop a hook call the hook binary sent again (same record id; `hook_records`),
+//!    then `dedup`: drop calls reported twice (`model::dedup`);
 //! 3. `price`    price every call without a reported cost (`cost::pricing`);
 //! 4. `sessions` run the session state machine (`sessions::tracker`) on the batch's signals, plus
 //!    the time-driven checks at most once a second;
@@ -32,6 +33,7 @@ use crate::sessions::{signals, Clock, Tracker};
 use crate::store::writer::{self, CommitHook};
 use crate::store::StoreError;
 
+pub mod hook_records;
 pub mod replay;
 
 /// How often an idle pipeline checks the log for records it was not handed.
@@ -154,6 +156,7 @@ pub fn channels(handoff_bytes: u64) -> Channels {
 
 /// The stages' state, owned by the pipeline thread.
 pub struct Stages {
+    hook_records: hook_records::HookRecords,
     dedup: Deduper,
     prices: Arc<PriceTable>,
     tracker: Tracker,
@@ -175,6 +178,7 @@ impl Stages {
     ) -> Self {
         let now = clock();
         Self {
+            hook_records: hook_records::HookRecords::default(),
             dedup: Deduper::default(),
             prices,
             tracker,
@@ -186,15 +190,28 @@ impl Stages {
         }
     }
 
+    /// Start with the hook record ids DuckDB holds (`hook_records::HookRecords::load`).
+    pub fn with_hook_records(mut self, ids: hook_records::HookRecords) -> Self {
+        self.hook_records = ids;
+        self
+    }
+
     /// Stages 2-6 for one record's rows.
     fn process(&mut self, pos: u64, end_bytes: u64, received_us: i64, mut batch: Batch) -> Result<(), StoreError> {
         batch.log_pos = pos;
+        self.stage_hook_records(&mut batch);
         self.stage_dedup(&mut batch);
         self.stage_price(&mut batch);
         self.stage_sessions(&mut batch, received_us);
         let batch = Arc::new(batch);
         self.stage_publish(&batch);
         self.stage_store(Some((pos, end_bytes)), batch)
+    }
+
+    fn stage_hook_records(&mut self, batch: &mut Batch) {
+        if self.hook_records.filter(batch) {
+            tracing::debug!(position = batch.log_pos, "hook call sent again: rows dropped");
+        }
     }
 
     fn stage_dedup(&mut self, batch: &mut Batch) {

@@ -39,9 +39,7 @@ pub fn routes(state: HttpReceiver) -> Router {
         .route("/v1/logs", post(logs))
         .route("/v1/metrics", post(metrics))
         .route("/", post(root))
-        .with_state(state.clone())
-        // Claude Code's `http` hook type, next to the OTLP routes (same token and body cap).
-        .merge(super::hooks::routes(super::hooks::HookReceiver::new(state, Arc::new(super::hooks::NoDecision))))
+        .with_state(state)
 }
 
 async fn traces(State(s): State<HttpReceiver>, req: Request) -> Response {

@@ -260,6 +260,13 @@ impl Store {
             Ok(n) => tracing::info!(sessions = n, "session states restored"),
             Err(e) => tracing::warn!(error = %e, "cannot restore session states"),
         }
+        // Hook calls of the last week already stored, so that a re-send is not stored twice
+        // (`pipeline::hook_records`).
+        const WEEK_US: i64 = 7 * 86_400 * 1_000_000;
+        let hook_records = pipeline::hook_records::HookRecords::load(&conn, clock() - WEEK_US).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot restore hook record ids");
+            Default::default()
+        });
         if let Err(e) = reprice::publish_prices(&conn, &prices) {
             tracing::warn!(error = %e, "cannot publish the price table");
         }
@@ -298,7 +305,8 @@ impl Store {
         // The byte count starts at 0 at the first position to replay.
         let writer = spawn("duckdb-writer", move || writer::run(conn, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
 
-        let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone());
+        let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
+            .with_hook_records(hook_records);
         let cursor = log.cursor(opened.start_pos, 0, cfg.log.skip_damaged);
         let clock_handle = clock.clone();
         let (prx, inflight, lstate) = (chans.rx, chans.in_flight, log.state.clone());

@@ -1,12 +1,10 @@
 //! A minimal HTTP/1.1 client over std `TcpStream` (http:// only, no TLS): one `POST` per
 //! connection (`Connection: close`), every step bounded by the run's deadline. Reads the status
-//! line and headers only (the decision header; OTLP response bodies are not needed).
+//! line, the headers and a body of at most 1 MiB (the collector's answer envelope).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
-
-use agent_console_conventions::hook;
 
 /// Why a request did not get a usable answer.
 #[derive(Debug, Clone, PartialEq)]
@@ -62,20 +60,31 @@ impl Endpoint {
         }
         Ok(Endpoint { host: host.to_string(), port, prefix: path.trim_end_matches('/').to_string() })
     }
+
+    /// The collector is on this machine (a loopback address or `localhost`).
+    pub fn is_loopback(&self) -> bool {
+        self.host.eq_ignore_ascii_case("localhost")
+            || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+    }
 }
 
 /// What the collector answered.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Response {
     pub status: u16,
-    /// The decoded `x-agent-console-hook-output` header, when present and valid.
-    pub hook_output: Option<String>,
+    /// Header names in lower case.
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
 }
 
 impl Response {
     /// 5xx and 429: keep the record and retry later.
     pub fn retryable(&self) -> bool {
         self.status == 429 || self.status >= 500
+    }
+
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -86,11 +95,16 @@ fn remaining(deadline: Instant) -> Result<Duration, ClientError> {
         .ok_or_else(|| ClientError::Unreachable("deadline reached".into()))
 }
 
-/// `POST <endpoint><path>` with a protobuf body, before `deadline`.
+/// Largest answer body read.
+const MAX_BODY: usize = 1024 * 1024;
+
+/// `POST <endpoint><path>` with `body` of `content_type` and extra headers, before `deadline`.
 pub fn post(
     ep: &Endpoint,
     path: &str,
     token: Option<&str>,
+    content_type: &str,
+    headers: &[(&str, String)],
     body: &[u8],
     deadline: Instant,
 ) -> Result<Response, ClientError> {
@@ -112,7 +126,7 @@ pub fn post(
     let host =
         if ep.host.contains(':') { format!("[{}]:{}", ep.host, ep.port) } else { format!("{}:{}", ep.host, ep.port) };
     let mut req = format!(
-        "POST {}{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\
+        "POST {}{path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\n\
          Connection: close\r\nUser-Agent: agent-console-hook/{}\r\n",
         ep.prefix,
         body.len(),
@@ -123,29 +137,59 @@ pub fn post(
         req.push_str(t);
         req.push_str("\r\n");
     }
+    for (k, v) in headers {
+        // Header values we send are ours (hex, numbers, config); drop anything that could split.
+        if v.bytes().any(|b| b == b'\r' || b == b'\n') {
+            continue;
+        }
+        req.push_str(k);
+        req.push_str(": ");
+        req.push_str(v);
+        req.push_str("\r\n");
+    }
     req.push_str("\r\n");
     let mut buf = Vec::with_capacity(req.len() + body.len());
     buf.extend_from_slice(req.as_bytes());
     buf.extend_from_slice(body);
     s.set_write_timeout(Some(remaining(deadline)?)).map_err(unreachable)?;
     s.write_all(&buf).map_err(unreachable)?;
-    let mut head = Vec::with_capacity(512);
-    let mut chunk = [0u8; 2048];
+    let mut data = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 4096];
+    let mut head_len = None;
+    let mut want: Option<usize> = None;
     loop {
+        if let (Some(h), Some(w)) = (head_len, want) {
+            if data.len() >= h + w {
+                break;
+            }
+        }
         s.set_read_timeout(Some(remaining(deadline)?)).map_err(unreachable)?;
         let n = s.read(&mut chunk).map_err(unreachable)?;
         if n == 0 {
             break;
         }
-        head.extend_from_slice(&chunk[..n]);
-        if head.windows(4).any(|w| w == b"\r\n\r\n") || head.len() > 64 * 1024 {
+        data.extend_from_slice(&chunk[..n]);
+        if head_len.is_none() {
+            if let Some(i) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+                head_len = Some(i + 4);
+                want = parse_head(&data[..i + 4]).and_then(|r| r.header("content-length").and_then(|v| v.parse().ok()));
+            } else if data.len() > 64 * 1024 {
+                break;
+            }
+        }
+        if data.len() > MAX_BODY + 64 * 1024 {
             break;
         }
     }
-    parse_head(&head).ok_or_else(|| ClientError::Unreachable("malformed HTTP response".into()))
+    let mut r = parse_head(&data).ok_or_else(|| ClientError::Unreachable("malformed HTTP response".into()))?;
+    if let Some(h) = head_len {
+        let end = want.map_or(data.len(), |w| (h + w).min(data.len()));
+        r.body = data[h..end].to_vec();
+    }
+    Ok(r)
 }
 
-/// Status line and the hook-output header of a response head.
+/// Status line and headers of a response head.
 pub fn parse_head(head: &[u8]) -> Option<Response> {
     let end = head.windows(4).position(|w| w == b"\r\n\r\n").unwrap_or(head.len());
     let text = std::str::from_utf8(&head[..end]).ok()?;
@@ -156,41 +200,11 @@ pub fn parse_head(head: &[u8]) -> Option<Response> {
         return None;
     }
     let status = parts.next()?.parse::<u16>().ok()?;
-    let hook_output = lines
+    let headers = lines
         .filter_map(|l| l.split_once(':'))
-        .find(|(k, _)| k.trim().eq_ignore_ascii_case(hook::OUTPUT_HEADER))
-        .and_then(|(_, v)| base64_decode(v.trim()))
-        .and_then(|bytes| String::from_utf8(bytes).ok())
-        .filter(|s| serde_json::from_str::<serde_json::Value>(s).is_ok());
-    Some(Response { status, hook_output })
-}
-
-/// Standard-alphabet base64 (padding optional). `None` on any invalid character.
-pub fn base64_decode(s: &str) -> Option<Vec<u8>> {
-    fn val(c: u8) -> Option<u32> {
-        Some(match c {
-            b'A'..=b'Z' => c - b'A',
-            b'a'..=b'z' => c - b'a' + 26,
-            b'0'..=b'9' => c - b'0' + 52,
-            b'+' => 62,
-            b'/' => 63,
-            _ => return None,
-        } as u32)
-    }
-    let data = s.trim_end_matches('=').as_bytes();
-    if data.len() % 4 == 1 {
-        return None;
-    }
-    let mut out = Vec::with_capacity(data.len() * 3 / 4);
-    for chunk in data.chunks(4) {
-        let mut acc = 0u32;
-        for (i, c) in chunk.iter().enumerate() {
-            acc |= val(*c)? << (18 - 6 * i);
-        }
-        let bytes = acc.to_be_bytes();
-        out.extend_from_slice(&bytes[1..chunk.len()]);
-    }
-    Some(out)
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_string()))
+        .collect();
+    Some(Response { status, headers, body: Vec::new() })
 }
 
 #[cfg(test)]
@@ -207,27 +221,20 @@ mod tests {
         assert_eq!((e.host.as_str(), e.port), ("::1", 9));
         assert!(Endpoint::parse("https://x:1").is_err());
         assert!(Endpoint::parse("http://:1").is_err());
-    }
-
-    #[test]
-    fn base64_round_trips_known_vectors() {
-        for (plain, enc) in [("", ""), ("f", "Zg=="), ("fo", "Zm8="), ("foo", "Zm9v"), ("foob", "Zm9vYg")] {
-            assert_eq!(base64_decode(enc).as_deref(), Some(plain.as_bytes()), "{enc}");
-        }
-        assert_eq!(base64_decode("eyJhIjoxfQ==").as_deref(), Some(&b"{\"a\":1}"[..]));
-        assert!(base64_decode("Zm9v!").is_none());
-        assert!(base64_decode("Z").is_none());
+        assert!(Endpoint::parse("http://127.0.0.2:1").expect("parse").is_loopback());
+        assert!(Endpoint::parse("http://[::1]:1").expect("parse").is_loopback());
+        assert!(!Endpoint::parse("http://10.0.0.1:1").expect("parse").is_loopback());
     }
 
     #[test]
     fn response_head() {
-        let r = parse_head(b"HTTP/1.1 200 OK\r\nX-Agent-Console-Hook-Output: eyJhIjoxfQ==\r\n\r\nbody").expect("head");
-        assert_eq!(r, Response { status: 200, hook_output: Some("{\"a\":1}".into()) });
+        let r = parse_head(b"HTTP/1.1 200 OK\r\nX-Agent-Console-Signature: ab\r\nContent-Length: 2\r\n\r\n{}")
+            .expect("head");
+        assert_eq!(r.status, 200);
+        assert_eq!(r.header("x-agent-console-signature"), Some("ab"));
+        assert_eq!(r.header("content-length"), Some("2"));
         let r = parse_head(b"HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n").expect("head");
-        assert!(r.retryable() && r.hook_output.is_none());
-        // Not JSON once decoded: ignored, never printed.
-        let r = parse_head(b"HTTP/1.1 200 OK\r\nx-agent-console-hook-output: aGVsbG8=\r\n\r\n").expect("head");
-        assert!(r.hook_output.is_none());
+        assert!(r.retryable());
         assert!(parse_head(b"garbage").is_none());
     }
 }

@@ -11,6 +11,11 @@ use crate::translate::{Options, DEFAULT_MAX_PAYLOAD_BYTES};
 pub const DEFAULT_ENDPOINT: &str = "http://127.0.0.1:4318";
 pub const DEFAULT_TIMEOUT_MS: u64 = 1000;
 pub const DEFAULT_MAX_SPOOL_BYTES: u64 = 4 * 1024 * 1024;
+/// How long a held hook call waits at most (`install` writes a 86,400 s `timeout` on the hooks
+/// that can hold; the hook answers its fallback before Claude Code would give up and fail open).
+pub const DEFAULT_HOLD_SECS: u64 = 86_100;
+/// One long-poll of a held call.
+pub const DEFAULT_POLL_MS: u64 = 25_000;
 
 /// Everything the shim reads at start-up.
 #[derive(Debug, Clone, PartialEq)]
@@ -25,6 +30,10 @@ pub struct Config {
     pub spool_dir: PathBuf,
     pub max_payload_bytes: usize,
     pub max_spool_bytes: u64,
+    /// Longest hold of one hook call (pause, approval), then the fallback answer.
+    pub hold: Duration,
+    /// One long-poll while held.
+    pub poll: Duration,
 }
 
 /// (config-file key, environment variable).
@@ -37,6 +46,8 @@ const KEYS: &[(&str, &str)] = &[
     ("spool_dir", "AGENT_CONSOLE_SPOOL_DIR"),
     ("max_payload_bytes", "AGENT_CONSOLE_MAX_PAYLOAD_BYTES"),
     ("max_spool_bytes", "AGENT_CONSOLE_MAX_SPOOL_BYTES"),
+    ("hold_secs", "AGENT_CONSOLE_HOOK_HOLD_SECS"),
+    ("poll_ms", "AGENT_CONSOLE_HOOK_POLL_MS"),
 ];
 
 impl Config {
@@ -65,6 +76,8 @@ impl Config {
             spool_dir,
             max_payload_bytes: num("max_payload_bytes").map(|n| n as usize).unwrap_or(DEFAULT_MAX_PAYLOAD_BYTES),
             max_spool_bytes: num("max_spool_bytes").unwrap_or(DEFAULT_MAX_SPOOL_BYTES),
+            hold: Duration::from_secs(num("hold_secs").filter(|t| *t > 0).unwrap_or(DEFAULT_HOLD_SECS)),
+            poll: Duration::from_millis(num("poll_ms").filter(|t| *t >= 100).unwrap_or(DEFAULT_POLL_MS)),
         }
     }
 
@@ -73,6 +86,7 @@ impl Config {
             agent_name: self.agent_name.clone(),
             task_id: self.task_id.clone(),
             max_payload_bytes: self.max_payload_bytes,
+            ..Options::default()
         }
     }
 }

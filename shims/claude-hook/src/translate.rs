@@ -25,11 +25,21 @@ pub struct Options {
     pub task_id: Option<String>,
     /// Cut-off of the payload attribute, in bytes (on a char boundary).
     pub max_payload_bytes: usize,
+    /// How the call arrived (`hook::TRANSPORT_COMMAND` / `TRANSPORT_HTTP`), set by the collector.
+    pub transport: Option<String>,
+    /// The binary's id of this call (`attr::HOOK_RECORD_ID`), set by the collector.
+    pub record_id: Option<String>,
 }
 
 impl Default for Options {
     fn default() -> Self {
-        Self { agent_name: None, task_id: None, max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES }
+        Self {
+            agent_name: None,
+            task_id: None,
+            max_payload_bytes: DEFAULT_MAX_PAYLOAD_BYTES,
+            transport: None,
+            record_id: None,
+        }
     }
 }
 
@@ -136,7 +146,22 @@ pub fn translate(input: &Input, opts: &Options, now_ns: u64, tool_start_ns: Opti
         Input::Malformed { error, raw } => {
             let mut attrs = vec![kv(attr::SOURCE, source::CLAUDE_HOOK), kv(attr::HOOK_EVENT, hook::MALFORMED)];
             push_payload(&mut attrs, raw, opts.max_payload_bytes);
+            call_attrs(&mut attrs, opts);
             let rec = log_record(hook::MALFORMED, Severity::Error, Some(error), attrs, now_ns);
+            Translated { logs: logs_request(opts, vec![rec]), traces: None }
+        }
+        Input::Event(ev) if ev.name == hook::SPOOL_DROPPED => {
+            let count = |k: &str| ev.fields.get(k).and_then(Value::as_i64).unwrap_or(0);
+            let (dropped, damaged) = (count("dropped"), count("damaged"));
+            let mut attrs = vec![
+                kv(attr::SOURCE, source::CLAUDE_HOOK),
+                kv(attr::HOOK_EVENT, hook::SPOOL_DROPPED),
+                KeyValue { key: hook::DROPPED_COUNT.into(), value: Some(int_value(dropped)), ..Default::default() },
+                KeyValue { key: hook::DAMAGED_COUNT.into(), value: Some(int_value(damaged)), ..Default::default() },
+            ];
+            call_attrs(&mut attrs, opts);
+            let body = format!("{dropped} hook records dropped from a full spool, {damaged} damaged records skipped");
+            let rec = log_record(hook::SPOOL_DROPPED, Severity::Warn, Some(&body), attrs, now_ns);
             Translated { logs: logs_request(opts, vec![rec]), traces: None }
         }
         Input::Event(ev) => {
@@ -157,15 +182,21 @@ pub fn translate(input: &Input, opts: &Options, now_ns: u64, tool_start_ns: Opti
     }
 }
 
-/// A WARN record saying how many spooled records were dropped (spool full).
-pub fn dropped_record(opts: &Options, dropped: u64, now_ns: u64) -> ExportLogsServiceRequest {
-    let attrs = vec![
-        kv(attr::SOURCE, source::CLAUDE_HOOK),
-        kv(attr::HOOK_EVENT, hook::SPOOL_DROPPED),
-        KeyValue { key: hook::DROPPED_COUNT.into(), value: Some(int_value(dropped as i64)), ..Default::default() },
-    ];
-    let body = format!("{dropped} hook records dropped from a full spool");
-    logs_request(opts, vec![log_record(hook::SPOOL_DROPPED, Severity::Warn, Some(&body), attrs, now_ns)])
+/// The hook JSON of the binary's own report of spool loss (stored as a WARN record with the
+/// counts): records a full spool dropped, and damaged records it skipped.
+pub fn dropped_event(dropped: u64, damaged: u64) -> Vec<u8> {
+    serde_json::json!({ "hook_event_name": hook::SPOOL_DROPPED, "dropped": dropped, "damaged": damaged })
+        .to_string()
+        .into_bytes()
+}
+
+fn call_attrs(a: &mut Vec<KeyValue>, opts: &Options) {
+    if let Some(t) = opts.transport.as_deref() {
+        a.push(kv(attr::HOOK_TRANSPORT, t));
+    }
+    if let Some(r) = opts.record_id.as_deref() {
+        a.push(kv(attr::HOOK_RECORD_ID, r));
+    }
 }
 
 fn error_text(ev: &Event) -> Option<String> {
@@ -206,6 +237,7 @@ fn common_attrs(ev: &Event, opts: &Options) -> Vec<KeyValue> {
     }
     a.push(kv(attr::SOURCE, source::CLAUDE_HOOK));
     a.push(kv(attr::HOOK_EVENT, &ev.name));
+    call_attrs(&mut a, opts);
     a
 }
 

@@ -40,6 +40,12 @@ pub mod attr {
     pub const CWD: &str = "agent_console.cwd";
     pub const PAYLOAD: &str = "agent_console.hook.payload";
     pub const PAYLOAD_TRUNCATED: &str = "agent_console.hook.payload_truncated";
+    /// How a hook record reached the collector: `hook::TRANSPORT_COMMAND` (the `agent-console-hook`
+    /// binary) or `hook::TRANSPORT_HTTP` (Claude Code's `http` hook type). Records without it came
+    /// from a hook binary that predates control (OTLP to `/v1/logs`).
+    pub const HOOK_TRANSPORT: &str = "agent_console.hook.transport";
+    /// The id the hook binary gives each hook call (hex), so a re-sent call is stored once.
+    pub const HOOK_RECORD_ID: &str = "agent_console.hook.record_id";
     /// OpenClaw records: the session key, its run id, the session status.
     pub const OPENCLAW_SESSION_KEY: &str = "openclaw.session.key";
     pub const OPENCLAW_RUN_ID: &str = "openclaw.run.id";
@@ -80,13 +86,15 @@ pub mod hook {
     pub const MALFORMED: &str = "agent_console.hook.malformed_input";
     /// Span name prefix of a tool call span (`execute_tool Bash`).
     pub const TOOL_SPAN_PREFIX: &str = "execute_tool ";
-    /// Response header carrying a hook decision back to the shim: the hook output JSON,
-    /// base64-encoded (standard alphabet, padded). The shim prints the decoded JSON on stdout.
-    pub const OUTPUT_HEADER: &str = "x-agent-console-hook-output";
+    /// Values of `attr::HOOK_TRANSPORT`.
+    pub const TRANSPORT_COMMAND: &str = "command";
+    pub const TRANSPORT_HTTP: &str = "http";
     /// Records the shim dropped from a full spool: a WARN log record with this `event_name`,
     /// carrying the count in `DROPPED_COUNT`, sent once the collector is reachable again.
     pub const SPOOL_DROPPED: &str = "agent_console.hook.spool_dropped";
     pub const DROPPED_COUNT: &str = "agent_console.hook.dropped_records";
+    /// Spool records found damaged (torn or corrupt) and skipped, reported with `SPOOL_DROPPED`.
+    pub const DAMAGED_COUNT: &str = "agent_console.hook.damaged_records";
     /// `error.type` of a failed tool span: the tool failed, or the user interrupted it.
     pub const TOOL_ERROR: &str = "tool_error";
     pub const TOOL_INTERRUPTED: &str = "interrupted";
