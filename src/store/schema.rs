@@ -14,7 +14,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (4, "cost_hourly", include_str!("schema/0004_cost_hourly.sql")),
     (5, "session_state", include_str!("schema/0005_session_state.sql")),
     (6, "ingest_log", include_str!("schema/0006_ingest_log.sql")),
-    (8, "control", include_str!("schema/0008_control.sql")),
+    (7, "control", include_str!("schema/0007_control.sql")),
 ];
 
 /// Bring the database up to the newest schema; returns the version now in force.
