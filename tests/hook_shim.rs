@@ -665,29 +665,36 @@ async fn flushed_messages(client: &reqwest::Client, http: &str) -> Vec<String> {
     v["rows"].as_array().expect("rows").iter().map(|r| r[0].as_str().unwrap_or("").to_string()).collect()
 }
 
+/// A collector process killed (SIGKILL) when dropped, also when an assertion fails.
+struct Killed(Binary);
+
+impl Drop for Killed {
+    fn drop(&mut self) {
+        let _ = self.0.child.kill();
+        let _ = self.0.child.wait();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_re_sent_record_id_is_stored_once_across_crashes() {
     let dir = tempfile::tempdir().expect("tempdir");
     let client = reqwest::Client::new();
     // Run 1: logged, never committed to DuckDB (commits wait a minute), then kill -9.
-    let mut b = spawn_binary(dir.path(), &["--commit-max-delay-ms", "60000"]);
-    assert_eq!(post_as_binary(&client, &b.http, notification(1), "00000000000000a1").await, 200);
-    assert_eq!(post_as_binary(&client, &b.http, notification(1), "00000000000000a1").await, 200, "re-sent");
-    b.child.kill().expect("kill -9");
-    b.child.wait().expect("wait");
-    // Run 2: the replay takes the record from the log; the re-send after it is dropped.
-    let mut b = spawn_binary(dir.path(), &[]);
-    assert_eq!(post_as_binary(&client, &b.http, notification(1), "00000000000000a1").await, 200);
-    assert_eq!(post_as_binary(&client, &b.http, notification(2), "00000000000000a2").await, 200);
-    assert_eq!(flushed_messages(&client, &b.http).await, vec!["m1", "m2"]);
-    b.child.kill().expect("kill -9");
-    b.child.wait().expect("wait");
-    // Run 3: both are in DuckDB now; re-sends are still dropped.
-    let mut b = spawn_binary(dir.path(), &[]);
-    assert_eq!(post_as_binary(&client, &b.http, notification(1), "00000000000000a1").await, 200);
-    assert_eq!(post_as_binary(&client, &b.http, notification(2), "00000000000000a2").await, 200);
-    assert_eq!(post_as_binary(&client, &b.http, notification(3), "00000000000000a3").await, 200);
-    assert_eq!(flushed_messages(&client, &b.http).await, vec!["m1", "m2", "m3"]);
-    b.child.kill().expect("kill");
-    b.child.wait().expect("wait");
+    let b = Killed(spawn_binary(dir.path(), &["--commit-max-delay-ms", "60000"]));
+    assert_eq!(post_as_binary(&client, &b.0.http, notification(1), "00000000000000a1").await, 200);
+    assert_eq!(post_as_binary(&client, &b.0.http, notification(1), "00000000000000a1").await, 200, "re-sent");
+    drop(b); // kill -9
+             // Run 2: the replay takes the record from the log; the re-send after it is dropped.
+    let b = Killed(spawn_binary(dir.path(), &[]));
+    assert_eq!(post_as_binary(&client, &b.0.http, notification(1), "00000000000000a1").await, 200);
+    assert_eq!(post_as_binary(&client, &b.0.http, notification(2), "00000000000000a2").await, 200);
+    assert_eq!(flushed_messages(&client, &b.0.http).await, vec!["m1", "m2"]);
+    drop(b); // kill -9
+             // Run 3: both are in DuckDB now; re-sends are still dropped.
+    let b = Killed(spawn_binary(dir.path(), &[]));
+    assert_eq!(post_as_binary(&client, &b.0.http, notification(1), "00000000000000a1").await, 200);
+    assert_eq!(post_as_binary(&client, &b.0.http, notification(2), "00000000000000a2").await, 200);
+    assert_eq!(post_as_binary(&client, &b.0.http, notification(3), "00000000000000a3").await, 200);
+    assert_eq!(flushed_messages(&client, &b.0.http).await, vec!["m1", "m2", "m3"]);
+    drop(b);
 }
