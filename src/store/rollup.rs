@@ -50,56 +50,6 @@ pub struct Sums {
     pub cache_write_tokens: i64,
 }
 
-type Key<'a> = (i64, &'a str, &'a str, &'a str, &'a str);
-
-/// Sum calls per hour and key (pure).
-pub fn aggregate(calls: &[ModelCallRow]) -> HashMap<Key<'_>, Sums> {
-    let mut out: HashMap<Key<'_>, Sums> = HashMap::new();
-    for c in calls {
-        let key = (
-            c.time_us.div_euclid(HOUR_US) * HOUR_US,
-            c.ctx.agent_id.as_deref().unwrap_or(""),
-            c.ctx.task_id.as_deref().unwrap_or(""),
-            c.model.as_deref().unwrap_or(""),
-            c.provider.as_deref().unwrap_or(""),
-        );
-        let s = out.entry(key).or_default();
-        s.calls += 1;
-        if let Some(cost) = c.cost_usd {
-            s.cost_usd = Some(s.cost_usd.unwrap_or(0.0) + cost);
-        }
-        s.input_tokens += c.input_tokens.unwrap_or(0);
-        s.output_tokens += c.output_tokens.unwrap_or(0);
-        s.cache_read_tokens += c.cache_read_tokens.unwrap_or(0);
-        s.cache_write_tokens += c.cache_write_tokens.unwrap_or(0);
-    }
-    out
-}
-
-/// Add a committed batch's calls to the rollup (inside the writer's transaction).
-pub fn apply(conn: &Connection, stage: &mut Appender<'_>, calls: &[ModelCallRow]) -> Result<(), duckdb::Error> {
-    if calls.is_empty() {
-        return Ok(());
-    }
-    for ((hour, agent, task, model, provider), s) in aggregate(calls) {
-        stage.append_row(params![
-            hour,
-            agent,
-            task,
-            model,
-            provider,
-            s.calls,
-            s.cost_usd,
-            s.input_tokens,
-            s.output_tokens,
-            s.cache_read_tokens,
-            s.cache_write_tokens
-        ])?;
-    }
-    stage.flush()?;
-    conn.execute_batch(UPSERT)
-}
-
 /// Sums of one transaction (several records), with owned keys; token sums saturate rather than
 /// wrap (inputs are range-checked at mapping time, so this is a second fence).
 #[derive(Debug, Default)]
