@@ -387,6 +387,22 @@ async fn pause_inject_deny(via: Via) {
     {
         assert!(audit.contains(&(action.to_string(), n)), "{action} x{n} in {audit:?}");
     }
+    // The same trail is the session timeline's `command` items (what the console shows), in order.
+    let tl: Value = app
+        .client
+        .get(format!("{}/api/sessions/{session}/timeline?types=command&limit=1000", app.http))
+        .send()
+        .await
+        .expect("timeline")
+        .json()
+        .await
+        .expect("timeline json");
+    let items = tl["items"].as_array().cloned().unwrap_or_default();
+    let total: i64 = audit.iter().map(|(_, n)| n).sum();
+    assert_eq!(items.len() as i64, total, "one timeline item per audit row: {tl}");
+    assert!(items.iter().all(|i| i["type"] == "command" && i["actor"].is_string()), "{tl}");
+    let delivered = items.iter().filter(|i| i["action"] == "command.delivered").count();
+    assert_eq!(delivered, 4, "{tl}");
     if via == Via::Binary {
         let t = as_i64(
             &app.scalar(&format!(

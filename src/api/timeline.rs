@@ -1,6 +1,7 @@
 //! `GET /api/sessions/{id}/timeline?limit=&cursor=&types=`: a session's story, oldest first:
 //! prompts, model calls, tool calls (with inputs and outputs where sent), errors, other events
-//! (only when asked for in `types`) and state transitions, in one stable total order
+//! (only when asked for in `types`), state transitions and control steps (the audit trail of
+//! commands and approvals: `command`), in one stable total order
 //! (time, type rank, row key), so paging with the cursor never skips or repeats an item, even
 //! while the session is still receiving rows. Large text is cut to `TEXT_LIMIT` bytes and the item
 //! is flagged `truncated`.
@@ -19,9 +20,9 @@ use crate::store::StoreError;
 pub const TEXT_LIMIT: usize = 8192;
 
 /// Item types, as accepted by `?types=`.
-pub const TYPES: &[&str] = &["prompt", "model_call", "tool_call", "error", "event", "transition"];
+pub const TYPES: &[&str] = &["prompt", "model_call", "tool_call", "error", "event", "transition", "command"];
 /// What `?types=` defaults to: everything but `event`.
-const DEFAULT_TYPES: &str = "prompt,model_call,tool_call,error,transition";
+const DEFAULT_TYPES: &str = "prompt,model_call,tool_call,error,transition,command";
 
 /// One query over every source of the session, merged by name. Row key `rk` is the source
 /// table's `rowid` (tables are append-only), and each (table, type) has its own `rank`, so
@@ -105,6 +106,10 @@ const TIMELINE_SQL: &str = "
         UNION ALL BY NAME
         SELECT time, 7 AS rank, rowid AS rk, 'transition' AS type, from_status, to_status, stuck, reason
         FROM session_transitions WHERE session_id = $1::VARCHAR
+        UNION ALL BY NAME
+        SELECT time, 8 AS rank, rowid AS rk, 'command' AS type, action, kind AS command_kind, command_id,
+               approval_id, actor, left(result, $7::BIGINT) AS result
+        FROM control_audit WHERE session_id = $1::VARCHAR
     )
     SELECT epoch_us(time) AS t, * FROM items
     WHERE list_contains(string_split($6::VARCHAR, ','), type)
@@ -182,10 +187,21 @@ const FIELDS: &[(&str, &[(&str, &str)])] = &[
         "transition",
         &[("from_status", "from_status"), ("to_status", "to_status"), ("stuck", "stuck"), ("reason", "reason")],
     ),
+    (
+        "command",
+        &[
+            ("action", "action"),
+            ("kind", "command_kind"),
+            ("command_id", "command_id"),
+            ("approval_id", "approval_id"),
+            ("actor", "actor"),
+            ("result", "result"),
+        ],
+    ),
 ];
 
 /// Fields cut to `TEXT_LIMIT` bytes.
-const TEXT_FIELDS: &[&str] = &["prompt", "input", "output", "message", "body", "attributes"];
+const TEXT_FIELDS: &[&str] = &["prompt", "input", "output", "message", "body", "attributes", "result"];
 
 #[derive(Debug, Deserialize, Default)]
 pub struct TimelineParams {

@@ -41,9 +41,12 @@ from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
 OPTIONAL_ROUTES = ("/api/tasks", "/api/alerts", "/commands", "/api/approvals")
 
 results = []
+ONLY = os.environ.get("CONSOLE_BROWSER_ONLY")  # development: run only the checks whose name contains this
 
 
 def check(name, fn):
+    if ONLY and ONLY not in name:
+        return
     t0 = time.monotonic()
     try:
         detail = fn()
@@ -242,6 +245,86 @@ def run_tests(args):
             assert js(d, "performance.timeOrigin") == origin, "the page reloaded"
             return f"{sid} appeared without a reload"
         check("live update: a hook event appears without reload", live_update)
+
+        def controls():
+            # A session of the real `agent-console-hook` binary: pause, inject and kill clicked in
+            # the page reach the hook's next decision, and each command shows its delivery state
+            # and its audit trail.
+            sid = "ctl-" + format(rng.getrandbits(32), "08x")
+            env = dict(os.environ, AGENT_CONSOLE_ENDPOINT=base, AGENT_CONSOLE_SPOOL_DIR=os.path.join(work, "spool"),
+                       HOME=work, AGENT_CONSOLE_HOOK_HOLD_SECS="120")
+            env.pop("AGENT_CONSOLE_TOKEN", None)
+
+            def run_hook(event, **fields):
+                body = {"session_id": sid, "transcript_path": f"/tmp/{sid}.jsonl", "cwd": "/home/dev/project",
+                        "hook_event_name": event, "permission_mode": "default"}
+                body.update(fields)
+                r = subprocess.run([args.hook_bin], input=json.dumps(body).encode(), env=env,
+                                   capture_output=True, timeout=90)
+                assert r.returncode == 0, f"hook {event} exited {r.returncode}: {r.stderr!r}"
+                return r.stdout.decode()
+
+            run_hook("SessionStart", source="startup")
+            run_hook("UserPromptSubmit", prompt="clean up the build directory")
+            assert data.post(base, "/api/flush", {}) == 200
+            d.get(base + "/sessions/" + sid)
+            wait_ready(d, "session")
+
+            def button(kind):
+                return WebDriverWait(d, 20).until(
+                    lambda x: next((b for b in x.find_elements(By.CSS_SELECTOR, f"button[data-action={kind}]")
+                                    if b.is_enabled()), None))
+
+            def command_state(kind, states):
+                # Read in the page (the list re-renders: element handles go stale).
+                query = f"(document.querySelector('li.cmd[data-kind={kind}]') || {{dataset: {{}}}}).dataset.state"
+
+                def ok(x):
+                    return js(x, query) in states
+                try:
+                    WebDriverWait(d, 20).until(ok)
+                except Exception:
+                    d.save_screenshot(os.path.join(shots, "session-controls-failed.png"))
+                    rows = js(d, "[...document.querySelectorAll('li.cmd')].map((r) => [r.dataset.kind, r.dataset.state])")
+                    raise AssertionError(f"{kind} never reached {states}: commands shown {rows}") from None
+                return js(d, query)
+
+            tool = {"tool_name": "Bash", "tool_input": {"command": "rm -rf build"}}
+            # Pause: the next PreToolUse is held until resume is clicked.
+            button("pause").click()
+            command_state("pause", ("accepted", "delivered", "observed"))  # committed before the agent's next hook
+            held = {}
+            t = threading.Thread(target=lambda: held.update(out=run_hook("PreToolUse", tool_use_id="toolu_c1", **tool)))
+            t.start()
+            paused = command_state("pause", ("delivered", "observed"))
+            time.sleep(0.5)
+            assert t.is_alive(), f"the hook was not held by the pause: {held}"
+            button("resume").click()
+            t.join(timeout=60)
+            assert not t.is_alive(), "the held hook did not return after resume"
+            assert "deny" not in held["out"], f"resumed tool call was not allowed: {held['out']!r}"
+            # Inject: the text reaches the agent as additional context at its next hook.
+            msg = "operator: skip the cache directory " + format(rng.getrandbits(16), "04x")
+            box = d.find_element(By.CSS_SELECTOR, "input[aria-label=message]")
+            box.send_keys(msg)
+            button("inject").click()
+            command_state("inject", ("accepted", "delivered", "observed"))
+            out = run_hook("PostToolUse", tool_use_id="toolu_c1", tool_response={"stdout": "", "exit_code": 0}, **tool)
+            assert msg in out, f"injected text not in the hook's answer: {out!r}"
+            injected = command_state("inject", ("delivered", "observed"))
+            # Kill: the next tool call is denied.
+            button("kill").click()
+            WebDriverWait(d, 10).until(lambda x: x.switch_to.alert).accept()
+            command_state("kill", ("accepted", "delivered", "observed"))
+            out = run_hook("PreToolUse", tool_use_id="toolu_c2", **tool)
+            assert '"deny"' in out, f"killed session's tool call was not denied: {out!r}"
+            killed = command_state("kill", ("delivered", "observed"))
+            WebDriverWait(d, 20).until(lambda x: js(x, "document.querySelectorAll('[data-testid=audit] li').length") >= 8)
+            shot = os.path.join(shots, "session-controls.png")
+            d.save_screenshot(shot)
+            assert not console_errors(d)
+            return f"pause {paused} (hook held until resume), inject {injected}, kill {killed}; screenshot {shot}"
+        check("controls: pause, inject and kill reach a real agent-console-hook", controls)
 
         def resume():
             d.get(base + "/")
@@ -442,12 +525,14 @@ def main():
     p = argparse.ArgumentParser()
     p.add_argument("--bin", required=True)
     p.add_argument("--fixtures", default="tests/fixtures")
+    p.add_argument("--hook-bin", help="the agent-console-hook binary (default: next to --bin)")
     p.add_argument("--shots", default="console-shots")
     p.add_argument("--load-seconds", type=int, default=30)
     p.add_argument("--bench", action="store_true")
     p.add_argument("--runs", type=int, default=3)
     p.add_argument("--console-dir", help="development: serve the UI from this directory (default: the embedded copy)")
     a = p.parse_args()
+    a.hook_bin = a.hook_bin or os.path.join(os.path.dirname(os.path.abspath(a.bin)), "agent-console-hook")
     if a.bench:
         bench(a)
         return 0

@@ -30,7 +30,12 @@ if [ ! -x "$BIN" ] || [ -n "$(find src Cargo.toml Cargo.lock -newer "$BIN" -prin
     cargo build --release --locked --bin agent-console --quiet
 fi
 
+HOOK="$CARGO_TARGET_DIR/release/agent-console-hook"
+if [ ! -x "$HOOK" ] || [ -n "$(find shims Cargo.lock -newer "$HOOK" -print -quit)" ]; then
+    cargo build --release --locked -p agent-console-hook --quiet
+fi
+
 mkdir -p "$SHOTS"
 echo "console_browser: $(chromium --version 2>/dev/null | head -1); $(chromedriver --version | head -1); selenium $(python3 -c 'import selenium; print(selenium.__version__)')"
 echo "console_browser: screenshots in $SHOTS"
-python3 tests/clients/console_browser.py --bin "$BIN" --fixtures "$FIXTURES" --shots "$SHOTS" "$@"
+python3 tests/clients/console_browser.py --bin "$BIN" --hook-bin "$HOOK" --fixtures "$FIXTURES" --shots "$SHOTS" "$@"

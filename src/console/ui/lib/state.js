@@ -345,14 +345,15 @@ export function dismissNotice() {
  * Load `fn()` when `key` changes and whenever the page must re-read the API (`store.refresh`);
  * keeps the last data while reloading; retries every 3 s while the collector is unreachable.
  */
-export function useFetch(key, fn) {
+export function useFetch(key, fn, opts = {}) {
   const [st, set] = useState({ data: null, error: null, loading: true, key: null });
   const s = useStore();
   const [tick, setTick] = useState(0);
   useEffect(() => {
     let alive = true;
     let retry = null;
-    set((o) => ({ ...o, loading: true, error: o.key === key ? o.error : null, data: o.key === key ? o.data : null }));
+    // `keep`: show the previous answer while a new key loads (lists re-read on live messages).
+    set((o) => ({ ...o, loading: true, error: o.key === key ? o.error : null, data: o.key === key || opts.keep ? o.data : null }));
     fn().then(
       (data) => { if (alive) set({ data, error: null, loading: false, key }); },
       (error) => {

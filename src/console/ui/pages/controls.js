@@ -1,7 +1,7 @@
 // Session controls (the control plane, issue 12): pause, resume, inject, kill and approve / deny
 // held tool calls via POST /api/sessions/{id}/commands, each button disabled with the reason the
 // session's `capabilities` give; the command list with each command's delivery state and its audit
-// trail; the session's held tool calls (GET /api/approvals). On a collector without the control
+// trail (the `command` items of the session's timeline); the session's held tool calls (GET /api/approvals). On a collector without the control
 // plane (the commands route answers 404) the panel says so and every button is disabled.
 // Kept in its own module so it can be finished against the merged API without touching the rest.
 import { html, useState } from '../lib/html.js';
@@ -43,15 +43,15 @@ function stateOf(c) {
   return c.state || c.status || 'accepted';
 }
 
-function CommandRow({ c }) {
-  const steps = c.audit || c.steps || c.history || [];
+function CommandRow({ c, trail }) {
+  const steps = trail || c.audit || c.steps || c.history || [];
   const times = Object.entries(c).filter(([k, v]) => k.endsWith('_at') && v);
-  return html`<li class="cmd" data-command=${c.id || c.command_id} data-state=${stateOf(c)}>
+  return html`<li class="cmd" data-command=${c.id || c.command_id} data-kind=${c.kind} data-state=${stateOf(c)}>
     <b>${c.kind}</b> <span class=${'pill cs-' + stateOf(c)}>${stateOf(c)}</span>
     ${c.message ? html` <span class="muted">“${short(c.message, 60)}”</span>` : null}
     ${c.reason ? html` <span class="muted">${short(c.reason, 60)}</span>` : null}
     <div class="muted small">${times.map(([k, v]) => html`<span>${k.replace(/_at$/, '')} ${clock(v)} </span>`)}${c.by || c.issued_by ? html` · by ${c.by || c.issued_by}` : null}</div>
-    ${steps.length ? html`<ul class="plain small">${steps.map((s) => html`<li>${clock(s.time || s.at)} ${s.step || s.state || s.what || ''} ${s.who || s.by || ''} ${s.result || ''}</li>`)}</ul>` : null}
+    ${steps.length ? html`<ul class="plain small audit" data-testid="audit">${steps.map((s) => html`<li>${clock(s.time || s.at)} ${s.action || s.step || s.state || ''} <span class="muted">${s.actor || s.who || s.by || ''}</span> ${s.result || ''}</li>`)}</ul>` : null}
   </li>`;
 }
 
@@ -64,11 +64,19 @@ export function SessionControls({ id, session }) {
   const [needToken, setNeedToken] = useState(false);
   const [token, setToken] = useState('');
   const liveKey = `${st.kinds.command || 0}:${st.kinds.approval || 0}`;
-  const cmds = useFetch(`commands:${id}:${liveKey}`, () => api.get(`/api/sessions/${enc(id)}/commands`));
+  const cmds = useFetch(`commands:${id}:${liveKey}`, () => api.get(`/api/sessions/${enc(id)}/commands`), { keep: true });
   const unavailable = cmds.error && cmds.error.notFound;
   // Held tool calls are asked for only where the control plane exists (one 404 probe, not two).
   const cmdsOk = Boolean(cmds.data);
-  const approvals = useFetch(`approvals:${id}:${liveKey}:${cmdsOk}`, () => (cmdsOk ? api.get('/api/approvals', { session: id }) : Promise.resolve(null)));
+  const approvals = useFetch(`approvals:${id}:${liveKey}:${cmdsOk}`, () => (cmdsOk ? api.get('/api/approvals', { session: id }) : Promise.resolve(null)), { keep: true });
+  // The audit trail: every step of every command (control_audit, as `command` timeline items).
+  const audit = useFetch(`audit:${id}:${liveKey}:${cmdsOk}`, () => (cmdsOk ? api.get(`/api/sessions/${enc(id)}/timeline`, { types: 'command', limit: 1000 }) : Promise.resolve(null)), { keep: true });
+  const trails = new Map();
+  for (const it of (audit.data && audit.data.items) || []) {
+    if (!it.command_id) continue;
+    if (!trails.has(it.command_id)) trails.set(it.command_id, []);
+    trails.get(it.command_id).push(it);
+  }
   const caps = normaliseCapabilities(session && session.capabilities);
 
   const send = async (kind, extra = {}) => {
@@ -113,6 +121,6 @@ export function SessionControls({ id, session }) {
       <button data-action="approve" disabled=${Boolean(why('approve'))} title=${why('approve') || ''} onClick=${() => send('approve', { tool_use_id: a.tool_use_id || a.id })}>Approve</button>
       <button data-action="deny" disabled=${Boolean(why('deny'))} title=${why('deny') || ''} onClick=${() => send('deny', { tool_use_id: a.tool_use_id || a.id, reason: 'denied from the console' })}>Deny</button>
     </li>`)}</ul>` : null}
-    ${list.length ? html`<h3>Commands</h3><ul class="plain">${list.slice(-20).reverse().map((c) => html`<${CommandRow} c=${c} />`)}</ul>` : null}
+    ${list.length ? html`<h3>Commands</h3><ul class="plain">${list.slice(-20).reverse().map((c) => html`<${CommandRow} c=${c} trail=${trails.get(c.command_id || c.id)} />`)}</ul>` : null}
   </${Section}>`;
 }

@@ -12,7 +12,7 @@ import { ErrorBox, Section, Status } from '../components/common.js';
 import { SessionControls } from './controls.js';
 import { elapsedOf } from './sessions.js';
 
-const TYPES = ['prompt', 'model_call', 'tool_call', 'error', 'transition', 'event'];
+const TYPES = ['prompt', 'model_call', 'tool_call', 'error', 'transition', 'command', 'event'];
 const DEFAULT_TYPES = TYPES.filter((t) => t !== 'event');
 const PAGE = 500;
 const MAX_ITEMS = 50000;
@@ -26,6 +26,7 @@ function summary(it) {
     case 'error': return `${it.name || 'error'}: ${it.message || ''}`;
     case 'event': return `${it.name || ''} ${it.body || ''}`;
     case 'transition': return `${it.from_status || 'new'} → ${it.to_status}${it.stuck ? ' (stuck)' : ''}${it.reason ? ': ' + it.reason : ''}`;
+    case 'command': return `${it.kind || ''} ${String(it.action || '').replace(/^(command|approval)\./, '')} by ${it.actor || '?'}${it.result ? ' · ' + it.result : ''}`;
     default: return it.kind || it.state || JSON.stringify(it).slice(0, 120);
   }
 }
