@@ -318,6 +318,8 @@ pub struct Entry {
     /// Messages published before this entry in this run (dense, unlike ids, which follow log
     /// positions): gaps are counted from it.
     pub seq: u64,
+    /// What retaining this entry costs in memory, roughly (rows, plus their JSON once made).
+    pub bytes: u64,
     source: Source,
     cache: OnceLock<Box<[OnceLock<Arc<Message>>]>>,
 }
@@ -336,11 +338,14 @@ impl Entry {
     /// A batch whose `session` messages get `extra`'s fields.
     pub fn batch_with(first_id: u64, b: Arc<Batch>, extra: Option<SessionExtra>) -> Self {
         let len = count(&b);
-        Entry { first_id, len, seq: 0, source: Source::Batch(b, extra), cache: OnceLock::new() }
+        // The rows, and as much again for the messages' JSON, made on first use and kept.
+        let bytes = crate::pipeline::batch_bytes(&b).saturating_mul(2) + len * 64;
+        Entry { first_id, len, seq: 0, bytes, source: Source::Batch(b, extra), cache: OnceLock::new() }
     }
 
     pub fn one(id: u64, d: Draft) -> Self {
-        Entry { first_id: id, len: 1, seq: 0, source: Source::One(d), cache: OnceLock::new() }
+        let bytes = d.data.len() as u64 * 2 + 256;
+        Entry { first_id: id, len: 1, seq: 0, bytes, source: Source::One(d), cache: OnceLock::new() }
     }
 
     /// Id of the last message in this entry.
