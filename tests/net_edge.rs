@@ -256,9 +256,7 @@ async fn row10_connection_over_the_cap_gets_503_with_retry_after() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn row11_dns_rebinding_host_and_foreign_origins_are_403() {
     let app = common::spawn_with(|a| a.allowed_hosts = vec!["console.corp.example".into()]).await;
-    let get = |host: &'static str| {
-        app.client.get(format!("{}/api/sessions", app.http)).header("host", host).send()
-    };
+    let get = |host: &'static str| app.client.get(format!("{}/api/sessions", app.http)).header("host", host).send();
     assert_eq!(get("rebind.attacker.example:4318").await.expect("get").status(), 403, "DNS rebinding");
     assert_eq!(get("localhost:4318").await.expect("get").status(), 200);
     assert_eq!(get("console.corp.example").await.expect("get").status(), 200, "--allowed-hosts");
@@ -345,14 +343,16 @@ fn row13_non_loopback_without_tokens_refuses_to_start_unless_insecure() {
     assert!(!out.status.success(), "refused");
     let err = String::from_utf8_lossy(&out.stderr);
     let line = err.lines().find(|l| l.contains("refusing to start")).unwrap_or_else(|| panic!("{err}"));
-    assert!(line.contains("0.0.0.0") && line.contains("--control-token") && line.contains("--insecure-no-auth"), "{line}");
+    assert!(
+        line.contains("0.0.0.0") && line.contains("--control-token") && line.contains("--insecure-no-auth"),
+        "{line}"
+    );
     assert!(!line.contains("--read-token"), "the read token is set: {line}");
 
     // With every token, or with --insecure-no-auth, it starts.
-    for extra in [
-        &["--read-token", "r", "--ingest-token", "i", "--control-token", "c"][..],
-        &["--insecure-no-auth"][..],
-    ] {
+    for extra in
+        [&["--read-token", "r", "--ingest-token", "i", "--control-token", "c"][..], &["--insecure-no-auth"][..]]
+    {
         let mut child = base(extra).spawn().expect("spawn");
         let stderr = child.stderr.take().expect("stderr");
         let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stderr));

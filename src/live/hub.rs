@@ -113,8 +113,14 @@ impl Hub {
     /// A hub whose subscriptions end when `cancel` fires (server shutdown).
     pub fn new(cfg: HubConfig, cancel: CancellationToken) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(cfg.buffer.max(1));
-        let ring =
-            Ring { entries: VecDeque::new(), retained: 0, retained_bytes: 0, last_id: cfg.id_base, seq: 0, evicted: VecDeque::new() };
+        let ring = Ring {
+            entries: VecDeque::new(),
+            retained: 0,
+            retained_bytes: 0,
+            last_id: cfg.id_base,
+            seq: 0,
+            evicted: VecDeque::new(),
+        };
         Arc::new(Hub {
             ring: Mutex::new(ring),
             tx,

@@ -117,10 +117,8 @@ pub async fn check(State(policy): State<Arc<HostPolicy>>, req: Request, next: Ne
             return forbidden("Host not allowed; add it to --allowed-hosts if this name should reach the collector");
         }
     }
-    let upgrade = headers
-        .get(header::UPGRADE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    let upgrade =
+        headers.get(header::UPGRADE).and_then(|v| v.to_str().ok()).is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
     let changes_state = matches!(*req.method(), Method::POST | Method::PUT | Method::PATCH | Method::DELETE);
     if upgrade || changes_state {
         if let Some(origin) = headers.get(header::ORIGIN) {

@@ -68,7 +68,8 @@ mod tests {
 
     #[test]
     fn row13_non_loopback_needs_every_token() {
-        let cases: &[(&str, &[(&'static str, bool)], bool, bool)] = &[
+        type Case<'a> = (&'a str, &'a [(&'static str, bool)], bool, bool);
+        let cases: &[Case] = &[
             ("127.0.0.1:4318", &[("--read-token", false)], false, true),
             ("[::1]:4318", &[("--read-token", false)], false, true),
             ("0.0.0.0:4318", &[("--read-token", false)], false, false),

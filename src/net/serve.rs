@@ -50,7 +50,13 @@ const BUSY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: applicat
 connection: close\r\ncontent-length: 47\r\n\r\n{\"error\":\"too many connections, retry shortly\"}";
 
 /// Serve `router` on `listener` until `cancel`, then finish open connections within `grace`.
-pub async fn serve(listener: TcpListener, router: Router, limits: HttpLimits, cancel: CancellationToken, grace: Duration) {
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: HttpLimits,
+    cancel: CancellationToken,
+    grace: Duration,
+) {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
     let refusals = Arc::new(Semaphore::new(REFUSALS));
     let stop = CancellationToken::new();
