@@ -38,6 +38,8 @@ pub enum AppError {
     Control(#[from] crate::control::ControlError),
     #[error(transparent)]
     Policy(#[from] crate::control::policy::PolicyError),
+    #[error(transparent)]
+    Net(#[from] crate::net::NetError),
 }
 
 /// A running collector.
@@ -55,6 +57,7 @@ pub struct Running {
 
 /// Open everything and start serving. Returns once both listeners are bound.
 pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
+    check_exposure(&args)?;
     let metrics = Arc::new(Metrics::default());
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| StoreError::Unavailable(format!("cannot create {}: {e}", args.data_dir.display())))?;
@@ -63,6 +66,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     let live = Hub::new(
         HubConfig {
             retention: args.live_retention,
+            retention_bytes: args.live_retention_mib.saturating_mul(1 << 20),
             buffer: args.live_buffer,
             heartbeat: Duration::from_secs(args.live_heartbeat_secs.max(1)),
             // Set once the store says where the log is (`set_id_base` below).
@@ -161,14 +165,19 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             control,
         }))
         .merge(crate::console::routes(args.console_dir.clone()))
-        .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
-    let http_cancel = cancel.clone();
-    let http_server = tokio::spawn(async move {
-        let result = axum::serve(http_listener, router).with_graceful_shutdown(http_cancel.cancelled_owned()).await;
-        if let Err(e) = result {
-            tracing::error!(error = %e, "HTTP server stopped with an error");
-        }
-    });
+        .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes))
+        .layer(axum::middleware::from_fn_with_state(
+            Arc::new(crate::net::guard::HostPolicy::new(&args.allowed_hosts)),
+            crate::net::guard::check,
+        ));
+    let http_limits = crate::net::serve::HttpLimits {
+        header_read_timeout: Duration::from_secs(args.http_header_timeout_secs.max(1)),
+        body_idle_timeout: Duration::from_secs(args.http_body_idle_timeout_secs.max(1)),
+        max_connections: args.http_max_connections.max(1),
+    };
+    let http_grace = Duration::from_secs(args.shutdown_timeout_secs);
+    let http_server =
+        tokio::spawn(crate::net::serve::serve(http_listener, router, http_limits, cancel.clone(), http_grace));
 
     let pg_server = tokio::spawn(pgwire::serve(pg_listener, pg, cancel.clone()));
 
@@ -220,9 +229,14 @@ impl Running {
         let Running { store, cancel, servers, writer, shutdown_timeout, metrics, .. } = self;
         tracing::info!("shutting down: no new connections");
         cancel.cancel();
-        for s in servers {
-            if tokio::time::timeout(shutdown_timeout, s).await.is_err() {
-                tracing::warn!("a server did not stop in time");
+        // One deadline for every server (issue 10, row 4): whatever still runs then (a stalled
+        // request, an open gRPC stream, a Postgres session) is aborted; the drain below still runs.
+        let deadline = tokio::time::Instant::now() + shutdown_timeout + Duration::from_millis(500);
+        for mut s in servers {
+            if tokio::time::timeout_at(deadline, &mut s).await.is_err() {
+                tracing::warn!("a server did not stop in time: aborted");
+                s.abort();
+                let _ = s.await;
             }
         }
         drop(store);
@@ -236,4 +250,26 @@ impl Running {
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }
+}
+
+/// Issue 10, row 13: a non-loopback listener needs a token for every surface on it.
+fn check_exposure(args: &ServeArgs) -> Result<(), crate::net::NetError> {
+    use crate::net::Surface;
+    let set = |t: &Option<String>| t.as_deref().is_some_and(|t| !t.is_empty());
+    let control = set(&args.control_token) || args.control.control_tokens.as_ref().is_some_and(|t| !t.0.is_empty());
+    crate::net::check_exposure(
+        &[
+            Surface { addr: args.grpc_addr, tokens: vec![("--ingest-token", set(&args.ingest_token))] },
+            Surface {
+                addr: args.http_addr,
+                tokens: vec![
+                    ("--ingest-token", set(&args.ingest_token)),
+                    ("--read-token", set(&args.read_token)),
+                    ("--control-token", control),
+                ],
+            },
+            Surface { addr: args.pg_addr, tokens: vec![("--read-token", set(&args.read_token))] },
+        ],
+        args.insecure_no_auth,
+    )
 }

@@ -150,8 +150,9 @@ pub struct ServeArgs {
     /// Log as JSON lines.
     #[arg(long, env = "AGENT_CONSOLE_LOG_JSON", default_value_t = false)]
     pub log_json: bool,
-    /// Longest graceful shutdown before giving up, in seconds.
-    #[arg(long, env = "AGENT_CONSOLE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 30)]
+    /// Longest graceful shutdown, in seconds: connections still open then (HTTP requests,
+    /// gRPC streams, Postgres sessions) are dropped; the write queue is still drained.
+    #[arg(long, env = "AGENT_CONSOLE_SHUTDOWN_TIMEOUT_SECS", default_value_t = 10)]
     pub shutdown_timeout_secs: u64,
     /// Live stream messages kept for resuming with `Last-Event-ID` / `?since=`.
     #[arg(long, env = "AGENT_CONSOLE_LIVE_RETENTION", default_value_t = 20_000)]
@@ -188,6 +189,30 @@ pub struct ServeArgs {
     /// Seconds a Postgres session may wait for its next message before it is closed (57P05).
     #[arg(long, env = "AGENT_CONSOLE_PG_IDLE_TIMEOUT_SECS", default_value_t = 600)]
     pub pg_idle_timeout_secs: u64,
+    /// Seconds a client may take to send an HTTP request head (slowloris); also how long an idle
+    /// keep-alive connection stays open.
+    #[arg(long, env = "AGENT_CONSOLE_HTTP_HEADER_TIMEOUT_SECS", default_value_t = 10)]
+    pub http_header_timeout_secs: u64,
+    /// Seconds an HTTP request body may deliver nothing before the request fails.
+    #[arg(long, env = "AGENT_CONSOLE_HTTP_BODY_IDLE_TIMEOUT_SECS", default_value_t = 30)]
+    pub http_body_idle_timeout_secs: u64,
+    /// Most open HTTP connections; the next one is answered 503 with Retry-After and closed.
+    #[arg(long, env = "AGENT_CONSOLE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub http_max_connections: usize,
+    /// Host names the HTTP port answers to besides IP literals and localhost (DNS rebinding
+    /// guard), comma separated; `*.example.com` allows subdomains, `*` allows any. Browser pages
+    /// served from these hosts may also make state-changing requests and open WebSockets.
+    #[arg(long, env = "AGENT_CONSOLE_ALLOWED_HOSTS", value_delimiter = ',')]
+    #[serde(default)]
+    pub allowed_hosts: Vec<String>,
+    /// Start on a non-loopback address even though a surface listening there has no token.
+    #[arg(long, env = "AGENT_CONSOLE_INSECURE_NO_AUTH", default_value_t = false)]
+    #[serde(default)]
+    pub insecure_no_auth: bool,
+    /// Bytes (MiB) of live stream messages kept for resuming, besides the message count.
+    #[arg(long, env = "AGENT_CONSOLE_LIVE_RETENTION_MIB", default_value_t = 64)]
+    #[serde(default = "default_live_retention_mib")]
+    pub live_retention_mib: u64,
     /// Control plane settings (approval policy, named control tokens, holds).
     #[command(flatten)]
     #[serde(flatten)]
@@ -291,6 +316,10 @@ impl ServeArgs {
     }
 }
 
+fn default_live_retention_mib() -> u64 {
+    64
+}
+
 fn unreachable_defaults() -> ServeArgs {
     ServeArgs {
         config: None,
@@ -320,7 +349,7 @@ fn unreachable_defaults() -> ServeArgs {
         pg_tls_key: None,
         log: "info".into(),
         log_json: false,
-        shutdown_timeout_secs: 30,
+        shutdown_timeout_secs: 10,
         live_retention: 20_000,
         live_buffer: 1024,
         live_heartbeat_secs: 15,
@@ -332,6 +361,12 @@ fn unreachable_defaults() -> ServeArgs {
         query_send_timeout_secs: 30,
         pg_max_connections: 64,
         pg_idle_timeout_secs: 600,
+        http_header_timeout_secs: 10,
+        http_body_idle_timeout_secs: 30,
+        http_max_connections: 1024,
+        allowed_hosts: Vec::new(),
+        insecure_no_auth: false,
+        live_retention_mib: 64,
         control: crate::control::args::ControlArgs::default(),
     }
 }

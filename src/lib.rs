@@ -41,6 +41,7 @@ pub mod formats;
 pub mod ingest_log;
 pub mod live;
 pub mod model;
+pub mod net;
 pub mod pgwire;
 pub mod pipeline;
 pub mod receiver;

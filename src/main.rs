@@ -8,8 +8,16 @@ use anyhow::Context as _;
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-#[tokio::main]
-async fn main() -> anyhow::Result<()> {
+fn main() -> anyhow::Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
+    let result = rt.block_on(run());
+    // Blocking work still running after the orderly shutdown (a query being interrupted) does not
+    // hold the exit (issue 10, row 4): everything acknowledged is committed by now.
+    rt.shutdown_timeout(std::time::Duration::from_secs(2));
+    result
+}
+
+async fn run() -> anyhow::Result<()> {
     let args = match config::parse().context("configuration")? {
         config::Command::Serve(args) => args,
         config::Command::Export(args) => {

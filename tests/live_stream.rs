@@ -285,3 +285,44 @@ async fn snapshot_comes_first() {
     assert!(sessions.iter().any(|s| s["session_id"] == "sess-snap"), "{sessions:?}");
     app.shutdown().await;
 }
+
+/// Issue 10, row 10: the resume window is bounded in bytes (`--live-retention-mib`), not only in
+/// messages; a client resuming from before what the byte bound evicted gets a `gap` counting the
+/// messages it missed, then the retained ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row10_live_retention_is_bounded_in_bytes_and_resume_past_it_gets_a_gap() {
+    let app = spawn_with(|a| {
+        a.live_retention = 1_000_000;
+        a.live_retention_mib = 1;
+    })
+    .await;
+    let mut sse = Sse::connect(&app, "", None).await;
+    // Each export's rows carry ~200 KB of attributes (about 0.45 MiB retained with their JSON):
+    // two exports fit in 1 MiB, three do not.
+    let mut exports = Vec::new();
+    for (i, session) in ["sess-1", "sess-2", "sess-3", "sess-4"].into_iter().enumerate() {
+        post_spans(&app, llm_spans(100 * i, 20, "agent-a", session, "t", 10_000)).await;
+        exports.push(read_calls(&mut sse, 20).await);
+    }
+    drop(sse);
+    // Resume from inside the first export: the rest of it and all of the second are gone.
+    let last = exports[0].first().expect("frames").id;
+    let second = &exports[1];
+
+    let mut sse = Sse::connect(&app, "", Some(last)).await;
+    let gap = loop {
+        let f = sse.next().await;
+        if !is_control(&f) {
+            break f;
+        }
+    };
+    assert_eq!(gap.kind, "gap", "{gap:?}");
+    let missed = gap.data["missed"].as_u64().expect("an exact count");
+    assert!(missed >= second.len() as u64, "the second export was evicted: {missed} < {}", second.len());
+    let resumed = read_calls(&mut sse, 40).await;
+    let want: Vec<u64> = exports[2].iter().chain(&exports[3]).map(|f| f.id).collect();
+    let got: Vec<u64> = resumed.iter().map(|f| f.id).filter(|id| want.contains(id)).collect();
+    assert_eq!(got, want, "the newest exports are retained and replayed");
+    assert!(resumed.iter().all(|f| f.id > second.last().expect("second").id), "nothing evicted is replayed");
+    app.shutdown().await;
+}

@@ -634,3 +634,39 @@ async fn plugin_cumulative_metrics_are_never_summed_across_exports() {
     assert_eq!(common::as_i64(&calls), 0, "cumulative metrics are points, not model calls");
     app.shutdown().await;
 }
+
+/// Issue 10, row 16: the shim's state file is corrupt after a restart of both the shim and the
+/// collector; the shim starts its ledger empty and re-emits each session's latest run. The
+/// collector's run-id memory is restored from the store, so the run is still counted once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row16_corrupt_shim_state_after_a_collector_restart_counts_runs_once() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_path_buf();
+    let app = common::spawn_with(|a| a.data_dir = data_dir.clone()).await;
+    let gw = Gateway::start().await;
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let state = state_dir.path().join("state.json");
+    gw.add_session(MAIN, None);
+    let shim = Killer(spawn_shim(&gw.url(), TOKEN, &app.http, &state, Stdio::inherit()));
+    wait_until("hello", || async { gw.state.hellos.load(Ordering::SeqCst) >= 1 }).await;
+    finish(&gw, "run-1", true);
+    wait_run(&app, "run-1").await;
+    wait_polls(&gw, 3).await;
+    drop(shim);
+    assert!(state.exists(), "the shim saved its state");
+    app.shutdown().await;
+
+    // Both restart; the shim's state file is garbage.
+    std::fs::write(&state, b"{\"version\": 1, \"sess").expect("corrupt the state file");
+    let app = common::spawn_with(|a| a.data_dir = data_dir.clone()).await;
+    let q = "SELECT count(*) FROM logs WHERE event_name = 'openclaw.run' \
+             AND json_extract_string(attributes, '$.\"openclaw.run.id\"') = 'run-1'";
+    let shim = Killer(spawn_shim(&gw.url(), TOKEN, &app.http, &state, Stdio::inherit()));
+    wait_until("the shim re-sends run-1", || async { common::as_i64(&app.scalar(q).await) >= 2 }).await;
+    wait_polls(&gw, 3).await;
+    assert_eq!(run_count(&app, "run-1").await, 1, "a re-sent run is counted once after a collector restart");
+    let tokens = app.scalar("SELECT sum(input_tokens) FROM model_calls WHERE run_id = 'run-1'").await;
+    assert_eq!(common::as_i64(&tokens), run("run-1").2);
+    drop(shim);
+    app.shutdown().await;
+}

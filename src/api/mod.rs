@@ -109,14 +109,16 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/api/agents", get(agents::list))
         .route("/api/cost", get(cost::rollup))
         .route("/api/cost/unpriced", get(cost::unpriced))
-        .route("/api/cost/reprice", post(cost::reprice))
         .route("/api/export", get(export::export))
         .route("/api/live", get(crate::live::sse::live))
         .route("/api/live/ws", get(crate::live::ws::live_ws))
         .merge(crate::control::api::read_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
         .with_state(state.clone());
+    // Every state-changing route is under the control tokens (issue 10, row 12), never the read
+    // token that dashboards hold.
     let control = crate::control::api::control_routes()
+        .route("/api/cost/reprice", post(cost::reprice))
         .route_layer(axum::middleware::from_fn_with_state(state.control_token.clone(), require_control_token))
         .with_state(state.clone());
     let flush = axum::Router::new()

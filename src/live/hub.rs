@@ -24,6 +24,9 @@ use crate::store::writer::CommitHook;
 pub struct HubConfig {
     /// Messages kept for resuming (`Last-Event-ID` / `?since=`).
     pub retention: usize,
+    /// Bytes kept for resuming, roughly (`Entry::bytes`); 0: no byte bound. The newest entry is
+    /// always kept.
+    pub retention_bytes: u64,
     /// Messages a subscriber may fall behind before it gets a `gap`.
     pub buffer: usize,
     /// Interval of `heartbeat` messages.
@@ -37,7 +40,14 @@ pub struct HubConfig {
 
 impl Default for HubConfig {
     fn default() -> Self {
-        HubConfig { retention: 20_000, buffer: 1024, heartbeat: Duration::from_secs(15), queue: 1024, id_base: 0 }
+        HubConfig {
+            retention: 20_000,
+            retention_bytes: 64 << 20,
+            buffer: 1024,
+            heartbeat: Duration::from_secs(15),
+            queue: 1024,
+            id_base: 0,
+        }
     }
 }
 
@@ -45,6 +55,8 @@ struct Ring {
     entries: VecDeque<Arc<Entry>>,
     /// Messages in `entries`.
     retained: u64,
+    /// `Entry::bytes` of `entries`.
+    retained_bytes: u64,
     last_id: u64,
     /// Messages published in this run (the next entry's `seq`).
     seq: u64,
@@ -101,8 +113,14 @@ impl Hub {
     /// A hub whose subscriptions end when `cancel` fires (server shutdown).
     pub fn new(cfg: HubConfig, cancel: CancellationToken) -> Arc<Hub> {
         let (tx, _) = broadcast::channel(cfg.buffer.max(1));
-        let ring =
-            Ring { entries: VecDeque::new(), retained: 0, last_id: cfg.id_base, seq: 0, evicted: VecDeque::new() };
+        let ring = Ring {
+            entries: VecDeque::new(),
+            retained: 0,
+            retained_bytes: 0,
+            last_id: cfg.id_base,
+            seq: 0,
+            evicted: VecDeque::new(),
+        };
         Arc::new(Hub {
             ring: Mutex::new(ring),
             tx,
@@ -190,6 +208,7 @@ impl Hub {
         ring.last_id = e.last_id();
         let evict = |ring: &mut Ring, old: Arc<Entry>| {
             ring.retained -= old.len;
+            ring.retained_bytes -= old.bytes;
             if ring.evicted.len() >= EVICTED_INDEX {
                 ring.evicted.pop_front();
             }
@@ -197,14 +216,20 @@ impl Hub {
         };
         if self.cfg.retention > 0 {
             ring.retained += e.len;
+            ring.retained_bytes += e.bytes;
             ring.entries.push_back(e.clone());
-            while ring.entries.len() > 1 && ring.retained - ring.entries[0].len >= self.cfg.retention as u64 {
+            let max_bytes = self.cfg.retention_bytes;
+            while ring.entries.len() > 1
+                && (ring.retained - ring.entries[0].len >= self.cfg.retention as u64
+                    || (max_bytes > 0 && ring.retained_bytes > max_bytes))
+            {
                 if let Some(old) = ring.entries.pop_front() {
                     evict(&mut ring, old);
                 }
             }
         } else {
             ring.retained += e.len;
+            ring.retained_bytes += e.bytes;
             evict(&mut ring, e.clone());
         }
         // Sent under the lock so that ring order and broadcast order are the same; never blocks.
@@ -404,7 +429,14 @@ mod tests {
 
     #[tokio::test]
     async fn resumes_from_the_ring_with_a_gap_for_what_is_gone() {
-        let cfg = HubConfig { retention: 3, buffer: 8, heartbeat: Duration::from_secs(3600), queue: 4, id_base: 0 };
+        let cfg = HubConfig {
+            retention: 3,
+            retention_bytes: 0,
+            buffer: 8,
+            heartbeat: Duration::from_secs(3600),
+            queue: 4,
+            id_base: 0,
+        };
         let hub = Hub::new(cfg, CancellationToken::new());
         for _ in 0..5 {
             hub.publish(draft(message::SPAN));
@@ -417,6 +449,43 @@ mod tests {
         assert_eq!(ids, vec![3, 4, 5]);
         hub.publish(draft(message::SPAN));
         assert_eq!(sub.next().await.expect("live").id, 6);
+    }
+
+    /// Issue 10, row 10: retention is bounded in bytes as well as messages; resuming from before
+    /// what the byte bound evicted gets a `gap` with the exact count.
+    #[tokio::test]
+    async fn row10_ring_is_bounded_in_bytes() {
+        let big = || Draft {
+            kind: message::SPAN,
+            session_id: None,
+            agent_id: None,
+            task_id: None,
+            data: "x".repeat(10_000).into(),
+        };
+        let per = Entry::one(0, big()).bytes;
+        let cfg = HubConfig {
+            retention: 1_000,
+            retention_bytes: per * 3,
+            buffer: 64,
+            heartbeat: Duration::from_secs(3600),
+            queue: 4,
+            id_base: 0,
+        };
+        let hub = Hub::new(cfg, CancellationToken::new());
+        for _ in 0..10 {
+            hub.publish(big());
+        }
+        {
+            let ring = hub.ring.lock().expect("ring");
+            assert_eq!(ring.entries.len(), 3, "the byte bound holds 3 of 10, far below 1000 messages");
+            assert!(ring.retained_bytes <= per * 3);
+            assert_eq!(ring.retained, 3);
+        }
+        let mut sub = hub.subscribe(Some(2), Filter::default());
+        let gap = sub.next().await.expect("gap");
+        assert_eq!((gap.kind, &*gap.data), (message::GAP, "{\"missed\":5}"));
+        let ids = [sub.next().await, sub.next().await, sub.next().await].map(|m| m.expect("msg").id);
+        assert_eq!(ids, [8, 9, 10]);
     }
 
     #[tokio::test]
@@ -440,7 +509,14 @@ mod tests {
     #[tokio::test]
     async fn a_full_publisher_queue_never_blocks_the_writer_and_becomes_a_gap() {
         use crate::model::records::Seen;
-        let cfg = HubConfig { retention: 16, buffer: 16, heartbeat: Duration::from_secs(3600), queue: 1, id_base: 0 };
+        let cfg = HubConfig {
+            retention: 16,
+            retention_bytes: 0,
+            buffer: 16,
+            heartbeat: Duration::from_secs(3600),
+            queue: 1,
+            id_base: 0,
+        };
         let hub = Hub::new(cfg, CancellationToken::new());
         let hook = hub.start_publisher();
         let mut sub = hub.subscribe(None, Filter::default());

@@ -318,6 +318,8 @@ pub struct Entry {
     /// Messages published before this entry in this run (dense, unlike ids, which follow log
     /// positions): gaps are counted from it.
     pub seq: u64,
+    /// What retaining this entry costs in memory, roughly (rows, plus their JSON once made).
+    pub bytes: u64,
     source: Source,
     cache: OnceLock<Box<[OnceLock<Arc<Message>>]>>,
 }
@@ -336,11 +338,13 @@ impl Entry {
     /// A batch whose `session` messages get `extra`'s fields.
     pub fn batch_with(first_id: u64, b: Arc<Batch>, extra: Option<SessionExtra>) -> Self {
         let len = count(&b);
-        Entry { first_id, len, seq: 0, source: Source::Batch(b, extra), cache: OnceLock::new() }
+        let bytes = retained_bytes(&b, len);
+        Entry { first_id, len, seq: 0, bytes, source: Source::Batch(b, extra), cache: OnceLock::new() }
     }
 
     pub fn one(id: u64, d: Draft) -> Self {
-        Entry { first_id: id, len: 1, seq: 0, source: Source::One(d), cache: OnceLock::new() }
+        let bytes = d.data.len() as u64 * 2 + 256;
+        Entry { first_id: id, len: 1, seq: 0, bytes, source: Source::One(d), cache: OnceLock::new() }
     }
 
     /// Id of the last message in this entry.
@@ -378,6 +382,16 @@ impl Entry {
         };
         Some(slot.get_or_init(|| Arc::new(Message::from_draft(self.first_id + i as u64, draft))).clone())
     }
+}
+
+/// What keeping a batch in the resume ring costs, roughly: its rows (fixed part and the text they
+/// carry; resource attributes are shared) and as much again for the messages' JSON, which is
+/// made on first use and kept with the entry.
+fn retained_bytes(b: &Batch, messages: u64) -> u64 {
+    let text = b.spans.iter().map(|s| s.attributes.len() + s.events.as_ref().map_or(0, String::len)).sum::<usize>()
+        + b.logs.iter().map(|l| l.attributes.len() + l.body.as_ref().map_or(0, String::len)).sum::<usize>()
+        + b.points.iter().map(|p| p.attributes.len()).sum::<usize>();
+    (crate::pipeline::batch_bytes(b) + text as u64).saturating_mul(2) + messages * 64
 }
 
 #[cfg(test)]

@@ -108,6 +108,11 @@ impl Deduper {
         }
     }
 
+    /// Seed the OpenClaw run memory with what the store holds (`pipeline::openclaw_runs`).
+    pub fn restore_openclaw(&mut self, runs: impl IntoIterator<Item = String>, shim_last_us: Option<i64>) {
+        self.openclaw.restore(runs, shim_last_us);
+    }
+
     fn ancestors(&self, key: &SpanKey) -> Vec<SpanKey> {
         let mut out = Vec::new();
         let mut cur = key.clone();

@@ -173,6 +173,24 @@ impl RunDedup {
         Self { shim_last_us: None, runs: HashSet::new(), order: VecDeque::new(), cap: cap.max(1) }
     }
 
+    /// Seed with what the store holds (after a restart): run ids already counted, oldest first,
+    /// and the time of the newest shim record (`pipeline::openclaw_runs`).
+    pub fn restore(&mut self, runs: impl IntoIterator<Item = String>, shim_last_us: Option<i64>) {
+        for run in runs {
+            if self.runs.insert(run.clone()) {
+                self.order.push_back(run);
+            }
+            while self.order.len() > self.cap {
+                if let Some(old) = self.order.pop_front() {
+                    self.runs.remove(&old);
+                }
+            }
+        }
+        if let Some(t) = shim_last_us {
+            self.shim_last_us = Some(self.shim_last_us.map_or(t, |s| s.max(t)));
+        }
+    }
+
     /// Note shim activity in `batch`; returns the (trace, span) keys of its plugin usage spans.
     pub fn note_batch(&mut self, batch: &Batch) -> HashSet<(String, String)> {
         for l in batch.logs.iter().filter(|l| is_shim_record(l)) {

@@ -34,6 +34,7 @@ use crate::store::writer::{self, CommitHook};
 use crate::store::StoreError;
 
 pub mod hook_records;
+pub mod openclaw_runs;
 pub mod replay;
 
 /// How often an idle pipeline checks the log for records it was not handed.
@@ -193,6 +194,12 @@ impl Stages {
     /// Start with the hook record ids DuckDB holds (`hook_records::HookRecords::load`).
     pub fn with_hook_records(mut self, ids: hook_records::HookRecords) -> Self {
         self.hook_records = ids;
+        self
+    }
+
+    /// Start with the OpenClaw shim runs DuckDB holds (`openclaw_runs`).
+    pub fn with_openclaw_runs(mut self, r: openclaw_runs::OpenclawRuns) -> Self {
+        self.dedup.restore_openclaw(r.runs, r.shim_last_us);
         self
     }
 

@@ -267,6 +267,11 @@ impl Store {
             tracing::warn!(error = %e, "cannot restore hook record ids");
             Default::default()
         });
+        // OpenClaw shim runs of the last week already counted (a re-send counts once).
+        let openclaw_runs = pipeline::openclaw_runs::OpenclawRuns::load(&conn, clock() - WEEK_US).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot restore OpenClaw run ids");
+            Default::default()
+        });
         if let Err(e) = reprice::publish_prices(&conn, &prices) {
             tracing::warn!(error = %e, "cannot publish the price table");
         }
@@ -306,7 +311,8 @@ impl Store {
         let writer = spawn("duckdb-writer", move || writer::run(conn, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
-            .with_hook_records(hook_records);
+            .with_hook_records(hook_records)
+            .with_openclaw_runs(openclaw_runs);
         let cursor = log.cursor(opened.start_pos, 0, cfg.log.skip_damaged);
         let clock_handle = clock.clone();
         let (prx, inflight, lstate) = (chans.rx, chans.in_flight, log.state.clone());

@@ -146,5 +146,25 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    fs::rename(&tmp, path)
+    fs::rename(&tmp, path)?;
+    // The rename is durable only once the directory entry is: fsync the directory too (a crash
+    // right after the rename could otherwise leave the old state, or none).
+    sync_dir(path)
+}
+
+/// fsync the directory holding `path` (where the platform can open a directory).
+fn sync_dir(path: &Path) -> std::io::Result<()> {
+    let dir = match path.parent().filter(|d| !d.as_os_str().is_empty()) {
+        Some(d) => d.to_path_buf(),
+        None => PathBuf::from("."),
+    };
+    #[cfg(unix)]
+    {
+        fs::File::open(&dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
