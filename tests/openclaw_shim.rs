@@ -88,6 +88,8 @@ struct GwState {
     /// `session not found` answer.
     gone: Mutex<Option<String>>,
     next_run: AtomicUsize,
+    /// When each `sessions.send` arrived, by idempotency key (= command id).
+    received: Mutex<HashMap<String, Instant>>,
     events: Option<broadcast::Sender<(String, Value)>>,
 }
 
@@ -214,6 +216,9 @@ impl GwState {
         let closed =
             |allowed: &[&str]| p.as_object().and_then(|o| o.keys().find(|k| !allowed.contains(&k.as_str())).cloned());
         self.calls.lock().expect("calls").push((method.to_string(), p.clone()));
+        if let Some(k) = p["idempotencyKey"].as_str() {
+            self.received.lock().expect("received").insert(k.to_string(), Instant::now());
+        }
         match method {
             "sessions.abort" => {
                 if let Some(k) = closed(ABORT_KEYS) {
@@ -1098,5 +1103,55 @@ async fn plugin_cumulative_metrics_are_never_summed_across_exports() {
     assert_eq!(common::as_f64(&raw), 7500.0, "summing the raw points would over-count");
     let calls = app.scalar("SELECT count(*) FROM model_calls").await;
     assert_eq!(common::as_i64(&calls), 0, "cumulative metrics are points, not model calls");
+    app.shutdown().await;
+}
+
+/// BENCHMARKS.md "OpenClaw control": from `POST .../commands` to the shim having it, measured at
+/// the gateway (the shim's `sessions.send` arriving: inbox long-poll wake + answer + the shim's
+/// call on its open WebSocket), 200 injects one after another.
+/// `cargo test --release --test openclaw_shim -- --ignored --nocapture control_delivery_latency`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "a measurement: run explicitly"]
+async fn control_delivery_latency() {
+    const N: usize = 200;
+    let app = common::spawn().await;
+    let gw = Gateway::start().await;
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    gw.add_session(MAIN, None);
+    let _shim = Killer(spawn_shim(&gw.url(), TOKEN, &app.http, &state_dir.path().join("s.json"), Stdio::null()));
+    wait_available(&app, MAIN, "inject").await;
+    let (mut to_shim, mut to_201) = (Vec::with_capacity(N), Vec::with_capacity(N));
+    for n in 0..N {
+        let t0 = Instant::now();
+        let (st, c) = command(&app, MAIN, json!({"kind": "inject", "message": format!("message {n}")})).await;
+        to_201.push(t0.elapsed());
+        assert_eq!(st, 201, "{c}");
+        let id = c["command_id"].as_str().expect("id").to_string();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let at = loop {
+            if let Some(t) = gw.received.lock().expect("received").get(&id).copied() {
+                break t;
+            }
+            assert!(Instant::now() < deadline, "command {n} never reached the gateway");
+            tokio::time::sleep(Duration::from_micros(200)).await;
+        };
+        to_shim.push(at.duration_since(t0));
+    }
+    let pct = |v: &mut Vec<Duration>, p: f64| {
+        v.sort();
+        v[((v.len() as f64 * p).ceil() as usize).clamp(1, v.len()) - 1]
+    };
+    for (what, v) in [("POST -> shim's sessions.send at the gateway", &mut to_shim), ("POST answered 201", &mut to_201)]
+    {
+        println!(
+            "{what}: p50 {:?} p90 {:?} p99 {:?} max {:?} ({} samples)",
+            pct(v, 0.5),
+            pct(v, 0.9),
+            pct(v, 0.99),
+            pct(v, 1.0),
+            v.len()
+        );
+    }
+    assert_eq!(gw.calls_of("sessions.send").len(), N, "each command delivered once");
     app.shutdown().await;
 }

@@ -392,10 +392,10 @@ impl Control {
                 let Some(note) = observed_by(c.kind, &ev) else { continue };
                 match c.status {
                     Status::Delivered => tx.step(st, &id, Status::Observed, Some(note), None),
-                    Status::Accepted if st.openclaw.handed.contains_key(&id) => {
-                        if st.openclaw.early.len() < MAX_COMMANDS * 16 {
-                            st.openclaw.early.insert(id, note);
-                        }
+                    Status::Accepted
+                        if st.openclaw.handed.contains_key(&id) && st.openclaw.early.len() < MAX_COMMANDS * 16 =>
+                    {
+                        st.openclaw.early.insert(id, note);
                     }
                     _ => {}
                 }

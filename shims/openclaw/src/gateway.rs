@@ -117,7 +117,9 @@ fn session(shim: &mut Shim, link: &mut Link) -> Outcome {
         Ok(s) => s,
         Err(e) => return disconnected(e, false),
     };
-    let tick = shim.cfg.interval.clamp(Duration::from_millis(20), Duration::from_millis(250));
+    // The read timeout is the loop's tick: commands from the inbox thread wait at most this long
+    // for the gateway thread (20 ms: 50 wake-ups a second, next to nothing).
+    let tick = shim.cfg.interval.min(Duration::from_millis(20)).max(Duration::from_millis(5));
     if let Err(e) = stream.set_read_timeout(Some(tick)).and_then(|_| stream.set_nodelay(true)) {
         return disconnected(e, false);
     }
