@@ -152,8 +152,11 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     // Claude Code's hooks (http hooks and the hook binary), next to the OTLP routes (same token
     // and body cap), decided by the control plane.
     let hooks = crate::receiver::hooks::HookReceiver::new(http_rx.clone(), Some(control.clone()));
+    // OpenClaw shims' long-poll for their gateways' commands (same token and body cap).
+    let openclaw_inbox = crate::receiver::openclaw_inbox::routes(http_rx.clone(), control.clone());
     let router = http_rx::routes(http_rx)
         .merge(crate::receiver::hooks::routes(hooks))
+        .merge(openclaw_inbox)
         .merge(api::routes(ApiState {
             store: store.clone(),
             metrics: metrics.clone(),

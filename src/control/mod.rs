@@ -18,6 +18,7 @@ pub mod args;
 pub mod claude_code;
 pub mod model;
 pub mod openclaw;
+pub mod openclaw_link;
 pub mod persist;
 pub mod policy;
 
@@ -215,6 +216,8 @@ struct State {
     /// Held hook calls with the time they last asked.
     held: HashMap<HeldKey, (Held, i64)>,
     next_token: u64,
+    /// OpenClaw shims polling their inbox (`openclaw_link`).
+    openclaw: openclaw_link::Links,
 }
 
 fn now_us() -> i64 {
@@ -485,6 +488,7 @@ impl Control {
                 if let Some(w) = st.watchers.get(s) {
                     w.send_modify(|v| *v += 1);
                 }
+                st.openclaw.wake(s);
             }
         }
         for d in tx.drafts {
@@ -513,7 +517,8 @@ impl Control {
         let mut new_id = None;
         let refused = {
             let st = self.lock();
-            let ctl = st.sessions.get(session_id).cloned().unwrap_or_default();
+            let mut ctl = st.sessions.get(session_id).cloned().unwrap_or_default();
+            ctl.seen.openclaw_link = st.openclaw.view(session_id, now);
             let adapter = adapter::for_runtime(&ctl, service.as_deref());
             let pending: Vec<&Approval> = st
                 .approvals
@@ -1136,8 +1141,9 @@ impl Control {
     /// `control` and `capabilities` of a session for the API and the live `session` summary.
     pub fn session_view(&self, sid: &str, service_name: Option<&str>) -> (Value, Value) {
         let st = self.lock();
-        let empty = SessionCtl::default();
-        let ctl = st.sessions.get(sid).unwrap_or(&empty);
+        let mut ctl = st.sessions.get(sid).cloned().unwrap_or_default();
+        ctl.seen.openclaw_link = st.openclaw.view(sid, now_us());
+        let ctl = &ctl;
         let pending =
             st.approvals.values().filter(|a| a.session_id == sid && a.status == ApprovalStatus::Pending).count();
         let adapter = adapter::for_runtime(ctl, service_name);

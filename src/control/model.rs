@@ -281,6 +281,9 @@ pub struct Seen {
     pub legacy_hooks: bool,
     /// OpenClaw records (shim or plugin).
     pub openclaw: bool,
+    /// The shim serving this OpenClaw session's gateway, as it stands now (filled in from
+    /// `openclaw_link::Links` when capabilities are computed; never stored).
+    pub openclaw_link: Option<super::openclaw::LinkView>,
     /// Hook event names seen (bounded: Claude Code has a few dozen).
     pub events: BTreeSet<String>,
     /// An `--inbox` waiter has registered (interactive session with the inbox hook installed).

@@ -721,6 +721,12 @@ fn map_log_derived(
         Some(agent_console_conventions::openclaw::RUN_EVENT) => {
             batch.model_calls.push(super::openclaw::shim_run_call(idx, time_us, trace_id, span_id, ctx));
         }
+        Some(agent_console_conventions::openclaw::CALL_EVENT) => {
+            batch.model_calls.push(super::openclaw::shim_call(idx, time_us, trace_id, span_id, ctx, false));
+        }
+        Some(agent_console_conventions::openclaw::RECONCILE_EVENT) => {
+            batch.model_calls.push(super::openclaw::shim_call(idx, time_us, trace_id, span_id, ctx, true));
+        }
         Some(k::CC_TOOL_RESULT) => {
             let success = idx.bool(k::SUCCESS);
             batch.tool_calls.push(ToolCallRow {

@@ -1,9 +1,18 @@
-//! OpenClaw: the shim's run records and the `diagnostics-otel` plugin's usage spans as model calls,
-//! and the rule that counts a run once when both report it.
+//! OpenClaw: the shim's call records and the `diagnostics-otel` plugin's usage spans as model
+//! calls, and the rule that counts a call once when both report it.
 //!
-//! - `agent-console-openclaw` sends one `openclaw.run` log record per finished run (the run's
-//!   totals, reported cost, session key, run id). It becomes one model-call row with
-//!   `operation = 'openclaw.run'` and `run_id` = the OpenClaw run id.
+//! What one row is (`model_calls`, OpenClaw sessions):
+//! - `agent-console-openclaw` sends one `openclaw.model_call` log record per model call the gateway
+//!   served (an assistant `session.message` with usage). It becomes one row, `operation = 'chat'`,
+//!   `request_id` = the gateway message id, `run_id` = the OpenClaw run it belongs to (a steered
+//!   run has two rows with one run id; a killed call that was never served has none).
+//! - `openclaw.usage.reconcile`: calls served while the shim was not listening, as
+//!   `sessions.usage` counted them minus what the shim had counted: one row with the difference,
+//!   `operation = 'openclaw.reconcile'`, no run id.
+//! - Run ends are `openclaw.session.status` log records with the run id and the usage the run
+//!   really had (`openclaw.run.*` attributes), never model calls.
+//! - Legacy: shims before per-call counting sent one `openclaw.run` record per finished run (the
+//!   row's values); it is still one row, `operation = 'openclaw.run'`.
 //! - The plugin sends one `openclaw.model.usage` span per model call (`openclaw.tokens.*`, no cost,
 //!   and in 2026.9.x no session key). It becomes one model-call row (`operation = 'chat'`), priced
 //!   from the price table. Its cumulative metrics stay metric points (`metric_increments`).
@@ -35,8 +44,21 @@ pub fn is_plugin_usage(span_name: &str) -> bool {
 /// Is this log row written by the shim?
 pub fn is_shim_record(l: &LogRow) -> bool {
     l.scope_name.as_deref() == Some(oc::SCOPE)
-        && matches!(l.event_name.as_deref(), Some(oc::STATUS_EVENT) | Some(oc::RUN_EVENT))
+        && matches!(
+            l.event_name.as_deref(),
+            Some(oc::STATUS_EVENT) | Some(oc::RUN_EVENT) | Some(oc::CALL_EVENT) | Some(oc::RECONCILE_EVENT)
+        )
 }
+
+/// The dedup key of a shim call or reconcile row (message id / reconcile id).
+pub fn shim_call_key(c: &ModelCallRow) -> Option<&str> {
+    let op = c.operation.as_deref()?;
+    (c.source == "log" && (op == "chat" || op == oc::RECONCILE_OPERATION) && c.token_rule == SHIM_RULE)
+        .then_some(c.request_id.as_deref())?
+}
+
+/// `token_rule` of shim call rows (input already includes the cache, as the OTel convention).
+pub const SHIM_RULE: &str = "openclaw_shim";
 
 /// The shim's run id of a model-call row, when the row is a shim run record.
 pub fn shim_run_id(c: &ModelCallRow) -> Option<&str> {
@@ -160,6 +182,27 @@ pub fn shim_run_call(
     }
 }
 
+/// A shim `openclaw.model_call` (or `openclaw.usage.reconcile`) record as one model-call row:
+/// the call's tokens (input includes the cache), the gateway's cost as the reported cost,
+/// `request_id` = the message id (reconcile id), `run_id` from the record.
+pub fn shim_call(
+    idx: &AttrIndex,
+    time_us: i64,
+    trace_id: &Option<String>,
+    span_id: &Option<String>,
+    ctx: &Context,
+    reconcile: bool,
+) -> ModelCallRow {
+    let mut row = shim_run_call(idx, time_us, trace_id, span_id, ctx);
+    row.operation = Some(if reconcile { oc::RECONCILE_OPERATION.into() } else { "chat".into() });
+    row.request_id = idx.str(if reconcile { oc::RECONCILE_ID_ATTR } else { oc::MESSAGE_ID_ATTR }).map(str::to_string);
+    row.token_rule = SHIM_RULE;
+    if reconcile {
+        row.ctx.run_id = None;
+    }
+    row
+}
+
 /// The writer-side memory for counting OpenClaw runs once (see the module doc).
 pub struct RunDedup {
     shim_last_us: Option<i64>,
@@ -173,21 +216,26 @@ impl RunDedup {
         Self { shim_last_us: None, runs: HashSet::new(), order: VecDeque::new(), cap: cap.max(1) }
     }
 
-    /// Seed with what the store holds (after a restart): run ids already counted, oldest first,
-    /// and the time of the newest shim record (`pipeline::openclaw_runs`).
-    pub fn restore(&mut self, runs: impl IntoIterator<Item = String>, shim_last_us: Option<i64>) {
-        for run in runs {
-            if self.runs.insert(run.clone()) {
-                self.order.push_back(run);
-            }
-            while self.order.len() > self.cap {
-                if let Some(old) = self.order.pop_front() {
-                    self.runs.remove(&old);
-                }
+    /// Seed with what the store holds (after a restart): keys already counted (shim run ids and
+    /// `msg:<message id>` of shim calls), oldest first, and the time of the newest shim record
+    /// (`pipeline::openclaw_runs`).
+    pub fn restore(&mut self, keys: impl IntoIterator<Item = String>, shim_last_us: Option<i64>) {
+        for key in keys {
+            if !self.runs.contains(&key) {
+                self.remember(key);
             }
         }
         if let Some(t) = shim_last_us {
             self.shim_last_us = Some(self.shim_last_us.map_or(t, |s| s.max(t)));
+        }
+    }
+
+    fn remember(&mut self, key: String) {
+        self.runs.insert(key.clone());
+        self.order.push_back(key);
+        while self.order.len() > self.cap {
+            if let Some(old) = self.order.pop_front() {
+                self.runs.remove(&old);
         }
     }
 
@@ -206,17 +254,20 @@ impl RunDedup {
 
     /// Whether `c` is an OpenClaw call already counted; remembers shim run ids it lets through.
     pub fn drop_call(&mut self, c: &ModelCallRow, plugin_spans: &HashSet<(String, String)>) -> bool {
+        // A call (message id) or reconcile record the shim re-sent after a lost ack.
+        if let Some(key) = shim_call_key(c) {
+            let key = format!("msg:{key}");
+            if self.runs.contains(&key) {
+                return true;
+            }
+            self.remember(key);
+            return false;
+        }
         if let Some(run) = shim_run_id(c) {
             if self.runs.contains(run) {
                 return true;
             }
-            self.runs.insert(run.to_string());
-            self.order.push_back(run.to_string());
-            while self.order.len() > self.cap {
-                if let Some(old) = self.order.pop_front() {
-                    self.runs.remove(&old);
-                }
-            }
+            self.remember(run.to_string());
             return false;
         }
         if c.source != "span" {
@@ -303,6 +354,82 @@ mod tests {
                 }],
                 ..Default::default()
             }],
+        }
+    }
+
+    fn shim_log(event: &str, attrs: Vec<KeyValue>) -> ExportLogsServiceRequest {
+        let mut req = shim_run("unused", 1_700_000_000, (0, 0), 0.0);
+        let r = &mut req.resource_logs[0].scope_logs[0].log_records[0];
+        r.event_name = event.into();
+        r.attributes = attrs;
+        req
+    }
+
+    fn call_attrs(message: &str, run: &str, input: i64) -> Vec<KeyValue> {
+        vec![
+            s(attr::SESSION_ID, "agent:main:main"),
+            s(oc::MESSAGE_ID_ATTR, message),
+            s(attr::OPENCLAW_RUN_ID, run),
+            s(attr::OPERATION_NAME, "chat"),
+            s(attr::MODEL, "stand-in"),
+            i(attr::INPUT_TOKENS, input),
+            i(attr::OUTPUT_TOKENS, 40),
+            kv(attr::COST_USD, Value::DoubleValue(0.0078125)),
+        ]
+    }
+
+    #[test]
+    fn shim_call_and_reconcile_records_are_rows_counted_once() {
+        let mut d = crate::model::dedup::Deduper::default();
+        // (event, attributes, rows kept, operation, request id, run id)
+        type Case = (&'static str, Vec<KeyValue>, usize, &'static str, &'static str, Option<&'static str>);
+        let cases: Vec<Case> = vec![
+            (oc::CALL_EVENT, call_attrs("m1", "r1", 400), 1, "chat", "m1", Some("r1")),
+            // A steered run's second call: same run, same usage, another message.
+            (oc::CALL_EVENT, call_attrs("m2", "r1", 400), 1, "chat", "m2", Some("r1")),
+            // The shim re-sent m1 after a lost ack.
+            (oc::CALL_EVENT, call_attrs("m1", "r1", 400), 0, "", "", None),
+            (
+                oc::RECONCILE_EVENT,
+                vec![
+                    s(attr::SESSION_ID, "agent:main:main"),
+                    s(oc::RECONCILE_ID_ATTR, "reconcile:agent:main:main:800:80:0"),
+                    s(attr::OPERATION_NAME, oc::RECONCILE_OPERATION),
+                    i(attr::INPUT_TOKENS, 800),
+                    i(attr::OUTPUT_TOKENS, 80),
+                ],
+                1,
+                oc::RECONCILE_OPERATION,
+                "reconcile:agent:main:main:800:80:0",
+                None,
+            ),
+            // A status record that ends a run is never a model call.
+            (
+                oc::STATUS_EVENT,
+                vec![
+                    s(attr::SESSION_ID, "agent:main:main"),
+                    s(attr::OPENCLAW_RUN_ID, "r3"),
+                    i(oc::RUN_INPUT_TOKENS, 0),
+                    i(oc::RUN_OUTPUT_TOKENS, 0),
+                ],
+                0,
+                "",
+                "",
+                None,
+            ),
+        ];
+        for (event, attrs, kept, op, req, run) in cases {
+            let mut b = normalize::logs(&shim_log(event, attrs), 0).batch;
+            d.filter(&mut b);
+            assert_eq!(b.model_calls.len(), kept, "{event} {req}");
+            if let Some(c) = b.model_calls.first() {
+                assert_eq!(c.operation.as_deref(), Some(op));
+                assert_eq!(c.request_id.as_deref(), Some(req));
+                assert_eq!(c.ctx.run_id.as_deref(), run);
+                assert_eq!(c.token_rule, SHIM_RULE);
+                assert_eq!(shim_call_key(c), Some(req));
+                assert!(shim_run_id(c).is_none(), "never the legacy run-id rule");
+            }
         }
     }
 

@@ -137,5 +137,8 @@ pub fn all_keys() -> impl Iterator<Item = &'static str> {
         DURATION_MS,
         EVENT_NAME,
         ERROR,
+        // OpenClaw shim call records: the dedup keys.
+        agent_console_conventions::openclaw::MESSAGE_ID_ATTR,
+        agent_console_conventions::openclaw::RECONCILE_ID_ATTR,
     ])
 }

@@ -5,7 +5,8 @@
 //! collector restart was counted twice.
 //!
 //! The ledger is the stored rows themselves: a shim run is one `model_calls` row with
-//! `operation = 'openclaw.run'` and its `run_id`, written by the one writer in the transaction
+//! `operation = 'openclaw.run'` and its `run_id`, and a shim model call (or usage reconcile) one
+//! row with `token_rule = 'openclaw_shim'` and its message id as `request_id`, written by the one writer in the transaction
 //! that stores its record (and that transaction also records the log position, so what is not
 //! committed yet is replayed from the ingest log through this same stage). At start the run ids of
 //! the last week (newest first, bounded) and the time of the last shim record are read back and
@@ -32,16 +33,22 @@ impl OpenclawRuns {
     /// The shim runs stored since `since_us` and the newest shim record.
     pub fn load(conn: &Connection, since_us: i64) -> Result<Self, StoreError> {
         let sql = format!(
-            "SELECT run_id FROM (
-                 SELECT run_id, max(time) AS t FROM model_calls
-                 WHERE operation = '{op}' AND source = 'log' AND run_id IS NOT NULL
-                   AND time >= make_timestamp(?::BIGINT)
+            "SELECT k FROM (
+                 SELECT k, max(time) AS t FROM (
+                     SELECT run_id AS k, time FROM model_calls
+                     WHERE operation = '{op}' AND source = 'log' AND run_id IS NOT NULL
+                       AND time >= make_timestamp(?::BIGINT)
+                     UNION ALL
+                     SELECT 'msg:' || request_id AS k, time FROM model_calls
+                     WHERE token_rule = '{rule}' AND source = 'log' AND request_id IS NOT NULL
+                       AND time >= make_timestamp(?::BIGINT))
                  GROUP BY 1)
              ORDER BY t DESC LIMIT {MAX_RUN_IDS}",
             op = oc::RUN_OPERATION,
+            rule = crate::model::openclaw::SHIM_RULE,
         );
         let mut stmt = conn.prepare(&sql)?;
-        let mut rows = stmt.query(duckdb::params![since_us])?;
+        let mut rows = stmt.query(duckdb::params![since_us, since_us])?;
         let mut newest_first = Vec::new();
         while let Some(r) = rows.next()? {
             newest_first.push(r.get::<_, String>(0)?);

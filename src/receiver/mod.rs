@@ -7,5 +7,6 @@ pub mod grpc;
 pub mod hooks;
 pub mod http;
 pub mod ingest;
+pub mod openclaw_inbox;
 pub mod otlp_json;
 pub mod prescan;

@@ -119,6 +119,28 @@ pub mod openclaw {
     /// `gen_ai.operation.name` of a run record, and the `operation` of its model-call row: one
     /// row per finished run (its totals), not one per model call.
     pub const RUN_OPERATION: &str = "openclaw.run";
+    /// One model call the gateway served (an assistant `session.message` with usage): the
+    /// `event_name` of the shim's per-call record. One model-call row each, `operation = 'chat'`,
+    /// `request_id` = the message id, `run_id` = the run it belongs to.
+    pub const CALL_EVENT: &str = "openclaw.model_call";
+    /// The gateway message id of a call record (the dedup key).
+    pub const MESSAGE_ID_ATTR: &str = "openclaw.message.id";
+    /// `sessions.usage` said a session used more than the calls the shim saw (calls served while
+    /// it was disconnected): one model-call row with the difference, `operation =
+    /// 'openclaw.reconcile'`, no run id.
+    pub const RECONCILE_EVENT: &str = "openclaw.usage.reconcile";
+    pub const RECONCILE_OPERATION: &str = "openclaw.reconcile";
+    /// The reconcile record's id (the dedup key), `reconcile:<session key>:<counted input>:<output>`.
+    pub const RECONCILE_ID_ATTR: &str = "openclaw.reconcile.id";
+    /// On a status record that ends a run: the usage the run really had (the sum of its served
+    /// calls; 0 for a killed run whose calls were never served). Not `gen_ai.usage.*`: a status
+    /// record is never a model call.
+    pub const RUN_INPUT_TOKENS: &str = "openclaw.run.input_tokens";
+    pub const RUN_OUTPUT_TOKENS: &str = "openclaw.run.output_tokens";
+    pub const RUN_COST_USD: &str = "openclaw.run.cost_usd";
+    pub const RUN_CALLS: &str = "openclaw.run.calls";
+    /// The collector's inbox the shim long-polls for its sessions' commands.
+    pub const INBOX_PATH: &str = "/openclaw/inbox";
 
     /// The `diagnostics-otel` plugin's per-model-call span and its attributes.
     pub mod plugin {

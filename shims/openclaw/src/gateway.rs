@@ -1,8 +1,10 @@
 //! One WebSocket session with an OpenClaw gateway (protocol 4): wait for `connect.challenge`,
 //! answer with `connect` (client `gateway-client`, mode `backend`, role operator, scopes asked for
-//! explicitly), then `sessions.subscribe` and poll `sessions.list` every interval, feeding rows and
-//! `sessions.changed` events to the `Shim`. Returns why the session ended; the caller decides
-//! whether to retry, back off or exit.
+//! explicitly), then `sessions.subscribe`, reconcile against `sessions.usage`, and poll
+//! `sessions.list` every interval, feeding rows, `sessions.changed` and `session.message` events
+//! to the `Shim`, sending the console's commands (`control::Link`) as gateway calls and holding
+//! paused sessions. Returns why the session ended; the caller decides whether to retry, back off
+//! or exit.
 
 use std::io::ErrorKind;
 use std::net::{TcpStream, ToSocketAddrs};
@@ -11,8 +13,9 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 use tungstenite::{Error as WsError, Message, WebSocket};
 
+use crate::control::Link;
 use crate::http::split_url;
-use crate::runs::SessionRow;
+use crate::runs::{usage_by_session, SessionRow};
 use crate::Shim;
 
 /// How a session ended.
@@ -83,8 +86,21 @@ pub fn connect_error(err: &Value) -> Outcome {
     Outcome::Fatal(format!("connect refused: {code} {detail} {message}").trim().to_string())
 }
 
+/// `sessions.usage` asks while the gateway answers "not fresh yet", 500 ms apart.
+const USAGE_ATTEMPTS: u32 = 20;
+
+fn running(row: &SessionRow) -> bool {
+    !row.active_run_ids.is_empty() || row.status.as_deref() == Some("running")
+}
+
 /// Run one gateway session until it ends.
-pub fn run(shim: &mut Shim) -> Outcome {
+pub fn run(shim: &mut Shim, link: &mut Link) -> Outcome {
+    let out = session(shim, link);
+    link.set_connected(false, Vec::new());
+    out
+}
+
+fn session(shim: &mut Shim, link: &mut Link) -> Outcome {
     let url = shim.cfg.gateway.clone();
     if url.starts_with("wss://") {
         return Outcome::Fatal("wss:// is not supported; use ws:// (the gateway binds loopback)".into());
@@ -101,7 +117,9 @@ pub fn run(shim: &mut Shim) -> Outcome {
         Ok(s) => s,
         Err(e) => return disconnected(e, false),
     };
-    let tick = shim.cfg.interval.clamp(Duration::from_millis(20), Duration::from_millis(250));
+    // The read timeout is the loop's tick: commands from the inbox thread wait at most this long
+    // for the gateway thread (20 ms: 50 wake-ups a second, next to nothing).
+    let tick = shim.cfg.interval.min(Duration::from_millis(20)).max(Duration::from_millis(5));
     if let Err(e) = stream.set_read_timeout(Some(tick)).and_then(|_| stream.set_nodelay(true)) {
         return disconnected(e, false);
     }
@@ -144,15 +162,39 @@ pub fn run(shim: &mut Shim) -> Outcome {
     }
     let version = hello.pointer("/payload/server/version").and_then(Value::as_str).unwrap_or("?");
     eprintln!("agent-console-openclaw: connected to {url} (gateway {version})");
+    let scopes: Vec<String> = hello
+        .pointer("/payload/auth/scopes")
+        .and_then(Value::as_array)
+        .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_string)).collect())
+        .unwrap_or_default();
+    link.set_connected(true, scopes);
 
     // 3. subscribe, then poll.
     let sub = json!({"type": "req", "id": "subscribe", "method": "sessions.subscribe", "params": {}});
     if let Err(e) = send(&mut ws, &sub) {
         return disconnected(e, true);
     }
+    // Reconcile: what the gateway counted per session vs what was counted here (calls served
+    // while this shim was not listening).
+    let mut usage_attempts = 0u32;
+    let mut next_usage = Some(Instant::now());
     let mut seq: u64 = 0;
     let mut next_poll = Instant::now();
     loop {
+        for req in link.take_requests() {
+            if let Err(e) = send(&mut ws, &req) {
+                return disconnected(e, true);
+            }
+        }
+        if next_usage.is_some_and(|t| Instant::now() >= t) {
+            usage_attempts += 1;
+            next_usage = None;
+            let req = json!({"type": "req", "id": format!("usage-{usage_attempts}"), "method": "sessions.usage",
+                             "params": {"agentScope": "all"}});
+            if let Err(e) = send(&mut ws, &req) {
+                return disconnected(e, true);
+            }
+        }
         if Instant::now() >= next_poll {
             seq += 1;
             let list = json!({"type": "req", "id": format!("list-{seq}"), "method": "sessions.list",
@@ -176,7 +218,29 @@ pub fn run(shim: &mut Shim) -> Outcome {
         };
         match v["type"].as_str() {
             Some("res") => {
+                if link.response(&v) {
+                    continue;
+                }
                 let id = v["id"].as_str().unwrap_or("");
+                if id.starts_with("usage-") {
+                    if v["ok"] != Value::Bool(true) {
+                        eprintln!("agent-console-openclaw: sessions.usage failed, not reconciled: {}", v["error"]);
+                        continue;
+                    }
+                    match usage_by_session(&v["payload"]) {
+                        Ok(usage) => {
+                            let n = shim.reconcile(&usage);
+                            if n > 0 {
+                                eprintln!("agent-console-openclaw: reconciled {n} sessions with sessions.usage");
+                            }
+                        }
+                        Err(()) if usage_attempts < USAGE_ATTEMPTS => {
+                            next_usage = Some(Instant::now() + Duration::from_millis(500));
+                        }
+                        Err(()) => eprintln!("agent-console-openclaw: sessions.usage never fresh, not reconciled"),
+                    }
+                    continue;
+                }
                 if v["ok"] != Value::Bool(true) {
                     let err = &v["error"];
                     if err["code"] == "FORBIDDEN" {
@@ -187,8 +251,15 @@ pub fn run(shim: &mut Shim) -> Outcome {
                 }
                 if id.starts_with("list-") {
                     let rows = v.pointer("/payload/sessions").and_then(Value::as_array).cloned().unwrap_or_default();
-                    for row in rows.iter().filter_map(SessionRow::from_json) {
-                        shim.observe(&row, None);
+                    let rows: Vec<SessionRow> = rows.iter().filter_map(SessionRow::from_json).collect();
+                    link.set_sessions(rows.iter().map(|r| r.key.clone()));
+                    for row in &rows {
+                        if let Some(abort) = link.hold(&row.key, running(row)) {
+                            if let Err(e) = send(&mut ws, &abort) {
+                                return disconnected(e, true);
+                            }
+                        }
+                        shim.observe(row, None);
                     }
                 }
             }
@@ -196,11 +267,20 @@ pub fn run(shim: &mut Shim) -> Outcome {
                 let p = &v["payload"];
                 let ended = (p["phase"] == "end").then(|| p["runId"].as_str()).flatten();
                 match p.get("session").and_then(SessionRow::from_json) {
-                    Some(row) => shim.observe(&row, ended),
+                    Some(row) => {
+                        link.add_session(&row.key);
+                        if let Some(abort) = link.hold(&row.key, running(&row)) {
+                            if let Err(e) = send(&mut ws, &abort) {
+                                return disconnected(e, true);
+                            }
+                        }
+                        shim.observe(&row, ended)
+                    }
                     // No row in the event: poll now.
                     None => next_poll = Instant::now(),
                 }
             }
+            Some("event") if v["event"] == "session.message" => shim.message(&v["payload"]),
             _ => {}
         }
     }

@@ -80,6 +80,66 @@ pub fn post_logs(endpoint: &str, token: Option<&str>, body: &[u8], timeout: Dura
     Err(HttpError::Status(code, body))
 }
 
+/// POST `body` (JSON) to `<endpoint><path>`; the status and the response body (read to the end:
+/// `Connection: close`; a chunked body is decoded).
+pub fn post_json(
+    endpoint: &str,
+    path: &str,
+    token: Option<&str>,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<(u16, Vec<u8>), HttpError> {
+    let (hostport, base) = split_url(endpoint, "http", 80).ok_or_else(|| HttpError::Url(endpoint.to_string()))?;
+    let addr = hostport.to_socket_addrs()?.next().ok_or_else(|| HttpError::Url(endpoint.to_string()))?;
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5).min(timeout))?;
+    stream.set_read_timeout(Some(timeout))?;
+    stream.set_write_timeout(Some(Duration::from_secs(5).min(timeout)))?;
+    stream.set_nodelay(true)?;
+    let mut head = format!(
+        "POST {base}{path} HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\nUser-Agent: agent-console-openclaw/{}\r\n",
+        body.len(),
+        env!("CARGO_PKG_VERSION")
+    );
+    if let Some(t) = token {
+        head.push_str(&format!("Authorization: Bearer {t}\r\n"));
+    }
+    head.push_str("\r\n");
+    let mut req = head.into_bytes();
+    req.extend_from_slice(body);
+    stream.write_all(&req)?;
+    stream.flush()?;
+    let mut raw = Vec::new();
+    // Answers are small JSON; 4 MiB bounds a misbehaving peer.
+    stream.take(4 << 20).read_to_end(&mut raw)?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| {
+        HttpError::Io(std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "incomplete HTTP answer"))
+    })?;
+    let head = String::from_utf8_lossy(&raw[..split]).to_ascii_lowercase();
+    let code = head.split_whitespace().nth(1).and_then(|c| c.parse::<u16>().ok()).unwrap_or(0);
+    let body = &raw[split + 4..];
+    let body = if head.contains("transfer-encoding: chunked") { dechunk(body) } else { body.to_vec() };
+    Ok((code, body))
+}
+
+/// Undo `Transfer-Encoding: chunked` (what arrived of it).
+fn dechunk(mut b: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    loop {
+        let Some(eol) = b.windows(2).position(|w| w == b"\r\n") else { return out };
+        let size = std::str::from_utf8(&b[..eol])
+            .ok()
+            .and_then(|l| usize::from_str_radix(l.split(';').next().unwrap_or("").trim(), 16).ok())
+            .unwrap_or(0);
+        b = &b[eol + 2..];
+        if size == 0 || size > b.len() {
+            return out;
+        }
+        out.extend_from_slice(&b[..size]);
+        b = b.get(size + 2..).unwrap_or(&[]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -90,5 +150,11 @@ mod tests {
         assert_eq!(split_url("http://h/otlp/", "http", 80), Some(("h:80".into(), "/otlp".into())));
         assert_eq!(split_url("ws://[::1]:18789/x", "ws", 80), Some(("[::1]:18789".into(), "/x".into())));
         assert_eq!(split_url("https://h", "http", 80), None);
+    }
+
+    #[test]
+    fn chunked_bodies() {
+        assert_eq!(dechunk(b"5\r\nhello\r\n6;x=1\r\n world\r\n0\r\n\r\n"), b"hello world".to_vec());
+        assert_eq!(dechunk(b"ff\r\nshort"), Vec::<u8>::new());
     }
 }

@@ -1,9 +1,13 @@
 //! `agent-console-openclaw`: polls an OpenClaw gateway (WebSocket, protocol 4) and sends session
-//! status changes and one model-call record per finished run to agent-console as OTLP/HTTP logs.
-//! - `runs`: the pure run-counting ledger (what to emit, what was counted), persisted as state.
-//! - `gateway`: the WebSocket session (challenge, connect, subscribe, poll).
+//! status changes and one model-call record per model call served to agent-console as OTLP/HTTP
+//! logs, and delivers the console's commands for the gateway's sessions.
+//! - `runs`: the pure counting ledger (what to emit, what was counted), persisted as state.
+//! - `gateway`: the WebSocket session (challenge, connect, subscribe, poll, `session.message`,
+//!   `sessions.usage` reconcile, control calls).
+//! - `control`: the long-poll to the collector's inbox and the command -> gateway call rules.
 //! - `otlp` + `http`: records -> protobuf -> one POST.
 
+pub mod control;
 pub mod gateway;
 pub mod http;
 pub mod otlp;
@@ -29,6 +33,10 @@ pub struct Config {
     pub collector_token: Option<String>,
     pub task_id: Option<String>,
     pub post_timeout: Duration,
+    /// This gateway's name towards the collector (default: the gateway URL).
+    pub gateway_id: String,
+    /// Receive and deliver the console's commands (`--no-control` turns it off).
+    pub control: bool,
 }
 
 pub fn now_ms() -> i64 {
@@ -92,6 +100,24 @@ impl Shim {
             self.save_logged();
             self.flush(false);
         }
+    }
+
+    /// Queue the model call a `session.message` event reports.
+    pub fn message(&mut self, payload: &serde_json::Value) {
+        if self.ledger.message(payload, now_ms()) > 0 {
+            self.save_logged();
+            self.flush(false);
+        }
+    }
+
+    /// Queue the difference between the gateway's `sessions.usage` and what was counted.
+    pub fn reconcile(&mut self, usage: &[(String, runs::Usage)]) -> usize {
+        let n = self.ledger.reconcile(usage, now_ms());
+        if n > 0 {
+            self.save_logged();
+            self.flush(false);
+        }
+        n
     }
 
     /// Send pending records. After a failure, waits for the next poll unless `force`.

@@ -5,14 +5,17 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
+use agent_console_openclaw::control::{self, InboxConfig, Link};
 use agent_console_openclaw::gateway::{self, Outcome};
 use agent_console_openclaw::{default_state_path, Config, Shim};
 
 const USAGE: &str = "usage: agent-console-openclaw [--gateway ws://127.0.0.1:18789] [--token TOKEN] \
-[--interval 5s] [--state FILE] [--endpoint http://127.0.0.1:4318]
+[--interval 5s] [--state FILE] [--endpoint http://127.0.0.1:4318] [--gateway-id NAME] [--inbox-wait 15s] [--no-control]
   token:    --token or OPENCLAW_GATEWAY_TOKEN
   endpoint: --endpoint or AGENT_CONSOLE_ENDPOINT (collector base URL); AGENT_CONSOLE_TOKEN (bearer),
-            AGENT_CONSOLE_TASK_ID (resource agent_console.task.id)";
+            AGENT_CONSOLE_TASK_ID (resource agent_console.task.id)
+  control:  commands from the console arrive over a long-poll to <endpoint>/openclaw/inbox;
+            --gateway-id or AGENT_CONSOLE_GATEWAY_ID names this gateway (default: its URL)";
 
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -34,7 +37,7 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-fn parse_args() -> Result<Config, String> {
+fn parse_args() -> Result<(Config, Duration), String> {
     let mut cfg = Config {
         gateway: "ws://127.0.0.1:18789".into(),
         token: env("OPENCLAW_GATEWAY_TOKEN"),
@@ -44,7 +47,10 @@ fn parse_args() -> Result<Config, String> {
         collector_token: env("AGENT_CONSOLE_TOKEN"),
         task_id: env("AGENT_CONSOLE_TASK_ID"),
         post_timeout: Duration::from_secs(2),
+        gateway_id: env("AGENT_CONSOLE_GATEWAY_ID").unwrap_or_default(),
+        control: true,
     };
+    let mut inbox_wait = Duration::from_secs(15);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -61,6 +67,12 @@ fn parse_args() -> Result<Config, String> {
             }
             "--state" => cfg.state_path = PathBuf::from(value()?),
             "--endpoint" => cfg.endpoint = value()?,
+            "--gateway-id" => cfg.gateway_id = value()?,
+            "--inbox-wait" => {
+                let v = value()?;
+                inbox_wait = parse_interval(&v).ok_or_else(|| format!("bad --inbox-wait {v:?}"))?;
+            }
+            "--no-control" => cfg.control = false,
             "-h" | "--help" => return Err(String::new()),
             "-V" | "--version" => {
                 println!("agent-console-openclaw {}", env!("CARGO_PKG_VERSION"));
@@ -69,11 +81,14 @@ fn parse_args() -> Result<Config, String> {
             other => return Err(format!("unknown argument {other:?}")),
         }
     }
-    Ok(cfg)
+    if cfg.gateway_id.is_empty() {
+        cfg.gateway_id = cfg.gateway.clone();
+    }
+    Ok((cfg, inbox_wait))
 }
 
 fn main() -> ExitCode {
-    let cfg = match parse_args() {
+    let (cfg, inbox_wait) = match parse_args() {
         Ok(c) => c,
         Err(e) => {
             if !e.is_empty() {
@@ -83,11 +98,21 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.is_empty() { 0 } else { 64 });
         }
     };
+    let mut link = if cfg.control {
+        control::start(InboxConfig {
+            endpoint: cfg.endpoint.clone(),
+            token: cfg.collector_token.clone(),
+            gateway_id: cfg.gateway_id.clone(),
+            wait: inbox_wait,
+        })
+    } else {
+        Link::disabled()
+    };
     let mut shim = Shim::load(cfg);
     shim.flush(true);
     let mut backoff = Duration::from_millis(250);
     loop {
-        match gateway::run(&mut shim) {
+        match gateway::run(&mut shim, &mut link) {
             Outcome::BadToken(msg) => {
                 eprintln!(
                     "agent-console-openclaw: the gateway rejected the token (AUTH_TOKEN_MISMATCH: {msg}); \

@@ -8,7 +8,7 @@ use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs, S
 use opentelemetry_proto::tonic::resource::v1::Resource;
 use prost::Message;
 
-use crate::runs::{Record, SessionInfo};
+use crate::runs::{Record, SessionInfo, Usage};
 
 fn kv(key: &str, v: Value) -> KeyValue {
     KeyValue { key: key.to_string(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
@@ -45,18 +45,66 @@ fn session_attrs(s: &SessionInfo, out: &mut Vec<KeyValue>) {
     }
 }
 
+fn usage_attrs(u: &Usage, out: &mut Vec<KeyValue>) {
+    // OTel convention: input includes the cache (the gateway's `input` does not).
+    out.push(kv(attr::INPUT_TOKENS, Value::IntValue(u.otel_input())));
+    out.push(kv(attr::OUTPUT_TOKENS, Value::IntValue(u.output)));
+    if u.cache_read > 0 {
+        out.push(kv(attr::CACHE_READ_TOKENS, Value::IntValue(u.cache_read)));
+    }
+    if u.cache_write > 0 {
+        out.push(kv(attr::CACHE_WRITE_TOKENS, Value::IntValue(u.cache_write)));
+    }
+    out.push(kv(attr::COST_USD, Value::DoubleValue(u.cost)));
+}
+
 fn record(r: &Record, now_ns: u64) -> LogRecord {
     let mut attributes = Vec::with_capacity(16);
     let (time_ms, event_name, body, severity) = match r {
         Record::Status(st) => {
             session_attrs(&st.session, &mut attributes);
             attributes.push(str_kv(attr::OPENCLAW_STATUS, &st.status));
+            if let Some(run) = &st.run_id {
+                attributes.push(str_kv(attr::OPENCLAW_RUN_ID, run));
+            }
+            if let Some(u) = &st.run_usage {
+                attributes.push(kv(openclaw::RUN_INPUT_TOKENS, Value::IntValue(u.otel_input())));
+                attributes.push(kv(openclaw::RUN_OUTPUT_TOKENS, Value::IntValue(u.output)));
+                attributes.push(kv(openclaw::RUN_COST_USD, Value::DoubleValue(u.cost)));
+                attributes.push(kv(openclaw::RUN_CALLS, Value::IntValue(u.calls)));
+            }
             let sev = if matches!(st.status.as_str(), "failed" | "timeout") {
                 SeverityNumber::Warn
             } else {
                 SeverityNumber::Info
             };
             (st.time_ms, openclaw::STATUS_EVENT, Some(st.status.clone()), sev)
+        }
+        Record::Call(c) => {
+            session_attrs(&c.session, &mut attributes);
+            // The call's own model and provider win over the session's.
+            attributes.retain(|a| a.key != attr::MODEL && a.key != attr::PROVIDER);
+            if let Some(m) = c.model.as_ref().or(c.session.model.as_ref()) {
+                attributes.push(str_kv(attr::MODEL, m));
+            }
+            if let Some(p) = c.provider.as_ref().or(c.session.provider.as_ref()) {
+                attributes.push(str_kv(attr::PROVIDER, p));
+            }
+            attributes.push(str_kv(openclaw::MESSAGE_ID_ATTR, &c.message_id));
+            if let Some(run) = &c.run_id {
+                attributes.push(str_kv(attr::OPENCLAW_RUN_ID, run));
+            }
+            attributes.push(str_kv(attr::OPERATION_NAME, "chat"));
+            usage_attrs(&c.usage, &mut attributes);
+            (c.time_ms, openclaw::CALL_EVENT, None, SeverityNumber::Info)
+        }
+        Record::Reconcile(rc) => {
+            session_attrs(&rc.session, &mut attributes);
+            attributes.push(str_kv(openclaw::RECONCILE_ID_ATTR, &rc.id));
+            attributes.push(str_kv(attr::OPERATION_NAME, openclaw::RECONCILE_OPERATION));
+            attributes.push(kv(openclaw::RUN_CALLS, Value::IntValue(rc.usage.calls)));
+            usage_attrs(&rc.usage, &mut attributes);
+            (rc.time_ms, openclaw::RECONCILE_EVENT, None, SeverityNumber::Info)
         }
         Record::Run(run) => {
             session_attrs(&run.session, &mut attributes);
