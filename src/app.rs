@@ -72,9 +72,15 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         cancel.clone(),
     );
     let hook = live.start_publisher();
+    let task_watch = crate::tasks::live::TaskWatch::default();
     let clock = crate::sessions::tokio_clock();
-    let (store, writer) =
-        Store::open_with_clock(&args.store_config(), pricing.current()?, metrics.clone(), vec![hook], clock.clone())?;
+    let (store, writer) = Store::open_with_clock(
+        &args.store_config(),
+        pricing.current()?,
+        metrics.clone(),
+        vec![hook, task_watch.hook()],
+        clock.clone(),
+    )?;
     // Live ids follow log positions: this run's ids start after the last record DuckDB held, and
     // records replayed from the log keep the ids they had.
     let committed = *store.shared.committed_pos.borrow();
@@ -157,8 +163,9 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             control_token,
             ingest_token: ingest_token.clone(),
             pricing,
-            live,
+            live: live.clone(),
             control,
+            tasks: task_watch.clone(),
         }))
         .merge(crate::console::routes(args.console_dir.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
@@ -201,6 +208,8 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
+    let task_messages = task_watch.start(store.clone(), live, cancel.clone());
+
     Ok(Running {
         grpc_addr,
         http_addr,
@@ -208,7 +217,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         store,
         metrics,
         cancel,
-        servers: vec![grpc_server, http_server, pg_server, checkpointer, session_clock],
+        servers: vec![grpc_server, http_server, pg_server, checkpointer, session_clock, task_messages],
         writer,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })

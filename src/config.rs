@@ -188,6 +188,10 @@ pub struct ServeArgs {
     /// Seconds a Postgres session may wait for its next message before it is closed (57P05).
     #[arg(long, env = "AGENT_CONSOLE_PG_IDLE_TIMEOUT_SECS", default_value_t = 600)]
     pub pg_idle_timeout_secs: u64,
+    /// Link sessions to tasks by a regex over the git branch / working directory they report
+    /// (the first capture group, else the match, is the task id), e.g. `([A-Z]+-[0-9]+)`. Off when unset.
+    #[arg(long, env = "AGENT_CONSOLE_TASK_LINK_PATTERN")]
+    pub task_link_pattern: Option<String>,
     /// Control plane settings (approval policy, named control tokens, holds).
     #[command(flatten)]
     #[serde(flatten)]
@@ -278,6 +282,7 @@ impl ServeArgs {
                 finish_after_us: self.session_finish_secs.max(1) as i64 * 1_000_000,
                 ..Default::default()
             },
+            tasks: crate::tasks::TaskConfig { link_pattern: self.task_link_pattern.clone().filter(|p| !p.is_empty()) },
             query: QueryLimits {
                 timeout: Duration::from_millis(self.query_timeout_ms.max(1)),
                 max_rows: self.query_max_rows.max(1),
@@ -332,6 +337,7 @@ fn unreachable_defaults() -> ServeArgs {
         query_send_timeout_secs: 30,
         pg_max_connections: 64,
         pg_idle_timeout_secs: 600,
+        task_link_pattern: None,
         control: crate::control::args::ControlArgs::default(),
     }
 }

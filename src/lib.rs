@@ -46,4 +46,5 @@ pub mod pipeline;
 pub mod receiver;
 pub mod sessions;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

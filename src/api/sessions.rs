@@ -80,7 +80,7 @@ const SUMMARY_SQL: &str = "
         SELECT *, CASE WHEN status IS NULL AND eff_status = 'finished' THEN last_seen ELSE ended_at END AS end_time
         FROM page
     )
-    SELECT p.session_id, p.display_name, p.agent_id, p.service_name, p.task_id, p.parent_session_id,
+    SELECT p.session_id, p.display_name, p.agent_id, p.service_name, coalesce(stk.task_id, p.task_id) AS task_id, p.parent_session_id,
            p.eff_status AS status, coalesce(p.stuck, false) AS stuck, p.status_since, p.status_reason,
            p.first_seen, p.last_seen, coalesce(p.last_activity, p.last_seen) AS last_activity,
            p.end_time AS ended_at,
@@ -96,6 +96,8 @@ const SUMMARY_SQL: &str = "
            epoch_us(p.last_seen) AS _cursor_us
     FROM done p LEFT JOIN mc USING (session_id) LEFT JOIN tc USING (session_id)
          LEFT JOIN lg USING (session_id) LEFT JOIN sp USING (session_id)
+         LEFT JOIN (SELECT * FROM session_tasks WHERE session_id IN (SELECT session_id FROM page)) stk
+             USING (session_id)
     ORDER BY p.last_seen DESC, p.session_id DESC";
 
 /// A session's state changes, oldest first. $1 session id, $2 limit.
