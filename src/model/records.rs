@@ -184,6 +184,10 @@ pub struct SessionUpdate {
     pub from_status: Option<&'static str>,
     pub status: &'static str,
     pub stuck: bool,
+    /// Waiting for a human (a permission / idle prompt, a pending approval).
+    pub waiting: bool,
+    /// A tool call started and not finished past the stuck threshold (busy, not stuck).
+    pub long_tool: bool,
     pub reason: String,
     pub status_since_us: i64,
     pub first_seen_us: i64,
