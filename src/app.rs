@@ -38,6 +38,8 @@ pub enum AppError {
     Control(#[from] crate::control::ControlError),
     #[error(transparent)]
     Policy(#[from] crate::control::policy::PolicyError),
+    #[error("alerts: {0}")]
+    Alerts(#[from] crate::alerts::AlertError),
 }
 
 /// A running collector.
@@ -74,11 +76,21 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     let hook = live.start_publisher();
     let task_watch = crate::tasks::live::TaskWatch::default();
     let clock = crate::sessions::tokio_clock();
+    let alerts = crate::alerts::runner::Alerts::new(
+        &crate::alerts::AlertConfig {
+            file_rules: match &args.alerts_file {
+                Some(p) => crate::alerts::load_file(p)?,
+                None => Vec::new(),
+            },
+            webhook_secret: args.alert_webhook_secret.clone().filter(|s| !s.is_empty()),
+        },
+        clock.clone(),
+    );
     let (store, writer) = Store::open_with_clock(
         &args.store_config(),
         pricing.current()?,
         metrics.clone(),
-        vec![hook, task_watch.hook()],
+        vec![hook, task_watch.hook(), alerts.hook()],
         clock.clone(),
     )?;
     // Live ids follow log positions: this run's ids start after the last record DuckDB held, and
@@ -130,6 +142,9 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }));
     }
 
+    alerts.load(&store).await?;
+    let alert_runner = alerts.start(store.clone(), live.clone(), control.clone(), cancel.clone());
+
     let svcs = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
     let grpc_cancel = cancel.clone();
     let grpc_server = tokio::spawn(async move {
@@ -166,6 +181,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             live: live.clone(),
             control,
             tasks: task_watch.clone(),
+            alerts,
         }))
         .merge(crate::console::routes(args.console_dir.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes));
@@ -217,7 +233,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         store,
         metrics,
         cancel,
-        servers: vec![grpc_server, http_server, pg_server, checkpointer, session_clock, task_messages],
+        servers: vec![grpc_server, http_server, pg_server, checkpointer, session_clock, task_messages, alert_runner],
         writer,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })

@@ -192,6 +192,12 @@ pub struct ServeArgs {
     /// (the first capture group, else the match, is the task id), e.g. `([A-Z]+-[0-9]+)`. Off when unset.
     #[arg(long, env = "AGENT_CONSOLE_TASK_LINK_PATTERN")]
     pub task_link_pattern: Option<String>,
+    /// A TOML file of alert rules (`[[rule]]` tables; see README "Alerts").
+    #[arg(long, env = "AGENT_CONSOLE_ALERTS_FILE")]
+    pub alerts_file: Option<PathBuf>,
+    /// Key of the HMAC-SHA256 signature on alert webhooks (`X-Agent-Console-Signature`).
+    #[arg(long, env = "AGENT_CONSOLE_ALERT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub alert_webhook_secret: Option<String>,
     /// Control plane settings (approval policy, named control tokens, holds).
     #[command(flatten)]
     #[serde(flatten)]
@@ -338,6 +344,8 @@ fn unreachable_defaults() -> ServeArgs {
         pg_max_connections: 64,
         pg_idle_timeout_secs: 600,
         task_link_pattern: None,
+        alerts_file: None,
+        alert_webhook_secret: None,
         control: crate::control::args::ControlArgs::default(),
     }
 }

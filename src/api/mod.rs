@@ -43,6 +43,8 @@ pub struct ApiState {
     pub control: crate::control::Control,
     /// Tasks touched by hand (for the coalesced live `task` message).
     pub tasks: crate::tasks::live::TaskWatch,
+    /// Alert rules and the firing gauges.
+    pub alerts: crate::alerts::runner::Alerts,
 }
 
 /// A JSON error body `{"error": "..."}` with the status from `crate::error`.
@@ -117,10 +119,12 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/api/live/ws", get(crate::live::ws::live_ws))
         .merge(crate::control::api::read_routes())
         .merge(crate::tasks::api::read_routes())
+        .merge(crate::alerts::api::read_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
         .with_state(state.clone());
     let control = crate::control::api::control_routes()
         .merge(crate::tasks::api::control_routes())
+        .merge(crate::alerts::api::control_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.control_token.clone(), require_control_token))
         .with_state(state.clone());
     let flush = axum::Router::new()
