@@ -40,6 +40,8 @@ pub enum AppError {
     Policy(#[from] crate::control::policy::PolicyError),
     #[error(transparent)]
     Net(#[from] crate::net::NetError),
+    #[error("alerts: {0}")]
+    Alerts(#[from] crate::alerts::AlertError),
 }
 
 /// A running collector.
@@ -76,9 +78,25 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         cancel.clone(),
     );
     let hook = live.start_publisher();
+    let task_watch = crate::tasks::live::TaskWatch::default();
     let clock = crate::sessions::tokio_clock();
-    let (store, writer) =
-        Store::open_with_clock(&args.store_config(), pricing.current()?, metrics.clone(), vec![hook], clock.clone())?;
+    let alerts = crate::alerts::runner::Alerts::new(
+        &crate::alerts::AlertConfig {
+            file_rules: match &args.alerts_file {
+                Some(p) => crate::alerts::load_file(p)?,
+                None => Vec::new(),
+            },
+            webhook_secret: args.alert_webhook_secret.clone().filter(|s| !s.is_empty()),
+        },
+        clock.clone(),
+    );
+    let (store, writer) = Store::open_with_clock(
+        &args.store_config(),
+        pricing.current()?,
+        metrics.clone(),
+        vec![hook, task_watch.hook(), alerts.hook()],
+        clock.clone(),
+    )?;
     // Live ids follow log positions: this run's ids start after the last record DuckDB held, and
     // records replayed from the log keep the ids they had.
     let committed = *store.shared.committed_pos.borrow();
@@ -128,6 +146,9 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }));
     }
 
+    alerts.load(&store).await?;
+    let alert_runner = alerts.start(store.clone(), live.clone(), control.clone(), cancel.clone());
+
     let svcs = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
     let grpc_cancel = cancel.clone();
     let grpc_server = tokio::spawn(async move {
@@ -164,8 +185,10 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             control_token,
             ingest_token: ingest_token.clone(),
             pricing,
-            live,
+            live: live.clone(),
             control,
+            tasks: task_watch.clone(),
+            alerts,
         }))
         .merge(crate::console::routes(args.console_dir.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes))
@@ -213,6 +236,8 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         }
     });
 
+    let task_messages = task_watch.start(store.clone(), live, cancel.clone());
+
     Ok(Running {
         grpc_addr,
         http_addr,
@@ -220,7 +245,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         store,
         metrics,
         cancel,
-        servers: vec![grpc_server, http_server, pg_server, checkpointer, session_clock],
+        servers: vec![grpc_server, http_server, pg_server, checkpointer, session_clock, task_messages, alert_runner],
         writer,
         shutdown_timeout: Duration::from_secs(args.shutdown_timeout_secs),
     })

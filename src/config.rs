@@ -213,6 +213,16 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENT_CONSOLE_LIVE_RETENTION_MIB", default_value_t = 64)]
     #[serde(default = "default_live_retention_mib")]
     pub live_retention_mib: u64,
+    /// Link sessions to tasks by a regex over the git branch / working directory they report
+    /// (the first capture group, else the match, is the task id), e.g. `([A-Z]+-[0-9]+)`. Off when unset.
+    #[arg(long, env = "AGENT_CONSOLE_TASK_LINK_PATTERN")]
+    pub task_link_pattern: Option<String>,
+    /// A TOML file of alert rules (`[[rule]]` tables; see README "Alerts").
+    #[arg(long, env = "AGENT_CONSOLE_ALERTS_FILE")]
+    pub alerts_file: Option<PathBuf>,
+    /// Key of the HMAC-SHA256 signature on alert webhooks (`X-Agent-Console-Signature`).
+    #[arg(long, env = "AGENT_CONSOLE_ALERT_WEBHOOK_SECRET", hide_env_values = true)]
+    pub alert_webhook_secret: Option<String>,
     /// Control plane settings (approval policy, named control tokens, holds).
     #[command(flatten)]
     #[serde(flatten)]
@@ -303,6 +313,7 @@ impl ServeArgs {
                 finish_after_us: self.session_finish_secs.max(1) as i64 * 1_000_000,
                 ..Default::default()
             },
+            tasks: crate::tasks::TaskConfig { link_pattern: self.task_link_pattern.clone().filter(|p| !p.is_empty()) },
             query: QueryLimits {
                 timeout: Duration::from_millis(self.query_timeout_ms.max(1)),
                 max_rows: self.query_max_rows.max(1),
@@ -367,6 +378,9 @@ fn unreachable_defaults() -> ServeArgs {
         allowed_hosts: Vec::new(),
         insecure_no_auth: false,
         live_retention_mib: 64,
+        task_link_pattern: None,
+        alerts_file: None,
+        alert_webhook_secret: None,
         control: crate::control::args::ControlArgs::default(),
     }
 }

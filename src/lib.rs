@@ -26,6 +26,7 @@
 //!   Claude Code delivery through its hooks (`receiver::hooks`).
 //! - `fixtures`: realistic OTLP payloads shared by tests, benches and the load generator.
 
+pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;
@@ -47,4 +48,5 @@ pub mod pipeline;
 pub mod receiver;
 pub mod sessions;
 pub mod store;
+pub mod tasks;
 pub mod telemetry;

@@ -348,3 +348,80 @@ async fn hook_events_and_spans_drive_states_over_the_network() {
     assert_eq!(states[0].0, Value::Null);
     app.shutdown().await;
 }
+
+/// (status, stuck, waiting, long_tool) as stored.
+async fn flags(store: &Store, session: &str) -> (String, bool, bool, bool) {
+    let rows = store
+        .reader
+        .query_objects(
+            "SELECT status, coalesce(stuck, false) AS stuck, coalesce(waiting, false) AS waiting,
+                    coalesce(long_tool, false) AS long_tool FROM sessions WHERE session_id = ?",
+            vec![Some(session.to_owned())],
+        )
+        .await
+        .expect("query");
+    let r = &rows[0];
+    (r["status"].as_str().unwrap_or("").to_owned(), r["stuck"] == true, r["waiting"] == true, r["long_tool"] == true)
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_long_tool_and_stuck_are_told_apart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (store, writer, hub) = open_store(dir.path()).await;
+    let sec = Duration::from_secs(1);
+    let tool = |s: &str, e: &str, t: u64| hook(s, e, t, vec![kv("tool_use_id", "toolu_1"), kv("tool_name", "Bash")]);
+    // A permission prompt (Claude Code's Notification hook after PreToolUse): waiting for a human.
+    send(
+        &store,
+        logs(vec![
+            hook("ask", "UserPromptSubmit", T0, vec![]),
+            tool("ask", "PreToolUse", T0 + 1),
+            hook("ask", "Notification", T0 + 2, vec![kv("notification_type", "permission_prompt")]),
+        ]),
+    )
+    .await;
+    // A tool started and not finished.
+    send(&store, logs(vec![hook("tool", "UserPromptSubmit", T0, vec![]), tool("tool", "PreToolUse", T0 + 1)])).await;
+    // A turn open with nothing in flight.
+    send(&store, logs(vec![hook("silent", "UserPromptSubmit", T0, vec![])])).await;
+    assert_eq!(flags(&store, "ask").await, ("running".into(), false, true, false));
+    assert_eq!(flags(&store, "tool").await, ("running".into(), false, false, false));
+
+    // Past the stuck threshold (300 s): each is told apart.
+    tokio::time::advance(301 * sec).await;
+    store.tick_now().await.expect("tick");
+    assert_eq!(flags(&store, "ask").await, ("running".into(), false, true, false), "waiting, not stuck");
+    assert_eq!(flags(&store, "tool").await, ("running".into(), false, false, true), "a long tool call");
+    assert_eq!(flags(&store, "silent").await, ("running".into(), true, false, false), "stuck");
+
+    // Work after the prompt (the tool ran): no longer waiting; the finished tool ends the long call.
+    send(&store, logs(vec![tool("ask", "PostToolUse", T0 + 400_000)])).await;
+    send(&store, logs(vec![tool("tool", "PostToolUse", T0 + 400_000)])).await;
+    assert_eq!(flags(&store, "ask").await, ("running".into(), false, false, false));
+    assert_eq!(flags(&store, "tool").await, ("running".into(), false, false, false));
+
+    // The live `session` messages carry the flags.
+    let mut sub =
+        hub.subscribe(Some(0), Filter::new(&LiveParams { types: Some("session".into()), ..Default::default() }));
+    let mut seen = Vec::new();
+    loop {
+        let m = sub.next().await.expect("message");
+        if m.kind != "session" {
+            break;
+        }
+        let d: Value = serde_json::from_str(&m.data).expect("json");
+        seen.push((
+            d["session_id"].as_str().unwrap_or("").to_string(),
+            d["waiting"] == true,
+            d["long_tool"] == true,
+            d["stuck"] == true,
+        ));
+    }
+    assert!(seen.contains(&("ask".into(), true, false, false)), "{seen:?}");
+    assert!(seen.contains(&("tool".into(), false, true, false)), "{seen:?}");
+    assert!(seen.contains(&("silent".into(), false, false, true)), "{seen:?}");
+    assert_eq!(seen.iter().filter(|s| s.0 == "ask" && s.1).count(), 1, "one change, one message: {seen:?}");
+
+    drop(store);
+    tokio::task::spawn_blocking(move || writer.join()).await.expect("join");
+}

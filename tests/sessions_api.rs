@@ -244,6 +244,8 @@ async fn claude_code_session_summary_detail_and_timeline() {
         "parent_session_id",
         "status",
         "stuck",
+        "waiting",
+        "long_tool",
         "status_since",
         "status_reason",
         "first_seen",

@@ -72,7 +72,12 @@ pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>, Source
             range.push((name, us));
         }
     }
-    let source = if group != "session_id"
+    // Per task: the task each call counts for (its attribute, else its session's link, hand and
+    // pattern links and parent sessions included: `tasks`), from the `task_model_calls` view.
+    let by_task = group == "task_id" || p.task.as_deref().is_some_and(|t| !t.is_empty());
+    let group = if by_task && group == "task_id" { "effective_task_id" } else { group };
+    let source = if !by_task
+        && group != "session_id"
         && p.session.as_deref().is_none_or(str::is_empty)
         && bucket != Some("minute")
         && range.iter().all(|(_, us)| us.rem_euclid(HOUR_US) == 0)
@@ -83,6 +88,7 @@ pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>, Source
     };
     let (table, time_col) = match source {
         Source::Hourly => ("cost_hourly", "hour"),
+        Source::Calls if by_task => ("task_model_calls", "time"),
         Source::Calls => ("model_calls", "time"),
     };
     let bucket_expr = match bucket {
@@ -102,7 +108,7 @@ pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>, Source
     }
     for (col, value) in [
         ("agent_id", &p.agent),
-        ("task_id", &p.task),
+        (if by_task { "effective_task_id" } else { "task_id" }, &p.task),
         ("model", &p.model),
         ("provider", &p.provider),
         ("session_id", &p.session),
@@ -256,7 +262,7 @@ mod tests {
         let (sql, params, _) = rollup_sql(&p).expect("sql");
         assert!(
             sql.contains(
-                "WHERE hour >= make_timestamp(?::BIGINT) AND hour < make_timestamp(?::BIGINT) AND task_id = ?"
+                "WHERE time >= make_timestamp(?::BIGINT) AND time < make_timestamp(?::BIGINT) AND effective_task_id = ?"
             ),
             "{sql}"
         );

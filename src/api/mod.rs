@@ -41,6 +41,10 @@ pub struct ApiState {
     pub live: Arc<Hub>,
     /// The control plane (commands, approvals; capabilities in the session summaries).
     pub control: crate::control::Control,
+    /// Tasks touched by hand (for the coalesced live `task` message).
+    pub tasks: crate::tasks::live::TaskWatch,
+    /// Alert rules and the firing gauges.
+    pub alerts: crate::alerts::runner::Alerts,
 }
 
 /// A JSON error body `{"error": "..."}` with the status from `crate::error`.
@@ -113,12 +117,16 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/api/live", get(crate::live::sse::live))
         .route("/api/live/ws", get(crate::live::ws::live_ws))
         .merge(crate::control::api::read_routes())
+        .merge(crate::tasks::api::read_routes())
+        .merge(crate::alerts::api::read_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
         .with_state(state.clone());
     // Every state-changing route is under the control tokens (issue 10, row 12), never the read
     // token that dashboards hold.
     let control = crate::control::api::control_routes()
         .route("/api/cost/reprice", post(cost::reprice))
+        .merge(crate::tasks::api::control_routes())
+        .merge(crate::alerts::api::control_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.control_token.clone(), require_control_token))
         .with_state(state.clone());
     let flush = axum::Router::new()

@@ -55,7 +55,7 @@ pub async fn healthz(State(s): State<ApiState>) -> Response {
 pub async fn metrics(State(s): State<ApiState>) -> Response {
     (
         [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
-        s.metrics.render(s.store.queue_depth(), Some(s.store.log_state())),
+        s.metrics.render(s.store.queue_depth(), Some(s.store.log_state())) + &s.alerts.render_metrics(),
     )
         .into_response()
 }

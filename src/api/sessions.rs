@@ -80,8 +80,10 @@ const SUMMARY_SQL: &str = "
         SELECT *, CASE WHEN status IS NULL AND eff_status = 'finished' THEN last_seen ELSE ended_at END AS end_time
         FROM page
     )
-    SELECT p.session_id, p.display_name, p.agent_id, p.service_name, p.task_id, p.parent_session_id,
-           p.eff_status AS status, coalesce(p.stuck, false) AS stuck, p.status_since, p.status_reason,
+    SELECT p.session_id, p.display_name, p.agent_id, p.service_name, coalesce(stk.task_id, p.task_id) AS task_id, p.parent_session_id,
+           p.eff_status AS status, coalesce(p.stuck, false) AS stuck,
+           coalesce(p.waiting, false) AND p.eff_status <> 'finished' AS waiting,
+           coalesce(p.long_tool, false) AND p.eff_status <> 'finished' AS long_tool, p.status_since, p.status_reason,
            p.first_seen, p.last_seen, coalesce(p.last_activity, p.last_seen) AS last_activity,
            p.end_time AS ended_at,
            greatest(epoch_us(coalesce(p.end_time, p.now)) - epoch_us(p.first_seen), 0) / 1e6 AS elapsed_s,
@@ -96,6 +98,8 @@ const SUMMARY_SQL: &str = "
            epoch_us(p.last_seen) AS _cursor_us
     FROM done p LEFT JOIN mc USING (session_id) LEFT JOIN tc USING (session_id)
          LEFT JOIN lg USING (session_id) LEFT JOIN sp USING (session_id)
+         LEFT JOIN (SELECT * FROM session_tasks WHERE session_id IN (SELECT session_id FROM page)) stk
+             USING (session_id)
     ORDER BY p.last_seen DESC, p.session_id DESC";
 
 /// A session's state changes, oldest first. $1 session id, $2 limit.
@@ -182,8 +186,13 @@ async fn summaries(s: &ApiState, f: Filter) -> Result<Vec<(Map<String, Value>, i
 /// The session's `control` state and `capabilities` (what each command kind can do now, and why
 /// not otherwise), from the control plane.
 fn add_control(s: &ApiState, r: &mut Map<String, Value>) {
-    let Some(id) = r.get("session_id").and_then(Value::as_str) else { return };
+    let Some(id) = r.get("session_id").and_then(Value::as_str).map(str::to_string) else { return };
+    let id = id.as_str();
     let (control, capabilities) = s.control.session_view(id, r.get("service_name").and_then(Value::as_str));
+    // A tool call held for approval is the session waiting for a human.
+    if !s.control.pending_approvals(Some(id)).is_empty() {
+        r.insert("waiting".into(), Value::Bool(true));
+    }
     r.insert("control".into(), control);
     r.insert("capabilities".into(), capabilities);
 }

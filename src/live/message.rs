@@ -207,6 +207,8 @@ pub fn session_with(u: &SessionUpdate, extra: Option<&SessionExtra>) -> Draft {
         "previous_status": u.from_status,
         "status": u.status,
         "stuck": u.stuck,
+        "waiting": u.waiting,
+        "long_tool": u.long_tool,
         "status_reason": u.reason,
         "status_since": rfc3339(u.status_since_us),
         "first_seen": rfc3339(u.first_seen_us),

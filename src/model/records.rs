@@ -184,6 +184,10 @@ pub struct SessionUpdate {
     pub from_status: Option<&'static str>,
     pub status: &'static str,
     pub stuck: bool,
+    /// Waiting for a human (a permission / idle prompt, a pending approval).
+    pub waiting: bool,
+    /// A tool call started and not finished past the stuck threshold (busy, not stuck).
+    pub long_tool: bool,
     pub reason: String,
     pub status_since_us: i64,
     pub first_seen_us: i64,
@@ -213,6 +217,8 @@ pub struct Batch {
     pub agents: Vec<Seen>,
     /// Session state changes (filled by the pipeline after mapping; empty out of `normalize`).
     pub session_updates: Vec<SessionUpdate>,
+    /// Tasks and session links first seen in these rows (the pipeline's `tasks` stage).
+    pub task_links: Vec<crate::tasks::link::TaskLink>,
     /// The ingest-log position these rows came from (0: not from a record, e.g. a timer's
     /// session changes). Live message ids derive from it, so a replay keeps them.
     pub log_pos: u64,
@@ -235,6 +241,7 @@ impl Batch {
         self.sessions.append(&mut other.sessions);
         self.agents.append(&mut other.agents);
         self.session_updates.append(&mut other.session_updates);
+        self.task_links.append(&mut other.task_links);
         self.log_pos = self.log_pos.max(other.log_pos);
     }
 }

@@ -8,6 +8,7 @@
 //! 3. `price`    price every call without a reported cost (`cost::pricing`);
 //! 4. `sessions` run the session state machine (`sessions::tracker`) on the batch's signals, plus
 //!    the time-driven checks at most once a second;
+//!    then `tasks`: tasks and session links first seen (`tasks::link`);
 //! 5. `publish`  hand the batch to the live stream and the other observers (commit hooks);
 //! 6. `store`    queue it for the DuckDB writer (`store::writer`), which commits in large
 //!    transactions together with the log position.
@@ -161,6 +162,7 @@ pub struct Stages {
     dedup: Deduper,
     prices: Arc<PriceTable>,
     tracker: Tracker,
+    tasks: crate::tasks::link::Linker,
     clock: Clock,
     /// The session clock never goes back (replayed records carry old receive times).
     last_now: i64,
@@ -183,6 +185,7 @@ impl Stages {
             dedup: Deduper::default(),
             prices,
             tracker,
+            tasks: crate::tasks::link::Linker::new(None),
             clock,
             last_now: now,
             last_tick_us: i64::MIN / 2,
@@ -203,6 +206,12 @@ impl Stages {
         self
     }
 
+    /// Link tasks with this linker (its pattern from the config).
+    pub fn with_tasks(mut self, linker: crate::tasks::link::Linker) -> Self {
+        self.tasks = linker;
+        self
+    }
+
     /// Stages 2-6 for one record's rows.
     fn process(&mut self, pos: u64, end_bytes: u64, received_us: i64, mut batch: Batch) -> Result<(), StoreError> {
         batch.log_pos = pos;
@@ -210,6 +219,7 @@ impl Stages {
         self.stage_dedup(&mut batch);
         self.stage_price(&mut batch);
         self.stage_sessions(&mut batch, received_us);
+        self.stage_tasks(&mut batch);
         let batch = Arc::new(batch);
         self.stage_publish(&batch);
         self.stage_store(Some((pos, end_bytes)), batch)
@@ -250,6 +260,10 @@ impl Stages {
             updates.extend(timed);
         }
         batch.session_updates = updates;
+    }
+
+    fn stage_tasks(&mut self, batch: &mut Batch) {
+        batch.task_links = self.tasks.links(batch);
     }
 
     fn stage_publish(&self, batch: &Arc<Batch>) {

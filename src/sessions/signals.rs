@@ -36,6 +36,8 @@ pub struct Signals {
     pub ok_us: Option<i64>,
     /// Newest turn signal: (time, open?) from `UserPromptSubmit` (open) / `Stop` (closed).
     pub turn: Option<(i64, bool)>,
+    /// Newest `Notification` hook (a permission / idle prompt: waiting for a human).
+    pub waiting_us: Option<i64>,
     pub tools_opened: u32,
     pub tools_closed: u32,
     /// Newest model called: (time, model).
@@ -145,6 +147,11 @@ pub fn from_batch(b: &Batch) -> HashMap<String, Signals> {
             }
             hook::USER_PROMPT_SUBMIT => {
                 s.turn(r.time_us, true);
+                s.work(r.time_us);
+            }
+            // A prompt for the human (permission / idle prompt): waiting until newer work.
+            hook::NOTIFICATION => {
+                s.waiting_us = Some(s.waiting_us.map_or(r.time_us, |w| w.max(r.time_us)));
                 s.work(r.time_us);
             }
             hook::PRE_TOOL_USE => {

@@ -9,9 +9,13 @@
 //!   ending), or no activity for `finish_after`. Only work newer than the end reopens it, so
 //!   telemetry exported late for the finished part never does.
 //! - `paused`: set by control (`set_paused`); activity does not change it; an end still finishes it.
-//! - `stuck` (a flag, not a state): a running session with no activity for `stuck_after`. With
-//!   a turn (`UserPromptSubmit` without `Stop`) or a tool call (`PreToolUse` without its
-//!   `PostToolUse`) open, a quiet session stays running, so it becomes stuck rather than idle.
+//! - `stuck` (a flag, not a state): a running session with nothing in flight but an open turn
+//!   (`UserPromptSubmit` without `Stop`) and no activity for `stuck_after`; a quiet session
+//!   with a turn open stays running, so it becomes stuck rather than idle.
+//! - `long_tool` (a flag): a tool call started (`PreToolUse` without its `PostToolUse`) and
+//!   silent for `stuck_after`: busy, not stuck.
+//! - `waiting` (a flag): waiting for a human (a Claude Code `Notification` hook: permission or
+//!   idle prompt) until the next work; never stuck or a long tool call while it waits.
 //!
 //! "Activity" is measured on the collector's clock (arrival), so agents with skewed clocks are not
 //! idle on arrival; "newer than the end" compares the records' own times.
@@ -67,6 +71,8 @@ pub struct State {
     pub model_time_us: i64,
     pub open_turn: bool,
     pub open_tools: u32,
+    pub waiting: bool,
+    pub long_tool: bool,
     pub model_calls: u64,
     pub tool_calls: u64,
     pub errors: u64,
@@ -150,10 +156,10 @@ impl Tracker {
             if let Some(r) = seen_by_id.get(id.as_str()) {
                 st.fill_from(r);
             }
-            let before = (st.status, st.stuck);
+            let before = (st.status, st.stuck, st.waiting, st.long_tool);
             let from = if is_new { None } else { Some(st.status) };
             Self::apply(st, &sig, now_us);
-            let after = (st.status, st.stuck);
+            let after = (st.status, st.stuck, st.waiting, st.long_tool);
             if is_new || before != after {
                 out.push(update(&id, st, from, now_us));
             }
@@ -195,6 +201,18 @@ impl Tracker {
         if fresh_work.is_some() || sig.end.is_some() {
             st.last_activity_us = now_us;
             st.stuck = false;
+            st.long_tool = false;
+        }
+        // Waiting for a human from a prompt until work newer than the prompt.
+        match (sig.waiting_us, fresh_work) {
+            (Some(w), work) if work.is_none_or(|x| w >= x) => {
+                st.waiting = true;
+                st.stuck = false;
+                st.long_tool = false;
+                st.last_activity_us = now_us;
+            }
+            (_, Some(_)) => st.waiting = false,
+            _ => {}
         }
         let set = |st: &mut State, to: &'static str, reason: String| {
             if st.status != to {
@@ -210,6 +228,7 @@ impl Tracker {
                 st.ended_at_us = Some(now_us);
                 st.open_turn = false;
                 st.open_tools = 0;
+                st.waiting = false;
                 set(st, status::FINISHED, reason.clone());
                 return;
             }
@@ -257,6 +276,8 @@ impl Tracker {
             if quiet >= cfg.finish_after_us {
                 st.status = status::FINISHED;
                 st.stuck = false;
+                st.waiting = false;
+                st.long_tool = false;
                 st.since_us = now_us;
                 st.reason = format!("no activity for {}", secs(cfg.finish_after_us));
                 st.ended_event_us = Some(st.last_seen_us);
@@ -268,7 +289,21 @@ impl Tracker {
                 st.stuck = false;
                 st.since_us = now_us;
                 st.reason = format!("no activity for {}", secs(cfg.idle_after_us));
-            } else if st.status == status::RUNNING && !st.stuck && quiet >= cfg.stuck_after_us {
+            } else if st.status == status::RUNNING
+                && !st.waiting
+                && st.open_tools > 0
+                && !st.long_tool
+                && quiet >= cfg.stuck_after_us
+            {
+                st.long_tool = true;
+                st.stuck = false;
+                st.reason = format!("long tool call: a tool started {} ago has not finished", secs(quiet));
+            } else if st.status == status::RUNNING
+                && !st.waiting
+                && st.open_tools == 0
+                && !st.stuck
+                && quiet >= cfg.stuck_after_us
+            {
                 st.stuck = true;
                 st.reason = format!("stuck: no activity for {} while running", secs(cfg.stuck_after_us));
             } else {
@@ -328,6 +363,8 @@ fn update(id: &str, st: &State, from: Option<&'static str>, now_us: i64) -> Sess
         from_status: from,
         status: st.status,
         stuck: st.stuck,
+        waiting: st.waiting,
+        long_tool: st.long_tool,
         reason: st.reason.clone(),
         status_since_us: st.since_us,
         first_seen_us: st.first_seen_us,

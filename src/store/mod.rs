@@ -101,6 +101,8 @@ pub struct StoreConfig {
     pub checkpoint_bytes: u64,
     /// Session state timeouts (the pipeline runs the tracker).
     pub sessions: crate::sessions::TrackerConfig,
+    /// Task linking (the pipeline's `tasks` stage).
+    pub tasks: crate::tasks::TaskConfig,
     pub query: QueryLimits,
 }
 
@@ -117,6 +119,7 @@ impl Default for StoreConfig {
             commit_max_delay: Duration::from_millis(250),
             checkpoint_bytes: 512 << 20,
             sessions: crate::sessions::TrackerConfig::default(),
+            tasks: crate::tasks::TaskConfig::default(),
             query: QueryLimits::default(),
         }
     }
@@ -312,7 +315,13 @@ impl Store {
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
             .with_hook_records(hook_records)
-            .with_openclaw_runs(openclaw_runs);
+            .with_openclaw_runs(openclaw_runs)
+            .with_tasks(crate::tasks::link::Linker::new(match &cfg.tasks.link_pattern {
+                Some(p) => {
+                    Some(crate::tasks::link::Pattern::new(p).map_err(|e| StoreError::Unavailable(e.to_string()))?)
+                }
+                None => None,
+            }));
         let cursor = log.cursor(opened.start_pos, 0, cfg.log.skip_damaged);
         let clock_handle = clock.clone();
         let (prx, inflight, lstate) = (chans.rx, chans.in_flight, log.state.clone());

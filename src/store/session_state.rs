@@ -12,12 +12,12 @@ use crate::sessions::Tracker;
 pub const STAGE_DDL: &str = "
     CREATE TEMP TABLE IF NOT EXISTS session_state_stage (session_id VARCHAR, status VARCHAR,
         status_since TIMESTAMP, status_reason VARCHAR, stuck BOOLEAN, model VARCHAR,
-        last_activity TIMESTAMP, ended_at TIMESTAMP, parent_session_id VARCHAR);";
+        last_activity TIMESTAMP, ended_at TIMESTAMP, parent_session_id VARCHAR, waiting BOOLEAN, long_tool BOOLEAN);";
 
 const APPLY: &str = "
     UPDATE sessions SET status = s.status, status_since = s.status_since, status_reason = s.status_reason,
         stuck = s.stuck, model = coalesce(s.model, sessions.model), last_activity = s.last_activity,
-        ended_at = s.ended_at, parent_session_id = coalesce(sessions.parent_session_id, s.parent_session_id)
+        ended_at = s.ended_at, waiting = s.waiting, long_tool = s.long_tool, parent_session_id = coalesce(sessions.parent_session_id, s.parent_session_id)
     FROM session_state_stage s WHERE sessions.session_id = s.session_id;
     DELETE FROM session_state_stage;";
 
@@ -67,6 +67,8 @@ pub fn apply(
             ts(u.last_activity_us),
             opt_ts(u.ended_at_us),
             u.parent_session_id,
+            u.waiting,
+            u.long_tool,
         ])?;
     }
     transitions.flush()?;
@@ -97,7 +99,8 @@ const LOAD: &str = "
            coalesce(s.status_reason, ''), coalesce(s.stuck, false), epoch_us(s.first_seen), epoch_us(s.last_seen),
            epoch_us(s.ended_at), s.agent_id, s.task_id, s.parent_session_id, s.display_name, s.service_name, s.model,
            coalesce(mc.calls, 0), coalesce(tc.calls, 0), (coalesce(mc.errors, 0) + coalesce(tc.errors, 0))::BIGINT,
-           coalesce(mc.i, 0), coalesce(mc.o, 0), coalesce(mc.cr, 0), coalesce(mc.cw, 0), coalesce(mc.cost, 0)
+           coalesce(mc.i, 0), coalesce(mc.o, 0), coalesce(mc.cr, 0), coalesce(mc.cw, 0), coalesce(mc.cost, 0),
+           coalesce(s.waiting, false), coalesce(s.long_tool, false)
     FROM s LEFT JOIN mc USING (session_id) LEFT JOIN tc USING (session_id)";
 
 fn status_name(s: &str) -> &'static str {
@@ -152,6 +155,8 @@ pub fn load(
             cache_read_tokens: r.get::<_, i64>(19)?,
             cache_write_tokens: r.get::<_, i64>(20)?,
             cost_usd: r.get(21)?,
+            waiting: r.get(22)?,
+            long_tool: r.get(23)?,
             ..State::default()
         };
         tracker.restore(id, st, now_us);

@@ -378,6 +378,7 @@ fn append_items(
     let mut agents: HashMap<String, Seen> = HashMap::new();
     let mut sums = rollup::Rollup::default();
     let mut updates: Vec<&SessionUpdate> = Vec::new();
+    let mut task_links = Vec::new();
     for (_, b) in items {
         if !b.spans.is_empty() {
             app.spans.append_record_batch(arrow_rows::spans(&b.spans)?)?;
@@ -402,6 +403,7 @@ fn append_items(
             fold_into(&mut agents, a);
         }
         updates.extend(b.session_updates.iter());
+        task_links.extend(b.task_links.iter());
     }
     app.spans.flush()?;
     app.logs.flush()?;
@@ -422,6 +424,7 @@ fn append_items(
     }
     sums.apply(conn, &mut app.cost_stage)?;
     session_state::apply(conn, &mut app.transitions, &mut app.state_stage, &updates)?;
+    crate::tasks::store::upsert_links(conn, &task_links)?;
     if let Some((pos, _)) = items.iter().rev().find_map(|(p, _)| *p) {
         conn.execute("UPDATE ingest_log_state SET position = ?, updated = now()", params![pos as i64])?;
     }

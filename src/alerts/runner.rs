@@ -1,0 +1,350 @@
+//! The alerts runner: owns the evaluator (behind a short lock: the pipeline's commit hook calls
+//! `observe`, the runner's 1 s tick calls `tick`), and one tokio task fed by a bounded channel
+//! that stores each firing / resolution (`alerts` via `Store::apply`), publishes it as an `alert`
+//! live message, issues the rule's action through the control plane (audited as `rule:<name>`),
+//! queues its webhook and keeps the firing gauges for `/metrics`. The hook only `try_send`s: a
+//! full channel drops events with an error log, it never blocks the pipeline.
+
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use duckdb::params;
+use serde_json::{json, Value};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use super::engine::{Engine, Event, RuleSet};
+use super::webhook::{Delivery, Webhooks};
+use super::{Action, AlertConfig, AlertError, RuleSpec};
+use crate::control::model::Kind as CmdKind;
+use crate::control::{CommandRequest, Control};
+use crate::live::{Draft, Hub};
+use crate::store::writer::CommitHook;
+use crate::store::Store;
+
+/// Live message type.
+pub const ALERT: &str = "alert";
+const CHANNEL: usize = 4096;
+
+/// The alerts plane. Clone freely.
+#[derive(Clone)]
+pub struct Alerts {
+    engine: Arc<Mutex<Engine>>,
+    rules: RuleSet,
+    file_rules: Arc<Vec<RuleSpec>>,
+    api_rules: Arc<Mutex<Vec<RuleSpec>>>,
+    tx: mpsc::Sender<Vec<Event>>,
+    rx: Arc<Mutex<Option<mpsc::Receiver<Vec<Event>>>>>,
+    firing: Arc<Mutex<BTreeMap<(String, String), u32>>>,
+    clock: crate::sessions::Clock,
+    secret: Option<String>,
+}
+
+impl Alerts {
+    /// Before the store opens (the hook goes to `Store::open`).
+    pub fn new(cfg: &AlertConfig, clock: crate::sessions::Clock) -> Alerts {
+        let rules = RuleSet::default();
+        rules.set(cfg.file_rules.clone());
+        let (tx, rx) = mpsc::channel(CHANNEL);
+        Alerts {
+            engine: Arc::new(Mutex::new(Engine::new(rules.clone()))),
+            rules,
+            file_rules: Arc::new(cfg.file_rules.clone()),
+            api_rules: Arc::default(),
+            tx,
+            rx: Arc::new(Mutex::new(Some(rx))),
+            firing: Arc::default(),
+            clock,
+            secret: cfg.webhook_secret.clone(),
+        }
+    }
+
+    /// The commit hook: evaluate each batch in order (short lock, no I/O), hand events over.
+    pub fn hook(&self) -> CommitHook {
+        let (engine, tx, clock) = (self.engine.clone(), self.tx.clone(), self.clock.clone());
+        Box::new(move |b| {
+            let events = engine.lock().unwrap_or_else(|p| p.into_inner()).observe(&b, clock());
+            if !events.is_empty() && tx.try_send(events).is_err() {
+                tracing::error!("alert events dropped: the alerts runner is behind");
+            }
+        })
+    }
+
+    /// Rules made through the API, read back at start.
+    pub async fn load(&self, store: &Store) -> Result<(), AlertError> {
+        let rows = store.reader.query_objects("SELECT spec FROM alert_rules ORDER BY created_at", vec![]).await?;
+        let mut api = Vec::new();
+        for r in rows {
+            match r.get("spec").and_then(Value::as_str).map(serde_json::from_str::<RuleSpec>) {
+                Some(Ok(spec)) if !self.file_rules.iter().any(|f| f.name == spec.name) => api.push(spec),
+                Some(Ok(spec)) => tracing::warn!(rule = %spec.name, "stored rule shadowed by the alerts file"),
+                _ => tracing::warn!("an unreadable stored alert rule was skipped"),
+            }
+        }
+        *self.api_rules.lock().unwrap_or_else(|p| p.into_inner()) = api;
+        self.publish_rules();
+        Ok(())
+    }
+
+    fn publish_rules(&self) {
+        let api = self.api_rules.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let mut all: Vec<RuleSpec> = self.file_rules.as_ref().clone();
+        all.extend(api);
+        self.rules.set(all);
+    }
+
+    /// Every rule with where it comes from.
+    pub fn list(&self) -> Vec<Value> {
+        let api = self.api_rules.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let tag = |r: &RuleSpec, source: &str| {
+            let mut v = serde_json::to_value(r).unwrap_or(Value::Null);
+            if let Value::Object(m) = &mut v {
+                m.insert("source".into(), json!(source));
+            }
+            v
+        };
+        self.file_rules.iter().map(|r| tag(r, "file")).chain(api.iter().map(|r| tag(r, "api"))).collect()
+    }
+
+    pub fn get(&self, name: &str) -> Option<(RuleSpec, bool)> {
+        if let Some(r) = self.file_rules.iter().find(|r| r.name == name) {
+            return Some((r.clone(), true));
+        }
+        self.api_rules
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .find(|r| r.name == name)
+            .map(|r| (r.clone(), false))
+    }
+
+    /// Create (`create`) or replace an API rule: stored first, then in force.
+    pub async fn put(&self, store: &Store, spec: RuleSpec, by: &str, create: bool) -> Result<(), AlertError> {
+        let spec = spec.validate()?;
+        match self.get(&spec.name) {
+            Some((_, true)) => return Err(AlertError::FromFile(spec.name)),
+            Some(_) if create => return Err(AlertError::Invalid(format!("rule {:?} exists", spec.name))),
+            None if !create => return Err(AlertError::NotFound(spec.name)),
+            _ => {}
+        }
+        if create
+            && self.file_rules.len() + self.api_rules.lock().unwrap_or_else(|p| p.into_inner()).len()
+                >= super::MAX_RULES
+        {
+            return Err(AlertError::Invalid(format!("at most {} rules", super::MAX_RULES)));
+        }
+        let (name, text, by, now) =
+            (spec.name.clone(), serde_json::to_string(&spec).unwrap_or_default(), by.to_string(), (self.clock)());
+        store
+            .apply(move |c| {
+                c.execute("DELETE FROM alert_rules WHERE name = ?", params![name])?;
+                c.execute(
+                    "INSERT INTO alert_rules (name, spec, created_by, created_at, updated_at)
+                     VALUES (?, ?, ?, make_timestamp(?::BIGINT), make_timestamp(?::BIGINT))",
+                    params![name, text, by, now, now],
+                )?;
+                Ok(())
+            })
+            .await?;
+        {
+            let mut api = self.api_rules.lock().unwrap_or_else(|p| p.into_inner());
+            api.retain(|r| r.name != spec.name);
+            api.push(spec);
+        }
+        self.publish_rules();
+        Ok(())
+    }
+
+    pub async fn delete(&self, store: &Store, name: &str) -> Result<(), AlertError> {
+        match self.get(name) {
+            Some((_, true)) => return Err(AlertError::FromFile(name.into())),
+            None => return Err(AlertError::NotFound(name.into())),
+            _ => {}
+        }
+        let n = name.to_string();
+        store
+            .apply(move |c| {
+                c.execute("DELETE FROM alert_rules WHERE name = ?", params![n])?;
+                Ok(())
+            })
+            .await?;
+        self.api_rules.lock().unwrap_or_else(|p| p.into_inner()).retain(|r| r.name != name);
+        self.publish_rules();
+        Ok(())
+    }
+
+    /// `agent_console_alert_firing{rule,scope}` gauges (Prometheus text).
+    pub fn render_metrics(&self) -> String {
+        let f = self.firing.lock().unwrap_or_else(|p| p.into_inner());
+        let mut s = String::from(
+            "# HELP agent_console_alert_firing Alerts firing now, by rule and scope.\n# TYPE agent_console_alert_firing gauge\n",
+        );
+        let esc = |v: &str| v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n");
+        for ((rule, scope), n) in f.iter() {
+            s.push_str(&format!("agent_console_alert_firing{{rule=\"{}\",scope=\"{}\"}} {n}\n", esc(rule), esc(scope)));
+        }
+        s
+    }
+
+    /// Start the runner task (after the store and control plane are up).
+    pub fn start(
+        &self,
+        store: Store,
+        hub: Arc<Hub>,
+        control: Control,
+        cancel: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let me = self.clone();
+        let rx = self.rx.lock().unwrap_or_else(|p| p.into_inner()).take();
+        let webhooks = Webhooks::start(store.clone(), self.secret.clone());
+        tokio::spawn(async move {
+            let Some(mut rx) = rx else { return };
+            let period = Duration::from_secs(1);
+            let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                let events = tokio::select! {
+                    _ = cancel.cancelled() => break,
+                    e = rx.recv() => match e { Some(e) => e, None => break },
+                    _ = tick.tick() => {
+                        let now = (me.clock)();
+                        me.engine.lock().unwrap_or_else(|p| p.into_inner()).tick(now)
+                    }
+                };
+                for e in events {
+                    me.handle(&store, &hub, &control, &webhooks, e).await;
+                }
+            }
+        })
+    }
+
+    async fn handle(&self, store: &Store, hub: &Hub, control: &Control, webhooks: &Webhooks, e: Event) {
+        let payload = event_json(&e);
+        // 1. Stored (the alert's state never depends on actions or delivery).
+        let ev = e.clone();
+        let stored = store
+            .apply(move |c| {
+                if ev.firing {
+                    c.execute(
+                        "INSERT INTO alerts (alert_id, rule, kind, scope, tier, value, threshold, state, pending_at, fired_at, message)
+                         VALUES (?, ?, ?, ?, ?, ?, ?, 'firing', make_timestamp(?::BIGINT), make_timestamp(?::BIGINT), ?)",
+                        params![ev.alert_id, ev.rule.name, kind_name(&ev), ev.scope, ev.tier, ev.value, ev.threshold, ev.pending_us, ev.at_us, message(&ev)],
+                    )?;
+                } else {
+                    c.execute(
+                        "UPDATE alerts SET state = 'resolved', resolved_at = make_timestamp(?::BIGINT), resolved_value = ?
+                         WHERE alert_id = ?",
+                        params![ev.at_us, ev.value, ev.alert_id],
+                    )?;
+                }
+                Ok(())
+            })
+            .await;
+        if let Err(err) = stored {
+            tracing::error!(error = %err, alert = %e.alert_id, "cannot store an alert change");
+        }
+        // 2. Gauges and the live message.
+        {
+            let mut f = self.firing.lock().unwrap_or_else(|p| p.into_inner());
+            let k = (e.rule.name.clone(), e.scope.clone());
+            let n = f.entry(k.clone()).or_insert(0);
+            if e.firing {
+                *n += 1;
+            } else {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    f.remove(&k);
+                }
+            }
+        }
+        let (session, agent, task) = match e.scope.split_once(':') {
+            Some(("session", s)) => (Some(s.to_string()), None, None),
+            Some(("agent", a)) => (None, Some(a.to_string()), None),
+            Some(("task", t)) => (None, None, Some(t.to_string())),
+            _ => (None, None, None),
+        };
+        hub.publish(Draft {
+            kind: ALERT,
+            session_id: session,
+            agent_id: agent,
+            task_id: task,
+            data: payload.to_string().into(),
+        });
+        // 3. The action, as an ordinary audited command, off this task.
+        if let (true, Some(action)) = (e.firing, e.rule.action) {
+            let kind = match action {
+                Action::Pause | Action::PauseAgent | Action::PauseTask => CmdKind::Pause,
+                Action::Kill => CmdKind::Kill,
+                Action::Deny => CmdKind::Deny,
+            };
+            let by = format!("rule:{}", e.rule.name);
+            let reason = message(&e);
+            for sid in e.sessions.clone() {
+                let (control, by, reason) = (control.clone(), by.clone(), reason.clone());
+                tokio::spawn(async move {
+                    let mut req = CommandRequest::new(kind);
+                    req.reason = Some(reason);
+                    if let Err(err) = control.issue(&sid, req, &by).await {
+                        tracing::warn!(session = %sid, rule = %by, error = %err, "alert action refused");
+                    }
+                });
+            }
+        }
+        // 4. The webhook.
+        if let Some(url) = &e.rule.webhook {
+            webhooks.send(
+                Delivery {
+                    url: url.clone(),
+                    format: e.rule.webhook_format,
+                    alert_id: e.alert_id.clone(),
+                    rule: e.rule.name.clone(),
+                    event: if e.firing { "firing" } else { "resolved" },
+                    payload,
+                },
+                store,
+            );
+        }
+    }
+}
+
+fn kind_name(e: &Event) -> String {
+    serde_json::to_value(e.rule.kind).ok().and_then(|v| v.as_str().map(str::to_string)).unwrap_or_default()
+}
+
+fn message(e: &Event) -> String {
+    let what = if e.firing { "firing" } else { "resolved" };
+    match e.tier {
+        Some(t) => format!(
+            "{} {what}: {} at {:.6} of {:.6} ({:.0}% tier)",
+            e.rule.name,
+            e.scope,
+            e.value,
+            e.rule.threshold,
+            t * 100.0
+        ),
+        None => format!("{} {what}: {} value {:.6}, threshold {:.6}", e.rule.name, e.scope, e.value, e.threshold),
+    }
+}
+
+/// The alert as JSON (live message and generic webhook body).
+pub fn event_json(e: &Event) -> Value {
+    let t = crate::live::message::rfc3339;
+    json!({
+        "alert_id": e.alert_id,
+        "event": if e.firing { "firing" } else { "resolved" },
+        "state": if e.firing { "firing" } else { "resolved" },
+        "rule": e.rule.name,
+        "kind": kind_name(e),
+        "scope": e.scope,
+        "tier": e.tier,
+        "value": e.value,
+        "threshold": e.threshold,
+        "pending_at": t(e.pending_us),
+        "fired_at": t(e.fired_us),
+        "resolved_at": (!e.firing).then(|| t(e.at_us)),
+        "action": e.rule.action,
+        "sessions": e.sessions,
+        "message": message(e),
+    })
+}
