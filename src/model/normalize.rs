@@ -127,25 +127,23 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Resolve the shared context of a record.
-fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, entity_agent: Option<&str>) -> Context {
-    let session_id = rec
-        .first_str(k::SESSION_ID)
-        .or_else(|| res.idx.first_str(k::SESSION_ID))
-        .map(|(_, v)| v.to_string())
-        .or(fallback_session);
-    let agent_name = rec
+/// Resolve the shared context of a record. `span_agent` is the agent an agent span names
+/// (`agent_span_name`); it comes after the record's own agent keys and before the resource's.
+fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, span_agent: Option<&str>) -> Context {
+    let own_session =
+        rec.first_str(k::SESSION_ID).or_else(|| res.idx.first_str(k::SESSION_ID)).map(|(_, v)| v.to_string());
+    let session_fallback = own_session.is_none() && fallback_session.is_some();
+    let session_id = own_session.or(fallback_session);
+    let own_name = rec
         .first_str(k::AGENT_NAME)
         .map(|(_, v)| v)
-        .or(entity_agent)
+        .or(span_agent)
         .or_else(|| res.idx.first_str(k::AGENT_NAME).map(|(_, v)| v))
-        .map(str::to_string)
-        .or_else(|| res.service.as_deref().map(str::to_string));
-    let agent_id = rec
-        .first_str(k::AGENT_ID)
-        .or_else(|| res.idx.first_str(k::AGENT_ID))
-        .map(|(_, v)| v.to_string())
-        .or_else(|| agent_name.clone());
+        .map(str::to_string);
+    let own_id = rec.first_str(k::AGENT_ID).or_else(|| res.idx.first_str(k::AGENT_ID)).map(|(_, v)| v.to_string());
+    let agent_fallback = own_name.is_none() && own_id.is_none() && res.service.is_some();
+    let agent_name = own_name.or_else(|| res.service.as_deref().map(str::to_string));
+    let agent_id = own_id.or_else(|| agent_name.clone());
     Context {
         session_id,
         agent_id,
@@ -158,7 +156,30 @@ fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, entity_
             .or_else(|| res.idx.str(k::PARENT_SESSION_ID))
             .filter(|p| !p.is_empty())
             .map(str::to_string),
+        agent_fallback,
+        session_fallback,
     }
+}
+
+/// The agent an agent span names when no `AGENT_NAME` key does: OpenInference graph nodes,
+/// OpenLLMetry's entity name, OpenLIT's role, else the span name's conventional shapes
+/// (`invoke_agent X`, `create_agent X`, CrewAI's `X._execute_core`, OpenLLMetry's `X.agent`).
+pub fn agent_span_name<'a>(rec: &AttrIndex<'a>, span_name: &'a str) -> Option<&'a str> {
+    rec.first_str(k::AGENT_SPAN_NAME).map(|(_, v)| v).or_else(|| agent_from_span_name(span_name))
+}
+
+/// The agent name in an agent span's name, for the shapes conventions and frameworks use.
+pub fn agent_from_span_name(name: &str) -> Option<&str> {
+    let n = name.trim();
+    let named = n
+        .strip_prefix("invoke_agent ")
+        .or_else(|| n.strip_prefix("create_agent "))
+        .or_else(|| n.strip_suffix("._execute_core"))
+        .or_else(|| n.strip_suffix(".agent"))
+        .or_else(|| n.strip_prefix("Agent run: "))
+        .or_else(|| n.strip_prefix("agent run: "))
+        .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"'))?;
+    (!named.is_empty() && named.len() <= 200).then_some(named)
 }
 
 /// First model name that is not a placeholder.
@@ -214,10 +235,17 @@ pub fn provider_from_model(model: &str) -> Option<&'static str> {
     }
 }
 
+/// First provider value that names a provider (not a framework placeholder), canonical.
+fn pick_provider(idx: &AttrIndex) -> Option<String> {
+    k::PROVIDER.iter().find_map(|key| {
+        let v = idx.str(key)?;
+        (!k::PROVIDER_PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v))).then(|| canonical_provider(v))
+    })
+}
+
 fn provider(rec: &AttrIndex, res: &Res, claude_code: bool, model: Option<&str>) -> Option<String> {
-    rec.first_str(k::PROVIDER)
-        .or_else(|| res.idx.first_str(k::PROVIDER))
-        .map(|(_, v)| canonical_provider(v))
+    pick_provider(rec)
+        .or_else(|| pick_provider(&res.idx))
         .or_else(|| claude_code.then(|| "anthropic".to_string()))
         .or_else(|| model.and_then(provider_from_model).map(str::to_string))
 }
@@ -458,9 +486,9 @@ fn map_span(
     };
     let error_type = idx.str(k::ERROR_TYPE);
     let error = status_code == "error" || error_type.is_some() || idx.bool(k::SUCCESS) == Some(false);
-    let entity_agent =
-        (idx.str(k::TRACELOOP_KIND) == Some("agent")).then(|| idx.str(k::TRACELOOP_ENTITY_NAME)).flatten();
-    let mut ctx = context(&idx, res, Some(trace_id.clone()), entity_agent);
+    let span_agent =
+        (span_type == SpanType::Agent && !claude_code).then(|| agent_span_name(&idx, &span.name)).flatten();
+    let mut ctx = context(&idx, res, Some(trace_id.clone()), span_agent);
     let duration_ms = (end_us - start_us) as f64 / 1000.0;
 
     if openclaw_usage {
