@@ -163,18 +163,18 @@ fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, span_ag
 
 /// The agent an agent span names when no `AGENT_NAME` key does: OpenInference graph nodes,
 /// OpenLLMetry's entity name, OpenLIT's role, else the span name's conventional shapes
-/// (`invoke_agent X`, `create_agent X`, CrewAI's `X._execute_core`, OpenLLMetry's `X.agent`).
+/// (CrewAI's `X._execute_core`, OpenLLMetry's `X.agent`).
 pub fn agent_span_name<'a>(rec: &AttrIndex<'a>, span_name: &'a str) -> Option<&'a str> {
     rec.first_str(k::AGENT_SPAN_NAME).map(|(_, v)| v).or_else(|| agent_from_span_name(span_name))
 }
 
-/// The agent name in an agent span's name, for the shapes conventions and frameworks use.
+/// The agent name in an agent span's name, for the shapes frameworks use. Not GenAI's
+/// `invoke_agent X`: a span that follows the convention carries `gen_ai.agent.name`, and OpenLIT's
+/// CrewAI spans call executor steps `invoke_agent generate_plan` without one.
 pub fn agent_from_span_name(name: &str) -> Option<&str> {
     let n = name.trim();
     let named = n
-        .strip_prefix("invoke_agent ")
-        .or_else(|| n.strip_prefix("create_agent "))
-        .or_else(|| n.strip_suffix("._execute_core"))
+        .strip_suffix("._execute_core")
         .or_else(|| n.strip_suffix(".agent"))
         .or_else(|| n.strip_prefix("Agent run: "))
         .or_else(|| n.strip_prefix("agent run: "))
@@ -343,6 +343,13 @@ fn reported_cost(rec: &AttrIndex) -> Option<f64> {
     rec.first_f64(k::COST_USD).or_else(|| rec.f64(k::COST_USD_MICROS).map(|m| m / 1e6)).filter(|c| *c >= 0.0)
 }
 
+/// OpenLIT reports `gen_ai.usage.cost = 0` for a model its own price list does not know (any
+/// OpenAI-compatible endpoint): with tokens used, that zero means "unknown", so the call is priced.
+fn openlit_unknown_cost(cost: Option<f64>, openlit: bool, u: &Usage) -> Option<f64> {
+    let used = u.input.unwrap_or(0) > 0 || u.output.unwrap_or(0) > 0;
+    cost.filter(|c| !(openlit && *c == 0.0 && used))
+}
+
 /// Sessions and agents seen in one request, folded per id.
 #[derive(Default)]
 struct SeenSet {
@@ -418,6 +425,16 @@ impl SeenSet {
         batch.sessions.extend(self.sessions.into_values());
         batch.agents.extend(self.agents.into_values());
     }
+}
+
+/// Sessions and agents of rows (context, time), as mapping notes them (`pipeline::inherit`
+/// rebuilds a batch's after changing contexts).
+pub fn seen_of<'a>(rows: impl IntoIterator<Item = (&'a Context, i64)>) -> (Vec<Seen>, Vec<Seen>) {
+    let mut seen = SeenSet::default();
+    for (ctx, t) in rows {
+        seen.note(ctx, t);
+    }
+    (seen.sessions.into_values().collect(), seen.agents.into_values().collect())
 }
 
 fn span_kind(kind: i32) -> &'static str {
@@ -505,7 +522,7 @@ fn map_span(
     } else if matches!(span_type, SpanType::Llm | SpanType::Embedding) {
         let prov = provider(&idx, res, claude_code, model.as_deref());
         let u = usage(&idx, claude_code, res.openlit && prov.as_deref() == Some("anthropic"));
-        let cost = reported_cost(&idx);
+        let cost = openlit_unknown_cost(reported_cost(&idx), res.openlit, &u);
         batch.model_calls.push(ModelCallRow {
             time_us: end_us,
             source: "span",

@@ -30,8 +30,14 @@ pub const AGENT_NAME: &[&str] = &["gen_ai.agent.name", "agent.name", "agent_type
 /// On an agent span only (span type `Agent`), in priority order after `AGENT_NAME`: OpenInference
 /// graph nodes (CrewAI, LangGraph, OpenAI Agents), OpenLLMetry's entity name, OpenLIT's agent role.
 /// The span name is the last source (`agent_from_span_name`).
-pub const AGENT_SPAN_NAME: &[&str] =
-    &["graph.node.name", "graph.node.id", TRACELOOP_ENTITY_NAME, "gen_ai.agent.role", "crewai.agent.role"];
+pub const AGENT_SPAN_NAME: &[&str] = &[
+    "graph.node.name",
+    "graph.node.id",
+    TRACELOOP_ENTITY_NAME,
+    "gen_ai.agent.role",
+    "crewai.agent.role",
+    "crewai.task.agent",
+];
 pub const RUN_ID: &[&str] = &[
     "gen_ai.task.id",
     "gen_ai.agent.task.id",
@@ -213,20 +219,20 @@ mod tests {
                 false,
             ),
             (
-                "genai invoke_agent span name",
-                vec![s("gen_ai.operation.name", "invoke_agent")],
+                "genai invoke_agent span",
+                vec![s("gen_ai.operation.name", "invoke_agent"), s("gen_ai.agent.name", "Triage")],
                 "invoke_agent Triage",
                 SpanType::Agent,
                 "Triage",
                 false,
             ),
             (
-                "genai create_agent span name",
-                vec![s("gen_ai.operation.name", "create_agent")],
-                "create_agent Helper",
+                "openlit executor step named like an agent is not one",
+                vec![s("gen_ai.operation.name", "invoke_agent"), s("gen_ai.provider.name", "crewai")],
+                "invoke_agent generate_plan",
                 SpanType::Agent,
-                "Helper",
-                false,
+                "svc",
+                true,
             ),
             (
                 "openinference crewai agent span",
