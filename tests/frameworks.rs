@@ -183,3 +183,41 @@ async fn crewai_openlit() {
     rollup_matches_calls(&app).await;
     app.shutdown().await;
 }
+
+/// LangGraph supervisor graph: two ReAct agents as subgraphs (`researcher` with a tool, `writer`).
+async fn langgraph_checks(app: &TestApp) {
+    assert_eq!(totals(app).await, (3, 360, 90, 60));
+    assert_eq!(calls_by_agent_name(app).await, vec![("researcher".into(), 2), ("writer".into(), 1)]);
+    let r = app.rows("SELECT DISTINCT model, provider, task_id, session_id, cost_source FROM model_calls").await;
+    assert_eq!(
+        r,
+        vec![vec![
+            Value::from("gpt-4o-mini-2024-07-18"),
+            "openai".into(),
+            "TASK-7".into(),
+            "lg-session-1".into(),
+            "computed".into()
+        ]]
+    );
+    let tools = app.rows("SELECT tool_name, agent_name, session_id FROM tool_calls").await;
+    assert_eq!(tools, vec![vec![Value::from("lookup_weather"), "researcher".into(), "lg-session-1".into()]]);
+    let by_agent = cost_by_agent(app).await;
+    assert!(by_agent.contains(&("researcher".into(), 2)) && by_agent.contains(&("writer".into(), 1)), "{by_agent:?}");
+    rollup_matches_calls(app).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn langgraph_openinference() {
+    let app = spawn().await;
+    post_each(&app, "langgraph-openinference").await;
+    langgraph_checks(&app).await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn langgraph_openllmetry() {
+    let app = spawn().await;
+    post_each(&app, "langgraph-openllmetry").await;
+    langgraph_checks(&app).await;
+    app.shutdown().await;
+}

@@ -138,8 +138,9 @@ fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, span_ag
         .first_str(k::AGENT_NAME)
         .map(|(_, v)| v)
         .or(span_agent)
-        .or_else(|| res.idx.first_str(k::AGENT_NAME).map(|(_, v)| v))
-        .map(str::to_string);
+        .map(str::to_string)
+        .or_else(|| langgraph_agent(rec))
+        .or_else(|| res.idx.first_str(k::AGENT_NAME).map(|(_, v)| v.to_string()));
     let own_id = rec.first_str(k::AGENT_ID).or_else(|| res.idx.first_str(k::AGENT_ID)).map(|(_, v)| v.to_string());
     let agent_fallback = own_name.is_none() && own_id.is_none() && res.service.is_some();
     let agent_name = own_name.or_else(|| res.service.as_deref().map(str::to_string));
@@ -166,6 +167,26 @@ fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, span_ag
 /// (CrewAI's `X._execute_core`, OpenLLMetry's `X.agent`).
 pub fn agent_span_name<'a>(rec: &AttrIndex<'a>, span_name: &'a str) -> Option<&'a str> {
     rec.first_str(k::AGENT_SPAN_NAME).map(|(_, v)| v).or_else(|| agent_from_span_name(span_name))
+}
+
+/// LangGraph: a record inside a subgraph (checkpoint namespace `agent:id|node:id`, from
+/// OpenLLMetry's association properties or OpenInference's `metadata` JSON) belongs to the agent
+/// the outermost node names (the supervisor pattern: one subgraph per agent). A record of the
+/// top graph (one segment) names no agent.
+pub fn langgraph_agent(rec: &AttrIndex) -> Option<String> {
+    let ns = match rec.first_str(k::LANGGRAPH_NS) {
+        Some((_, v)) => v.to_string(),
+        None => {
+            let meta = rec.str(k::OI_METADATA).filter(|m| m.len() <= 65_536 && m.contains("checkpoint_ns"))?;
+            let v: serde_json::Value = serde_json::from_str(meta).ok()?;
+            v.get("langgraph_checkpoint_ns").or_else(|| v.get("checkpoint_ns"))?.as_str()?.to_string()
+        }
+    };
+    let mut parts = ns.split('|');
+    let first = parts.next()?;
+    parts.next()?;
+    let name = first.split(':').next()?.trim();
+    (!name.is_empty() && name.len() <= 200).then(|| name.to_string())
 }
 
 /// The agent name in an agent span's name, for the shapes frameworks use. Not GenAI's

@@ -65,6 +65,13 @@ pub const PROVIDER: &[&str] = &[
     "llm.system",
     "traceloop.association.properties.ls_provider",
 ];
+/// LangGraph's checkpoint namespace (`parent_node:id|node:id`), as OpenLLMetry forwards it; a call
+/// inside a subgraph belongs to the agent its outermost node names (`normalize::langgraph_agent`).
+pub const LANGGRAPH_NS: &[&str] =
+    &["traceloop.association.properties.langgraph_checkpoint_ns", "traceloop.association.properties.checkpoint_ns"];
+/// OpenInference's LangChain metadata (JSON text holding `langgraph_checkpoint_ns`).
+pub const OI_METADATA: &str = "metadata";
+
 /// Provider values that name a framework, not a model provider (OpenLLMetry's LangChain spans say
 /// `gen_ai.system = Langchain`); the next source is used.
 pub const PROVIDER_PLACEHOLDERS: &[&str] = &["", "unknown", "none", "langchain", "crewai", "llamaindex", "langgraph"];
@@ -136,6 +143,7 @@ pub fn all_keys() -> impl Iterator<Item = &'static str> {
         TOOL_CALL_ID,
         REQUEST_ID,
         AGENT_SPAN_NAME,
+        LANGGRAPH_NS,
     ]
     .into_iter()
     .flatten()
@@ -147,6 +155,7 @@ pub fn all_keys() -> impl Iterator<Item = &'static str> {
         BAGGAGE,
         SERVICE_NAME,
         TELEMETRY_SDK_NAME,
+        OI_METADATA,
         COST_USD_MICROS,
         OPERATION_NAME,
         OPENINFERENCE_KIND,
