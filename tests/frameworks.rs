@@ -54,7 +54,8 @@ async fn post_merged(app: &TestApp, dir: &str) {
 async fn totals(app: &TestApp) -> (i64, i64, i64, i64) {
     let r = app
         .rows(
-            "SELECT count(*), sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT, sum(cache_read_tokens)::BIGINT
+            "SELECT count(*), sum(input_tokens)::BIGINT, sum(output_tokens)::BIGINT,
+                    coalesce(sum(cache_read_tokens), 0)::BIGINT
              FROM model_calls",
         )
         .await;
@@ -219,5 +220,77 @@ async fn langgraph_openllmetry() {
     let app = spawn().await;
     post_each(&app, "langgraph-openllmetry").await;
     langgraph_checks(&app).await;
+    app.shutdown().await;
+}
+
+/// (tool, agent name) of every tool call.
+async fn tools(app: &TestApp) -> Vec<(String, String)> {
+    app.rows("SELECT tool_name, agent_name FROM tool_calls ORDER BY 1, 2")
+        .await
+        .into_iter()
+        .map(|r| (r[0].as_str().unwrap_or("").to_string(), r[1].as_str().unwrap_or("").to_string()))
+        .collect()
+}
+
+async fn one_model(app: &TestApp, model: &str) {
+    let r = app.rows("SELECT DISTINCT model, provider, task_id, cost_source FROM model_calls").await;
+    assert_eq!(r, vec![vec![Value::from(model), "openai".into(), "TASK-7".into(), "computed".into()]]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn openai_agents_sdk_openinference() {
+    let app = spawn().await;
+    post_each(&app, "openai-agents").await;
+    // The Agents SDK's chat-completions path reports no cached tokens.
+    assert_eq!(totals(&app).await, (3, 360, 90, 0));
+    assert_eq!(calls_by_agent_name(&app).await, vec![("Researcher".into(), 2), ("Writer".into(), 1)]);
+    one_model(&app, "gpt-4o-mini").await;
+    assert_eq!(tools(&app).await, vec![("lookup_weather".into(), "Researcher".into())]);
+    assert_eq!(cost_by_agent(&app).await, vec![("Researcher".into(), 2), ("Writer".into(), 1)]);
+    rollup_matches_calls(&app).await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn autogen_builtin_otel() {
+    let app = spawn().await;
+    post_each(&app, "autogen").await;
+    assert_eq!(totals(&app).await, (3, 360, 90, 60));
+    assert_eq!(calls_by_agent_name(&app).await, vec![("researcher".into(), 2), ("writer".into(), 1)]);
+    one_model(&app, "gpt-4o-mini-2024-07-18").await;
+    assert_eq!(tools(&app).await, vec![("lookup_weather".into(), "researcher".into())]);
+    assert_eq!(cost_by_agent(&app).await, vec![("researcher".into(), 2), ("writer".into(), 1)]);
+    rollup_matches_calls(&app).await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pydantic_ai_logfire() {
+    let app = spawn().await;
+    // Every span of this capture was exported twice (Logfire's exporter and an extra processor):
+    // a re-sent span counts once.
+    post_each(&app, "pydantic-ai").await;
+    assert_eq!(totals(&app).await, (3, 360, 90, 60));
+    assert_eq!(calls_by_agent_name(&app).await, vec![("researcher".into(), 2), ("writer".into(), 1)]);
+    one_model(&app, "gpt-4o-mini-2024-07-18").await;
+    assert_eq!(tools(&app).await, vec![("lookup_weather".into(), "researcher".into())]);
+    // One session per agent run (`gen_ai.conversation.id`).
+    let sessions = app.scalar("SELECT count(DISTINCT session_id) FROM model_calls").await;
+    assert_eq!(as_i64(&sessions), 2);
+    rollup_matches_calls(&app).await;
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn llamaindex_openinference() {
+    let app = spawn().await;
+    post_each(&app, "llamaindex").await;
+    // Two model calls; the `_prepare_chat_with_tools` LLM spans beside them are not calls.
+    assert_eq!(totals(&app).await, (2, 240, 60, 40));
+    one_model(&app, "gpt-4o-mini").await;
+    // LlamaIndex's spans name no agent: the service is the agent.
+    assert_eq!(calls_by_agent_name(&app).await, vec![("llamaindex-service".into(), 2)]);
+    assert_eq!(tools(&app).await, vec![("lookup_weather".into(), "llamaindex-service".into())]);
+    rollup_matches_calls(&app).await;
     app.shutdown().await;
 }

@@ -289,6 +289,9 @@ pub fn classify(rec: &AttrIndex, span_name: &str) -> SpanType {
     }
     if let Some(kind) = rec.str(k::OPENINFERENCE_KIND) {
         return match kind.to_ascii_uppercase().as_str() {
+            // LlamaIndex marks the step that builds a tool-calling request as LLM too (no usage):
+            // the call is its sibling `astream_chat` / `chat` span.
+            "LLM" if span_name.ends_with("._prepare_chat_with_tools") => SpanType::Chain,
             "LLM" => SpanType::Llm,
             "EMBEDDING" => SpanType::Embedding,
             "CHAIN" => SpanType::Chain,

@@ -20,8 +20,8 @@ use crate::model::records::{Batch, Context, Fixup};
 
 const MAX_DEPTH: usize = 128;
 const MAX_TRACE_NODES: usize = 50_000;
-/// Default bound on remembered spans (about 150 bytes each plus ids).
-pub const DEFAULT_MAX_NODES: usize = 500_000;
+/// Default bound on remembered spans (a few hundred bytes each: about 60 MB at most).
+pub const DEFAULT_MAX_NODES: usize = 200_000;
 
 /// What a span carries of its own.
 #[derive(Debug, Clone, Default)]
@@ -211,6 +211,7 @@ impl Inherit {
         }
         // 1. Remember every span of the batch.
         let mut touched: Vec<String> = Vec::new();
+        let mut touched_set: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for s in &batch.spans {
             if !self.traces.contains_key(&s.trace_id) {
                 self.traces.insert(s.trace_id.clone(), TraceMem::default());
@@ -225,7 +226,7 @@ impl Inherit {
             if t.nodes.insert(s.span_id.clone(), node).is_none() {
                 self.nodes += 1;
             }
-            if touched.last() != Some(&s.trace_id) && !touched.contains(&s.trace_id) {
+            if touched_set.insert(s.trace_id.as_str()) {
                 touched.push(s.trace_id.clone());
             }
         }
