@@ -127,25 +127,24 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Resolve the shared context of a record.
-fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, entity_agent: Option<&str>) -> Context {
-    let session_id = rec
-        .first_str(k::SESSION_ID)
-        .or_else(|| res.idx.first_str(k::SESSION_ID))
-        .map(|(_, v)| v.to_string())
-        .or(fallback_session);
-    let agent_name = rec
+/// Resolve the shared context of a record. `span_agent` is the agent an agent span names
+/// (`agent_span_name`); it comes after the record's own agent keys and before the resource's.
+fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, span_agent: Option<&str>) -> Context {
+    let own_session =
+        rec.first_str(k::SESSION_ID).or_else(|| res.idx.first_str(k::SESSION_ID)).map(|(_, v)| v.to_string());
+    let session_fallback = own_session.is_none() && fallback_session.is_some();
+    let session_id = own_session.or(fallback_session);
+    let own_name = rec
         .first_str(k::AGENT_NAME)
         .map(|(_, v)| v)
-        .or(entity_agent)
-        .or_else(|| res.idx.first_str(k::AGENT_NAME).map(|(_, v)| v))
+        .or(span_agent)
         .map(str::to_string)
-        .or_else(|| res.service.as_deref().map(str::to_string));
-    let agent_id = rec
-        .first_str(k::AGENT_ID)
-        .or_else(|| res.idx.first_str(k::AGENT_ID))
-        .map(|(_, v)| v.to_string())
-        .or_else(|| agent_name.clone());
+        .or_else(|| langgraph_agent(rec))
+        .or_else(|| res.idx.first_str(k::AGENT_NAME).map(|(_, v)| v.to_string()));
+    let own_id = rec.first_str(k::AGENT_ID).or_else(|| res.idx.first_str(k::AGENT_ID)).map(|(_, v)| v.to_string());
+    let agent_fallback = own_name.is_none() && own_id.is_none() && res.service.is_some();
+    let agent_name = own_name.or_else(|| res.service.as_deref().map(str::to_string));
+    let agent_id = own_id.or_else(|| agent_name.clone());
     Context {
         session_id,
         agent_id,
@@ -158,7 +157,50 @@ fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<String>, entity_
             .or_else(|| res.idx.str(k::PARENT_SESSION_ID))
             .filter(|p| !p.is_empty())
             .map(str::to_string),
+        agent_fallback,
+        session_fallback,
     }
+}
+
+/// The agent an agent span names when no `AGENT_NAME` key does: OpenInference graph nodes,
+/// OpenLLMetry's entity name, OpenLIT's role, else the span name's conventional shapes
+/// (CrewAI's `X._execute_core`, OpenLLMetry's `X.agent`).
+pub fn agent_span_name<'a>(rec: &AttrIndex<'a>, span_name: &'a str) -> Option<&'a str> {
+    rec.first_str(k::AGENT_SPAN_NAME).map(|(_, v)| v).or_else(|| agent_from_span_name(span_name))
+}
+
+/// LangGraph: a record inside a subgraph (checkpoint namespace `agent:id|node:id`, from
+/// OpenLLMetry's association properties or OpenInference's `metadata` JSON) belongs to the agent
+/// the outermost node names (the supervisor pattern: one subgraph per agent). A record of the
+/// top graph (one segment) names no agent.
+pub fn langgraph_agent(rec: &AttrIndex) -> Option<String> {
+    let ns = match rec.first_str(k::LANGGRAPH_NS) {
+        Some((_, v)) => v.to_string(),
+        None => {
+            let meta = rec.str(k::OI_METADATA).filter(|m| m.len() <= 65_536 && m.contains("checkpoint_ns"))?;
+            let v: serde_json::Value = serde_json::from_str(meta).ok()?;
+            v.get("langgraph_checkpoint_ns").or_else(|| v.get("checkpoint_ns"))?.as_str()?.to_string()
+        }
+    };
+    let mut parts = ns.split('|');
+    let first = parts.next()?;
+    parts.next()?;
+    let name = first.split(':').next()?.trim();
+    (!name.is_empty() && name.len() <= 200).then(|| name.to_string())
+}
+
+/// The agent name in an agent span's name, for the shapes frameworks use. Not GenAI's
+/// `invoke_agent X`: a span that follows the convention carries `gen_ai.agent.name`, and OpenLIT's
+/// CrewAI spans call executor steps `invoke_agent generate_plan` without one.
+pub fn agent_from_span_name(name: &str) -> Option<&str> {
+    let n = name.trim();
+    let named = n
+        .strip_suffix("._execute_core")
+        .or_else(|| n.strip_suffix(".agent"))
+        .or_else(|| n.strip_prefix("Agent run: "))
+        .or_else(|| n.strip_prefix("agent run: "))
+        .map(|s| s.trim().trim_matches(|c| c == '\'' || c == '"'))?;
+    (!named.is_empty() && named.len() <= 200).then_some(named)
 }
 
 /// First model name that is not a placeholder.
@@ -214,10 +256,17 @@ pub fn provider_from_model(model: &str) -> Option<&'static str> {
     }
 }
 
+/// First provider value that names a provider (not a framework placeholder), canonical.
+fn pick_provider(idx: &AttrIndex) -> Option<String> {
+    k::PROVIDER.iter().find_map(|key| {
+        let v = idx.str(key)?;
+        (!k::PROVIDER_PLACEHOLDERS.iter().any(|p| p.eq_ignore_ascii_case(v))).then(|| canonical_provider(v))
+    })
+}
+
 fn provider(rec: &AttrIndex, res: &Res, claude_code: bool, model: Option<&str>) -> Option<String> {
-    rec.first_str(k::PROVIDER)
-        .or_else(|| res.idx.first_str(k::PROVIDER))
-        .map(|(_, v)| canonical_provider(v))
+    pick_provider(rec)
+        .or_else(|| pick_provider(&res.idx))
         .or_else(|| claude_code.then(|| "anthropic".to_string()))
         .or_else(|| model.and_then(provider_from_model).map(str::to_string))
 }
@@ -240,6 +289,9 @@ pub fn classify(rec: &AttrIndex, span_name: &str) -> SpanType {
     }
     if let Some(kind) = rec.str(k::OPENINFERENCE_KIND) {
         return match kind.to_ascii_uppercase().as_str() {
+            // LlamaIndex marks the step that builds a tool-calling request as LLM too (no usage):
+            // the call is its sibling `astream_chat` / `chat` span.
+            "LLM" if span_name.ends_with("._prepare_chat_with_tools") => SpanType::Chain,
             "LLM" => SpanType::Llm,
             "EMBEDDING" => SpanType::Embedding,
             "CHAIN" => SpanType::Chain,
@@ -313,6 +365,13 @@ fn usage(rec: &AttrIndex, claude_code: bool, anthropic_excludes_cache: bool) -> 
 
 fn reported_cost(rec: &AttrIndex) -> Option<f64> {
     rec.first_f64(k::COST_USD).or_else(|| rec.f64(k::COST_USD_MICROS).map(|m| m / 1e6)).filter(|c| *c >= 0.0)
+}
+
+/// OpenLIT reports `gen_ai.usage.cost = 0` for a model its own price list does not know (any
+/// OpenAI-compatible endpoint): with tokens used, that zero means "unknown", so the call is priced.
+fn openlit_unknown_cost(cost: Option<f64>, openlit: bool, u: &Usage) -> Option<f64> {
+    let used = u.input.unwrap_or(0) > 0 || u.output.unwrap_or(0) > 0;
+    cost.filter(|c| !(openlit && *c == 0.0 && used))
 }
 
 /// Sessions and agents seen in one request, folded per id.
@@ -392,6 +451,16 @@ impl SeenSet {
     }
 }
 
+/// Sessions and agents of rows (context, time), as mapping notes them (`pipeline::inherit`
+/// rebuilds a batch's after changing contexts).
+pub fn seen_of<'a>(rows: impl IntoIterator<Item = (&'a Context, i64)>) -> (Vec<Seen>, Vec<Seen>) {
+    let mut seen = SeenSet::default();
+    for (ctx, t) in rows {
+        seen.note(ctx, t);
+    }
+    (seen.sessions.into_values().collect(), seen.agents.into_values().collect())
+}
+
 fn span_kind(kind: i32) -> &'static str {
     match SpanKind::try_from(kind).unwrap_or(SpanKind::Unspecified) {
         SpanKind::Unspecified => "unspecified",
@@ -458,9 +527,9 @@ fn map_span(
     };
     let error_type = idx.str(k::ERROR_TYPE);
     let error = status_code == "error" || error_type.is_some() || idx.bool(k::SUCCESS) == Some(false);
-    let entity_agent =
-        (idx.str(k::TRACELOOP_KIND) == Some("agent")).then(|| idx.str(k::TRACELOOP_ENTITY_NAME)).flatten();
-    let mut ctx = context(&idx, res, Some(trace_id.clone()), entity_agent);
+    let span_agent =
+        (span_type == SpanType::Agent && !claude_code).then(|| agent_span_name(&idx, &span.name)).flatten();
+    let mut ctx = context(&idx, res, Some(trace_id.clone()), span_agent);
     let duration_ms = (end_us - start_us) as f64 / 1000.0;
 
     if openclaw_usage {
@@ -477,7 +546,7 @@ fn map_span(
     } else if matches!(span_type, SpanType::Llm | SpanType::Embedding) {
         let prov = provider(&idx, res, claude_code, model.as_deref());
         let u = usage(&idx, claude_code, res.openlit && prov.as_deref() == Some("anthropic"));
-        let cost = reported_cost(&idx);
+        let cost = openlit_unknown_cost(reported_cost(&idx), res.openlit, &u);
         batch.model_calls.push(ModelCallRow {
             time_us: end_us,
             source: "span",

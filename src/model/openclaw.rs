@@ -81,6 +81,7 @@ fn find_i64(kvs: &[KeyValue], key: &str) -> Option<i64> {
 pub fn plugin_context(kvs: &[KeyValue], ctx: &mut Context) {
     if let Some(key) = find_str(kvs, oc::plugin::SESSION_KEY) {
         ctx.session_id = Some(key.to_string());
+        ctx.session_fallback = false;
     }
 }
 

@@ -42,6 +42,11 @@ pub struct Context {
     pub service_name: Option<Arc<str>>,
     /// The session that spawned this record's session (`agent_console.session.parent_id`).
     pub parent_session_id: Option<String>,
+    /// The agent is only `service.name` (the record named none): an agent span above it in its
+    /// trace takes precedence (`pipeline::inherit`).
+    pub agent_fallback: bool,
+    /// The session is only the trace id (the record named none): inherited the same way.
+    pub session_fallback: bool,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -205,6 +210,24 @@ pub struct SessionUpdate {
     pub cost_usd: f64,
 }
 
+/// A correction of rows already stored for one span (model call, tool call, span): the values an
+/// ancestor span carries, applied where `Some` (`store::fixups`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Fixup {
+    pub trace_id: String,
+    pub span_id: String,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub session_id: Option<String>,
+    pub task_id: Option<String>,
+    /// The agent the rows were stored with (the session's agent is moved only from this one).
+    pub from_agent: Option<String>,
+    /// The session the rows were stored with.
+    pub from_session: Option<String>,
+    /// The stored rows' time (lower bound for the scan).
+    pub time_us: i64,
+}
+
 /// Everything one export request maps to.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Batch {
@@ -219,6 +242,9 @@ pub struct Batch {
     pub session_updates: Vec<SessionUpdate>,
     /// Tasks and session links first seen in these rows (the pipeline's `tasks` stage).
     pub task_links: Vec<crate::tasks::link::TaskLink>,
+    /// Rows stored by earlier records that get the agent / session / task of an ancestor span that
+    /// arrived later (`pipeline::inherit`); the writer applies them in this batch's transaction.
+    pub fixups: Vec<Fixup>,
     /// The ingest-log position these rows came from (0: not from a record, e.g. a timer's
     /// session changes). Live message ids derive from it, so a replay keeps them.
     pub log_pos: u64,
@@ -242,6 +268,7 @@ impl Batch {
         self.agents.append(&mut other.agents);
         self.session_updates.append(&mut other.session_updates);
         self.task_links.append(&mut other.task_links);
+        self.fixups.append(&mut other.fixups);
         self.log_pos = self.log_pos.max(other.log_pos);
     }
 }

@@ -27,6 +27,17 @@ pub const SESSION_ID: &[&str] = &[
 ];
 pub const AGENT_ID: &[&str] = &["gen_ai.agent.id", "agent_id", "coding_agent.agent.id"];
 pub const AGENT_NAME: &[&str] = &["gen_ai.agent.name", "agent.name", "agent_type"];
+/// On an agent span only (span type `Agent`), in priority order after `AGENT_NAME`: OpenInference
+/// graph nodes (CrewAI, LangGraph, OpenAI Agents), OpenLLMetry's entity name, OpenLIT's agent role.
+/// The span name is the last source (`agent_from_span_name`).
+pub const AGENT_SPAN_NAME: &[&str] = &[
+    "graph.node.name",
+    "graph.node.id",
+    TRACELOOP_ENTITY_NAME,
+    "gen_ai.agent.role",
+    "crewai.agent.role",
+    "crewai.task.agent",
+];
 pub const RUN_ID: &[&str] = &[
     "gen_ai.task.id",
     "gen_ai.agent.task.id",
@@ -44,8 +55,26 @@ pub const MODEL: &[&str] = &[
     "llm.request.model_name",
     "model",
     "embedding.model_name",
+    // LangChain metadata OpenLLMetry forwards as association properties (LangChain's own names).
+    "traceloop.association.properties.ls_model_name",
 ];
-pub const PROVIDER: &[&str] = &["gen_ai.provider.name", "gen_ai.system", "llm.provider", "llm.system"];
+pub const PROVIDER: &[&str] = &[
+    "gen_ai.provider.name",
+    "gen_ai.system",
+    "llm.provider",
+    "llm.system",
+    "traceloop.association.properties.ls_provider",
+];
+/// LangGraph's checkpoint namespace (`parent_node:id|node:id`), as OpenLLMetry forwards it; a call
+/// inside a subgraph belongs to the agent its outermost node names (`normalize::langgraph_agent`).
+pub const LANGGRAPH_NS: &[&str] =
+    &["traceloop.association.properties.langgraph_checkpoint_ns", "traceloop.association.properties.checkpoint_ns"];
+/// OpenInference's LangChain metadata (JSON text holding `langgraph_checkpoint_ns`).
+pub const OI_METADATA: &str = "metadata";
+
+/// Provider values that name a framework, not a model provider (OpenLLMetry's LangChain spans say
+/// `gen_ai.system = Langchain`); the next source is used.
+pub const PROVIDER_PLACEHOLDERS: &[&str] = &["", "unknown", "none", "langchain", "crewai", "llamaindex", "langgraph"];
 pub const INPUT_TOKENS: &[&str] =
     &["gen_ai.usage.input_tokens", "gen_ai.usage.prompt_tokens", "llm.token_count.prompt", CC_INPUT_TOKENS];
 /// Claude Code's own key: Anthropic usage semantics, cache tokens *excluded*.
@@ -113,6 +142,8 @@ pub fn all_keys() -> impl Iterator<Item = &'static str> {
         TOOL_NAME,
         TOOL_CALL_ID,
         REQUEST_ID,
+        AGENT_SPAN_NAME,
+        LANGGRAPH_NS,
     ]
     .into_iter()
     .flatten()
@@ -124,6 +155,7 @@ pub fn all_keys() -> impl Iterator<Item = &'static str> {
         BAGGAGE,
         SERVICE_NAME,
         TELEMETRY_SDK_NAME,
+        OI_METADATA,
         COST_USD_MICROS,
         OPERATION_NAME,
         OPENINFERENCE_KIND,
@@ -141,4 +173,225 @@ pub fn all_keys() -> impl Iterator<Item = &'static str> {
         agent_console_conventions::openclaw::MESSAGE_ID_ATTR,
         agent_console_conventions::openclaw::RECONCILE_ID_ATTR,
     ])
+}
+
+#[cfg(test)]
+mod tests {
+    use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+
+    use crate::model::normalize::traces;
+    use crate::model::records::SpanType;
+
+    fn s(k: &str, v: &str) -> KeyValue {
+        KeyValue {
+            key: k.into(),
+            value: Some(AnyValue { value: Some(Value::StringValue(v.into())) }),
+            ..Default::default()
+        }
+    }
+    fn i(k: &str, v: i64) -> KeyValue {
+        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(Value::IntValue(v)) }), ..Default::default() }
+    }
+    fn one(resource: Vec<KeyValue>, attrs: Vec<KeyValue>, name: &str) -> ExportTraceServiceRequest {
+        ExportTraceServiceRequest {
+            resource_spans: vec![ResourceSpans {
+                resource: Some(Resource { attributes: resource, ..Default::default() }),
+                scope_spans: vec![ScopeSpans {
+                    spans: vec![Span {
+                        trace_id: vec![7; 16],
+                        span_id: vec![3; 8],
+                        name: name.into(),
+                        start_time_unix_nano: 1_000_000_000,
+                        end_time_unix_nano: 3_000_000_000,
+                        attributes: attrs,
+                        ..Default::default()
+                    }],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+        }
+    }
+
+    /// (case, span attrs, span name) -> (span type, agent id, agent is only the service name)
+    #[test]
+    fn agent_identity_table() {
+        let svc = || vec![s("service.name", "svc")];
+        let cases: Vec<(&str, Vec<KeyValue>, &str, SpanType, &str, bool)> = vec![
+            ("genai agent name", vec![s("gen_ai.agent.name", "planner")], "chat", SpanType::Other, "planner", false),
+            (
+                "genai agent id wins over name",
+                vec![s("gen_ai.agent.id", "ag-1"), s("gen_ai.agent.name", "planner")],
+                "x",
+                SpanType::Other,
+                "ag-1",
+                false,
+            ),
+            (
+                "genai invoke_agent span",
+                vec![s("gen_ai.operation.name", "invoke_agent"), s("gen_ai.agent.name", "Triage")],
+                "invoke_agent Triage",
+                SpanType::Agent,
+                "Triage",
+                false,
+            ),
+            (
+                "openlit executor step named like an agent is not one",
+                vec![s("gen_ai.operation.name", "invoke_agent"), s("gen_ai.provider.name", "crewai")],
+                "invoke_agent generate_plan",
+                SpanType::Agent,
+                "svc",
+                true,
+            ),
+            (
+                "openinference crewai agent span",
+                vec![s("openinference.span.kind", "AGENT"), s("graph.node.id", "Researcher")],
+                "Researcher._execute_core",
+                SpanType::Agent,
+                "Researcher",
+                false,
+            ),
+            (
+                "openinference graph.node.name before id",
+                vec![s("openinference.span.kind", "AGENT"), s("graph.node.id", "n1"), s("graph.node.name", "Writer")],
+                "x",
+                SpanType::Agent,
+                "Writer",
+                false,
+            ),
+            (
+                "openinference agent span name only",
+                vec![s("openinference.span.kind", "AGENT")],
+                "Writer._execute_core",
+                SpanType::Agent,
+                "Writer",
+                false,
+            ),
+            (
+                "openinference agent.name",
+                vec![s("openinference.span.kind", "LLM"), s("agent.name", "coder"), s("llm.model_name", "gpt-4o")],
+                "ChatOpenAI",
+                SpanType::Llm,
+                "coder",
+                false,
+            ),
+            (
+                "openllmetry agent span",
+                vec![s("traceloop.span.kind", "agent"), s("traceloop.entity.name", "Analyst")],
+                "Analyst.agent",
+                SpanType::Agent,
+                "Analyst",
+                false,
+            ),
+            (
+                "openlit agent role",
+                vec![s("gen_ai.operation.name", "invoke_agent"), s("gen_ai.agent.role", "Editor")],
+                "invoke_agent",
+                SpanType::Agent,
+                "Editor",
+                false,
+            ),
+            (
+                "graph node on a chain span names no agent",
+                vec![s("openinference.span.kind", "CHAIN"), s("graph.node.id", "tools")],
+                "tools",
+                SpanType::Chain,
+                "svc",
+                true,
+            ),
+            (
+                "llm span without an agent falls back to the service",
+                vec![s("openinference.span.kind", "LLM"), s("llm.model_name", "gpt-4o")],
+                "ChatCompletion",
+                SpanType::Llm,
+                "svc",
+                true,
+            ),
+            (
+                "agent span with no name falls back",
+                vec![s("openinference.span.kind", "AGENT")],
+                "run",
+                SpanType::Agent,
+                "svc",
+                true,
+            ),
+        ];
+        for (name, attrs, span_name, ty, agent, fallback) in cases {
+            let m = traces(&one(svc(), attrs, span_name), 0);
+            let sp = &m.batch.spans[0];
+            assert_eq!(sp.span_type, ty, "{name}: type");
+            assert_eq!(sp.ctx.agent_id.as_deref(), Some(agent), "{name}: agent");
+            assert_eq!(sp.ctx.agent_fallback, fallback, "{name}: fallback");
+            assert!(sp.ctx.session_fallback, "{name}: no session named");
+        }
+        // A resource agent name is the record's own agent too.
+        let m = traces(&one(vec![s("service.name", "svc"), s("gen_ai.agent.name", "res-agent")], vec![], "x"), 0);
+        assert_eq!(m.batch.spans[0].ctx.agent_id.as_deref(), Some("res-agent"));
+        assert!(!m.batch.spans[0].ctx.agent_fallback);
+    }
+
+    /// A placeholder model never wins over a real name from any source; framework names are not providers.
+    #[test]
+    fn model_and_provider_table() {
+        let cases: Vec<(&str, Vec<KeyValue>, Option<&str>, Option<&str>)> = vec![
+            (
+                "openllmetry langchain: placeholder request model, association properties",
+                vec![
+                    s("llm.request.type", "chat"),
+                    s("gen_ai.system", "Langchain"),
+                    s("gen_ai.request.model", "unknown"),
+                    s("traceloop.association.properties.ls_model_name", "gpt-4o-mini"),
+                    s("traceloop.association.properties.ls_provider", "openai"),
+                    i("gen_ai.usage.input_tokens", 10),
+                ],
+                Some("gpt-4o-mini"),
+                Some("openai"),
+            ),
+            (
+                "response model beats a placeholder request model",
+                vec![
+                    s("llm.request.type", "chat"),
+                    s("gen_ai.request.model", "unknown"),
+                    s("gen_ai.response.model", "gpt-4o-2024-08-06"),
+                    s("traceloop.association.properties.ls_model_name", "gpt-4o"),
+                    i("gen_ai.usage.input_tokens", 10),
+                ],
+                Some("gpt-4o-2024-08-06"),
+                Some("openai"),
+            ),
+            (
+                "every placeholder falls through",
+                vec![
+                    s("gen_ai.operation.name", "chat"),
+                    s("gen_ai.response.model", "default"),
+                    s("gen_ai.request.model", "none"),
+                    s("llm.model_name", ""),
+                    s("model", "unknown"),
+                    s("traceloop.association.properties.ls_model_name", "claude-sonnet-4-5"),
+                    i("gen_ai.usage.input_tokens", 10),
+                ],
+                Some("claude-sonnet-4-5"),
+                Some("anthropic"),
+            ),
+            (
+                "only placeholders: no model",
+                vec![
+                    s("gen_ai.operation.name", "chat"),
+                    s("gen_ai.request.model", "unknown"),
+                    i("gen_ai.usage.input_tokens", 1),
+                ],
+                None,
+                None,
+            ),
+        ];
+        for (name, attrs, model, provider) in cases {
+            let m = traces(&one(vec![], attrs, "call"), 0);
+            let c = m.batch.model_calls.first().unwrap_or_else(|| panic!("{name}: no call"));
+            assert_eq!(c.model.as_deref(), model, "{name}: model");
+            assert_eq!(c.provider.as_deref(), provider, "{name}: provider");
+        }
+    }
 }

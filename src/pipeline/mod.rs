@@ -4,7 +4,9 @@
 //! 1. `take`     the mapped rows the ingest path made, or (replay, catch-up) the record read
 //!    back from the log and mapped again with its original receive time;
 //! 2. `hook_records` drop a hook call the hook binary sent again (same record id; `hook_records`),
-//!    then `dedup`: drop calls reported twice (`model::dedup`);
+//!    then `dedup`: drop calls reported twice (`model::dedup`), then `inherit`: calls with no
+//!    agent / session / task of their own take their nearest ancestor span's, fixing stored rows
+//!    when the ancestor arrives later (`inherit`);
 //! 3. `price`    price every call without a reported cost (`cost::pricing`);
 //! 4. `sessions` run the session state machine (`sessions::tracker`) on the batch's signals, plus
 //!    the time-driven checks at most once a second;
@@ -36,6 +38,7 @@ use crate::store::StoreError;
 
 pub mod hook_records;
 pub mod openclaw_runs;
+pub mod inherit;
 pub mod replay;
 
 /// How often an idle pipeline checks the log for records it was not handed.
@@ -160,6 +163,7 @@ pub fn channels(handoff_bytes: u64) -> Channels {
 pub struct Stages {
     hook_records: hook_records::HookRecords,
     dedup: Deduper,
+    inherit: inherit::Inherit,
     prices: Arc<PriceTable>,
     tracker: Tracker,
     tasks: crate::tasks::link::Linker,
@@ -183,6 +187,7 @@ impl Stages {
         Self {
             hook_records: hook_records::HookRecords::default(),
             dedup: Deduper::default(),
+            inherit: inherit::Inherit::default(),
             prices,
             tracker,
             tasks: crate::tasks::link::Linker::new(None),
@@ -217,6 +222,7 @@ impl Stages {
         batch.log_pos = pos;
         self.stage_hook_records(&mut batch);
         self.stage_dedup(&mut batch);
+        self.stage_inherit(&mut batch);
         self.stage_price(&mut batch);
         self.stage_sessions(&mut batch, received_us);
         self.stage_tasks(&mut batch);
@@ -235,6 +241,14 @@ impl Stages {
         let dropped = self.dedup.filter(batch);
         if dropped > 0 {
             tracing::trace!(dropped, "duplicate calls dropped");
+        }
+    }
+
+    /// Calls with no agent / session / task of their own take their ancestors' (`inherit`).
+    fn stage_inherit(&mut self, batch: &mut Batch) {
+        let (changed, fixups) = self.inherit.apply(batch);
+        if changed + fixups > 0 {
+            tracing::trace!(changed, fixups, "inherited from ancestor spans");
         }
     }
 

@@ -12,6 +12,7 @@
 //! for the Appender.
 
 pub mod arrow_rows;
+pub mod fixups;
 pub mod reader;
 pub mod recovery;
 pub mod reprice;

@@ -22,7 +22,7 @@ use std::time::{Duration, Instant};
 use duckdb::{params, Appender, Connection};
 use tokio::sync::oneshot;
 
-use super::{arrow_rows, reprice, rollup, session_state, StoreError, StoreShared};
+use super::{arrow_rows, fixups, reprice, rollup, session_state, StoreError, StoreShared};
 use crate::cost::pricing::RepriceReport;
 use crate::cost::PriceTable;
 use crate::model::records::{Batch, Seen, SessionUpdate};
@@ -80,6 +80,7 @@ struct Appenders<'c> {
     cost_stage: Appender<'c>,
     transitions: Appender<'c>,
     state_stage: Appender<'c>,
+    inherit_stage: Appender<'c>,
 }
 
 const SPAN_COLS: &[&str] = &[
@@ -242,6 +243,7 @@ impl<'c> Appenders<'c> {
             cost_stage: conn.appender("cost_hourly_stage")?,
             transitions: conn.appender("session_transitions")?,
             state_stage: conn.appender("session_state_stage")?,
+            inherit_stage: conn.appender("inherit_stage")?,
         })
     }
 }
@@ -423,6 +425,8 @@ fn append_items(
         conn.execute_batch(UPSERT_AGENTS)?;
     }
     sums.apply(conn, &mut app.cost_stage)?;
+    let fixes: Vec<_> = items.iter().flat_map(|(_, b)| b.fixups.iter()).collect();
+    fixups::apply(conn, &mut app.inherit_stage, &fixes)?;
     session_state::apply(conn, &mut app.transitions, &mut app.state_stage, &updates)?;
     crate::tasks::store::upsert_links(conn, &task_links)?;
     if let Some((pos, _)) = items.iter().rev().find_map(|(p, _)| *p) {
@@ -643,6 +647,7 @@ fn apply_in_txn(conn: &Connection, f: ApplyFn) -> Result<Box<dyn std::any::Any +
 pub fn create_staging(conn: &Connection) -> Result<(), duckdb::Error> {
     conn.execute_batch(STAGE_DDL)?;
     conn.execute_batch(rollup::STAGE_DDL)?;
+    conn.execute_batch(fixups::STAGE_DDL)?;
     conn.execute_batch(session_state::STAGE_DDL)
 }
 

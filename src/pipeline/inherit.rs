@@ -1,0 +1,536 @@
+//! Inheritance (`stage_inherit`, before `price`): a model or tool call with no agent of its own
+//! (its agent is only `service.name`) belongs to the nearest span above it in its trace that names
+//! one; the same for the session (when it is only the trace id) and the task.
+//!
+//! Exporters send a span when it ends, and an agent span ends after everything under it, often in
+//! a later export. So the stage keeps a bounded per-trace memory of span -> (parent, own agent,
+//! session, task) and of the calls still waiting for an ancestor. Rows of the current batch are
+//! fixed in place; rows stored by earlier records get a `Fixup` on the batch that brings the
+//! missing ancestor, which the DuckDB writer applies in that batch's transaction
+//! (`store::fixups`: model_calls, tool_calls, spans, the `cost_hourly` rollup, the session's agent).
+//!
+//! Bounds: at most `max_nodes` spans remembered over all traces (oldest traces are forgotten
+//! first), at most `MAX_TRACE_NODES` per trace, walks up at most `MAX_DEPTH` parents (a loop, no
+//! recursion). A forgotten trace only means a very late parent no longer fixes its children. The
+//! memory is not persisted: after a restart, a parent of spans stored before it is not joined.
+
+use std::collections::{HashMap, VecDeque};
+
+use crate::model::records::{Batch, Context, Fixup};
+
+const MAX_DEPTH: usize = 128;
+const MAX_TRACE_NODES: usize = 50_000;
+/// Default bound on remembered spans (a few hundred bytes each: about 60 MB at most).
+pub const DEFAULT_MAX_NODES: usize = 200_000;
+
+/// What a span carries of its own.
+#[derive(Debug, Clone, Default)]
+struct Node {
+    parent: Option<String>,
+    agent: Option<(String, Option<String>)>,
+    session: Option<String>,
+    task: Option<String>,
+}
+
+/// A stored call (by its span) whose ancestors are not all known yet.
+#[derive(Debug, Clone)]
+struct Waiting {
+    span_id: String,
+    parent: String,
+    need_agent: bool,
+    need_session: bool,
+    need_task: bool,
+    from_agent: Option<String>,
+    from_session: Option<String>,
+    time_us: i64,
+}
+
+#[derive(Debug, Default)]
+struct TraceMem {
+    nodes: HashMap<String, Node>,
+    waiting: Vec<Waiting>,
+}
+
+/// What walking up from a parent found.
+#[derive(Debug, Default, PartialEq)]
+struct Found {
+    agent: Option<(String, Option<String>)>,
+    session: Option<String>,
+    task: Option<String>,
+    /// The walk reached the root (or everything needed was found): nothing more can arrive.
+    complete: bool,
+}
+
+/// The stage's memory (owned by the pipeline thread).
+#[derive(Debug)]
+pub struct Inherit {
+    traces: HashMap<String, TraceMem>,
+    order: VecDeque<String>,
+    nodes: usize,
+    max_nodes: usize,
+}
+
+impl Default for Inherit {
+    fn default() -> Self {
+        Self::new(DEFAULT_MAX_NODES)
+    }
+}
+
+/// Which fields of a context are the record's own (not fallbacks).
+fn own(ctx: &Context) -> Node {
+    Node {
+        parent: None,
+        agent: (!ctx.agent_fallback).then(|| ctx.agent_id.clone().map(|a| (a, ctx.agent_name.clone()))).flatten(),
+        session: (!ctx.session_fallback).then(|| ctx.session_id.clone()).flatten(),
+        task: ctx.task_id.clone(),
+    }
+}
+
+fn needs(ctx: &Context) -> (bool, bool, bool) {
+    (ctx.agent_fallback, ctx.session_fallback, ctx.task_id.is_none())
+}
+
+/// Apply what was found to a context; true when something changed.
+fn fill(ctx: &mut Context, f: &Found) -> bool {
+    let mut changed = false;
+    if ctx.agent_fallback {
+        if let Some((id, name)) = &f.agent {
+            ctx.agent_id = Some(id.clone());
+            ctx.agent_name = name.clone().or_else(|| Some(id.clone()));
+            ctx.agent_fallback = false;
+            changed = true;
+        }
+    }
+    if ctx.session_fallback {
+        if let Some(s) = &f.session {
+            ctx.session_id = Some(s.clone());
+            ctx.session_fallback = false;
+            changed = true;
+        }
+    }
+    if ctx.task_id.is_none() {
+        if let Some(t) = &f.task {
+            ctx.task_id = Some(t.clone());
+            changed = true;
+        }
+    }
+    changed
+}
+
+impl Inherit {
+    pub fn new(max_nodes: usize) -> Self {
+        Self { traces: HashMap::new(), order: VecDeque::new(), nodes: 0, max_nodes: max_nodes.max(1) }
+    }
+
+    /// Spans remembered (for tests and metrics).
+    pub fn remembered(&self) -> usize {
+        self.nodes
+    }
+
+    /// Walk up from `parent`, collecting the nearest agent / session / task wanted.
+    fn walk(&self, trace: &str, parent: &str, want: (bool, bool, bool)) -> Found {
+        let mut f = Found::default();
+        let Some(t) = self.traces.get(trace) else { return f };
+        let (mut wa, mut ws, mut wt) = want;
+        let mut cur = parent.to_string();
+        for _ in 0..MAX_DEPTH {
+            let Some(n) = t.nodes.get(&cur) else { return f };
+            if wa {
+                if let Some(a) = &n.agent {
+                    f.agent = Some(a.clone());
+                    wa = false;
+                }
+            }
+            if ws {
+                if let Some(s) = &n.session {
+                    f.session = Some(s.clone());
+                    ws = false;
+                }
+            }
+            if wt {
+                if let Some(x) = &n.task {
+                    f.task = Some(x.clone());
+                    wt = false;
+                }
+            }
+            if !(wa || ws || wt) {
+                f.complete = true;
+                return f;
+            }
+            match &n.parent {
+                Some(p) => cur = p.clone(),
+                None => {
+                    f.complete = true;
+                    return f;
+                }
+            }
+        }
+        f.complete = true; // too deep: stop waiting
+        f
+    }
+
+    /// The ancestors' values for one row of the batch (memoised per span): its parent and what
+    /// walking up found; `None` when the row needs nothing or has no parent.
+    fn resolve_row(
+        &self,
+        parents: &HashMap<(String, String), Option<String>>,
+        memo: &mut HashMap<(String, String), Found>,
+        trace: &str,
+        span: &str,
+        ctx: &Context,
+    ) -> Option<(String, Found)> {
+        let want = needs(ctx);
+        if !(want.0 || want.1 || want.2) {
+            return None;
+        }
+        let key = (trace.to_string(), span.to_string());
+        let parent = parents.get(&key)?.clone()?;
+        if let Some(f) = memo.get(&key) {
+            return Some((parent, clone_found(f)));
+        }
+        let f = self.walk(trace, &parent, want);
+        memo.insert(key, clone_found(&f));
+        Some((parent, f))
+    }
+
+    fn evict(&mut self) {
+        while self.nodes > self.max_nodes {
+            let Some(old) = self.order.pop_front() else { break };
+            if let Some(t) = self.traces.remove(&old) {
+                self.nodes -= t.nodes.len();
+            }
+        }
+    }
+
+    /// The stage: remember the batch's spans, fill the batch's rows from their ancestors, and add
+    /// fixups for stored rows whose ancestor arrived in this batch. Returns rows changed in the
+    /// batch and fixups added.
+    pub fn apply(&mut self, batch: &mut Batch) -> (usize, usize) {
+        if batch.spans.is_empty() {
+            return (0, 0);
+        }
+        // 1. Remember every span of the batch.
+        let mut touched: Vec<String> = Vec::new();
+        let mut touched_set: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        for s in &batch.spans {
+            if !self.traces.contains_key(&s.trace_id) {
+                self.traces.insert(s.trace_id.clone(), TraceMem::default());
+                self.order.push_back(s.trace_id.clone());
+            }
+            let Some(t) = self.traces.get_mut(&s.trace_id) else { continue };
+            if t.nodes.len() >= MAX_TRACE_NODES && !t.nodes.contains_key(&s.span_id) {
+                continue;
+            }
+            let mut node = own(&s.ctx);
+            node.parent = s.parent_span_id.clone();
+            if t.nodes.insert(s.span_id.clone(), node).is_none() {
+                self.nodes += 1;
+            }
+            if touched_set.insert(s.trace_id.as_str()) {
+                touched.push(s.trace_id.clone());
+            }
+        }
+        // 2. Stored calls waiting in the touched traces: the batch may bring their ancestors.
+        let mut fixups = Vec::new();
+        for trace in &touched {
+            let Some(mut waiting) = self.traces.get_mut(trace).map(|t| std::mem::take(&mut t.waiting)) else {
+                continue;
+            };
+            waiting.retain_mut(|w| {
+                let f = self.walk(trace, &w.parent, (w.need_agent, w.need_session, w.need_task));
+                let agent = f.agent.clone().filter(|_| w.need_agent);
+                let session = f.session.clone().filter(|_| w.need_session);
+                let task = f.task.clone().filter(|_| w.need_task);
+                if agent.is_some() || session.is_some() || task.is_some() {
+                    fixups.push(Fixup {
+                        trace_id: trace.clone(),
+                        span_id: w.span_id.clone(),
+                        agent_name: agent.as_ref().map(|(id, name)| name.clone().unwrap_or_else(|| id.clone())),
+                        agent_id: agent.as_ref().map(|(id, _)| id.clone()),
+                        session_id: session.clone(),
+                        task_id: task.clone(),
+                        from_agent: w.from_agent.clone(),
+                        from_session: w.from_session.clone(),
+                        time_us: w.time_us,
+                    });
+                    w.need_agent &= agent.is_none();
+                    w.need_session &= session.is_none();
+                    w.need_task &= task.is_none();
+                }
+                !f.complete && (w.need_agent || w.need_session || w.need_task)
+            });
+            if let Some(t) = self.traces.get_mut(trace) {
+                t.waiting = waiting;
+            }
+        }
+        // 3. The batch's own rows.
+        let parents: HashMap<(String, String), Option<String>> =
+            batch.spans.iter().map(|s| ((s.trace_id.clone(), s.span_id.clone()), s.parent_span_id.clone())).collect();
+        let mut memo: HashMap<(String, String), Found> = HashMap::new();
+        let mut new_waiting: Vec<(String, Waiting)> = Vec::new();
+        let mut changed = 0;
+        let rows = batch
+            .model_calls
+            .iter_mut()
+            .filter_map(|c| Some((c.trace_id.clone()?, c.span_id.clone()?, c.time_us, &mut c.ctx)))
+            .chain(
+                batch
+                    .tool_calls
+                    .iter_mut()
+                    .filter_map(|c| Some((c.trace_id.clone()?, c.span_id.clone()?, c.time_us, &mut c.ctx))),
+            );
+        for (trace, span, time_us, ctx) in rows {
+            let Some((parent, f)) = self.resolve_row(&parents, &mut memo, &trace, &span, ctx) else { continue };
+            if fill(ctx, &f) {
+                changed += 1;
+            }
+            let (a, s, t) = needs(ctx);
+            if !f.complete && (a || s || t) && !new_waiting.iter().any(|(tr, w)| *tr == trace && w.span_id == span) {
+                new_waiting.push((
+                    trace,
+                    Waiting {
+                        span_id: span,
+                        parent,
+                        need_agent: a,
+                        need_session: s,
+                        need_task: t,
+                        from_agent: ctx.agent_id.clone(),
+                        from_session: ctx.session_id.clone(),
+                        time_us,
+                    },
+                ));
+            }
+        }
+        for s in batch.spans.iter_mut() {
+            let (trace, span) = (s.trace_id.clone(), s.span_id.clone());
+            let Some((_, f)) = self.resolve_row(&parents, &mut memo, &trace, &span, &s.ctx) else { continue };
+            if fill(&mut s.ctx, &f) {
+                changed += 1;
+            }
+        }
+        for (trace, w) in new_waiting {
+            if let Some(t) = self.traces.get_mut(&trace) {
+                t.waiting.push(w);
+            }
+        }
+        self.evict();
+        let n = fixups.len();
+        if changed > 0 {
+            rebuild_seen(batch);
+        }
+        batch.fixups.extend(fixups);
+        (changed, n)
+    }
+}
+
+fn clone_found(f: &Found) -> Found {
+    Found { agent: f.agent.clone(), session: f.session.clone(), task: f.task.clone(), complete: f.complete }
+}
+
+/// The batch's sessions and agents again from its rows, after their contexts changed.
+fn rebuild_seen(batch: &mut Batch) {
+    let mut rows: Vec<(&Context, i64)> = Vec::new();
+    rows.extend(batch.spans.iter().map(|s| (&s.ctx, s.end_us)));
+    rows.extend(batch.logs.iter().map(|l| (&l.ctx, l.time_us)));
+    rows.extend(batch.points.iter().map(|p| (&p.ctx, p.time_us)));
+    let (sessions, agents) = crate::model::normalize::seen_of(rows);
+    batch.sessions = sessions;
+    batch.agents = agents;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::records::{ModelCallRow, SpanRow, SpanType, ToolCallRow};
+
+    fn ctx(agent: Option<&str>, session: Option<&str>, task: Option<&str>) -> Context {
+        Context {
+            agent_id: Some(agent.unwrap_or("svc").to_string()),
+            agent_name: Some(agent.unwrap_or("svc").to_string()),
+            agent_fallback: agent.is_none(),
+            session_id: Some(session.unwrap_or("trace-1").to_string()),
+            session_fallback: session.is_none(),
+            task_id: task.map(str::to_string),
+            service_name: Some("svc".into()),
+            ..Default::default()
+        }
+    }
+
+    fn span(id: &str, parent: Option<&str>, ty: SpanType, c: Context) -> SpanRow {
+        SpanRow {
+            time_us: 1,
+            trace_id: "t1".into(),
+            span_id: id.into(),
+            parent_span_id: parent.map(str::to_string),
+            name: id.into(),
+            kind: "internal",
+            start_us: 1,
+            end_us: 2,
+            duration_ms: 0.0,
+            status_code: "unset",
+            status_message: None,
+            scope_name: None,
+            span_type: ty,
+            model: None,
+            error: false,
+            ctx: c,
+            attributes: "{}".into(),
+            resource_attributes: "{}".into(),
+            events: None,
+            links: None,
+        }
+    }
+
+    fn call(id: &str, parent: &str) -> ModelCallRow {
+        ModelCallRow {
+            time_us: 2,
+            source: "span",
+            trace_id: Some("t1".into()),
+            span_id: Some(id.into()),
+            parent_span_id: Some(parent.into()),
+            request_id: None,
+            model: Some("gpt-4o".into()),
+            provider: Some("openai".into()),
+            operation: Some("chat".into()),
+            input_tokens: Some(10),
+            output_tokens: Some(1),
+            cache_read_tokens: None,
+            cache_write_tokens: None,
+            cost_usd: None,
+            cost_source: None,
+            duration_ms: None,
+            error: false,
+            token_rule: "otel",
+            ctx: ctx(None, None, None),
+        }
+    }
+
+    fn llm(id: &str, parent: &str) -> Batch {
+        Batch {
+            spans: vec![span(id, Some(parent), SpanType::Llm, ctx(None, None, None))],
+            model_calls: vec![call(id, parent)],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn parent_first_fills_in_place() {
+        let mut inh = Inherit::default();
+        let mut root = Batch {
+            spans: vec![span("a", None, SpanType::Agent, ctx(Some("Researcher"), Some("S1"), Some("T1")))],
+            ..Default::default()
+        };
+        assert_eq!(inh.apply(&mut root), (0, 0));
+        let mut b = llm("l", "a");
+        inh.apply(&mut b);
+        let c = &b.model_calls[0].ctx;
+        assert_eq!(
+            (c.agent_id.as_deref(), c.session_id.as_deref(), c.task_id.as_deref()),
+            (Some("Researcher"), Some("S1"), Some("T1"))
+        );
+        assert!(b.fixups.is_empty());
+        assert_eq!(b.agents.len(), 1);
+        assert_eq!(b.agents[0].id, "Researcher");
+        assert_eq!(b.sessions[0].id, "S1");
+    }
+
+    #[test]
+    fn children_in_one_batch_in_any_order() {
+        let mut inh = Inherit::default();
+        let mut b = llm("l", "mid");
+        b.tool_calls.push(ToolCallRow {
+            time_us: 2,
+            source: "span",
+            trace_id: Some("t1".into()),
+            span_id: Some("tool".into()),
+            tool_call_id: None,
+            tool_name: "lookup".into(),
+            duration_ms: None,
+            success: Some(true),
+            error: None,
+            ctx: ctx(None, None, None),
+        });
+        b.spans.push(span("tool", Some("mid"), SpanType::Tool, ctx(None, None, None)));
+        b.spans.push(span("mid", Some("a"), SpanType::Chain, ctx(None, None, None)));
+        b.spans.push(span("a", None, SpanType::Agent, ctx(Some("Writer"), None, None)));
+        let (changed, fixups) = inh.apply(&mut b);
+        assert_eq!(fixups, 0);
+        assert!(changed >= 3);
+        assert_eq!(b.model_calls[0].ctx.agent_id.as_deref(), Some("Writer"));
+        assert_eq!(b.tool_calls[0].ctx.agent_id.as_deref(), Some("Writer"));
+        // The session stays the trace's own (no ancestor names one).
+        assert!(b.model_calls[0].ctx.session_fallback);
+        // Complete chains leave nothing waiting.
+        assert!(inh.traces["t1"].waiting.is_empty());
+    }
+
+    #[test]
+    fn parent_in_a_later_batch_fixes_stored_rows() {
+        let mut inh = Inherit::default();
+        let mut b1 = llm("l1", "a");
+        inh.apply(&mut b1);
+        assert_eq!(b1.model_calls[0].ctx.agent_id.as_deref(), Some("svc"));
+        let mut b2 = llm("l2", "a");
+        inh.apply(&mut b2);
+        let mut b3 = Batch {
+            spans: vec![span("a", Some("root"), SpanType::Agent, ctx(Some("Researcher"), None, None))],
+            ..Default::default()
+        };
+        inh.apply(&mut b3);
+        assert_eq!(b3.fixups.len(), 2);
+        let f = &b3.fixups[0];
+        assert_eq!(f.agent_id.as_deref(), Some("Researcher"));
+        assert_eq!(f.from_agent.as_deref(), Some("svc"));
+        assert_eq!(f.session_id, None);
+        // Session and task still wanted: the root may name them.
+        let mut b4 = Batch {
+            spans: vec![span("root", None, SpanType::Chain, ctx(None, Some("S9"), Some("T9")))],
+            ..Default::default()
+        };
+        inh.apply(&mut b4);
+        assert_eq!(b4.fixups.len(), 2);
+        assert_eq!(b4.fixups[0].agent_id, None, "the agent was fixed already");
+        assert_eq!((b4.fixups[0].session_id.as_deref(), b4.fixups[0].task_id.as_deref()), (Some("S9"), Some("T9")));
+        assert!(inh.traces["t1"].waiting.is_empty());
+        // A nearer agent wins over a farther one.
+        let mut c = Batch {
+            spans: vec![span("x", Some("root"), SpanType::Agent, ctx(Some("Inner"), None, None))],
+            ..Default::default()
+        };
+        inh.apply(&mut c);
+        let mut d = llm("l3", "x");
+        inh.apply(&mut d);
+        assert_eq!(d.model_calls[0].ctx.agent_id.as_deref(), Some("Inner"));
+        assert_eq!(d.model_calls[0].ctx.session_id.as_deref(), Some("S9"));
+    }
+
+    #[test]
+    fn memory_is_bounded() {
+        let mut inh = Inherit::new(100);
+        for i in 0..1000 {
+            let mut b = llm(&format!("l{i}"), "p");
+            for s in &mut b.spans {
+                s.trace_id = format!("t{i}");
+            }
+            for c in &mut b.model_calls {
+                c.trace_id = Some(format!("t{i}"));
+            }
+            inh.apply(&mut b);
+        }
+        assert!(inh.remembered() <= 100);
+        assert!(inh.traces.len() <= 100);
+    }
+
+    #[test]
+    fn deep_chains_do_not_recurse() {
+        let mut inh = Inherit::default();
+        let mut b = Batch::default();
+        for i in 0..10_000 {
+            b.spans.push(span(&format!("s{i}"), Some(&format!("s{}", i + 1)), SpanType::Chain, ctx(None, None, None)));
+        }
+        inh.apply(&mut b);
+        let mut l = llm("leaf", "s0");
+        inh.apply(&mut l);
+        assert_eq!(l.model_calls[0].ctx.agent_id.as_deref(), Some("svc"));
+    }
+}

@@ -1,0 +1,91 @@
+//! Applies `Batch::fixups` (`pipeline::inherit`) in the writer's transaction, after the batch's
+//! rows and rollup sums: stored model calls, tool calls and spans of a span whose ancestor arrived
+//! later get that ancestor's agent / session / task; the `cost_hourly` rollup moves the calls'
+//! sums from their old key to the new one (so it still equals `model_calls`); a session whose
+//! agent was the fallback the rows had takes the inherited agent.
+//!
+//! Set-based: the fixups are staged in a temp table and joined, with a lower time bound on the
+//! stored rows so DuckDB skips row groups that cannot hold them.
+
+use duckdb::{params, Appender, Connection};
+
+use crate::model::records::Fixup;
+
+pub const STAGE_DDL: &str = "
+    CREATE TEMP TABLE IF NOT EXISTS inherit_stage (trace_id VARCHAR, span_id VARCHAR, agent_id VARCHAR,
+        agent_name VARCHAR, session_id VARCHAR, task_id VARCHAR, from_agent VARCHAR, from_session VARCHAR);";
+
+/// The rollup change of the staged calls, with `sign` (-1 before the update, +1 after).
+fn rollup_sql(sign: i64) -> String {
+    format!(
+        "INSERT INTO cost_hourly
+         SELECT date_trunc('hour', m.time), coalesce(m.agent_id, ''), coalesce(m.task_id, ''), coalesce(m.model, ''),
+                coalesce(m.provider, ''), {sign} * count(*), {sign} * sum(m.cost_usd),
+                {sign} * coalesce(sum(m.input_tokens), 0), {sign} * coalesce(sum(m.output_tokens), 0),
+                {sign} * coalesce(sum(m.cache_read_tokens), 0), {sign} * coalesce(sum(m.cache_write_tokens), 0)
+         FROM model_calls m JOIN inherit_stage f ON m.trace_id = f.trace_id AND m.span_id = f.span_id
+         WHERE m.time >= make_timestamp(?::BIGINT)
+         GROUP BY ALL
+         ON CONFLICT (hour, agent_id, task_id, model, provider) DO UPDATE SET
+            calls = cost_hourly.calls + excluded.calls,
+            cost_usd = CASE WHEN cost_hourly.cost_usd IS NULL THEN excluded.cost_usd
+                            WHEN excluded.cost_usd IS NULL THEN cost_hourly.cost_usd
+                            ELSE cost_hourly.cost_usd + excluded.cost_usd END,
+            input_tokens = cost_hourly.input_tokens + excluded.input_tokens,
+            output_tokens = cost_hourly.output_tokens + excluded.output_tokens,
+            cache_read_tokens = cost_hourly.cache_read_tokens + excluded.cache_read_tokens,
+            cache_write_tokens = cost_hourly.cache_write_tokens + excluded.cache_write_tokens"
+    )
+}
+
+fn update_sql(table: &str) -> String {
+    format!(
+        "UPDATE {table} AS m SET
+            agent_id = coalesce(f.agent_id, m.agent_id),
+            agent_name = CASE WHEN f.agent_id IS NULL THEN m.agent_name ELSE f.agent_name END,
+            session_id = coalesce(f.session_id, m.session_id),
+            task_id = coalesce(f.task_id, m.task_id)
+         FROM inherit_stage f
+         WHERE m.trace_id = f.trace_id AND m.span_id = f.span_id AND m.time >= make_timestamp(?::BIGINT)"
+    )
+}
+
+const SESSION_AGENT: &str = "
+    UPDATE sessions AS s SET agent_id = f.agent_id
+    FROM (SELECT coalesce(session_id, from_session) AS session_id, any_value(agent_id) AS agent_id,
+                 any_value(from_agent) AS from_agent
+          FROM inherit_stage WHERE agent_id IS NOT NULL GROUP BY 1) f
+    WHERE s.session_id = f.session_id AND (s.agent_id IS NULL OR s.agent_id = f.from_agent)";
+
+/// Apply `fixups` inside the caller's transaction.
+pub fn apply(conn: &Connection, stage: &mut Appender<'_>, fixups: &[&Fixup]) -> Result<(), duckdb::Error> {
+    if fixups.is_empty() {
+        return Ok(());
+    }
+    let mut since = i64::MAX;
+    for f in fixups {
+        since = since.min(f.time_us);
+        stage.append_row(params![
+            f.trace_id,
+            f.span_id,
+            f.agent_id,
+            f.agent_name,
+            f.session_id,
+            f.task_id,
+            f.from_agent,
+            f.from_session
+        ])?;
+    }
+    stage.flush()?;
+    // Span rows start before their call ends: one hour of slack for the spans' start times.
+    let since = since.saturating_sub(3_600_000_000);
+    conn.execute(&rollup_sql(-1), params![since])?;
+    for table in ["model_calls", "tool_calls", "spans"] {
+        conn.execute(&update_sql(table), params![since])?;
+    }
+    conn.execute(&rollup_sql(1), params![since])?;
+    conn.execute_batch("DELETE FROM cost_hourly WHERE calls = 0")?;
+    conn.execute_batch(SESSION_AGENT)?;
+    conn.execute_batch("DELETE FROM inherit_stage")?;
+    Ok(())
+}
