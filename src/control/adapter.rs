@@ -1,8 +1,9 @@
 //! Delivery adapters, one per agent runtime. An adapter says what a session of its runtime can do
 //! now and why not otherwise (the capabilities the API shows and the refusals `issue` returns);
 //! the runtime's transport delivers commands from the shared control state. Claude Code
-//! (`claude_code.rs`) pulls decisions at its hook boundaries; OpenClaw (`openclaw.rs`) has no
-//! delivery yet. A new runtime is one new file implementing `Adapter`, chosen in `for_runtime`.
+//! (`claude_code.rs`) pulls decisions at its hook boundaries; OpenClaw (`openclaw.rs`) gets them
+//! through its shim's inbox long-poll (`openclaw_link.rs`). A new runtime is one new file
+//! implementing `Adapter`, chosen in `for_runtime`.
 
 use serde_json::{json, Map, Value};
 

@@ -256,6 +256,10 @@ impl Control {
         let now = now_us();
         let mut st = self.lock();
         let st = &mut *st;
+        // Commands that ended meanwhile (superseded, expired) need no hand-out record.
+        let commands = &st.commands;
+        st.openclaw.handed.retain(|id, _| commands.contains_key(id));
+        st.openclaw.early.retain(|id, _| commands.contains_key(id));
         let mut out: Vec<(i64, Value, String)> = Vec::new();
         for c in st.commands.values() {
             if c.status != Status::Accepted || !carried(c.kind) {
