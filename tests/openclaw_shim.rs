@@ -1107,10 +1107,12 @@ async fn plugin_cumulative_metrics_are_never_summed_across_exports() {
 }
 
 /// Issue 10, row 16: the shim's state file is corrupt after a restart of both the shim and the
-/// collector; the shim starts its ledger empty and re-emits each session's latest run. The
-/// collector's run-id memory is restored from the store, so the run is still counted once.
+/// collector, and a call was served while both were down. The shim starts its ledger empty and
+/// reconciles each session from zero against `sessions.usage`; the collector counts only what its
+/// store is missing for the session (its per-session totals are restored from the store), so the
+/// call served while down is counted once and the calls already stored are not counted again.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn row16_corrupt_shim_state_after_a_collector_restart_counts_runs_once() {
+async fn row16_corrupt_shim_state_after_a_collector_restart_counts_calls_once() {
     let data = tempfile::tempdir().expect("tempdir");
     let data_dir = data.path().to_path_buf();
     let app = common::spawn_with(|a| a.data_dir = data_dir.clone()).await;
@@ -1120,24 +1122,31 @@ async fn row16_corrupt_shim_state_after_a_collector_restart_counts_runs_once() {
     gw.add_session(MAIN, None);
     let shim = Killer(spawn_shim(&gw.url(), TOKEN, &app.http, &state, Stdio::inherit()));
     wait_until("hello", || async { gw.state.hellos.load(Ordering::SeqCst) >= 1 }).await;
-    finish(&gw, "run-1", true);
-    wait_run(&app, "run-1").await;
+    wait_polls(&gw, 2).await;
+    one_call_run(&gw, MAIN, "run-1", "m1");
+    wait_served(&app, 1).await;
     wait_polls(&gw, 3).await;
     drop(shim);
     assert!(state.exists(), "the shim saved its state");
     app.shutdown().await;
 
-    // Both restart; the shim's state file is garbage.
-    std::fs::write(&state, b"{\"version\": 1, \"sess").expect("corrupt the state file");
+    // While both are down a call is served; then both restart and the shim's state is garbage.
+    one_call_run(&gw, MAIN, "run-2", "m2");
+    std::fs::write(&state, b"{\"version\": 2, \"sess").expect("corrupt the state file");
     let app = common::spawn_with(|a| a.data_dir = data_dir.clone()).await;
-    let q = "SELECT count(*) FROM logs WHERE event_name = 'openclaw.run' \
-             AND json_extract_string(attributes, '$.\"openclaw.run.id\"') = 'run-1'";
     let shim = Killer(spawn_shim(&gw.url(), TOKEN, &app.http, &state, Stdio::inherit()));
-    wait_until("the shim re-sends run-1", || async { common::as_i64(&app.scalar(q).await) >= 2 }).await;
+    let q = "SELECT count(*) FROM logs WHERE event_name = 'openclaw.usage.reconcile'";
+    wait_until("the shim reconciles from an empty ledger", || async { common::as_i64(&app.scalar(q).await) >= 1 })
+        .await;
     wait_polls(&gw, 3).await;
-    assert_eq!(run_count(&app, "run-1").await, 1, "a re-sent run is counted once after a collector restart");
-    let tokens = app.scalar("SELECT sum(input_tokens) FROM model_calls WHERE run_id = 'run-1'").await;
-    assert_eq!(common::as_i64(&tokens), run("run-1").2);
+    app.flush().await;
+    assert_served(&app, 2, "a corrupt shim ledger after a collector restart").await;
+    // Calls after that are counted as usual.
+    one_call_run(&gw, MAIN, "run-3", "m3");
+    wait_served(&app, 3).await;
+    wait_polls(&gw, 2).await;
+    app.flush().await;
+    assert_served(&app, 3, "the next call").await;
     drop(shim);
     app.shutdown().await;
 }

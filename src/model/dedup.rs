@@ -109,8 +109,14 @@ impl Deduper {
     }
 
     /// Seed the OpenClaw run memory with what the store holds (`pipeline::openclaw_runs`).
-    pub fn restore_openclaw(&mut self, runs: impl IntoIterator<Item = String>, shim_last_us: Option<i64>) {
+    pub fn restore_openclaw(
+        &mut self,
+        runs: impl IntoIterator<Item = String>,
+        shim_last_us: Option<i64>,
+        totals: impl IntoIterator<Item = (String, super::openclaw::SessionTotals)>,
+    ) {
         self.openclaw.restore(runs, shim_last_us);
+        self.openclaw.restore_totals(totals);
     }
 
     fn ancestors(&self, key: &SpanKey) -> Vec<SpanKey> {
@@ -192,7 +198,7 @@ impl Deduper {
             if drop[i] {
                 continue;
             }
-            let c = &calls[i];
+            let c = &mut calls[i];
             // OpenClaw: a run counted once when the plugin and the shim both report it.
             if self.openclaw.drop_call(c, &openclaw_plugin_spans) {
                 drop[i] = true;

@@ -23,7 +23,7 @@
 //!   shim retry after a lost acknowledgement). Plugin spans that carry a session key are also
 //!   caught by the generic same-session same-usage rule in `dedup.rs`, whatever the order.
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::{HashMap, HashSet, VecDeque};
 
 use agent_console_conventions::{attr, openclaw as oc};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
@@ -204,17 +204,111 @@ pub fn shim_call(
     row
 }
 
+/// Usage stored for one OpenClaw session by the shim's rows (input includes the cache).
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct SessionTotals {
+    pub input: i64,
+    pub output: i64,
+    pub cache_read: i64,
+    pub cache_write: i64,
+    pub cost: f64,
+}
+
+impl SessionTotals {
+    fn of(c: &ModelCallRow) -> Self {
+        Self {
+            input: c.input_tokens.unwrap_or(0),
+            output: c.output_tokens.unwrap_or(0),
+            cache_read: c.cache_read_tokens.unwrap_or(0),
+            cache_write: c.cache_write_tokens.unwrap_or(0),
+            cost: c.cost_usd.unwrap_or(0.0),
+        }
+    }
+
+    fn add(&mut self, o: &Self) {
+        self.input = self.input.saturating_add(o.input);
+        self.output = self.output.saturating_add(o.output);
+        self.cache_read = self.cache_read.saturating_add(o.cache_read);
+        self.cache_write = self.cache_write.saturating_add(o.cache_write);
+        self.cost += o.cost;
+    }
+
+    /// The gateway's cumulative `gateway` minus what is stored, never negative.
+    fn missing(gateway: &Self, have: &Self) -> Self {
+        let cost = gateway.cost - have.cost;
+        Self {
+            input: (gateway.input - have.input).max(0),
+            output: (gateway.output - have.output).max(0),
+            cache_read: (gateway.cache_read - have.cache_read).max(0),
+            cache_write: (gateway.cache_write - have.cache_write).max(0),
+            cost: if cost > 1e-9 { cost } else { 0.0 },
+        }
+    }
+
+    fn is_zero(&self) -> bool {
+        self.input == 0 && self.output == 0 && self.cache_read == 0 && self.cache_write == 0
+    }
+
+    /// The `openclaw.session.total.*` attributes of a reconcile log record.
+    fn from_attributes(json: &str) -> Option<Self> {
+        let v: serde_json::Value = serde_json::from_str(json).ok()?;
+        let int = |k: &str| v.get(k).and_then(|x| x.as_i64().or_else(|| x.as_str().and_then(|s| s.parse().ok())));
+        Some(Self {
+            input: int(oc::SESSION_TOTAL_INPUT_TOKENS)?,
+            output: int(oc::SESSION_TOTAL_OUTPUT_TOKENS).unwrap_or(0),
+            cache_read: int(oc::SESSION_TOTAL_CACHE_READ_TOKENS).unwrap_or(0),
+            cache_write: int(oc::SESSION_TOTAL_CACHE_WRITE_TOKENS).unwrap_or(0),
+            cost: v.get(oc::SESSION_TOTAL_COST_USD).and_then(serde_json::Value::as_f64).unwrap_or(0.0),
+        })
+    }
+}
+
 /// The writer-side memory for counting OpenClaw runs once (see the module doc).
 pub struct RunDedup {
     shim_last_us: Option<i64>,
     runs: HashSet<String>,
     order: VecDeque<String>,
     cap: usize,
+    /// What the shim's rows stored per session (restored from the store at start), so a reconcile
+    /// record counts only what the store is missing, whatever the shim's own ledger remembers.
+    totals: HashMap<String, SessionTotals>,
+    totals_order: VecDeque<String>,
+    /// Reconcile id -> the gateway's cumulative session usage, from this batch's log records.
+    gateway_totals: HashMap<String, SessionTotals>,
 }
 
 impl RunDedup {
     pub fn new(cap: usize) -> Self {
-        Self { shim_last_us: None, runs: HashSet::new(), order: VecDeque::new(), cap: cap.max(1) }
+        Self {
+            shim_last_us: None,
+            runs: HashSet::new(),
+            order: VecDeque::new(),
+            cap: cap.max(1),
+            totals: HashMap::new(),
+            totals_order: VecDeque::new(),
+            gateway_totals: HashMap::new(),
+        }
+    }
+
+    /// Seed the per-session totals with what the store holds (`pipeline::openclaw_runs`).
+    pub fn restore_totals(&mut self, totals: impl IntoIterator<Item = (String, SessionTotals)>) {
+        for (session, t) in totals {
+            self.add_totals(&session, &t);
+        }
+    }
+
+    fn add_totals(&mut self, session: &str, t: &SessionTotals) {
+        if let Some(have) = self.totals.get_mut(session) {
+            have.add(t);
+            return;
+        }
+        self.totals.insert(session.to_string(), *t);
+        self.totals_order.push_back(session.to_string());
+        while self.totals_order.len() > self.cap {
+            if let Some(old) = self.totals_order.pop_front() {
+                self.totals.remove(&old);
+            }
+        }
     }
 
     /// Seed with what the store holds (after a restart): keys already counted (shim run ids and
@@ -237,13 +331,22 @@ impl RunDedup {
         while self.order.len() > self.cap {
             if let Some(old) = self.order.pop_front() {
                 self.runs.remove(&old);
+            }
         }
     }
 
     /// Note shim activity in `batch`; returns the (trace, span) keys of its plugin usage spans.
     pub fn note_batch(&mut self, batch: &Batch) -> HashSet<(String, String)> {
+        self.gateway_totals.clear();
         for l in batch.logs.iter().filter(|l| is_shim_record(l)) {
             self.shim_last_us = Some(self.shim_last_us.map_or(l.time_us, |t| t.max(l.time_us)));
+            if l.event_name.as_deref() == Some(oc::RECONCILE_EVENT) {
+                let v: Option<serde_json::Value> = serde_json::from_str(&l.attributes).ok();
+                let id = v.as_ref().and_then(|v| v.get(oc::RECONCILE_ID_ATTR)).and_then(serde_json::Value::as_str);
+                if let (Some(id), Some(t)) = (id, SessionTotals::from_attributes(&l.attributes)) {
+                    self.gateway_totals.insert(id.to_string(), t);
+                }
+            }
         }
         batch
             .spans
@@ -254,14 +357,33 @@ impl RunDedup {
     }
 
     /// Whether `c` is an OpenClaw call already counted; remembers shim run ids it lets through.
-    pub fn drop_call(&mut self, c: &ModelCallRow, plugin_spans: &HashSet<(String, String)>) -> bool {
+    pub fn drop_call(&mut self, c: &mut ModelCallRow, plugin_spans: &HashSet<(String, String)>) -> bool {
         // A call (message id) or reconcile record the shim re-sent after a lost ack.
-        if let Some(key) = shim_call_key(c) {
-            let key = format!("msg:{key}");
+        if let Some(id) = shim_call_key(c).map(str::to_string) {
+            let key = format!("msg:{id}");
             if self.runs.contains(&key) {
                 return true;
             }
             self.remember(key);
+            let session = c.ctx.session_id.clone().unwrap_or_default();
+            if c.operation.as_deref() == Some(oc::RECONCILE_OPERATION) {
+                // Count only what the store is missing for the session: a shim whose ledger was
+                // lost (corrupt state file) reconciles from zero and would count it all again.
+                if let Some(g) = self.gateway_totals.get(&id) {
+                    let have = self.totals.get(&session).copied().unwrap_or_default();
+                    let missing = SessionTotals::missing(g, &have);
+                    if missing.is_zero() {
+                        return true;
+                    }
+                    c.input_tokens = Some(missing.input);
+                    c.output_tokens = Some(missing.output);
+                    c.cache_read_tokens = Some(missing.cache_read);
+                    c.cache_write_tokens = Some(missing.cache_write);
+                    c.cost_usd = Some(missing.cost);
+                    c.cost_source = Some("reported");
+                }
+            }
+            self.add_totals(&session, &SessionTotals::of(c));
             return false;
         }
         if let Some(run) = shim_run_id(c) {

@@ -207,7 +207,7 @@ impl Stages {
 
     /// Start with the OpenClaw shim runs DuckDB holds (`openclaw_runs`).
     pub fn with_openclaw_runs(mut self, r: openclaw_runs::OpenclawRuns) -> Self {
-        self.dedup.restore_openclaw(r.runs, r.shim_last_us);
+        self.dedup.restore_openclaw(r.runs, r.shim_last_us, r.totals);
         self
     }
 

@@ -27,6 +27,9 @@ pub struct OpenclawRuns {
     pub runs: Vec<String>,
     /// Time of the newest shim record stored (the shim is reporting), in µs.
     pub shim_last_us: Option<i64>,
+    /// Usage the shim's rows stored per session (all time: `sessions.usage` is cumulative), for
+    /// the most recently active sessions, oldest first.
+    pub totals: Vec<(String, crate::model::openclaw::SessionTotals)>,
 }
 
 impl OpenclawRuns {
@@ -63,6 +66,30 @@ impl OpenclawRuns {
             run = oc::RUN_EVENT,
         );
         let shim_last_us: Option<i64> = conn.query_row(&sql, duckdb::params![since_us], |r| r.get(0))?;
-        Ok(Self { runs: newest_first, shim_last_us })
+        let sql = format!(
+            "SELECT session_id, coalesce(sum(input_tokens), 0)::BIGINT, coalesce(sum(output_tokens), 0)::BIGINT,
+                    coalesce(sum(cache_read_tokens), 0)::BIGINT, coalesce(sum(cache_write_tokens), 0)::BIGINT,
+                    coalesce(sum(cost_usd), 0)::DOUBLE
+             FROM model_calls WHERE token_rule = '{rule}' AND session_id IS NOT NULL
+             GROUP BY session_id ORDER BY max(time) DESC LIMIT {MAX_RUN_IDS}",
+            rule = crate::model::openclaw::SHIM_RULE,
+        );
+        let mut stmt = conn.prepare(&sql)?;
+        let mut rows = stmt.query([])?;
+        let mut totals = Vec::new();
+        while let Some(r) = rows.next()? {
+            totals.push((
+                r.get::<_, String>(0)?,
+                crate::model::openclaw::SessionTotals {
+                    input: r.get(1)?,
+                    output: r.get(2)?,
+                    cache_read: r.get(3)?,
+                    cache_write: r.get(4)?,
+                    cost: r.get(5)?,
+                },
+            ));
+        }
+        totals.reverse();
+        Ok(Self { runs: newest_first, shim_last_us, totals })
     }
 }

@@ -132,6 +132,15 @@ pub mod openclaw {
     pub const RECONCILE_OPERATION: &str = "openclaw.reconcile";
     /// The reconcile record's id (the dedup key), `reconcile:<session key>:<counted input>:<output>`.
     pub const RECONCILE_ID_ATTR: &str = "openclaw.reconcile.id";
+    /// On a reconcile record: the session's cumulative usage as `sessions.usage` reported it (input
+    /// includes the cache). The collector turns the record into the difference from what it has
+    /// stored for the session, so a shim that lost its ledger (corrupt state file) cannot count a
+    /// session twice.
+    pub const SESSION_TOTAL_INPUT_TOKENS: &str = "openclaw.session.total.input_tokens";
+    pub const SESSION_TOTAL_OUTPUT_TOKENS: &str = "openclaw.session.total.output_tokens";
+    pub const SESSION_TOTAL_CACHE_READ_TOKENS: &str = "openclaw.session.total.cache_read_tokens";
+    pub const SESSION_TOTAL_CACHE_WRITE_TOKENS: &str = "openclaw.session.total.cache_write_tokens";
+    pub const SESSION_TOTAL_COST_USD: &str = "openclaw.session.total.cost_usd";
     /// On a status record that ends a run: the usage the run really had (the sum of its served
     /// calls; 0 for a killed run whose calls were never served). Not `gen_ai.usage.*`: a status
     /// record is never a model call.

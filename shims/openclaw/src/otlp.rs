@@ -104,6 +104,13 @@ fn record(r: &Record, now_ns: u64) -> LogRecord {
             attributes.push(str_kv(attr::OPERATION_NAME, openclaw::RECONCILE_OPERATION));
             attributes.push(kv(openclaw::RUN_CALLS, Value::IntValue(rc.usage.calls)));
             usage_attrs(&rc.usage, &mut attributes);
+            if let Some(g) = &rc.gateway {
+                attributes.push(kv(openclaw::SESSION_TOTAL_INPUT_TOKENS, Value::IntValue(g.otel_input())));
+                attributes.push(kv(openclaw::SESSION_TOTAL_OUTPUT_TOKENS, Value::IntValue(g.output)));
+                attributes.push(kv(openclaw::SESSION_TOTAL_CACHE_READ_TOKENS, Value::IntValue(g.cache_read)));
+                attributes.push(kv(openclaw::SESSION_TOTAL_CACHE_WRITE_TOKENS, Value::IntValue(g.cache_write)));
+                attributes.push(kv(openclaw::SESSION_TOTAL_COST_USD, Value::DoubleValue(g.cost)));
+            }
             (rc.time_ms, openclaw::RECONCILE_EVENT, None, SeverityNumber::Info)
         }
         Record::Run(run) => {

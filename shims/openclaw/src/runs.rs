@@ -215,6 +215,10 @@ pub struct ReconcileRecord {
     pub id: String,
     pub usage: Usage,
     pub time_ms: i64,
+    /// The session's cumulative usage as the gateway reported it (the collector reconciles
+    /// against what it stored, see `openclaw::SESSION_TOTAL_*`).
+    #[serde(default)]
+    pub gateway: Option<Usage>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -564,7 +568,7 @@ impl Ledger {
             let id = format!("reconcile:{key}:{}:{}:{}", have.input, have.output, have.cache_read);
             self.totals.add(key, &diff, self.cap);
             let session = self.info(key);
-            self.push(Record::Reconcile(ReconcileRecord { session, id, usage: diff, time_ms: now_ms }));
+            self.push(Record::Reconcile(ReconcileRecord { session, id, usage: diff, time_ms: now_ms, gateway: Some(*g) }));
             queued += 1;
         }
         queued
