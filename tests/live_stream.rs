@@ -297,17 +297,20 @@ async fn row10_live_retention_is_bounded_in_bytes_and_resume_past_it_gets_a_gap(
     })
     .await;
     let mut sse = Sse::connect(&app, "", None).await;
-    // Each export's rows carry ~200 KB of attributes (about 0.45 MiB retained with their JSON):
-    // two exports fit in 1 MiB, three do not.
+    // Each export's rows carry ~200 KB of attribute text (with their JSON, over 0.4 MiB retained):
+    // 1 MiB cannot hold three of them.
     let mut exports = Vec::new();
     for (i, session) in ["sess-1", "sess-2", "sess-3", "sess-4"].into_iter().enumerate() {
         post_spans(&app, llm_spans(100 * i, 20, "agent-a", session, "t", 10_000)).await;
         exports.push(read_calls(&mut sse, 20).await);
     }
     drop(sse);
-    // Resume from inside the first export: the rest of it and all of the second are gone.
-    let last = exports[0].first().expect("frames").id;
-    let second = &exports[1];
+    // Resume from the end of the first export (its ids share the log position in their high
+    // bits; its last messages may have been read with the second): all of the second is gone.
+    let pos = |id: u64| id >> 20;
+    let first_pos = pos(exports[0][0].id);
+    let last = exports.iter().flatten().map(|f| f.id).filter(|&id| pos(id) == first_pos).max().expect("frames");
+    let second: Vec<&Frame> = exports.iter().flatten().filter(|f| pos(f.id) == pos(exports[1][0].id)).collect();
 
     let mut sse = Sse::connect(&app, "", Some(last)).await;
     let gap = loop {
@@ -318,11 +321,30 @@ async fn row10_live_retention_is_bounded_in_bytes_and_resume_past_it_gets_a_gap(
     };
     assert_eq!(gap.kind, "gap", "{gap:?}");
     let missed = gap.data["missed"].as_u64().expect("an exact count");
-    assert!(missed >= second.len() as u64, "the second export was evicted: {missed} < {}", second.len());
-    let resumed = read_calls(&mut sse, 40).await;
-    let want: Vec<u64> = exports[2].iter().chain(&exports[3]).map(|f| f.id).collect();
-    let got: Vec<u64> = resumed.iter().map(|f| f.id).filter(|id| want.contains(id)).collect();
-    assert_eq!(got, want, "the newest exports are retained and replayed");
+    assert!(missed >= 40, "the second export (20 spans, 20 calls) was evicted: {missed}");
+    // A small export after the resume marks the end of what the ring replays.
+    post_spans(&app, llm_spans(900, 1, "agent-a", "sess-5", "t", 0)).await;
+    let mut resumed = Vec::new();
+    loop {
+        let f = sse.next().await;
+        if is_control(&f) {
+            continue;
+        }
+        if f.kind == "span" && f.data["session_id"] == "sess-5" {
+            break;
+        }
+        resumed.push(f);
+    }
+    // What is replayed is whole exports, the newest ones, never the evicted second one.
+    let calls = |f: &&Frame| f.kind == "span" || f.kind == "model_call";
+    let replayed: std::collections::BTreeSet<u64> = resumed.iter().filter(calls).map(|f| pos(f.id)).collect();
+    assert!(replayed.contains(&pos(exports[3][0].id)), "the newest export is retained: {replayed:?}");
+    assert!(replayed.len() < 3, "the byte bound evicted exports: {replayed:?}");
+    for p in &replayed {
+        let want: Vec<u64> = exports.iter().flatten().filter(calls).map(|f| f.id).filter(|id| pos(*id) == *p).collect();
+        let got: Vec<u64> = resumed.iter().filter(calls).map(|f| f.id).filter(|id| pos(*id) == *p).collect();
+        assert_eq!((got.len(), &got), (40, &want), "export at position {p} replayed whole");
+    }
     assert!(resumed.iter().all(|f| f.id > second.last().expect("second").id), "nothing evicted is replayed");
     app.shutdown().await;
 }
