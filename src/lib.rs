@@ -29,6 +29,7 @@
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod civil;
 pub mod config;
 pub mod console;

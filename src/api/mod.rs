@@ -114,9 +114,11 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/api/live", get(crate::live::sse::live))
         .route("/api/live/ws", get(crate::live::ws::live_ws))
         .merge(crate::control::api::read_routes())
+        .merge(crate::billing::read_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
         .with_state(state.clone());
     let control = crate::control::api::control_routes()
+        .merge(crate::billing::control_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.control_token.clone(), require_control_token))
         .with_state(state.clone());
     let flush = axum::Router::new()

@@ -15,6 +15,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (5, "session_state", include_str!("schema/0005_session_state.sql")),
     (6, "ingest_log", include_str!("schema/0006_ingest_log.sql")),
     (7, "control", include_str!("schema/0007_control.sql")),
+    (12, "billing", include_str!("schema/0012_billing.sql")),
 ];
 
 /// Bring the database up to the newest schema; returns the version now in force.
