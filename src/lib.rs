@@ -30,6 +30,7 @@ pub mod alerts;
 pub mod api;
 pub mod app;
 pub mod auth;
+pub mod billing;
 pub mod civil;
 pub mod config;
 pub mod console;

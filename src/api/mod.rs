@@ -119,6 +119,7 @@ pub fn routes(state: ApiState) -> axum::Router {
         .merge(crate::control::api::read_routes())
         .merge(crate::tasks::api::read_routes())
         .merge(crate::alerts::api::read_routes())
+        .merge(crate::billing::read_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.read_token.clone(), require_read_token))
         .with_state(state.clone());
     // Every state-changing route is under the control tokens (issue 10, row 12), never the read
@@ -127,6 +128,7 @@ pub fn routes(state: ApiState) -> axum::Router {
         .route("/api/cost/reprice", post(cost::reprice))
         .merge(crate::tasks::api::control_routes())
         .merge(crate::alerts::api::control_routes())
+        .merge(crate::billing::control_routes())
         .route_layer(axum::middleware::from_fn_with_state(state.control_token.clone(), require_control_token))
         .with_state(state.clone());
     let flush = axum::Router::new()

@@ -220,7 +220,8 @@ mod tests {
     #[test]
     fn agent_identity_table() {
         let svc = || vec![s("service.name", "svc")];
-        let cases: Vec<(&str, Vec<KeyValue>, &str, SpanType, &str, bool)> = vec![
+        type Case = (&'static str, Vec<KeyValue>, &'static str, SpanType, &'static str, bool);
+        let cases: Vec<Case> = vec![
             ("genai agent name", vec![s("gen_ai.agent.name", "planner")], "chat", SpanType::Other, "planner", false),
             (
                 "genai agent id wins over name",
@@ -336,7 +337,8 @@ mod tests {
     /// A placeholder model never wins over a real name from any source; framework names are not providers.
     #[test]
     fn model_and_provider_table() {
-        let cases: Vec<(&str, Vec<KeyValue>, Option<&str>, Option<&str>)> = vec![
+        type Case = (&'static str, Vec<KeyValue>, Option<&'static str>, Option<&'static str>);
+        let cases: Vec<Case> = vec![
             (
                 "openllmetry langchain: placeholder request model, association properties",
                 vec![

@@ -17,6 +17,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (7, "control", include_str!("schema/0007_control.sql")),
     (9, "tasks", include_str!("schema/0009_tasks.sql")),
     (10, "alerts", include_str!("schema/0010_alerts.sql")),
+    (11, "billing", include_str!("schema/0011_billing.sql")),
 ];
 
 /// Bring the database up to the newest schema; returns the version now in force.

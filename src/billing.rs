@@ -1,0 +1,189 @@
+//! Cost provenance: an agent or a session is billed by API (the default) or covered by a
+//! subscription, whose cost is an estimate at list price, not spend. Marks live in
+//! `billing_marks` (migration 0011), written through `Store::apply` (the one writer); the SQL view
+//! `model_call_costs` gives every call `billing`, `cost_is_estimate` and `spend_usd`.
+//!
+//! HTTP: `PUT /api/billing/{agents|sessions}/{id}` `{"billing": "subscription"|"api", "plan"?}`
+//! under the control token; `GET /api/billing` (the marks) and `GET /api/billing/cost` (spend vs
+//! estimate totals, `?agent=` / `?session=`) under the read token.
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use axum::{Extension, Json};
+use duckdb::params;
+use serde::Deserialize;
+use serde_json::{json, Value};
+
+use crate::api::ApiState;
+use crate::auth::{Actor, ANONYMOUS};
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum BillingError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl IntoResponse for BillingError {
+    fn into_response(self) -> Response {
+        let status = match &self {
+            BillingError::Invalid(_) => StatusCode::BAD_REQUEST,
+            BillingError::Store(StoreError::Overloaded | StoreError::Closed | StoreError::Unavailable(_)) => {
+                let mut r =
+                    (StatusCode::SERVICE_UNAVAILABLE, Json(json!({ "error": self.to_string() }))).into_response();
+                r.headers_mut().insert(
+                    axum::http::header::RETRY_AFTER,
+                    axum::http::HeaderValue::from(crate::error::RETRY_AFTER_SECS),
+                );
+                return r;
+            }
+            BillingError::Store(e) => e.http_status(),
+        };
+        (status, Json(json!({ "error": self.to_string() }))).into_response()
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub struct MarkBody {
+    pub billing: String,
+    pub plan: Option<String>,
+}
+
+/// `agents` / `sessions` (the path segment) -> the stored kind.
+fn kind(segment: &str) -> Result<&'static str, BillingError> {
+    match segment {
+        "agents" | "agent" => Ok("agent"),
+        "sessions" | "session" => Ok("session"),
+        other => Err(BillingError::Invalid(format!("billing marks are for agents or sessions, not {other:?}"))),
+    }
+}
+
+/// The billing value, validated (pure).
+pub fn billing(v: &str) -> Result<&'static str, BillingError> {
+    match v.trim().to_ascii_lowercase().as_str() {
+        "subscription" => Ok("subscription"),
+        "api" => Ok("api"),
+        other => Err(BillingError::Invalid(format!("billing must be \"subscription\" or \"api\", not {other:?}"))),
+    }
+}
+
+pub fn control_routes() -> axum::Router<ApiState> {
+    axum::Router::new().route("/api/billing/{kind}/{id}", axum::routing::put(put_mark))
+}
+
+pub fn read_routes() -> axum::Router<ApiState> {
+    axum::Router::new()
+        .route("/api/billing", axum::routing::get(list_marks))
+        .route("/api/billing/cost", axum::routing::get(cost))
+}
+
+async fn put_mark(
+    State(s): State<ApiState>,
+    actor: Option<Extension<Actor>>,
+    Path((segment, id)): Path<(String, String)>,
+    Json(body): Json<MarkBody>,
+) -> Result<Json<Value>, BillingError> {
+    let kind = kind(&segment)?;
+    let billing = billing(&body.billing)?;
+    if id.is_empty() || id.len() > 512 {
+        return Err(BillingError::Invalid("id must be 1..512 bytes".into()));
+    }
+    let plan = body.plan.filter(|p| !p.trim().is_empty());
+    if plan.as_ref().is_some_and(|p| p.len() > 200) {
+        return Err(BillingError::Invalid("plan must be at most 200 bytes".into()));
+    }
+    let who = actor.map(|Extension(a)| a.0).unwrap_or_else(|| ANONYMOUS.to_string());
+    let (id2, plan2) = (id.clone(), plan.clone());
+    s.store
+        .apply(move |conn| {
+            conn.execute(
+                "INSERT INTO billing_marks (kind, id, billing, plan, time, who) VALUES (?, ?, ?, ?, now()::TIMESTAMP, ?)
+                 ON CONFLICT (kind, id) DO UPDATE SET billing = excluded.billing, plan = excluded.plan,
+                     time = excluded.time, who = excluded.who",
+                params![kind, id2, billing, plan2, who],
+            )?;
+            Ok(())
+        })
+        .await?;
+    Ok(Json(json!({ "kind": kind, "id": id, "billing": billing, "plan": plan })))
+}
+
+async fn list_marks(State(s): State<ApiState>) -> Result<Json<Value>, BillingError> {
+    let rows = s
+        .store
+        .reader
+        .with_connection(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT kind, id, billing, plan, strftime(time, '%Y-%m-%dT%H:%M:%SZ'), who FROM billing_marks
+                 ORDER BY kind, id LIMIT 10000",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok(json!({
+                    "kind": r.get::<_, String>(0)?, "id": r.get::<_, String>(1)?, "billing": r.get::<_, String>(2)?,
+                    "plan": r.get::<_, Option<String>>(3)?, "time": r.get::<_, String>(4)?, "who": r.get::<_, Option<String>>(5)?,
+                }))
+            })?;
+            Ok(rows.collect::<Result<Vec<_>, _>>()?)
+        })
+        .await?;
+    Ok(Json(json!({ "marks": rows })))
+}
+
+#[derive(Debug, Deserialize, Default)]
+pub struct CostQuery {
+    pub agent: Option<String>,
+    pub session: Option<String>,
+}
+
+/// Spend (API-billed cost) and the list-price estimate of subscription-covered calls.
+async fn cost(State(s): State<ApiState>, Query(q): Query<CostQuery>) -> Result<Json<Value>, BillingError> {
+    let v = s
+        .store
+        .reader
+        .with_connection(move |conn| {
+            let mut stmt = conn.prepare(
+                "SELECT billing, count(*), coalesce(sum(cost_usd), 0), coalesce(sum(spend_usd), 0)
+                 FROM model_call_costs
+                 WHERE (?::VARCHAR IS NULL OR agent_id = ?::VARCHAR) AND (?::VARCHAR IS NULL OR session_id = ?::VARCHAR)
+                 GROUP BY billing",
+            )?;
+            let mut out = json!({
+                "spend_usd": 0.0, "estimated_usd": 0.0, "api_calls": 0, "subscription_calls": 0,
+                "note": "subscription cost is an estimate at list price, not spend",
+            });
+            let rows = stmt.query_map(params![q.agent, q.agent, q.session, q.session], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, f64>(2)?, r.get::<_, f64>(3)?))
+            })?;
+            for row in rows {
+                let (billing, calls, cost, spend) = row?;
+                if billing == "subscription" {
+                    out["estimated_usd"] = json!(cost);
+                    out["subscription_calls"] = json!(calls);
+                } else {
+                    out["spend_usd"] = json!(spend);
+                    out["api_calls"] = json!(calls);
+                }
+            }
+            Ok(out)
+        })
+        .await?;
+    Ok(Json(v))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_are_validated() {
+        assert_eq!(billing("Subscription").ok(), Some("subscription"));
+        assert_eq!(billing(" api ").ok(), Some("api"));
+        assert!(billing("free").is_err());
+        assert_eq!(kind("agents").ok(), Some("agent"));
+        assert_eq!(kind("sessions").ok(), Some("session"));
+        assert!(kind("tasks").is_err());
+    }
+}
