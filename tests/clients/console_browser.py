@@ -326,6 +326,34 @@ def run_tests(args):
             return f"pause {paused} (hook held until resume), inject {injected}, kill {killed}; screenshot {shot}"
         check("controls: pause, inject and kill reach a real agent-console-hook", controls)
 
+        def task_card():
+            # A task card moved by hand (the state override) changes the task's state over the API.
+            title = "Rotate the staging credentials " + format(rng.getrandbits(16), "04x")
+            req = urllib.request.Request(base + "/api/tasks", data=json.dumps({"title": title, "labels": ["ops"]}).encode(),
+                                         method="POST", headers={"content-type": "application/json"})
+            with urllib.request.urlopen(req, timeout=30) as r:
+                created = json.load(r)
+            tid = created.get("task_id") or created.get("id") or (created.get("task") or {}).get("task_id")
+            assert tid, created
+            d.get(base + "/tasks")
+            wait_ready(d, "tasks")
+            card = f"[data-task='{tid}']"
+            WebDriverWait(d, 15).until(lambda x: x.find_elements(By.CSS_SELECTOR, card))
+            before = js(d, f"document.querySelector(\"{card}\").dataset.state")
+            assert before == "inbox", f"a new task with no agent is in the inbox, not {before}"
+            sel = d.find_element(By.CSS_SELECTOR, f"{card} select[data-action=move]")
+            from selenium.webdriver.support.ui import Select
+            Select(sel).select_by_value("complete")
+            WebDriverWait(d, 15).until(lambda x: js(x, f"(document.querySelector(\"{card}\") || {{dataset: {{}}}}).dataset.state") == "complete")
+            t = get_json(base, f"/api/tasks/{tid}")
+            t = t.get("task", t)
+            assert t.get("state") == "complete", t
+            shot = os.path.join(shots, "tasks-board.png")
+            d.save_screenshot(shot)
+            assert not console_errors(d)
+            return f"{tid} moved inbox -> complete from the board; the API says complete; screenshot {shot}"
+        check("tasks: a card moved by hand changes the task's state over the API", task_card)
+
         def resume():
             d.get(base + "/")
             wait_ready(d, "fleet")

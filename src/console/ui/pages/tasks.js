@@ -57,7 +57,7 @@ export function TasksPage({ loc }) {
   const q = loc.query;
   const live = useLiveKey('task');
   const [err, setErr] = useState(null);
-  const res = useFetch(`tasks:${q.q || ''}:${live}`, () => api.get('/api/tasks', { limit: 500, text: q.q }));
+  const res = useFetch(`tasks:${q.q || ''}:${live}`, () => api.get('/api/tasks', { limit: 500, q: q.q }));
   if (res.error && res.error.notFound) {
     return html`<div class="page" data-page="tasks" data-ready="1"><${NotAvailable} what="The task board" route="/api/tasks" issue="the tasks-and-alerts issue (13)" /></div>`;
   }
