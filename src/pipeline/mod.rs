@@ -37,8 +37,8 @@ use crate::store::writer::{self, CommitHook};
 use crate::store::StoreError;
 
 pub mod hook_records;
-pub mod openclaw_runs;
 pub mod inherit;
+pub mod openclaw_runs;
 pub mod replay;
 
 /// How often an idle pipeline checks the log for records it was not handed.

@@ -343,7 +343,7 @@ def run_tests(args):
             assert before == "inbox", f"a new task with no agent is in the inbox, not {before}"
             sel = d.find_element(By.CSS_SELECTOR, f"{card} select[data-action=move]")
             from selenium.webdriver.support.ui import Select
-            Select(sel).select_by_value("complete")
+            Select(sel).select_by_visible_text("complete")  # Preact sets option values as properties
             WebDriverWait(d, 15).until(lambda x: js(x, f"(document.querySelector(\"{card}\") || {{dataset: {{}}}}).dataset.state") == "complete")
             t = get_json(base, f"/api/tasks/{tid}")
             t = t.get("task", t)

@@ -568,7 +568,13 @@ impl Ledger {
             let id = format!("reconcile:{key}:{}:{}:{}", have.input, have.output, have.cache_read);
             self.totals.add(key, &diff, self.cap);
             let session = self.info(key);
-            self.push(Record::Reconcile(ReconcileRecord { session, id, usage: diff, time_ms: now_ms, gateway: Some(*g) }));
+            self.push(Record::Reconcile(ReconcileRecord {
+                session,
+                id,
+                usage: diff,
+                time_ms: now_ms,
+                gateway: Some(*g),
+            }));
             queued += 1;
         }
         queued
