@@ -354,6 +354,38 @@ def run_tests(args):
             return f"{tid} moved inbox -> complete from the board; the API says complete; screenshot {shot}"
         check("tasks: a card moved by hand changes the task's state over the API", task_card)
 
+        def alerts():
+            # A budget rule over a Claude Code session (http hooks, so it can be paused): a priced
+            # model call crosses it, the page shows the alert firing with a link to the session,
+            # and its one-click action pauses the session through the control plane.
+            rule = "console-budget-" + format(rng.getrandbits(16), "04x")
+            assert data.post(base, "/api/alerts/rules", {"name": rule, "kind": "budget", "scope": "session",
+                                                         "threshold": 0.000001, "tiers": [1.0]}) in (200, 201)
+            sid = "alert-check-" + format(rng.getrandbits(32), "08x")
+            assert data.hook(base, "UserPromptSubmit", sid, prompt="spend a little") == 200
+            now = time.time_ns()
+            spans = [data.span(rng, sid, "claude-code", now, "chat", unpriced_ok=False)]
+            assert data.post(base, "/v1/traces", data.export({("claude-code", None): spans})) == 200
+            assert data.post(base, "/api/flush", {}) == 200
+            d.get(base + "/alerts")
+            wait_ready(d, "alerts")
+            row = f"[data-testid=firing-t] tr[data-state=firing]"
+            WebDriverWait(d, 20).until(lambda x: any(
+                sid in (a.get_attribute("href") or "") for a in x.find_elements(By.CSS_SELECTOR, f"{row} a[data-testid=alert-session]")))
+            btn = WebDriverWait(d, 10).until(lambda x: next(
+                (b for r in x.find_elements(By.CSS_SELECTOR, row)
+                 if sid in r.get_attribute("innerHTML") for b in r.find_elements(By.CSS_SELECTOR, "button[data-action=alert-pause]")),
+                None))
+            shot = os.path.join(shots, "alerts-firing.png")
+            d.save_screenshot(shot)
+            btn.click()
+            WebDriverWait(d, 15).until(lambda x: x.find_elements(By.CSS_SELECTOR, "[data-testid=alert-action-result]"))
+            cmds = get_json(base, f"/api/sessions/{sid}/commands")["commands"]
+            assert any(c["kind"] == "pause" for c in cmds), cmds
+            assert not console_errors(d)
+            return f"{rule} fired for {sid}; pause issued from the page ({cmds[-1]['status']}); screenshot {shot}"
+        check("alerts: a firing budget alert links to its session and its action pauses it", alerts)
+
         def resume():
             d.get(base + "/")
             wait_ready(d, "fleet")
