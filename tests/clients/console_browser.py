@@ -354,6 +354,20 @@ def run_tests(args):
             return f"{tid} moved inbox -> complete from the board; the API says complete; screenshot {shot}"
         check("tasks: a card moved by hand changes the task's state over the API", task_card)
 
+        def waiting():
+            # A permission prompt (Claude Code `Notification` hook) shows as waiting for a human.
+            sid = "waiting-check-" + format(rng.getrandbits(32), "08x")
+            assert data.hook(base, "UserPromptSubmit", sid, prompt="deploy the hotfix") == 200
+            assert data.hook(base, "Notification", sid, message="Claude needs your permission to use Bash",
+                             notification_type="permission_prompt") == 200
+            assert data.post(base, "/api/flush", {}) == 200
+            d.get(base + "/sessions/" + sid)
+            wait_ready(d, "session")
+            WebDriverWait(d, 15).until(lambda x: x.find_elements(By.CSS_SELECTOR, "[data-flag=waiting]"))
+            assert not console_errors(d)
+            return f"{sid} shows 'waiting for a human'"
+        check("session flags: a permission prompt shows as waiting for a human", waiting)
+
         def alerts():
             # A budget rule over a Claude Code session (http hooks, so it can be paused): a priced
             # model call crosses it, the page shows the alert firing with a link to the session,

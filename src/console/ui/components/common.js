@@ -1,9 +1,10 @@
 // Small shared pieces: status pills, tiles, error and "not available" states.
 import { html } from '../lib/html.js';
 
-export function Status({ status, stuck }) {
+/** A session's status pill with its flags: waiting for a human, a long tool call, stuck. */
+export function Status({ status, stuck, waiting, longTool }) {
   const s = status || 'unknown';
-  return html`<span class=${'pill st-' + s.replace(/[^a-z_]/g, '')} data-status=${s}>${s.replace(/_/g, ' ')}${stuck ? html` <b class="stuck">stuck</b>` : null}</span>`;
+  return html`<span class=${'pill st-' + s.replace(/[^a-z_]/g, '')} data-status=${s}>${s.replace(/_/g, ' ')}${waiting ? html` <b class="waiting" data-flag="waiting">waiting for a human</b>` : null}${longTool ? html` <b class="long-tool" data-flag="long_tool">long tool call</b>` : null}${stuck ? html` <b class="stuck">stuck</b>` : null}</span>`;
 }
 
 export function Tile({ label, value, testid }) {

@@ -20,7 +20,7 @@ function AgentRow(a, now) {
   const cur = a.current_session ? store.sessions.get(a.current_session) : null;
   return html`<div class="row agents-grid" key=${a.agent_id} data-agent=${a.agent_id}>
     <span class="c-name" title=${a.agent_id}>${a.display_name || a.agent_id}</span>
-    <span><${Status} status=${a.status} stuck=${cur && cur.stuck} /></span>
+    <span><${Status} status=${a.status} stuck=${cur && cur.stuck} waiting=${cur && cur.waiting} longTool=${cur && cur.long_tool} /></span>
     <span class="c-id">${a.current_session ? html`<a href=${sessionHref(a.current_session)} title=${a.current_session}>${short(cur && cur.display_name || a.current_session, 28)}</a>` : '—'}</span>
     <span class="opt" title=${a.current_model || ''}>${short(a.current_model || '', 26)}</span>
     <span class="num opt">${elapsed(cur, now)}</span>

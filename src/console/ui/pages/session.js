@@ -157,7 +157,7 @@ export function SessionPage({ id, loc }) {
   return html`<div class="page session" data-page="session" data-ready=${ready ? '1' : undefined}>
     <${ErrorBox} error=${detail.error} retry=${detail.reload} />
     ${s ? html`<section class="card">
-      <div class="card-h"><h2 class="c-id" title=${id}>${s.display_name || id}</h2><${Status} status=${s.status} stuck=${s.stuck} /></div>
+      <div class="card-h"><h2 class="c-id" title=${id}>${s.display_name || id}</h2><${Status} status=${s.status} stuck=${s.stuck} waiting=${s.waiting} longTool=${s.long_tool} /></div>
       <div class="facts">
         <span><i>agent</i> ${s.agent_id ? html`<a href=${href('/sessions', { agent: s.agent_id })}>${s.agent_id}</a>` : '—'}</span>
         <span><i>task</i> ${s.task_id ? html`<a href=${taskHref(s.task_id)}>${s.task_id}</a>` : '—'}</span>

@@ -20,7 +20,7 @@ export function elapsedOf(s, now) {
 
 function SessionRow(s, now) {
   return html`<div class="row sessions-grid" key=${s.session_id} data-session=${s.session_id}>
-    <span><${Status} status=${s.status} stuck=${s.stuck} /></span>
+    <span><${Status} status=${s.status} stuck=${s.stuck} waiting=${s.waiting} longTool=${s.long_tool} /></span>
     <span class="c-id"><a href=${sessionHref(s.session_id)} title=${s.session_id}>${short(s.display_name || s.session_id, 40)}</a></span>
     <span class="opt" title=${s.agent_id || ''}>${short(s.agent_id || '', 24)}</span>
     <span class="opt" title=${s.task_id || ''}>${short(s.task_id || '', 18)}</span>
