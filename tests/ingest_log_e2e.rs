@@ -142,6 +142,21 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
     }
     let bin = start(dir.path());
     let http = reqwest::Client::new();
+    // Everything acknowledged becomes queryable (the replay of four rounds' backlog), or the
+    // collector's own account of why not.
+    let t0 = std::time::Instant::now();
+    let r = http.post(format!("{}/api/flush?timeout_ms=120000", bin.http)).send().await.expect("flush");
+    if r.status() != 200 {
+        let health = http.get(format!("{}/healthz", bin.http)).send().await.expect("healthz").text().await;
+        let log = bin.log.lock().map(|l| l.join("\n")).unwrap_or_default();
+        panic!("flush answered {} after {:?}; healthz {health:?}; log:\n{log}", r.status(), t0.elapsed());
+    }
+    eprintln!("kill -9 test: final replay flushed in {:?}", t0.elapsed());
+    if let Ok(l) = bin.log.lock() {
+        for line in l.iter().filter(|l| l.contains("replay") || l.contains("caught up") || l.contains("WARN")) {
+            eprintln!("  {line}");
+        }
+    }
     // Row order is log order: the DuckDB writer appends records in position order.
     let rows = sql_at(&http, &bin.http, "SELECT span_id FROM spans ORDER BY rowid").await;
     let stored: Vec<String> = rows.into_iter().map(|r| r[0].as_str().unwrap_or_default().to_string()).collect();

@@ -58,6 +58,9 @@ for f in claude-code/otlp/logs-1.pb claude-code/otlp/logs-2.pb claude-code/otlp/
         --data-binary "@$FIXTURES/$f" "http://127.0.0.1:$HTTP_PORT/")
     [ "$code" = 200 ] || { echo "pg_clients: ingest $f answered $code"; exit 1; }
 done
+# Acknowledged is durable, not yet queryable: wait until DuckDB holds everything sent.
+code=$(curl -s -o /dev/null -w '%{http_code}' -X POST "http://127.0.0.1:$HTTP_PORT/api/flush")
+[ "$code" = 200 ] || { echo "pg_clients: flush answered $code"; exit 1; }
 
 passed=0
 failed=0

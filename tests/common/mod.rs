@@ -206,6 +206,17 @@ pub fn spawn_binary(dir: &std::path::Path, extra: &[&str]) -> Binary {
     Binary { child, http: http.unwrap_or_default(), grpc: grpc.unwrap_or_default(), log }
 }
 
+/// A test that panics still ends its collector (a leaked one would keep replaying and take CPU
+/// from the next tests).
+impl Drop for Binary {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
 impl Binary {
     /// `kill -9` and reap.
     pub fn kill9(mut self) {
