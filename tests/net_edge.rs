@@ -150,7 +150,8 @@ async fn row4_sigterm_is_bounded_with_stalled_clients_and_keeps_acknowledged_dat
     let started = Instant::now();
     let status = Command::new("kill").args(["-TERM", &pid]).status().expect("kill -TERM");
     assert!(status.success());
-    let mut child = bin.child;
+    let mut bin = bin;
+    let child = &mut bin.child;
     let exit = loop {
         if let Some(s) = child.try_wait().expect("wait") {
             break s;
