@@ -556,6 +556,7 @@ def bench(args):
             spans = [data.span(rng, big, "agent-0000", now - (10_000 - k * 2000 - j) * 100_000_000,
                                "chat" if j % 10 < 7 else "tool") for j in range(2000)]
             assert data.post(base, "/v1/traces", data.export({("agent-0000", "T-big"): spans}), timeout=120) == 200
+        assert data.post(base, "/api/flush", {}, timeout=300) == 200  # acknowledged -> queryable
         print(f"seeded 10,000 sessions of 1,000 agents and a 10,000-event session in {time.monotonic() - t0:.1f} s", flush=True)
         for path in ("/api/agents?limit=1000", "/api/sessions?limit=200", f"/api/sessions/{big}",
                      f"/api/sessions/{big}/timeline?limit=500"):
