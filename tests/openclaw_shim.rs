@@ -60,7 +60,8 @@ fn now_ms() -> i64 {
 /// Every model call the fake serves: 400 prompt / 40 completion tokens, as the reference's
 /// stand-in; the cost is a binary fraction so sums compare exactly.
 const CALL: (i64, i64, f64) = (400, 40, 0.0078125);
-const WRITE_METHODS: &[&str] = &["sessions.abort", "sessions.send", "sessions.steer", "chat.abort"];
+const WRITE_METHODS: &[&str] = &["sessions.abort", "sessions.send", "sessions.steer", "chat.abort", "sessions.patch"];
+const PATCH_KEYS: &[&str] = &["key", "archived", "expectedSessionId", "label", "pinned"];
 const ABORT_KEYS: &[&str] = &["key", "runId", "agentId", "clearQueued"];
 const SEND_KEYS: &[&str] =
     &["key", "agentId", "message", "mentions", "thinking", "attachments", "timeoutMs", "idempotencyKey"];
@@ -250,6 +251,9 @@ impl GwState {
                 let Some(row) = self.row(key).filter(|_| !gone) else {
                     return invalid(format!("session not found: {key}"));
                 };
+                if row["archived"] == true {
+                    return invalid(format!("Session \"{key}\" is archived. Restore it before starting new work."));
+                }
                 assert!(!message.is_empty());
                 let run = format!("send-{}", self.next_run.fetch_add(1, Ordering::SeqCst));
                 // Idle: a new run. During a run (queue mode steer): the text joins that run; the
@@ -262,6 +266,32 @@ impl GwState {
                     self.sends.lock().expect("sends").insert(k.to_string(), reply.clone());
                 }
                 Ok(reply)
+            }
+            // The archive fence (2026.9.6): non-main sessions only; archiving cancels the run.
+            "sessions.patch" => {
+                if let Some(k) = closed(PATCH_KEYS) {
+                    return invalid(format!("invalid sessions.patch params: at root: unexpected property '{k}'"));
+                }
+                let Some(key) = p["key"].as_str() else {
+                    return invalid("invalid sessions.patch params: must have required property 'key'".into());
+                };
+                let Some(row) = self.row(key) else { return invalid(format!("session not found: {key}")) };
+                if let Some(expected) = p["expectedSessionId"].as_str() {
+                    if row["sessionId"] != expected {
+                        return invalid(format!("session {key} is no longer {expected}"));
+                    }
+                }
+                if let Some(archived) = p["archived"].as_bool() {
+                    if archived && key.ends_with(":main") {
+                        return invalid("Cannot archive an agent's main session.".into());
+                    }
+                    if archived {
+                        self.kill_active(key);
+                    }
+                    let row = self.upsert(json!({"key": key, "archived": archived, "updatedAt": now_ms()}));
+                    self.changed(key, &row, json!({"reason": "patch"}));
+                }
+                Ok(json!({"ok": true, "key": key}))
             }
             _ => invalid(format!("unknown method {method}")),
         }
@@ -429,7 +459,10 @@ async fn connection(state: Arc<GwState>, mut events: broadcast::Receiver<(String
                 let payload = match method {
                     "sessions.list" => {
                         state.lists.fetch_add(1, Ordering::SeqCst);
-                        let rows = state.rows.lock().expect("rows").clone();
+                        // Archived sessions are listed only when asked for (`archived: "all"`).
+                        let all = req["params"]["archived"] == "all" || req["params"]["archived"] == true;
+                        let mut rows = state.rows.lock().expect("rows").clone();
+                        rows.retain(|r| all || r["archived"] != true);
                         json!({"ts": now_ms(), "count": rows.len(), "totalCount": rows.len(), "hasMore": false,
                                "defaults": {"modelProvider": "anthropic", "model": "claude-sonnet-4-5"},
                                "sessions": rows})
@@ -918,6 +951,69 @@ async fn kill_inject_and_pause_make_the_reference_calls() {
     for id in [&pause_id, &resume_id, &inject_id] {
         let a = audit(&app, id).await;
         assert_eq!(a, vec!["command.accepted", "command.delivered", "command.observed"], "{id}");
+    }
+    app.shutdown().await;
+}
+
+/// A hard pause of a non-main session is the gateway's archive fence: `sessions.patch {archived:
+/// true, expectedSessionId}` cancels its run and the gateway refuses sends from every client, the
+/// archived session stays listed (the shim asks for `archived: "all"`), and the resume restores it.
+/// An agent's main session cannot be archived: the hard pause is refused with the reason.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hard_pause_is_the_archive_fence_for_non_main_sessions() {
+    let app = common::spawn().await;
+    let gw = Gateway::start().await;
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    gw.add_session(MAIN, None);
+    gw.add_session(CHILD, Some(MAIN));
+    let _shim = Killer(spawn_shim(&gw.url(), TOKEN, &app.http, &state_dir.path().join("s.json"), Stdio::inherit()));
+    wait_available(&app, CHILD, "hard_pause").await;
+    let caps = capabilities(&app, MAIN).await;
+    assert_eq!(caps["hard_pause"]["available"], false, "{caps}");
+    let (st, refused) = command(&app, MAIN, json!({"kind": "pause", "hard": true})).await;
+    assert_eq!(st, 409, "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("main session")), "{refused}");
+    let (st, bad) = command(&app, CHILD, json!({"kind": "inject", "message": "x", "hard": true})).await;
+    assert_eq!(st, 400, "{bad}");
+
+    gw.start_run(CHILD, "c1");
+    let (st, pause) = command(&app, CHILD, json!({"kind": "pause", "hard": true, "reason": "incident"})).await;
+    assert_eq!(st, 201, "{pause}");
+    let pause_id = pause["command_id"].as_str().expect("id").to_string();
+    let patches = wait_calls(&gw, "sessions.patch", 1).await;
+    assert_eq!(patches[0], json!({"key": CHILD, "archived": true, "expectedSessionId": format!("sid-{CHILD}")}));
+    let done = wait_status(&app, CHILD, &pause_id, "observed").await;
+    assert!(done["result"].as_str().is_some_and(|r| r.contains("archived")), "{done}");
+    let row = gw.row(CHILD).expect("row");
+    assert_eq!((row["status"].clone(), row["archived"].clone()), (json!("killed"), json!(true)), "{row}");
+    // Another client's send is refused by the gateway itself, not only the console's.
+    let other = gw.control("sessions.send", &json!({"key": CHILD, "message": "from the TUI"}));
+    assert!(other.as_ref().is_err_and(|e| e.1.contains("is archived")), "{other:?}");
+    let detail: Value = app
+        .client
+        .get(format!("{}/api/sessions/{CHILD}", app.http))
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(detail["session"]["control"]["hard_pause"], true, "{detail}");
+    // Still listed (archived: "all"), so the resume reaches this gateway and lifts the fence.
+    wait_polls(&gw, 2).await;
+    let (st, resume) = command(&app, CHILD, json!({"kind": "resume"})).await;
+    assert_eq!(st, 201, "{resume}");
+    let resume_id = resume["command_id"].as_str().expect("id").to_string();
+    let patches = wait_calls(&gw, "sessions.patch", 2).await;
+    assert_eq!(patches[1], json!({"key": CHILD, "archived": false, "expectedSessionId": format!("sid-{CHILD}")}));
+    let done = wait_status(&app, CHILD, &resume_id, "observed").await;
+    assert!(done["result"].as_str().is_some_and(|r| r.contains("restored")), "{done}");
+    assert_eq!(done["hard"], true, "the resume of a hard pause lifts the fence: {done}");
+    assert_eq!(gw.row(CHILD).expect("row")["archived"], false);
+    let again = gw.control("sessions.send", &json!({"key": CHILD, "message": "carry on"}));
+    assert!(again.is_ok(), "{again:?}");
+    for id in [&pause_id, &resume_id] {
+        assert_eq!(audit(&app, id).await, vec!["command.accepted", "command.delivered", "command.observed"], "{id}");
     }
     app.shutdown().await;
 }

@@ -323,3 +323,67 @@ async fn task_writes_need_the_control_token() {
     assert_eq!(get(&app, "/api/tasks").await.0, 200);
     app.shutdown().await;
 }
+
+/// Dispatch: the task's text reaches a running Claude Code session as an audited inject (here at
+/// its next PreToolUse through the http hook path) and the session is linked to the task; a
+/// session that cannot take a message is refused with the reason and nothing is linked.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dispatch_sends_the_task_to_a_session_and_links_it() {
+    let app = spawn().await;
+    let new = json!({"title": "Fix login", "description": "The session cookie expires too early.",
+                     "url": "https://tracker.example/T-7"});
+    let (s, t) = send(&app, reqwest::Method::POST, "/api/tasks", Some(new)).await;
+    assert_eq!(s, 201, "{t}");
+    let id = t["task_id"].as_str().expect("id").to_string();
+    for name in ["01-SessionStart", "02-UserPromptSubmit"] {
+        let r = app.post("/hooks/claude", "application/json", fixture(&format!("claude-code/hooks/{name}.json"))).await;
+        assert_eq!(r.status(), 200);
+    }
+    // An OTLP-only session has no control channel: refused, not linked.
+    let otlp = app.post("/v1/traces", "application/x-protobuf", fixture("langchain-openinference/traces-1.pb")).await;
+    assert_eq!(otlp.status(), 200);
+    let (_, sessions) = get(&app, "/api/sessions?limit=50").await;
+    let other = sessions["sessions"]
+        .as_array()
+        .expect("sessions")
+        .iter()
+        .filter_map(|s| s["session_id"].as_str())
+        .find(|s| *s != CLAUDE_SESSION)
+        .expect("an OTLP session")
+        .to_string();
+    let (s, refused) =
+        send(&app, reqwest::Method::POST, &format!("/api/tasks/{id}/dispatch"), Some(json!({"session": other}))).await;
+    assert_eq!(s, 409, "{refused}");
+    assert!(refused["error"].as_str().is_some_and(|e| e.contains("no control channel")), "{refused}");
+    let (s, _) =
+        send(&app, reqwest::Method::POST, "/api/tasks/NOPE/dispatch", Some(json!({"session": CLAUDE_SESSION}))).await;
+    assert_eq!(s, 404);
+    let (s, _) = send(&app, reqwest::Method::POST, &format!("/api/tasks/{id}/dispatch"), Some(json!({"x": 1}))).await;
+    assert_eq!(s, 400);
+
+    let (s, d) = send(
+        &app,
+        reqwest::Method::POST,
+        &format!("/api/tasks/{id}/dispatch"),
+        Some(json!({"session": CLAUDE_SESSION})),
+    )
+    .await;
+    assert_eq!(s, 201, "{d}");
+    assert_eq!((d["linked"].clone(), d["command"]["kind"].clone()), (json!(true), json!("inject")), "{d}");
+    let cmd_id = d["command"]["command_id"].as_str().expect("command id").to_string();
+    // The agent's next hook carries the task as additional context.
+    let r = app.post("/hooks/claude", "application/json", fixture("claude-code/hooks/03-PreToolUse.json")).await;
+    assert_eq!(r.status(), 200);
+    let answer: Value = serde_json::from_slice(&r.bytes().await.expect("body")).expect("hook answer");
+    let ctx = answer["hookSpecificOutput"]["additionalContext"].as_str().unwrap_or_default();
+    assert!(ctx.contains("Task ") && ctx.contains("Fix login"), "{answer}");
+    assert!(ctx.contains("expires too early") && ctx.contains("https://tracker.example/T-7"), "{answer}");
+    let (_, cmds) = get(&app, &format!("/api/sessions/{CLAUDE_SESSION}/commands")).await;
+    let c = cmds["commands"].as_array().expect("commands").iter().find(|c| c["command_id"] == cmd_id.as_str()).cloned();
+    assert!(c.as_ref().is_some_and(|c| c["status"] != "accepted"), "delivered: {c:?}");
+    let (_, detail) = get(&app, &format!("/api/tasks/{id}")).await;
+    let linked: Vec<&str> =
+        detail["sessions"].as_array().expect("sessions").iter().filter_map(|s| s["session_id"].as_str()).collect();
+    assert_eq!(linked, vec![CLAUDE_SESSION], "{detail}");
+    app.shutdown().await;
+}

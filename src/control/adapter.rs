@@ -24,10 +24,14 @@ impl Refusal {
 pub trait Adapter: Send + Sync {
     /// The runtime's name as shown in `control.runtime`.
     fn runtime(&self) -> &'static str;
-    /// `None` when `kind` (with `hard`, for kill) can work for this session now.
+    /// `None` when `kind` (with `hard`, for kill and pause) can work for this session now.
     fn refusal(&self, kind: Kind, hard: bool, ctl: &SessionCtl) -> Option<Refusal>;
     /// A caveat to show next to an available kind.
     fn notes(&self, _kind: Kind, _ctl: &SessionCtl) -> Option<String> {
+        None
+    }
+    /// A caveat to show next to an available `hard` variant.
+    fn hard_notes(&self, _kind: Kind, _ctl: &SessionCtl) -> Option<String> {
         None
     }
 }
@@ -80,6 +84,7 @@ pub fn capabilities(adapter: &dyn Adapter, ctl: &SessionCtl, pending_approvals: 
         put(kind.as_str(), adapter.refusal(kind, false, ctl), adapter.notes(kind, ctl));
     }
     put("hard_kill", adapter.refusal(Kind::Kill, true, ctl), None);
+    put("hard_pause", adapter.refusal(Kind::Pause, true, ctl), adapter.hard_notes(Kind::Pause, ctl));
     for kind in [Kind::Approve, Kind::Deny] {
         let r = adapter.refusal(kind, false, ctl).or_else(|| {
             (pending_approvals == 0).then(|| Refusal::new("no tool call is waiting for approval in this session"))

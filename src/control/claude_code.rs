@@ -420,6 +420,10 @@ impl Adapter for ClaudeCode {
         let r = match kind {
             Kind::Pause if ctl.mode == Mode::Paused => Some("the session is already paused"),
             Kind::Pause | Kind::Inject if killed => Some("the session was killed"),
+            Kind::Pause if hard => Some(
+                "hard pause is OpenClaw's archive fence; a Claude Code pause already holds every control hook \
+                 (pause without hard)",
+            ),
             Kind::Resume if ctl.mode != Mode::Paused => Some("the session is not paused"),
             Kind::Kill if hard && transport == Transport::Http => {
                 Some("http hooks cannot hard-kill: only the hook binary can signal the Claude Code process")

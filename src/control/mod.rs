@@ -8,7 +8,10 @@
 //! Concurrency: every state change takes the *lane* (an async mutex that serialises changes and
 //! their commit), computes on copies under the short `state` lock, commits with `Store::apply`,
 //! and only then takes effect in memory, wakes waiters and publishes. Hook calls with nothing
-//! pending never take the lane (one short lock, no database work).
+//! pending never take the lane (one short lock, no database work). A hook answer whose only
+//! effects are steps of a resume (delivering a resume twice is harmless) goes out before its
+//! commit, which finishes in the background still holding the lane; every other answer waits
+//! for its commit (a crash must never deliver an inject or a kill twice).
 //!
 //! `Control::issue` is the in-process API (the HTTP route and alert rules, as `rule:<name>`, use it).
 
@@ -128,8 +131,8 @@ impl CommandRequest {
         if self.kind != Kind::Inject && self.message.is_some() {
             return Err(ControlError::Invalid("only inject takes a \"message\" (use \"reason\")".into()));
         }
-        if self.hard && self.kind != Kind::Kill {
-            return Err(ControlError::Invalid("\"hard\" applies to kill only".into()));
+        if self.hard && !matches!(self.kind, Kind::Kill | Kind::Pause) {
+            return Err(ControlError::Invalid("\"hard\" applies to kill and pause only".into()));
         }
         if self.for_session && self.kind != Kind::Approve {
             return Err(ControlError::Invalid("\"for_session\" applies to approve only".into()));
@@ -192,7 +195,7 @@ struct Inner {
     live: Arc<Hub>,
     cfg: ControlConfig,
     cancel: CancellationToken,
-    lane: tokio::sync::Mutex<()>,
+    lane: Arc<tokio::sync::Mutex<()>>,
     state: Mutex<State>,
     policy: RwLock<Arc<Policy>>,
     seq: AtomicU64,
@@ -402,7 +405,7 @@ impl Control {
                 live,
                 cfg,
                 cancel,
-                lane: tokio::sync::Mutex::new(()),
+                lane: Arc::new(tokio::sync::Mutex::new(())),
                 state: Mutex::new(st),
                 policy: RwLock::new(Arc::new(policy)),
                 seq: AtomicU64::new(0),
@@ -625,6 +628,7 @@ impl Control {
             Kind::Pause => {
                 supersede(tx, &[Kind::Resume], format!("superseded by pause {id}"));
                 let c = tx.session(st, sid);
+                c.hard_kill = req.hard;
                 c.mode = Mode::Paused;
                 c.mode_command = Some(id.clone());
                 c.mode_since_us = now;
@@ -645,6 +649,8 @@ impl Control {
                     );
                 }
                 let c = tx.session(st, sid);
+                // The resume of a hard pause lifts its fence (OpenClaw: the session is restored).
+                cmd.hard = std::mem::take(&mut c.hard_kill);
                 c.mode = Mode::Running;
                 c.mode_command = None;
                 c.mode_since_us = now;
@@ -975,11 +981,11 @@ impl Control {
                 self.unhold(&key);
                 return Ok(pass);
             }
-            let lane = self.inner.lane.lock().await;
+            let lane = self.inner.lane.clone().lock_owned().await;
             let now = now_us();
             let mut tx = Tx::new(now);
             let policy = self.policy();
-            let (plan, mut rx) = {
+            let (plan, mut rx, harmless) = {
                 let mut st = self.lock();
                 let rx = Self::watcher(&mut st, sid);
                 let st = &*st;
@@ -992,11 +998,31 @@ impl Control {
                     View { session_id: sid, ctl: &ctl, commands: &st.commands, approval, transport: call.transport };
                 let plan = claude_code::decide(&ev, &view, &policy, now);
                 self.apply_effects(st, &mut tx, sid, &ev, &plan.effects);
-                (plan, rx)
+                let harmless = !plan.signal
+                    && matches!(plan.outcome, Outcome::Pass | Outcome::Answer(_))
+                    && plan.effects.iter().all(|e| match e {
+                        Effect::Delivered { command, .. } | Effect::Observed { command, .. } => {
+                            st.commands.get(command).is_some_and(|c| c.kind == Kind::Resume)
+                        }
+                        Effect::ResetStopBlocks => true,
+                        _ => false,
+                    });
+                (plan, rx, harmless)
             };
             let had_effects = !plan.effects.is_empty();
-            self.commit(tx).await?;
-            drop(lane);
+            if harmless && had_effects {
+                // A resume reaching a held call: answer now, record the step behind it.
+                let me = self.clone();
+                tokio::spawn(async move {
+                    let _lane = lane;
+                    if let Err(e) = me.commit(tx).await {
+                        tracing::warn!(error = %e, "control: a resume's delivery step was not recorded");
+                    }
+                });
+            } else {
+                self.commit(tx).await?;
+                drop(lane);
+            }
             match plan.outcome {
                 Outcome::Pass | Outcome::Answer(_) => {
                     self.unhold(&key);
@@ -1155,7 +1181,8 @@ impl Control {
             "since": (ctl.mode_since_us > 0).then(|| crate::live::message::rfc3339(ctl.mode_since_us)),
             "by": ctl.mode_by,
             "reason": ctl.mode_reason,
-            "hard_kill": ctl.hard_kill,
+            "hard_kill": ctl.hard_kill && ctl.mode == Mode::Killed,
+            "hard_pause": ctl.hard_kill && ctl.mode == Mode::Paused,
             "runtime": adapter.runtime(),
             "transport": ctl.seen.transport.map(Transport::as_str),
             "inbox": ctl.seen.inbox,

@@ -329,6 +329,8 @@ pub struct SessionCtl {
     pub mode_since_us: i64,
     pub mode_by: Option<String>,
     pub mode_reason: Option<String>,
+    /// The kill or pause that set the mode was `hard` (Claude Code: the hook binary signals the
+    /// process; OpenClaw pause: the gateway's archive fence, lifted by the resume).
     pub hard_kill: bool,
     /// Approval rules approved for the rest of the session.
     pub allowed_rules: HashSet<String>,

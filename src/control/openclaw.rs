@@ -13,6 +13,10 @@
 //!   every run the session starts until resume; console sends are refused meanwhile. Observed when
 //!   the session's run has stopped (or no run was active).
 //! - resume -> the shim lifts its hold (observed when it acknowledges).
+//! - pause with `hard: true` -> also the gateway's archive fence, `sessions.patch {key, archived:
+//!   true}`: the gateway cancels the run and refuses new work from every client (not only the
+//!   console) until the resume restores it (`archived: false`). Non-main sessions only: the
+//!   gateway refuses to archive an agent's main session, and so do we, with the reason.
 //!
 //! Available only while the session's gateway has a shim polling the inbox, connected to its
 //! gateway, with scope `operator.write`; otherwise refused with the reason.
@@ -27,6 +31,8 @@ pub struct OpenClaw;
 /// What the collector knows of the shim serving a session's gateway (`openclaw_link::Links`).
 #[derive(Debug, Clone, PartialEq)]
 pub struct LinkView {
+    /// The session's key.
+    pub session: String,
     pub gateway: String,
     /// A long-poll is open, or ended moments ago.
     pub shim_polling: bool,
@@ -80,6 +86,12 @@ impl Adapter for OpenClaw {
                 if link.scopes.is_empty() { "no scopes".to_string() } else { link.scopes.join(", ") }
             )));
         }
+        if kind == Kind::Pause && hard && is_main_key(&link.session) {
+            return Some(Refusal::new(
+                "hard pause archives the session, and OpenClaw cannot archive an agent's main session: pause \
+                 without hard (the shim aborts every run it starts until resume)",
+            ));
+        }
         let r = match kind {
             Kind::Pause if ctl.mode == Mode::Paused => Some("the session is already paused"),
             Kind::Resume if ctl.mode != Mode::Paused => Some("the session is not paused"),
@@ -101,6 +113,20 @@ impl Adapter for OpenClaw {
             _ => None,
         }
     }
+
+    fn hard_notes(&self, kind: Kind, _ctl: &SessionCtl) -> Option<String> {
+        (kind == Kind::Pause).then(|| {
+            "also archives the session (sessions.patch archived): the gateway refuses new work from every client \
+             until resume restores it"
+                .into()
+        })
+    }
+}
+
+/// An agent's main session key, `agent:<agent id>:main` (the gateway's default main key).
+pub fn is_main_key(key: &str) -> bool {
+    let mut parts = key.split(':');
+    matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some("agent"), Some(_), Some("main"), None))
 }
 
 /// What the gateway answered to a command's call, as the shim acknowledges it.
@@ -147,7 +173,16 @@ pub fn ack_step(kind: Kind, gateway: &str, a: &Ack) -> AckStep {
         _ => format!("openclaw gateway {gateway}: {method}"),
     };
     let idle = a.status.as_deref() == Some("no-active-run");
+    let fence = a.method.as_deref() == Some("sessions.patch");
     let observed = match kind {
+        Kind::Pause if fence => Some(
+            "the gateway archived the session: its run was cancelled and it refuses new work from every client \
+             until resume"
+                .to_string(),
+        ),
+        Kind::Resume if fence => {
+            Some("the gateway restored the session (archived: false) and the shim lifted its hold".to_string())
+        }
         Kind::Kill if idle => Some("no run was active: nothing left to stop".to_string()),
         Kind::Pause if idle => Some("no run was active; new runs are aborted until resume".to_string()),
         Kind::Resume => Some("the shim lifted its hold: new runs are no longer aborted".to_string()),
@@ -193,6 +228,7 @@ mod tests {
 
     fn link(scopes: &[&str]) -> LinkView {
         LinkView {
+            session: "agent:main:main".into(),
             gateway: "gw1".into(),
             shim_polling: true,
             gateway_up: true,
@@ -243,6 +279,21 @@ mod tests {
         let mut killed = ctl(Some(link(&["operator.write"])));
         killed.mode = Mode::Killed;
         assert_eq!(reason(&killed, Kind::Kill), None);
+        // The archive fence: non-main sessions only.
+        let main = ctl(Some(link(&["operator.write"])));
+        let hard = OpenClaw.refusal(Kind::Pause, true, &main).map(|r| r.reason);
+        assert!(hard.is_some_and(|r| r.contains("main session")));
+        let child = ctl(Some(LinkView { session: "agent:main:dashboard:7f3a".into(), ..link(&["operator.write"]) }));
+        assert_eq!(OpenClaw.refusal(Kind::Pause, true, &child).map(|r| r.reason), None);
+        for (key, main) in [
+            ("agent:main:main", true),
+            ("agent:ops:main", true),
+            ("agent:main:dashboard:1", false),
+            ("agent:main:mainly", false),
+            ("main", false),
+        ] {
+            assert_eq!(is_main_key(key), main, "{key}");
+        }
     }
 
     #[test]

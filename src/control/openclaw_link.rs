@@ -113,6 +113,7 @@ impl Links {
         let name = self.by_session.get(session)?;
         let g = self.gateways.get(name)?;
         Some(LinkView {
+            session: session.to_string(),
             gateway: name.clone(),
             shim_polling: g.polls > 0 || now - g.last_end_us < GRACE_US,
             gateway_up: g.connected,
@@ -278,6 +279,7 @@ impl Control {
                     "session_key": c.session_id,
                     "kind": c.kind.as_str(),
                     "message": c.message,
+                    "hard": c.hard,
                 }),
                 c.id.clone(),
             ));

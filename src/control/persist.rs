@@ -153,8 +153,9 @@ pub async fn write(store: &Store, ops: Vec<Op>) -> Result<(), StoreError> {
     if ops.is_empty() {
         return Ok(());
     }
+    // Control rows read no telemetry: committed ahead of the pending batch.
     store
-        .apply(move |conn| {
+        .apply_now(move |conn| {
             for op in &ops {
                 op.run(conn)?;
             }

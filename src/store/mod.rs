@@ -433,6 +433,24 @@ impl Store {
         any.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Unavailable("apply: result type mismatch".into()))
     }
 
+    /// `apply` ahead of the telemetry waiting for the next batch commit: for state that reads
+    /// no telemetry (control commands, their audit rows and control state), so a command's
+    /// latency is one small commit, never a large batch's.
+    pub async fn apply_now<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
+        let (ack, done) = oneshot::channel();
+        let job: writer::ApplyFn = Box::new(move |conn| f(conn).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
+        let tx = self.to_writer.clone();
+        tokio::task::spawn_blocking(move || tx.send(Msg::ApplyNow(job, ack)).map_err(|_| StoreError::Closed))
+            .await
+            .map_err(|_| StoreError::Closed)??;
+        let any = done.await.map_err(|_| StoreError::Closed)??;
+        any.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Unavailable("apply: result type mismatch".into()))
+    }
+
     /// Bytes in the ingest log not yet committed to DuckDB (the backlog).
     pub fn queue_depth(&self) -> usize {
         self.log.state.pending_bytes() as usize

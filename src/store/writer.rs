@@ -39,6 +39,9 @@ pub enum Msg {
     Batch { pos: Option<(u64, u64)>, batch: Arc<Batch> },
     /// Run a closure in its own transaction (`Store::apply`).
     Apply(ApplyFn, oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>),
+    /// The same, ahead of the pending telemetry (`Store::apply_now`: control state that reads no
+    /// telemetry, so a command never waits for a large batch's commit).
+    ApplyNow(ApplyFn, oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>),
     /// Re-price every stored call that has no reported cost with this table.
     Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
     /// Commit what is pending and checkpoint (sent on a timer).
@@ -691,6 +694,13 @@ pub fn run(
             Some(Msg::Flush) => w.commit_pending(),
             Some(Msg::Apply(f, ack)) => {
                 w.commit_pending();
+                let result = apply_in_txn(w.conn, f);
+                if result.is_ok() {
+                    w.dirty = true;
+                }
+                let _ = ack.send(result);
+            }
+            Some(Msg::ApplyNow(f, ack)) => {
                 let result = apply_in_txn(w.conn, f);
                 if result.is_ok() {
                     w.dirty = true;

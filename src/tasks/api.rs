@@ -3,7 +3,11 @@
 //! its sessions with children, cost reported / computed / unpriced, tokens, models, tools,
 //! errors, elapsed and active time). Under the control token: `POST /api/tasks` (idempotent on
 //! source + external_id), `PATCH /api/tasks/{id}`, `POST /api/tasks/{id}/archive`,
-//! `PUT` / `DELETE /api/tasks/{id}/sessions/{session}`. Errors are `{"error": "..."}`.
+//! `PUT` / `DELETE /api/tasks/{id}/sessions/{session}`, and `POST /api/tasks/{id}/dispatch
+//! {"session", "message"?}`: the task's text sent to a running session as an ordinary audited
+//! `inject` command (Claude Code: at its next hook; OpenClaw: `sessions.send`), and the session
+//! linked to the task. Errors are `{"error": "..."}`; a session that cannot take the message is a
+//! 409 with the reason and its capabilities, and nothing is linked.
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -42,6 +46,7 @@ pub fn control_routes() -> axum::Router<ApiState> {
         .route("/api/tasks/{id}", patch(patch_task))
         .route("/api/tasks/{id}/archive", post(archive))
         .route("/api/tasks/{id}/sessions/{session}", put(link).delete(unlink))
+        .route("/api/tasks/{id}/dispatch", post(dispatch))
 }
 
 /// Routes under the read token.
@@ -170,6 +175,71 @@ async fn unlink(
     let removed = s.store.apply(move |c| store::unlink(c, &tid, &sid, now)).await.map_err(not_found)?;
     s.tasks.touch(&id);
     Ok(Json(json!({ "task_id": id, "session_id": session, "linked": false, "removed": removed })))
+}
+
+/// `POST /api/tasks/{id}/dispatch` body.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DispatchBody {
+    session: String,
+    /// Sent instead of the task's own text.
+    #[serde(default)]
+    message: Option<String>,
+}
+
+/// What a dispatched session is told: the task's id, title, description and url.
+pub fn dispatch_text(task: &Map<String, Value>) -> String {
+    let field = |k: &str| task.get(k).and_then(Value::as_str).map(str::trim).filter(|v| !v.is_empty());
+    let id = field("task_id").unwrap_or("?");
+    let mut text = match field("title") {
+        Some(t) if t != id => format!("Task {id}: {t}"),
+        _ => format!("Task {id}"),
+    };
+    if let Some(d) = field("description") {
+        text.push_str("\n\n");
+        text.push_str(d);
+    }
+    if let Some(u) = field("url") {
+        text.push_str("\n\n");
+        text.push_str(u);
+    }
+    let max = crate::control::MAX_TEXT_BYTES;
+    if text.len() > max {
+        let mut cut = max - 3;
+        while !text.is_char_boundary(cut) {
+            cut -= 1;
+        }
+        text.truncate(cut);
+        text.push_str("...");
+    }
+    text
+}
+
+async fn dispatch(
+    State(s): State<ApiState>,
+    Path(id): Path<String>,
+    who: Option<Extension<Actor>>,
+    body: axum::body::Bytes,
+) -> Result<(StatusCode, Json<Value>), Response> {
+    let b: DispatchBody =
+        serde_json::from_slice(&body).map_err(|e| TaskError::Invalid(format!("dispatch body: {e}")).into_response())?;
+    check_session(&b.session).map_err(IntoResponse::into_response)?;
+    let task = card(&s, &id).await.map_err(IntoResponse::into_response)?;
+    let by = actor(who);
+    let mut req = crate::control::CommandRequest::new(crate::control::model::Kind::Inject);
+    req.message = Some(b.message.filter(|m| !m.trim().is_empty()).unwrap_or_else(|| dispatch_text(&task)));
+    // Refused commands link nothing: the session never heard of the task.
+    let cmd = s.control.issue(&b.session, req, &by).await.map_err(IntoResponse::into_response)?;
+    let (now, tid, sid) = (clock(&s), id.clone(), b.session.clone());
+    let added =
+        s.store.apply(move |c| store::link(c, &tid, &sid, &by, now)).await.map_err(|e| not_found(e).into_response())?;
+    s.tasks.touch(&id);
+    Ok((
+        StatusCode::CREATED,
+        Json(
+            json!({ "task_id": id, "session_id": b.session, "linked": true, "added": added, "command": cmd.to_json() }),
+        ),
+    ))
 }
 
 #[derive(Debug, Deserialize, Default)]

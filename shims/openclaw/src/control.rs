@@ -11,6 +11,9 @@
 //! - pause -> `sessions.abort {key, clearQueued: true}`, and while the session stays paused every
 //!   run it starts is aborted again (`Hold`); OpenClaw has no per-session pause of its own;
 //! - resume -> no call: the hold ends.
+//! - pause with `hard` -> `sessions.patch {key, archived: true}`, the gateway's archive fence (it
+//!   cancels the run and refuses new work from every client, non-main sessions only), and the hold
+//!   as above; the resume of a hard pause (`hard` again) -> `sessions.patch {key, archived: false}`.
 //!
 //! The gateway's reply is the acknowledgement (`Ack`), sent with the next poll; the collector moves
 //! the command to `delivered` (or `failed` with the gateway's error) and to `observed` when the
@@ -39,6 +42,9 @@ pub struct Cmd {
     pub kind: String,
     #[serde(default)]
     pub message: Option<String>,
+    /// pause: also the archive fence; resume: lift it.
+    #[serde(default)]
+    pub hard: bool,
 }
 
 /// What the gateway answered to a command's call.
@@ -65,6 +71,9 @@ pub struct Ack {
 /// (refused by the collector already; acknowledged as failed).
 pub fn rpc_for(c: &Cmd) -> Result<Option<(&'static str, Value)>, String> {
     match c.kind.as_str() {
+        "pause" | "resume" if c.hard => {
+            Ok(Some(("sessions.patch", json!({"key": c.session_key, "archived": c.kind == "pause"}))))
+        }
         "kill" | "pause" => Ok(Some(("sessions.abort", json!({"key": c.session_key, "clearQueued": true})))),
         "inject" => match c.message.as_deref().filter(|m| !m.trim().is_empty()) {
             Some(m) => {
@@ -132,13 +141,22 @@ pub struct Link {
     calls: HashMap<String, (String, &'static str)>,
     /// Last hold abort per paused session.
     held: HashMap<String, Instant>,
+    /// Each listed session's `sessionId` (the archive fence's `expectedSessionId`).
+    session_ids: HashMap<String, String>,
     seq: u64,
 }
 
 impl Link {
     /// A link with no inbox (`--no-control`): nothing arrives, nothing is held.
     pub fn disabled() -> Self {
-        Link { shared: Arc::default(), rx: None, calls: HashMap::new(), held: HashMap::new(), seq: 0 }
+        Link {
+            shared: Arc::default(),
+            rx: None,
+            calls: HashMap::new(),
+            held: HashMap::new(),
+            session_ids: HashMap::new(),
+            seq: 0,
+        }
     }
 
     pub fn set_connected(&self, connected: bool, scopes: Vec<String>) {
@@ -162,6 +180,17 @@ impl Link {
         self.shared.1.notify_all();
     }
 
+    /// The session ids of the sessions the gateway lists now.
+    pub fn set_session_ids(&mut self, ids: impl Iterator<Item = (String, String)>) {
+        self.session_ids = ids.take(MAX_SESSIONS).collect();
+    }
+
+    pub fn note_session_id(&mut self, key: &str, id: &str) {
+        if self.session_ids.len() < MAX_SESSIONS || self.session_ids.contains_key(key) {
+            self.session_ids.insert(key.to_string(), id.to_string());
+        }
+    }
+
     pub fn add_session(&self, key: &str) {
         let mut s = lock(&self.shared);
         if s.sessions.len() < MAX_SESSIONS && !s.sessions.contains(key) {
@@ -177,7 +206,12 @@ impl Link {
         let mut acks = Vec::new();
         while let Ok(c) = rx.try_recv() {
             match rpc_for(&c) {
-                Ok(Some((method, params))) => {
+                Ok(Some((method, mut params))) => {
+                    if method == "sessions.patch" {
+                        if let Some(id) = self.session_ids.get(&c.session_key) {
+                            params["expectedSessionId"] = json!(id);
+                        }
+                    }
                     self.seq += 1;
                     let id = format!("ctl-{}-{}", self.seq, c.command_id);
                     self.calls.insert(id.clone(), (c.command_id.clone(), method));
@@ -270,7 +304,7 @@ pub fn start(cfg: InboxConfig) -> Link {
         eprintln!("agent-console-openclaw: cannot start the control inbox thread: {e}");
         return Link::disabled();
     }
-    Link { shared, rx: Some(rx), calls: HashMap::new(), held: HashMap::new(), seq: 0 }
+    Link { shared, rx: Some(rx), ..Link::disabled() }
 }
 
 /// The inbox's answer.
@@ -374,6 +408,7 @@ mod tests {
             session_key: "agent:main:main".into(),
             kind: kind.into(),
             message: message.map(str::to_string),
+            hard: false,
         }
     }
 
@@ -390,6 +425,9 @@ mod tests {
             )))
         );
         assert_eq!(rpc_for(&cmd("resume", None)), Ok(None));
+        let fence = |kind: &str| rpc_for(&Cmd { hard: true, ..cmd(kind, None) });
+        assert_eq!(fence("pause"), Ok(Some(("sessions.patch", json!({"key": "agent:main:main", "archived": true})))));
+        assert_eq!(fence("resume"), Ok(Some(("sessions.patch", json!({"key": "agent:main:main", "archived": false})))));
         assert!(rpc_for(&cmd("inject", Some("  "))).is_err());
         assert!(rpc_for(&cmd("approve", None)).is_err());
     }

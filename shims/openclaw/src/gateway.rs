@@ -198,7 +198,7 @@ fn session(shim: &mut Shim, link: &mut Link) -> Outcome {
         if Instant::now() >= next_poll {
             seq += 1;
             let list = json!({"type": "req", "id": format!("list-{seq}"), "method": "sessions.list",
-                              "params": {"limit": 1000}});
+                              "params": {"limit": 1000, "archived": "all"}});
             if let Err(e) = send(&mut ws, &list) {
                 return disconnected(e, true);
             }
@@ -253,6 +253,7 @@ fn session(shim: &mut Shim, link: &mut Link) -> Outcome {
                     let rows = v.pointer("/payload/sessions").and_then(Value::as_array).cloned().unwrap_or_default();
                     let rows: Vec<SessionRow> = rows.iter().filter_map(SessionRow::from_json).collect();
                     link.set_sessions(rows.iter().map(|r| r.key.clone()));
+                    link.set_session_ids(rows.iter().filter_map(|r| Some((r.key.clone(), r.session_id.clone()?))));
                     for row in &rows {
                         if let Some(abort) = link.hold(&row.key, running(row)) {
                             if let Err(e) = send(&mut ws, &abort) {
@@ -269,6 +270,9 @@ fn session(shim: &mut Shim, link: &mut Link) -> Outcome {
                 match p.get("session").and_then(SessionRow::from_json) {
                     Some(row) => {
                         link.add_session(&row.key);
+                        if let Some(id) = &row.session_id {
+                            link.note_session_id(&row.key, id);
+                        }
                         if let Some(abort) = link.hold(&row.key, running(&row)) {
                             if let Err(e) = send(&mut ws, &abort) {
                                 return disconnected(e, true);
