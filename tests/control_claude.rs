@@ -562,3 +562,56 @@ async fn otlp_only_sessions_refuse_control_with_the_reason() {
     assert_eq!(n, 1);
     app.shutdown().await;
 }
+
+/// Benchmark (ignored; `cargo test --release --test control_claude -- --ignored --nocapture
+/// resume_to_held_tool_start`): the real CLI through the installed hook binary runs 20 shell steps;
+/// before each, while the model call that asks for it is in flight, the session is paused, so the
+/// step's PreToolUse is held; then resume. Times from the `POST resume` to the held tool running
+/// (its line appearing in `ran.log`, polled every 2 ms).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore]
+async fn resume_to_held_tool_start() {
+    const STEPS: usize = 20;
+    let app = spawn().await;
+    let work = tempfile::tempdir().expect("work");
+    let api = FakeApi::start(work.path(), 0.6);
+    let project = Project::new(&app, Via::Binary);
+    let session = uuid(3);
+    let child = project.claude(&app, &api, &session, &format!("Run steps={STEPS} in the shell"));
+    let mut samples = Vec::new();
+    for k in 1..=STEPS {
+        // The request that asks for step k has arrived: the "model" thinks for 0.6 s.
+        wait_for(&format!("request {k}"), || async { (api.requests().len() >= k).then_some(()) }).await;
+        let (st, cmd) = command(&app, &session, json!({"kind": "pause"})).await;
+        assert_eq!(st, 201, "{cmd}");
+        let held = wait_for("a held hook", || async {
+            let d = session_detail(&app, &session).await;
+            d["session"]["control"]["held"].as_array().filter(|h| !h.is_empty()).map(|h| h[0].clone())
+        })
+        .await;
+        assert_eq!(held["event"], "PreToolUse", "step {k}: {held}");
+        assert_eq!(project.ran().len(), k - 1, "the held tool has not run");
+        let t0 = Instant::now();
+        let (st, res) = command(&app, &session, json!({"kind": "resume"})).await;
+        assert_eq!(st, 201, "{res}");
+        let until = t0 + Duration::from_secs(30);
+        while project.ran().len() < k {
+            assert!(Instant::now() < until, "step {k} did not run after resume");
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        samples.push(t0.elapsed().as_secs_f64() * 1000.0);
+    }
+    result(child).await;
+    samples.sort_by(|a, b| a.total_cmp(b));
+    let pct = |p: f64| samples[((samples.len() as f64 - 1.0) * p).round() as usize];
+    eprintln!(
+        "control bench: POST resume -> held tool ran (real CLI, hook binary): n={} p50={:.0} ms p90={:.0} ms p99={:.0} ms max={:.0} ms",
+        samples.len(),
+        pct(0.5),
+        pct(0.9),
+        pct(0.99),
+        pct(1.0)
+    );
+    assert!(samples.iter().all(|s| s.is_finite()));
+    app.shutdown().await;
+}
