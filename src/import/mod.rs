@@ -93,7 +93,7 @@ const MAX_RUN_KEYS: usize = 1_000_000;
 const MAX_LINE: usize = 64 << 20;
 
 enum Sink {
-    Direct { ingest: Ingest, writer: Option<WriterHandle> },
+    Direct { ingest: Ingest, writer: Option<Box<WriterHandle>> },
     Http { client: reqwest::Client, url: String, token: Option<String> },
 }
 
@@ -159,7 +159,7 @@ impl Sink {
                 drop(ingest);
                 drop(store);
                 if let Some(w) = writer.take() {
-                    let _ = tokio::task::spawn_blocking(move || w.join()).await;
+                    let _ = tokio::task::spawn_blocking(move || (*w).join()).await;
                 }
                 Ok(())
             }
@@ -362,7 +362,7 @@ fn open_direct(data_dir: &Path) -> Result<Sink, ImportError> {
         .map_err(|e| ImportError::Locked { path: data_dir.to_path_buf(), message: e.to_string() })?;
     let clock = store.clock().clone();
     let ingest = Ingest::new(store, metrics, clock, IngestLimits::default());
-    Ok(Sink::Direct { ingest, writer: Some(writer) })
+    Ok(Sink::Direct { ingest, writer: Some(Box::new(writer)) })
 }
 
 /// `agent-console import ...`.
