@@ -82,6 +82,9 @@ async fn stopped_data_dir_imported_twice_counts_once() {
     let got: Vec<i64> = row.iter().map(as_i64).collect();
     assert_eq!(got, EXPECTED, "calls, input, output, cache read, cache write, tools, prompts, sessions");
 
+    // Imported sessions are finished where their transcripts end, not running.
+    let states = app.rows("SELECT status, count(*) FROM sessions GROUP BY ALL").await;
+    assert_eq!(states, vec![vec![json!("finished"), json!(4)]]);
     // Provenance: from a transcript, priced from the price table.
     let marks = app.rows("SELECT source, cost_source, count(*) FROM model_calls GROUP BY ALL").await;
     assert_eq!(marks, vec![vec![json!("transcript"), json!("computed"), json!(11)]]);

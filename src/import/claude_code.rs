@@ -41,7 +41,8 @@ pub const MAX_TEXT: usize = 4096;
 /// One event from a transcript, ready to become a log record.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Item {
-    /// `claude_code.user_prompt` | `claude_code.api_request` | `claude_code.tool_result`.
+    /// `claude_code.user_prompt` | `claude_code.api_request` | `claude_code.tool_result`, and
+    /// `Stop` where a transcript ends.
     pub event: &'static str,
     pub key: String,
     pub time_us: i64,
@@ -100,6 +101,8 @@ pub struct FileReader {
     order: VecDeque<String>,
     tools: HashMap<String, (String, String, i64)>,
     tool_order: VecDeque<String>,
+    /// The newest line's time and session: where the transcript ends.
+    last: Option<(i64, Common)>,
     pub bad_lines: u64,
 }
 
@@ -168,6 +171,7 @@ impl FileReader {
             order: VecDeque::new(),
             tools: HashMap::new(),
             tool_order: VecDeque::new(),
+            last: None,
             bad_lines: 0,
         }
     }
@@ -217,6 +221,9 @@ impl FileReader {
         let Some(time_us) = v.get("timestamp").and_then(Json::as_str).and_then(parse_time) else { return };
         let Some(common) = self.common(&v) else { return };
         let Some(msg) = v.get("message") else { return };
+        if self.last.as_ref().is_none_or(|(t, _)| time_us >= *t) {
+            self.last = Some((time_us, common.clone()));
+        }
         match ty {
             "assistant" => self.assistant(&v, msg, time_us, common, out),
             "user" => self.user(&v, msg, time_us, common, out),
@@ -349,12 +356,22 @@ impl FileReader {
         }
     }
 
-    /// End of file: the messages still pending are complete.
+    /// End of file: the messages still pending are complete, and the session ends where its
+    /// transcript does (a `Stop` record, so the session tracker shows it finished, not running).
     pub fn finish(mut self, out: &mut Vec<Item>) {
         while let Some(k) = self.order.pop_front() {
             if let Some(p) = self.pending.remove(&k) {
                 out.push(call_item(p));
             }
+        }
+        if let Some((time_us, c)) = self.last.take() {
+            out.push(Item {
+                event: hook::STOP,
+                key: format!("end:{}@{time_us}", c.session_id),
+                time_us,
+                session_id: c.session_id.clone(),
+                attrs: base_attrs(&c),
+            });
         }
     }
 }
@@ -507,8 +524,11 @@ mod tests {
         ];
         for (lines, want) in cases {
             let got = read(None, lines);
-            let got: Vec<(&str, &str, &str)> =
-                got.iter().map(|i| (i.event, i.key.as_str(), i.session_id.as_str())).collect();
+            let got: Vec<(&str, &str, &str)> = got
+                .iter()
+                .filter(|i| i.event != hook::STOP)
+                .map(|i| (i.event, i.key.as_str(), i.session_id.as_str()))
+                .collect();
             assert_eq!(&got, want, "{lines:?}");
         }
     }
@@ -545,6 +565,16 @@ mod tests {
         assert_eq!(get(c, attr::PARENT_SESSION_ID), Some(&Attr::S("s2".into())));
         assert_eq!(get(c, attr::AGENT_NAME), Some(&Attr::S("Explore".into())));
         assert_eq!(get(c, attr::AGENT_ID), Some(&Attr::S("abc".into())));
+    }
+
+    #[test]
+    fn transcript_end_is_a_stop_at_the_newest_line() {
+        let items = read(None, &[U1, A1, A2, R1]);
+        let end = items.last().expect("items");
+        assert_eq!(end.event, "Stop");
+        assert_eq!(end.time_us, parse_time("2026-12-03T09:33:10.745Z").unwrap());
+        assert_eq!(end.key, format!("end:s1@{}", end.time_us));
+        assert!(read(None, &["", "not json"]).is_empty());
     }
 
     #[test]

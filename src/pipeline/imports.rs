@@ -54,6 +54,7 @@ fn import_key(attributes: &str) -> Option<String> {
         "call" => "c",
         "tool" => "t",
         "prompt" => "p",
+        "end" => "e",
         _ => return None,
     };
     Some(format!("{short}:{id}"))
@@ -214,11 +215,11 @@ mod tests {
         type Case = (&'static [bool], &'static [(usize, usize, usize)]);
         let cases: &[Case] = &[
             // import twice: the second counts nothing
-            (&[false, false], &[(1, 1, 3), (0, 0, 0)]),
-            // live first, then the import: nothing of it stays
-            (&[true, false], &[(1, 1, 3), (0, 0, 0)]),
+            (&[false, false], &[(1, 1, 4), (0, 0, 0)]),
+            // live first, then the import: nothing of it stays but where it ends
+            (&[true, false], &[(1, 1, 4), (0, 0, 1)]),
             // import first, then live telemetry: the live call is not counted again
-            (&[false, true], &[(1, 1, 3), (0, 1, 3)]),
+            (&[false, true], &[(1, 1, 4), (0, 1, 4)]),
         ];
         for (records, want) in cases {
             let mut stage = Imports::default();
