@@ -31,6 +31,8 @@ pub enum Command {
     Serve(ServeArgs),
     /// Write one table (optionally a time range) to a Parquet, CSV or Arrow file.
     Export(ExportArgs),
+    /// Import history: `import claude-code [DIR]` (Claude Code transcripts).
+    Import(crate::import::ImportArgs),
 }
 
 #[derive(Debug, Clone, Args)]

@@ -1,7 +1,7 @@
 //! `agent-console serve`: parse configuration, start the collector, stop cleanly on
 //! SIGINT/SIGTERM. `agent-console export`: write a table to a file.
 
-use agent_console::{app, config, export_cmd, telemetry};
+use agent_console::{app, config, export_cmd, import, telemetry};
 use anyhow::Context as _;
 
 /// mimalloc instead of glibc malloc (measured: BENCHMARKS.md, "CPU per span").
@@ -26,6 +26,14 @@ async fn run() -> anyhow::Result<()> {
                 Some(rows) => println!("wrote {} ({rows} rows, {} bytes)", done.path.display(), done.bytes),
                 None => println!("wrote {} ({} bytes)", done.path.display(), done.bytes),
             }
+            return Ok(());
+        }
+        config::Command::Import(args) => {
+            let done = import::run(args).await?;
+            println!(
+                "imported {} files ({} bytes): {} events sent, {} unreadable lines",
+                done.files, done.bytes, done.events, done.bad_lines
+            );
             return Ok(());
         }
     };

@@ -37,6 +37,7 @@ use crate::store::writer::{self, CommitHook};
 use crate::store::StoreError;
 
 pub mod hook_records;
+pub mod imports;
 pub mod inherit;
 pub mod openclaw_runs;
 pub mod replay;
@@ -164,6 +165,7 @@ pub fn channels(handoff_bytes: u64) -> Channels {
 /// The stages' state, owned by the pipeline thread.
 pub struct Stages {
     hook_records: hook_records::HookRecords,
+    imports: imports::Imports,
     dedup: Deduper,
     inherit: inherit::Inherit,
     prices: Arc<PriceTable>,
@@ -188,6 +190,7 @@ impl Stages {
         let now = clock();
         Self {
             hook_records: hook_records::HookRecords::default(),
+            imports: imports::Imports::default(),
             dedup: Deduper::default(),
             inherit: inherit::Inherit::default(),
             prices,
@@ -207,6 +210,12 @@ impl Stages {
         self
     }
 
+    /// Start with the Claude Code call / tool / prompt keys DuckDB holds (`imports::Imports::load`).
+    pub fn with_imports(mut self, keys: imports::Imports) -> Self {
+        self.imports = keys;
+        self
+    }
+
     /// Start with the OpenClaw shim runs DuckDB holds (`openclaw_runs`).
     pub fn with_openclaw_runs(mut self, r: openclaw_runs::OpenclawRuns) -> Self {
         self.dedup.restore_openclaw(r.runs, r.shim_last_us, r.totals);
@@ -223,9 +232,12 @@ impl Stages {
     fn process(&mut self, pos: u64, end_bytes: u64, received_us: i64, mut batch: Batch) -> Result<(), StoreError> {
         batch.log_pos = pos;
         self.stage_hook_records(&mut batch);
+        let import = imports::is_import(&batch);
+        self.stage_imports(&mut batch);
         self.stage_dedup(&mut batch);
         self.stage_inherit(&mut batch);
         self.stage_price(&mut batch);
+        imports::Imports::mark(&mut batch, import);
         self.stage_sessions(&mut batch, received_us);
         self.stage_tasks(&mut batch);
         let batch = Arc::new(batch);
@@ -236,6 +248,14 @@ impl Stages {
     fn stage_hook_records(&mut self, batch: &mut Batch) {
         if self.hook_records.filter(batch) {
             tracing::debug!(position = batch.log_pos, "hook call sent again: rows dropped");
+        }
+    }
+
+    /// A history import's rows already counted (earlier import, or reported live) are dropped.
+    fn stage_imports(&mut self, batch: &mut Batch) {
+        let dropped = self.imports.filter(batch);
+        if dropped > 0 {
+            tracing::debug!(dropped, "calls already counted: dropped");
         }
     }
 

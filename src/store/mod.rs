@@ -276,6 +276,11 @@ impl Store {
             tracing::warn!(error = %e, "cannot restore OpenClaw run ids");
             Default::default()
         });
+        // Claude Code calls, tool calls and prompts already counted (a history import repeats them).
+        let imports = pipeline::imports::Imports::load(&conn).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot restore imported keys");
+            Default::default()
+        });
         if let Err(e) = reprice::publish_prices(&conn, &prices) {
             tracing::warn!(error = %e, "cannot publish the price table");
         }
@@ -316,6 +321,7 @@ impl Store {
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
             .with_hook_records(hook_records)
+            .with_imports(imports)
             .with_openclaw_runs(openclaw_runs)
             .with_tasks(crate::tasks::link::Linker::new(match &cfg.tasks.link_pattern {
                 Some(p) => {
