@@ -37,6 +37,9 @@ pub struct StoredAlert {
 /// A window's entries: (time, value sum, count).
 pub type Window = Vec<(i64, f64, u32)>;
 
+/// (scope, time, value sum, count).
+type Bucket = (String, i64, f64, u32);
+
 /// What the evaluator starts from (`Engine::seed`).
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Seed {
@@ -95,7 +98,7 @@ pub fn read(conn: &Connection, rules: &[Arc<RuleSpec>], now_us: i64) -> Result<S
     // Budgets: one query per scope, shared by every budget rule of that scope.
     let mut budget: HashMap<Scope, Vec<(String, f64)>> = HashMap::new();
     for r in rules.iter().filter(|r| r.kind == Kind::Budget) {
-        if !budget.contains_key(&r.scope) {
+        if let std::collections::hash_map::Entry::Vacant(slot) = budget.entry(r.scope) {
             let since =
                 if r.scope == Scope::Day { now_us.div_euclid(86_400_000_000) * 86_400_000_000 } else { i64::MIN };
             let sql = format!(
@@ -112,14 +115,14 @@ pub fn read(conn: &Connection, rules: &[Arc<RuleSpec>], now_us: i64) -> Result<S
                     v.push((scope, sum));
                 }
             }
-            budget.insert(r.scope, v);
+            slot.insert(v);
         }
         for (scope, sum) in budget.get(&r.scope).into_iter().flatten() {
             seed.sums.push((r.name.clone(), scope.clone(), *sum));
         }
     }
     // Windows: per (kind, scope) the longest window, in per-second buckets; each rule its own.
-    let mut windows: HashMap<(Kind, Scope), Vec<(String, i64, f64, u32)>> = HashMap::new();
+    let mut windows: HashMap<(Kind, Scope), Vec<Bucket>> = HashMap::new();
     for kind in [Kind::RunawaySpend, Kind::ErrorRate] {
         for scope in [Scope::Session, Scope::Agent, Scope::Task, Scope::All, Scope::Day] {
             let longest = rules.iter().filter(|r| r.kind == kind && r.scope == scope).map(|r| r.window_secs).max();
