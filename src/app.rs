@@ -147,6 +147,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     }
 
     alerts.load(&store).await?;
+    alerts.seed(&store).await;
     let alert_runner = alerts.start(store.clone(), live.clone(), control.clone(), cancel.clone());
 
     let svcs = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());

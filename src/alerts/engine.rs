@@ -126,7 +126,8 @@ pub struct Engine {
     active: Rules,
     phases: HashMap<Key, (Phase, f64)>,
     sums: HashMap<Scoped, f64>,
-    windows: HashMap<Scoped, VecDeque<(i64, f64)>>,
+    /// (time, sum, count): one call each, or a per-second bucket seeded from the store.
+    windows: HashMap<Scoped, VecDeque<(i64, f64, u32)>>,
     /// Per session: (stuck since, waiting since).
     flags: HashMap<String, (Option<i64>, Option<i64>)>,
     sources: HashMap<Arc<str>, i64>,
@@ -135,16 +136,51 @@ pub struct Engine {
     agent_sessions: HashMap<String, HashSet<String>>,
     task_sessions: HashMap<String, HashSet<String>>,
     seq: u64,
+    /// False until `seed` (restart): batches are taken in but nothing is evaluated.
+    seeded: bool,
+    /// The newest log position observed.
+    last_pos: u64,
 }
 
-fn day(us: i64) -> String {
+pub(crate) fn day(us: i64) -> String {
     let (y, m, d) = crate::civil::civil_from_days(us.div_euclid(86_400_000_000));
     format!("{y:04}-{m:02}-{d:02}")
 }
 
 impl Engine {
     pub fn new(rules: RuleSet) -> Self {
+        Engine { rules, seeded: true, ..Engine::default() }
+    }
+
+    /// An engine that evaluates nothing until `seed` gave it what the store holds (the
+    /// collector's start: replayed batches are taken in meanwhile, none fires twice).
+    pub fn unseeded(rules: RuleSet) -> Self {
         Engine { rules, ..Engine::default() }
+    }
+
+    /// The newest log position observed (0: none).
+    pub fn last_pos(&self) -> u64 {
+        self.last_pos
+    }
+
+    /// The rules in force now (resolution events of rules removed meanwhile go to `out`).
+    pub fn active_rules(&mut self, now_us: i64, out: &mut Vec<Event>) -> Rules {
+        self.refresh(out, now_us);
+        self.active.clone()
+    }
+
+    /// (rule, scope) of every alert firing now (one entry per firing tier).
+    pub fn firing(&self) -> Vec<(String, String)> {
+        self.phases
+            .iter()
+            .filter(|(_, (p, _))| matches!(p, Phase::Firing { .. }))
+            .map(|(k, _)| (k.0.to_string(), k.1.clone()))
+            .collect()
+    }
+
+    /// Start evaluating without a seed (the store could not be read).
+    pub fn mark_seeded(&mut self) {
+        self.seeded = true;
     }
 
     fn refresh(&mut self, out: &mut Vec<Event>, now_us: i64) {
@@ -221,6 +257,7 @@ impl Engine {
     pub fn observe(&mut self, b: &Batch, now_us: i64) -> Vec<Event> {
         let mut out = Vec::new();
         self.refresh(&mut out, now_us);
+        self.last_pos = self.last_pos.max(b.log_pos);
         for s in &b.sessions {
             self.remember(&s.id, s.agent_id.as_deref(), s.task_id.as_deref());
         }
@@ -268,7 +305,7 @@ impl Engine {
                         } else {
                             let w = self.windows.entry(k).or_default();
                             if w.len() < MAX_WINDOW {
-                                w.push_back((now_us, cost));
+                                w.push_back((now_us, cost, 1));
                             }
                         }
                         touched.insert((ri, scope));
@@ -292,7 +329,7 @@ impl Engine {
                         };
                         let w = self.windows.entry((Arc::<str>::from(r.name.as_str()), scope.clone())).or_default();
                         if w.len() < MAX_WINDOW {
-                            w.push_back((now_us, if failed { 1.0 } else { 0.0 }));
+                            w.push_back((now_us, if failed { 1.0 } else { 0.0 }, 1));
                         }
                         touched.insert((ri, scope));
                     }
@@ -330,8 +367,118 @@ impl Engine {
         if self.flags.len() > MAX_KEYS {
             self.flags.clear();
         }
+        if !self.seeded {
+            return out;
+        }
         for (ri, scope) in touched {
             self.evaluate(&rules[ri], &scope, now_us, &mut out);
+        }
+        out
+    }
+
+    /// Start from what the store holds (`seed::read`, at start, before anything is evaluated):
+    /// running sums and windows replace what was taken in meanwhile (the seed covers it), the
+    /// open alerts stay firing under their ids (never fired again; resolved once), recently
+    /// resolved ones keep cooling, and an open alert of a rule that is gone resolves now. Then
+    /// every seeded scope is evaluated once (a budget crossed while the collector was down fires).
+    pub fn seed(&mut self, seed: super::seed::Seed, now_us: i64) -> Vec<Event> {
+        let mut out = Vec::new();
+        self.refresh(&mut out, now_us);
+        self.seeded = true;
+        let rules = self.active.clone();
+        let rule = |name: &str| rules.iter().find(|r| r.name == name && r.enabled).cloned();
+        self.sums.clear();
+        self.windows.clear();
+        for (name, scope, v) in seed.sums {
+            if rule(&name).is_some() && self.sums.len() < MAX_KEYS {
+                self.sums.insert((Arc::from(name.as_str()), scope), v);
+            }
+        }
+        for (name, scope, mut w) in seed.windows {
+            if rule(&name).is_some() && self.windows.len() < MAX_KEYS {
+                w.sort_by_key(|e| e.0);
+                let skip = w.len().saturating_sub(MAX_WINDOW);
+                self.windows.insert((Arc::from(name.as_str()), scope), w.into_iter().skip(skip).collect());
+            }
+        }
+        for (session, stuck, waiting) in seed.flags {
+            if self.flags.len() < MAX_KEYS {
+                // What this run already saw of a session is newer than the store's.
+                self.flags.entry(session).or_insert((stuck, waiting));
+            }
+        }
+        for (session, agent, task) in seed.members {
+            self.remember(&session, agent.as_deref(), task.as_deref());
+        }
+        // Resolved first, then open (an open alert wins over an older resolution).
+        for (a, open) in seed.cooling.iter().map(|a| (a, false)).chain(seed.open.iter().map(|a| (a, true))) {
+            let tier = rule(&a.rule).and_then(|r| match (r.kind, a.tier) {
+                (Kind::Budget, Some(t)) => {
+                    r.tiers.iter().position(|x| (x - t).abs() < 1e-9).map(|i| (r.clone(), i as u8))
+                }
+                (Kind::Budget, None) => None,
+                _ => Some((r.clone(), 0)),
+            });
+            match (tier, open) {
+                (Some((r, ti)), true) => {
+                    let phase =
+                        Phase::Firing { id: a.alert_id.clone(), since_us: a.fired_us, pending_us: a.pending_us };
+                    self.phases.insert((Arc::from(r.name.as_str()), a.scope.clone(), ti), (phase, a.value));
+                }
+                (Some((r, ti)), false) => {
+                    let until_us = a.resolved_us.unwrap_or(a.fired_us) + r.cooldown_secs as i64 * 1_000_000;
+                    if until_us > now_us {
+                        self.phases.insert(
+                            (Arc::from(r.name.as_str()), a.scope.clone(), ti),
+                            (Phase::Cooling { until_us }, a.value),
+                        );
+                    }
+                }
+                // A rule removed (or changed its tiers) while the collector was down: its alert resolves.
+                (None, true) => {
+                    let Some(kind) = serde_json::from_value::<Kind>(serde_json::Value::String(a.kind.clone())).ok()
+                    else {
+                        continue;
+                    };
+                    let r = Arc::new(RuleSpec {
+                        name: a.rule.clone(),
+                        kind,
+                        scope: Scope::default(),
+                        threshold: a.threshold,
+                        window_secs: 0,
+                        min_count: 0,
+                        after_secs: 0,
+                        tiers: a.tier.into_iter().collect(),
+                        for_secs: 0,
+                        cooldown_secs: 0,
+                        action: None,
+                        webhook: None,
+                        webhook_format: super::Format::Json,
+                        enabled: true,
+                    });
+                    let mut e = self.event(
+                        &r,
+                        &a.scope,
+                        0,
+                        a.value,
+                        false,
+                        now_us,
+                        a.pending_us,
+                        a.fired_us,
+                        a.alert_id.clone(),
+                    );
+                    e.threshold = a.threshold;
+                    out.push(e);
+                }
+                (None, false) => {}
+            }
+        }
+        let mut todo: HashSet<(Arc<str>, String)> = self.sums.keys().cloned().collect();
+        todo.extend(self.phases.keys().map(|k| (k.0.clone(), k.1.clone())));
+        for (name, scope) in todo {
+            if let Some(r) = rule(&name) {
+                self.evaluate(&r, &scope, now_us, &mut out);
+            }
         }
         out
     }
@@ -339,6 +486,9 @@ impl Engine {
     /// Time-driven checks at `now_us`: windows slide, durations grow, days end, sources fall silent.
     pub fn tick(&mut self, now_us: i64) -> Vec<Event> {
         let mut out = Vec::new();
+        if !self.seeded {
+            return out;
+        }
         self.refresh(&mut out, now_us);
         let rules = self.active.clone();
         for r in rules.iter() {
@@ -389,14 +539,14 @@ impl Engine {
             Kind::RunawaySpend | Kind::ErrorRate => {
                 let from = now_us - r.window_secs as i64 * 1_000_000;
                 let w = self.windows.get_mut(&k)?;
-                while w.front().is_some_and(|(t, _)| *t <= from) {
+                while w.front().is_some_and(|(t, _, _)| *t <= from) {
                     w.pop_front();
                 }
-                let sum: f64 = w.iter().map(|(_, v)| v).sum();
+                let sum: f64 = w.iter().map(|(_, v, _)| v).sum();
                 if r.kind == Kind::RunawaySpend {
                     Some((sum, sum > r.threshold))
                 } else {
-                    let n = w.len() as u64;
+                    let n: u64 = w.iter().map(|(_, _, n)| u64::from(*n)).sum();
                     let pct = if n == 0 { 0.0 } else { sum * 100.0 / n as f64 };
                     Some((pct, n >= r.min_count.max(1) && pct > r.threshold))
                 }
@@ -674,5 +824,70 @@ mod tests {
         let mut ev = fired(&e.observe(&b, 121 * S));
         ev.sort_by(|a, b| a.0.cmp(&b.0));
         assert_eq!(ev, vec![("session:s1".into(), false, None), ("session:s2".into(), false, None)]);
+    }
+
+    #[test]
+    fn a_seeded_engine_keeps_spend_and_open_alerts() {
+        use crate::alerts::seed::{Seed, StoredAlert};
+        let rules = vec![
+            rule("name = \"b\"\nkind = \"budget\"\nthreshold = 1.0\ncooldown_secs = 0"),
+            rule("name = \"r\"\nkind = \"runaway_spend\"\nscope = \"agent\"\nthreshold = 1.2\nwindow_secs = 60"),
+            rule("name = \"e\"\nkind = \"error_rate\"\nscope = \"session\"\nthreshold = 50.0\nwindow_secs = 60\nmin_count = 4"),
+        ];
+        let set = RuleSet::default();
+        set.set(rules);
+        let mut e = Engine::unseeded(set);
+        // Replayed before the seed: taken in, nothing evaluated.
+        let mut b = calls(vec![call("s1", "a", 5.0, false)]);
+        b.log_pos = 7;
+        assert!(e.observe(&b, S).is_empty());
+        assert!(e.tick(2 * S).is_empty());
+        assert_eq!(e.last_pos(), 7);
+        let open = |id: &str, rule: &str, kind: &str, scope: &str, tier: Option<f64>| StoredAlert {
+            alert_id: id.into(),
+            rule: rule.into(),
+            kind: kind.into(),
+            scope: scope.into(),
+            tier,
+            value: 0.9,
+            threshold: 0.8,
+            pending_us: S,
+            fired_us: S,
+            resolved_us: None,
+        };
+        let seed = Seed {
+            sums: vec![("b".into(), "session:s1".into(), 0.9)],
+            windows: vec![
+                ("r".into(), "agent:a".into(), vec![(50 * S, 0.7, 3)]),
+                ("e".into(), "session:s3".into(), vec![(50 * S, 2.0, 3)]),
+            ],
+            members: vec![("s1".into(), Some("a".into()), None)],
+            open: vec![
+                open("al-open", "b", "budget", "session:s1", Some(0.8)),
+                open("al-gone", "old-rule", "budget", "session:s9", Some(1.0)),
+            ],
+            ..Seed::default()
+        };
+        let ev = e.seed(seed, 60 * S);
+        // The stored 80% alert stays firing (not fired again); the removed rule's resolves.
+        assert_eq!(ev.len(), 1, "{ev:?}");
+        assert_eq!((ev[0].alert_id.as_str(), ev[0].firing, ev[0].scope.as_str()), ("al-gone", false, "session:s9"));
+        // Budget: 0.9 seeded (the 5.0 replayed is in the seed), +0.2 crosses 100% once.
+        let ev = e.observe(&calls(vec![call("s1", "a", 0.2, false)]), 61 * S);
+        assert_eq!(fired(&ev), vec![("session:s1".into(), true, Some(1.0))]);
+        assert!((ev[0].value - 1.1).abs() < 1e-9);
+        assert!(e.observe(&calls(vec![call("s1", "a", 0.2, false)]), 62 * S).is_empty(), "no re-fire");
+        // Runaway spend: 0.7 seeded in the window, +0.2 +0.2 above, +0.2 = 1.3 > 1.2.
+        let ev = e.observe(&calls(vec![call("s2", "a", 0.2, false)]), 63 * S);
+        assert_eq!(fired(&ev), vec![("agent:a".into(), true, None)]);
+        // Error rate: 2 of 3 seeded failed, one more failure: 3 of 4 = 75%.
+        let ev = e.observe(&calls(vec![call("s3", "a", 0.0, true)]), 64 * S);
+        assert_eq!(fired(&ev), vec![("session:s3".into(), true, None)]);
+        assert!((ev[0].value - 75.0).abs() < 1e-9);
+        // The restored alert resolves once, under its stored id, when its rule goes.
+        e.rules.set(vec![]);
+        let ev = e.tick(65 * S);
+        assert!(ev.iter().any(|x| x.alert_id == "al-open" && !x.firing), "{ev:?}");
+        assert_eq!(ev.iter().filter(|x| x.alert_id == "al-open").count(), 1);
     }
 }

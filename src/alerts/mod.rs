@@ -7,6 +7,8 @@
 //!   rate) and since-times (stuck, waiting, source silent), never re-scanning tables. A scope
 //!   moves ok -> pending -> firing -> resolved with the rule's `for` and `cooldown`, so it never
 //!   flaps or fires again before it resolved. It returns events; it never blocks.
+//! - `seed.rs`: at start the evaluator is seeded from the store (budget sums, windows, open and
+//!   cooling alerts), so a restart neither forgets spend nor fires an alert twice.
 //! - `runner.rs`: a tokio task fed by a bounded channel (`try_send` from the pipeline): stores
 //!   firings and resolutions (`alerts`, via `Store::apply`), publishes `alert` live messages,
 //!   issues the rule's action through the control plane (an audited command by `rule:<name>`),
@@ -18,6 +20,7 @@
 pub mod api;
 pub mod engine;
 pub mod runner;
+pub mod seed;
 pub mod webhook;
 
 use serde::{Deserialize, Serialize};
@@ -38,7 +41,7 @@ pub enum AlertError {
 }
 
 /// What a rule watches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Kind {
     /// Cost above `threshold` USD within the sliding `window_secs`.
@@ -56,7 +59,7 @@ pub enum Kind {
 }
 
 /// What a rule's values are summed over.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "snake_case")]
 pub enum Scope {
     #[default]

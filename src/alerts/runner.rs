@@ -48,7 +48,7 @@ impl Alerts {
         rules.set(cfg.file_rules.clone());
         let (tx, rx) = mpsc::channel(CHANNEL);
         Alerts {
-            engine: Arc::new(Mutex::new(Engine::new(rules.clone()))),
+            engine: Arc::new(Mutex::new(Engine::unseeded(rules.clone()))),
             rules,
             file_rules: Arc::new(cfg.file_rules.clone()),
             api_rules: Arc::default(),
@@ -85,6 +85,91 @@ impl Alerts {
         *self.api_rules.lock().unwrap_or_else(|p| p.into_inner()) = api;
         self.publish_rules();
         Ok(())
+    }
+
+    /// Seed the evaluator from the store (after `load`, before `start`): one read in
+    /// `spawn_blocking` while the evaluator is locked (the pipeline waits at its next batch) and
+    /// everything it observed so far is committed, so the read covers exactly what it took in.
+    /// Until then nothing is evaluated. A failed read is logged and evaluation starts unseeded.
+    pub async fn seed(&self, store: &Store) {
+        let (engine, clock, shared) = (self.engine.clone(), self.clock.clone(), store.shared.clone());
+        let gauges = self.firing.clone();
+        let conn = match store.reader.connection() {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!(error = %e, "alerts: cannot read the store to seed the evaluator");
+                engine.lock().unwrap_or_else(|p| p.into_inner()).mark_seeded();
+                return;
+            }
+        };
+        let started = std::time::Instant::now();
+        let done = tokio::task::spawn_blocking(move || {
+            let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
+            let last = e.last_pos();
+            // Observed batches are committed a moment later (`commit_max_delay`).
+            let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            while *shared.committed_pos.borrow() < last {
+                if std::time::Instant::now() > deadline {
+                    tracing::warn!(last, "alerts: replayed batches not committed in 60 s; seeding from what is");
+                    break;
+                }
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            let now = clock();
+            let mut events = Vec::new();
+            let rules = e.active_rules(now, &mut events);
+            match super::seed::read(&conn, &rules, now) {
+                Ok(seed) => {
+                    let n = (seed.sums.len(), seed.windows.len(), seed.open.len());
+                    events.extend(e.seed(seed, now));
+                    // Gauges of the restored alerts (events below only add what changes now).
+                    let mut f = gauges.lock().unwrap_or_else(|p| p.into_inner());
+                    f.clear();
+                    for k in e.firing() {
+                        *f.entry(k).or_insert(0) += 1;
+                    }
+                    // Those firing now for the first time are counted when their event is handled.
+                    for ev in events.iter().filter(|ev| ev.firing) {
+                        let k = (ev.rule.name.clone(), ev.scope.clone());
+                        if let Some(n) = f.get_mut(&k) {
+                            *n = n.saturating_sub(1);
+                            if *n == 0 {
+                                f.remove(&k);
+                            }
+                        }
+                    }
+                    Ok((events, n))
+                }
+                Err(err) => {
+                    e.mark_seeded();
+                    Err((events, err))
+                }
+            }
+        })
+        .await;
+        let events = match done {
+            Ok(Ok((events, (sums, windows, open)))) => {
+                tracing::info!(
+                    sums,
+                    windows,
+                    open,
+                    ms = started.elapsed().as_millis() as u64,
+                    "alerts: evaluator seeded from the store"
+                );
+                events
+            }
+            Ok(Err((events, err))) => {
+                tracing::error!(error = %err, "alerts: cannot seed the evaluator; it starts from zero");
+                events
+            }
+            Err(err) => {
+                tracing::error!(error = %err, "alerts: the seed task failed");
+                Vec::new()
+            }
+        };
+        if !events.is_empty() && self.tx.try_send(events).is_err() {
+            tracing::error!("alert events dropped: the alerts runner is behind");
+        }
     }
 
     fn publish_rules(&self) {
