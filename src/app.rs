@@ -152,11 +152,14 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
 
     let svcs = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
     let grpc_cancel = cancel.clone();
+    let grpc_limits = crate::net::grpc_edge::GrpcLimits::from_args(&args);
     let grpc_server = tokio::spawn(async move {
-        let incoming = tokio_stream::wrappers::TcpListenerStream::new(grpc_listener);
+        // Connection cap, handshake/idle timeouts, keepalive, request timeout (src/net/grpc_edge.rs).
+        let incoming = crate::net::grpc_edge::incoming(grpc_listener, grpc_limits);
         // Receive windows sized for OTLP's large messages (SDKs send up to 4 MiB): with h2's
         // default 64 KiB a 400 KB export waits on several WINDOW_UPDATE round trips.
-        let result = tonic::transport::Server::builder()
+        let result = grpc_limits
+            .builder()
             .initial_stream_window_size(Some(4 << 20))
             .initial_connection_window_size(Some(16 << 20))
             .layer(tower::util::MapResponseLayer::new(grpc::size_limit_status))

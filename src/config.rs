@@ -201,6 +201,29 @@ pub struct ServeArgs {
     /// Most open HTTP connections; the next one is answered 503 with Retry-After and closed.
     #[arg(long, env = "AGENT_CONSOLE_HTTP_MAX_CONNECTIONS", default_value_t = 1024)]
     pub http_max_connections: usize,
+    /// Most open OTLP/gRPC connections; the next one is closed at once (clients retry).
+    #[arg(long, env = "AGENT_CONSOLE_GRPC_MAX_CONNECTIONS", default_value_t = 1024)]
+    pub grpc_max_connections: usize,
+    /// Seconds a new gRPC connection may take to send the HTTP/2 preface.
+    #[arg(long, env = "AGENT_CONSOLE_GRPC_HANDSHAKE_TIMEOUT_SECS", default_value_t = 10)]
+    pub grpc_handshake_timeout_secs: u64,
+    /// Seconds nothing may arrive on a gRPC connection (keepalive pings are answered within it).
+    #[arg(long, env = "AGENT_CONSOLE_GRPC_IDLE_TIMEOUT_SECS", default_value_t = 300)]
+    pub grpc_idle_timeout_secs: u64,
+    /// Seconds between the gRPC server's HTTP/2 keepalive pings; one not acknowledged within a
+    /// third of that (at least 1 s) closes the connection.
+    #[arg(long, env = "AGENT_CONSOLE_GRPC_KEEPALIVE_SECS", default_value_t = 60)]
+    pub grpc_keepalive_secs: u64,
+    /// Seconds one gRPC call (an Export, its body included) may take.
+    #[arg(long, env = "AGENT_CONSOLE_GRPC_REQUEST_TIMEOUT_SECS", default_value_t = 30)]
+    pub grpc_request_timeout_secs: u64,
+    /// Most concurrent gRPC streams (calls) per connection.
+    #[arg(long, env = "AGENT_CONSOLE_GRPC_MAX_CONCURRENT_STREAMS", default_value_t = 100)]
+    pub grpc_max_concurrent_streams: u32,
+    /// Seconds after which a gRPC connection is asked to go away (GOAWAY: calls in flight
+    /// finish, clients reconnect), so no peer holds one forever.
+    #[arg(long, env = "AGENT_CONSOLE_GRPC_MAX_CONNECTION_AGE_SECS", default_value_t = 1800)]
+    pub grpc_max_connection_age_secs: u64,
     /// Host names the HTTP port answers to besides IP literals and localhost (DNS rebinding
     /// guard), comma separated; `*.example.com` allows subdomains, `*` allows any. Browser pages
     /// served from these hosts may also make state-changing requests and open WebSockets.
@@ -377,6 +400,13 @@ fn unreachable_defaults() -> ServeArgs {
         http_header_timeout_secs: 10,
         http_body_idle_timeout_secs: 30,
         http_max_connections: 1024,
+        grpc_max_connections: 1024,
+        grpc_handshake_timeout_secs: 10,
+        grpc_idle_timeout_secs: 300,
+        grpc_keepalive_secs: 60,
+        grpc_request_timeout_secs: 30,
+        grpc_max_concurrent_streams: 100,
+        grpc_max_connection_age_secs: 1800,
         allowed_hosts: Vec::new(),
         insecure_no_auth: false,
         live_retention_mib: 64,

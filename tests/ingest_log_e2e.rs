@@ -365,6 +365,57 @@ async fn a_damaged_duckdb_wal_is_moved_aside_and_the_log_restores_its_rows() {
     bin.kill9();
 }
 
+/// Found by the soak (`tests/clients/soak.sh`): a restart that raced its dying predecessor got
+/// DuckDB's lock conflict, took it for a damaged WAL and moved the live WAL aside. A second
+/// collector on the same directory must refuse to start, say why, and leave the WAL alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_collector_on_the_same_directory_refuses_and_leaves_the_wal_alone() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let bin = spawn_binary(dir.path(), &[]);
+    let http = reqwest::Client::new();
+    let export = |seq: u64| {
+        http.post(format!("{}/v1/traces", bin.http))
+            .header("content-type", "application/x-protobuf")
+            .body(request(seq).encode_to_vec())
+            .send()
+    };
+    for seq in 0..3 {
+        assert_eq!(export(seq).await.expect("post").status(), 200);
+    }
+    assert_eq!(sql_at(&http, &bin.http, "SELECT count(*) FROM spans").await[0][0], 3 * SPANS_PER_REQUEST as u64);
+    let wal = dir.path().join("agent-console.duckdb.wal");
+    assert!(wal.exists(), "committed, not checkpointed: DuckDB has a WAL");
+
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_agent-console"))
+        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
+        .args(["--duckdb-memory-limit", "256MB"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .env("NO_COLOR", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run a second collector");
+    let said = String::from_utf8_lossy(&second.stderr);
+    assert!(!second.status.success(), "the second collector must not start: {said}");
+    assert!(said.contains("in use by another process"), "{said}");
+    assert!(!said.contains("moved it aside"), "{said}");
+    assert!(wal.exists(), "the live WAL is where it was");
+    let aside = std::fs::read_dir(dir.path())
+        .expect("dir")
+        .filter_map(Result::ok)
+        .any(|e| e.file_name().to_string_lossy().contains(".wal.damaged-"));
+    assert!(!aside, "nothing moved aside");
+
+    // The first collector is unaffected, and everything survives its own kill -9.
+    assert_eq!(export(3).await.expect("post").status(), 200);
+    assert_eq!(sql_at(&http, &bin.http, "SELECT count(*) FROM spans").await[0][0], 4 * SPANS_PER_REQUEST as u64);
+    bin.kill9();
+    let bin = spawn_binary(dir.path(), &[]);
+    assert_eq!(sql_at(&http, &bin.http, "SELECT count(*) FROM spans").await[0][0], 4 * SPANS_PER_REQUEST as u64);
+    assert!(!bin.said("moved it aside"));
+    bin.kill9();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failing_duckdb_fills_the_log_to_its_cap_then_everything_acknowledged_is_stored() {
     let app = common::spawn_with(|a| {

@@ -112,6 +112,9 @@ async fn stalled_grpc_stream(addr: &str) -> TcpStream {
     let mut buf = [0u8; 9];
     tokio::time::timeout(BOUND, s.read_exact(&mut buf)).await.expect("server settings in time").expect("read");
     assert_eq!(buf[3], 0x4, "the server answers with SETTINGS");
+    // Its payload too, so the next read starts at a frame.
+    let mut payload = vec![0u8; u32::from_be_bytes([0, buf[0], buf[1], buf[2]]) as usize];
+    tokio::time::timeout(BOUND, s.read_exact(&mut payload)).await.expect("settings in time").expect("read");
     s
 }
 
@@ -248,6 +251,125 @@ async fn row10_connection_over_the_cap_gets_503_with_retry_after() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     drop(held);
+    app.shutdown().await;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Row 10, the gRPC port: connection cap, handshake / idle / request timeouts, keepalive
+
+/// Read HTTP/2 frames until `stop(kind, flags, stream)` holds (true), or the peer closes
+/// (false). Panics after `BOUND`.
+async fn read_frames_until(s: &mut TcpStream, stop: impl Fn(u8, u8, u32) -> bool) -> bool {
+    let deadline = tokio::time::Instant::now() + BOUND;
+    loop {
+        let mut head = [0u8; 9];
+        match tokio::time::timeout_at(deadline, s.read_exact(&mut head)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return false,
+            Err(_) => panic!("neither the awaited frame nor a close within {BOUND:?}"),
+        }
+        let len = u32::from_be_bytes([0, head[0], head[1], head[2]]) as usize;
+        let stream = u32::from_be_bytes([head[5] & 0x7f, head[6], head[7], head[8]]);
+        let mut payload = vec![0u8; len];
+        match tokio::time::timeout_at(deadline, s.read_exact(&mut payload)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(_)) => return false,
+            Err(_) => panic!("a frame did not complete within {BOUND:?}"),
+        }
+        if stop(head[3], head[4], stream) {
+            return true;
+        }
+    }
+}
+
+/// A real OTLP/gRPC export (tonic client) of `n` spans; the status code on failure.
+async fn grpc_export(addr: &str, n: u8) -> Result<(), tonic::Code> {
+    use opentelemetry_proto::tonic::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let mut client = TraceServiceClient::connect(addr.to_string()).await.map_err(|_| tonic::Code::Unavailable)?;
+    let req = ExportTraceServiceRequest::decode(export(n).as_slice()).expect("decode");
+    client.export(req).await.map(|_| ()).map_err(|s| s.code())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row10_grpc_connection_over_the_cap_is_closed_and_the_slot_comes_back() {
+    let app = common::spawn_with(|a| a.grpc_max_connections = 2).await;
+    let addr = host_port(&app.grpc);
+    // Two connections the server has taken (it answered their streams' preface with SETTINGS).
+    let mut held = vec![stalled_grpc_stream(&addr).await, stalled_grpc_stream(&addr).await];
+    // The third is closed without a word: no SETTINGS, EOF or reset.
+    let mut third = TcpStream::connect(&addr).await.expect("connect");
+    let _ = third.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await;
+    let (answer, closed) = read_until_closed(&mut third).await;
+    assert!(closed && answer.is_empty(), "closed at once: {answer:?}");
+    // A real client is refused (UNAVAILABLE or, reset mid-handshake, UNKNOWN) while the cap is full.
+    let refused = grpc_export(&app.grpc, 1).await;
+    assert!(matches!(refused, Err(tonic::Code::Unavailable | tonic::Code::Unknown)), "{refused:?}");
+    // Closing one frees its slot; the export then goes through and is stored.
+    drop(held.pop());
+    let deadline = Instant::now() + BOUND;
+    while let Err(code) = grpc_export(&app.grpc, 2).await {
+        assert!(Instant::now() < deadline, "the slot was never freed: {code:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    app.flush().await;
+    assert_eq!(common::as_i64(&app.scalar("SELECT count(*) FROM spans").await), 2);
+    drop(held);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row10_grpc_stalled_clients_time_out_handshake_request_and_idle() {
+    let app = common::spawn_with(|a| {
+        a.grpc_handshake_timeout_secs = 1;
+        a.grpc_request_timeout_secs = 1;
+        a.grpc_idle_timeout_secs = 3;
+    })
+    .await;
+    let addr = host_port(&app.grpc);
+    // Connects and says nothing: the server's SETTINGS, then closed after the handshake timeout.
+    let mut silent = TcpStream::connect(&addr).await.expect("connect");
+    let (_, closed) = read_until_closed(&mut silent).await;
+    assert!(closed, "a silent connection is closed");
+    // Half a preface is no better.
+    let mut half = TcpStream::connect(&addr).await.expect("connect");
+    half.write_all(b"PRI * HTTP/2.0\r\n").await.expect("write");
+    let (_, closed) = read_until_closed(&mut half).await;
+    assert!(closed, "a partial preface is closed");
+    // A stream that stalls in the middle of its message gets its call ended (trailers with
+    // END_STREAM, or RST_STREAM) after the request timeout...
+    let mut stalled = stalled_grpc_stream(&addr).await;
+    let ended = read_frames_until(&mut stalled, |kind, flags, stream| {
+        stream == 1 && ((kind == 0x1 && flags & 0x1 != 0) || kind == 0x3)
+    })
+    .await;
+    assert!(ended, "the stalled call was answered before the connection closed");
+    // ...and the connection, silent from then on, is closed after the idle timeout.
+    let still_open = read_frames_until(&mut stalled, |_, _, _| false).await;
+    assert!(!still_open);
+    // Nothing else was lost: a real client exports and it is stored.
+    grpc_export(&app.grpc, 3).await.expect("export");
+    app.flush().await;
+    assert_eq!(common::as_i64(&app.scalar("SELECT count(*) FROM spans").await), 3);
+    app.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn row10_grpc_keepalive_closes_a_peer_that_does_not_answer_pings() {
+    // Idle timeout far away: only the keepalive can close this connection.
+    let app = common::spawn_with(|a| {
+        a.grpc_keepalive_secs = 1;
+        a.grpc_idle_timeout_secs = 600;
+    })
+    .await;
+    let addr = host_port(&app.grpc);
+    let mut s = TcpStream::connect(&addr).await.expect("connect");
+    // Preface and empty SETTINGS, then never a byte again (no SETTINGS ack, no PING ack).
+    s.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await.expect("write");
+    let pinged = read_frames_until(&mut s, |kind, flags, _| kind == 0x6 && flags & 0x1 == 0).await;
+    assert!(pinged, "the server pings");
+    let open = read_frames_until(&mut s, |_, _, _| false).await;
+    assert!(!open, "and closes the connection when the ping is not answered");
+    grpc_export(&app.grpc, 1).await.expect("a live client is unaffected");
     app.shutdown().await;
 }
 

@@ -221,7 +221,9 @@ async fn run_client(
                         tokio::time::sleep(Duration::from_millis(50)).await;
                     }
                     Err(_) => {
+                        // The collector is gone (a restart in the soak): do not spin.
                         c.errors.fetch_add(1, Relaxed);
+                        tokio::time::sleep(Duration::from_millis(100)).await;
                     }
                 }
                 pace(&args, started, mine).await;
@@ -251,8 +253,10 @@ async fn run_client(
                     }
                     Ok(_) | Err(_) => {
                         c.errors.fetch_add(1, Relaxed);
-                        if let Ok(fresh) = Http1::connect(&args.http).await {
-                            client = fresh;
+                        match Http1::connect(&args.http).await {
+                            Ok(fresh) => client = fresh,
+                            // The collector is gone (a restart in the soak): do not spin.
+                            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
                         }
                     }
                 }

@@ -7,8 +7,11 @@
 //! - `guard.rs`: `Host` is checked against loopback names, IP literals and `--allowed-hosts`
 //!   (DNS rebinding), and `Origin` on WebSocket upgrades and on every state-changing request
 //!   (a foreign web page acting through the user's browser).
+//! - `grpc_edge.rs`: the same for the OTLP/gRPC port: connection cap, handshake and idle
+//!   timeouts, HTTP/2 keepalive, request timeout, stream and header limits, connection age.
 //! - `exposure`: refusing to start on a non-loopback address without tokens.
 
+pub mod grpc_edge;
 pub mod guard;
 pub mod serve;
 

@@ -7,6 +7,11 @@
 //! at its last checkpoint, and the ingest log replays everything after that checkpoint's log
 //! position: nothing acknowledged is lost. This is loud (an ERROR line naming both files) but
 //! automatic, so a collector restarted by a supervisor comes back by itself.
+//!
+//! A lock conflict is never a damaged WAL: another process (a second collector on the same
+//! directory, or one still exiting) holds the database, and its WAL is live. That error is
+//! returned as it is and the WAL is left alone (the soak found a restart racing a dying
+//! predecessor moving the live WAL aside).
 
 use std::path::{Path, PathBuf};
 
@@ -30,6 +35,13 @@ pub fn open_database(path: &Path, cfg: &StoreConfig) -> Result<Connection, Store
         Ok(c) => Ok(c),
         Err(first) => {
             let wal = wal_path(path);
+            if is_lock_conflict(&first.to_string()) {
+                return Err(StoreError::Unavailable(format!(
+                    "{} is in use by another process (another collector on the same --data-dir, or one \
+                     still exiting); its WAL was left alone: {first}",
+                    path.display()
+                )));
+            }
             if !wal.exists() {
                 return Err(first.into());
             }
@@ -58,6 +70,32 @@ pub fn open_database(path: &Path, cfg: &StoreConfig) -> Result<Connection, Store
                     aside.display()
                 ))
             })
+        }
+    }
+}
+
+/// DuckDB's answer when another process holds the database file's lock.
+fn is_lock_conflict(error: &str) -> bool {
+    error.contains("Could not set lock") || error.contains("Conflicting lock")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::is_lock_conflict;
+
+    #[test]
+    fn lock_conflicts_are_told_apart_from_damage() {
+        for (msg, lock) in [
+            (
+                "IO Error: Could not set lock on file \"/d/agent-console.duckdb\": Conflicting lock is held in \
+                 /usr/bin/agent-console (PID 27209)",
+                true,
+            ),
+            ("Serialization Error: Failed to deserialize: field id mismatch", false),
+            ("INTERNAL Error: Failure while replaying WAL file", false),
+            ("IO Error: Corrupt database file: computed checksum does not match", false),
+        ] {
+            assert_eq!(is_lock_conflict(msg), lock, "{msg}");
         }
     }
 }
