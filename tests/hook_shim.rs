@@ -698,3 +698,81 @@ async fn a_re_sent_record_id_is_stored_once_across_crashes() {
     assert_eq!(flushed_messages(&client, &b.0.http).await, vec!["m1", "m2", "m3"]);
     drop(b);
 }
+
+#[path = "common/tls_proxy.rs"]
+mod tls_proxy;
+
+/// Run the binary with stderr captured (what it tells the operator).
+async fn run_hook_stderr(stdin: Vec<u8>, home: PathBuf, env: Vec<(String, String)>) -> (Option<i32>, Vec<u8>, String) {
+    tokio::task::spawn_blocking(move || {
+        let mut cmd = Command::new(hook_bin());
+        cmd.env_clear()
+            .env("HOME", &home)
+            .env("PATH", std::env::var_os("PATH").unwrap_or_default())
+            .envs(env)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = cmd.spawn().expect("spawn hook");
+        child.stdin.take().expect("stdin").write_all(&stdin).expect("write stdin");
+        let out = child.wait_with_output().expect("wait hook");
+        (out.status.code(), out.stdout, String::from_utf8_lossy(&out.stderr).into_owned())
+    })
+    .await
+    .expect("join")
+}
+
+/// A remote collector over `https://`: the real binary through a TLS-terminating proxy (a private
+/// CA made in the test) in front of a real collector that requires the token. With the wrong CA
+/// the call is refused with a clear error on stderr, the hook still fails open (exit 0, nothing
+/// on stdout) and spools the call; with the right CA (`AGENT_CONSOLE_CA_FILE`) the next call
+/// delivers the spooled one and every fixture, each stored exactly once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_collector_behind_a_tls_proxy_with_a_private_ca() {
+    let app = spawn_with(|a| a.ingest_token = Some("s3cret".into())).await;
+    let proxy = tls_proxy::TlsProxy::start(&app.http).await;
+    let home = tempfile::tempdir().expect("home");
+    let spool = home.path().join("spool");
+    let fixtures = hook_fixtures();
+    let env = |ca: &str| {
+        env_for(
+            &proxy.url,
+            &spool,
+            &[
+                ("AGENT_CONSOLE_TOKEN", "s3cret"),
+                ("AGENT_CONSOLE_CA_FILE", ca),
+                ("AGENT_CONSOLE_HOOK_TIMEOUT_MS", "5000"),
+            ],
+        )
+    };
+
+    // Wrong CA: refused, said clearly, failed open, spooled.
+    let pre = std::fs::read(&fixtures[2]).expect("PreToolUse fixture");
+    let (code, stdout, stderr) = run_hook_stderr(pre, home.path().into(), env(&proxy.wrong_ca())).await;
+    assert_eq!(code, Some(0), "fails open: {stderr}");
+    assert!(stdout.is_empty(), "no decision printed: {:?}", String::from_utf8_lossy(&stdout));
+    assert!(stderr.contains("TLS handshake failed") && stderr.contains("UnknownIssuer"), "clear error: {stderr}");
+    assert!(stderr.contains("spool"), "says the call is kept: {stderr}");
+    assert!(std::fs::metadata(spool.join("spool.v2")).expect("spooled").len() > 0);
+    assert_eq!(proxy.proxied.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing got past the handshake");
+    assert!(!proxy.refused.lock().expect("refused").is_empty(), "the proxy saw the client refuse its certificate");
+
+    // Right CA: every fixture, plus the spooled PreToolUse delivered by the first call.
+    for f in &fixtures {
+        let (code, stdout, stderr) =
+            run_hook_stderr(std::fs::read(f).expect("fixture"), home.path().into(), env(&proxy.ca())).await;
+        assert_eq!(code, Some(0), "{}: {stderr}", f.display());
+        assert!(stdout.is_empty(), "{}: stdout {:?}", f.display(), String::from_utf8_lossy(&stdout));
+        assert!(!stderr.contains("TLS"), "{}: {stderr}", f.display());
+    }
+    assert!(!spool.join("spool.v2").exists(), "spool drained over https");
+    assert!(proxy.proxied.load(std::sync::atomic::Ordering::SeqCst) >= fixtures.len() + 1);
+    app.flush().await;
+    let mut want: Vec<String> = EVENTS.iter().map(|s| s.to_string()).collect();
+    want.push("PreToolUse".into());
+    want.sort();
+    let got = app.rows(&format!("SELECT event_name FROM logs WHERE scope_name = '{}' ORDER BY 1", hook::SCOPE)).await;
+    assert_eq!(strs(&got), want, "every event exactly once, the spooled one included");
+    assert_eq!(as_i64(&app.scalar("SELECT count(*) FROM spans WHERE name = 'execute_tool Bash'").await), 1);
+    app.shutdown().await;
+}

@@ -1296,3 +1296,85 @@ async fn control_delivery_latency() {
     assert_eq!(gw.calls_of("sessions.send").len(), N, "each command delivered once");
     app.shutdown().await;
 }
+
+#[path = "common/tls_proxy.rs"]
+mod tls_proxy;
+
+/// The shim pointed at an https collector with a token and a CA file.
+fn spawn_shim_https(gateway: &str, endpoint: &str, ca_file: &str, state: &std::path::Path, stderr: Stdio) -> Child {
+    Command::new(shim_binary())
+        .args(["--gateway", gateway, "--interval", "100ms", "--inbox-wait", "2s", "--ca-file", ca_file, "--state"])
+        .arg(state)
+        .env("OPENCLAW_GATEWAY_TOKEN", TOKEN)
+        .env("AGENT_CONSOLE_ENDPOINT", endpoint)
+        .env("AGENT_CONSOLE_TOKEN", "s3cret")
+        .env("AGENT_CONSOLE_TASK_ID", "OC-1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(stderr)
+        .spawn()
+        .expect("spawn shim")
+}
+
+/// A remote collector over `https://` (a TLS-terminating proxy with a private CA in front of a
+/// real collector that requires the token): with the wrong CA the shim says why on stderr and
+/// delivers nothing (the proxy sees every handshake refused); restarted with the right CA
+/// (`--ca-file`) its inbox long-poll reaches the collector (commands work: a kill arrives as
+/// `sessions.abort`) and its `/v1/logs` exports total the calls served, the run from the wrong-CA
+/// time included, exactly.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_collector_behind_a_tls_proxy_with_a_private_ca() {
+    let app = common::spawn_with(|a| a.ingest_token = Some("s3cret".into())).await;
+    let proxy = tls_proxy::TlsProxy::start(&app.http).await;
+    let gw = Gateway::start().await;
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let state = state_dir.path().join("s.json");
+    gw.add_session(MAIN, None);
+
+    let mut wrong = Killer(spawn_shim_https(&gw.url(), &proxy.url, &proxy.wrong_ca(), &state, Stdio::piped()));
+    let stderr = wrong.0.stderr.take().expect("stderr");
+    let (tx, rx) = std::sync::mpsc::channel::<String>();
+    std::thread::spawn(move || {
+        use std::io::BufRead;
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    one_call_run(&gw, MAIN, "r1", "m1");
+    let said = tokio::task::spawn_blocking(move || {
+        let deadline = Instant::now() + DEADLINE;
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
+            if line.contains("UnknownIssuer") {
+                return line;
+            }
+            seen.push(line);
+        }
+        panic!("no TLS error on stderr: {seen:?}");
+    })
+    .await
+    .expect("join");
+    assert!(said.contains("TLS handshake failed") && said.contains(&proxy.url), "{said}");
+    wait_polls(&gw, 3).await;
+    assert_eq!(proxy.proxied.load(Ordering::SeqCst), 0, "nothing got past the handshake");
+    assert!(!proxy.refused.lock().expect("refused").is_empty());
+    assert_eq!(input_sum(&app).await, 0);
+    drop(wrong);
+
+    let _right = Killer(spawn_shim_https(&gw.url(), &proxy.url, &proxy.ca(), &state, Stdio::inherit()));
+    wait_available(&app, MAIN, "kill").await;
+    gw.start_run(MAIN, "r2");
+    gw.serve_call(MAIN, "r2", "m2");
+    let (st, kill) = command(&app, MAIN, json!({"kind": "kill", "reason": "over https"})).await;
+    assert_eq!(st, 201, "{kill}");
+    let aborts = wait_calls(&gw, "sessions.abort", 1).await;
+    assert_eq!(aborts[0], json!({"key": MAIN, "clearQueued": true}));
+    let kill_id = kill["command_id"].as_str().expect("id").to_string();
+    wait_status(&app, MAIN, &kill_id, "observed").await;
+    wait_served(&app, 2).await;
+    assert_served(&app, 2, "r1 (sent once the CA was right) and r2, over https").await;
+    assert!(proxy.proxied.load(Ordering::SeqCst) > 0);
+    app.shutdown().await;
+}

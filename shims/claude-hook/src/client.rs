@@ -1,18 +1,35 @@
-//! A minimal HTTP/1.1 client over std `TcpStream` (http:// only, no TLS): one `POST` per
+//! A minimal HTTP/1.1 client over std `TcpStream`, or rustls over it for `https://` endpoints
+//! (`agent-console-shim-tls`: Mozilla roots plus an optional CA file; the TLS configuration is
+//! built only when an https endpoint is used, so plain http costs what it did): one `POST` per
 //! connection (`Connection: close`), every step bounded by the run's deadline. Reads the status
 //! line, the headers and a body of at most 1 MiB (the collector's answer envelope).
 
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
+
+#[cfg(feature = "https")]
+use agent_console_shim_tls::{Stream, Tls};
+#[cfg(feature = "https")]
+use std::sync::Arc;
+
+/// The TLS trust of an `https://` endpoint (nothing to hold without the `https` feature).
+#[cfg(feature = "https")]
+type TlsRef = Arc<Tls>;
+#[cfg(not(feature = "https"))]
+type TlsRef = ();
 
 /// Why a request did not get a usable answer.
 #[derive(Debug, Clone, PartialEq)]
 pub enum ClientError {
-    /// The endpoint is not an `http://host[:port][/prefix]` URL.
+    /// The endpoint is not an `http(s)://host[:port][/prefix]` URL.
     BadEndpoint(String),
     /// Connect, write or read failed or ran out of time: try again later.
     Unreachable(String),
+    /// TLS could not be set up (unknown issuer, wrong name, unusable CA file): kept and retried
+    /// like an unreachable collector, and worth telling the operator.
+    Tls(String),
 }
 
 impl std::fmt::Display for ClientError {
@@ -20,6 +37,7 @@ impl std::fmt::Display for ClientError {
         match self {
             ClientError::BadEndpoint(m) => write!(f, "bad endpoint: {m}"),
             ClientError::Unreachable(m) => write!(f, "collector unreachable: {m}"),
+            ClientError::Tls(m) => write!(f, "collector unreachable over https: {m}"),
         }
     }
 }
@@ -27,17 +45,29 @@ impl std::fmt::Display for ClientError {
 impl std::error::Error for ClientError {}
 
 /// A parsed collector base URL.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Endpoint {
     host: String,
     port: u16,
     prefix: String,
+    /// `https://`: TLS with this trust (None for `http://`).
+    tls: Option<TlsRef>,
 }
 
 impl Endpoint {
     pub fn parse(url: &str) -> Result<Endpoint, ClientError> {
-        let bad = || ClientError::BadEndpoint(format!("{url:?} (only http://host:port is supported)"));
-        let rest = url.trim().strip_prefix("http://").ok_or_else(bad)?;
+        Endpoint::parse_with_ca(url, None)
+    }
+
+    /// `ca_file` (PEM) is trusted in addition to the Mozilla roots for an `https://` endpoint.
+    pub fn parse_with_ca(url: &str, ca_file: Option<PathBuf>) -> Result<Endpoint, ClientError> {
+        let bad = || ClientError::BadEndpoint(format!("{url:?} (expected http://host:port or https://host[:port])"));
+        let url = url.trim();
+        let (rest, https) = match url.strip_prefix("http://") {
+            Some(r) => (r, false),
+            None => (url.strip_prefix("https://").ok_or_else(bad)?, true),
+        };
+        let default_port = if https { 443 } else { 80 };
         let (authority, path) = match rest.find('/') {
             Some(i) => (&rest[..i], &rest[i..]),
             None => (rest, ""),
@@ -46,19 +76,28 @@ impl Endpoint {
             let (h, after) = v6.split_once(']').ok_or_else(bad)?;
             match after.strip_prefix(':') {
                 Some(p) => (h, p.parse::<u16>().map_err(|_| bad())?),
-                None if after.is_empty() => (h, 80),
+                None if after.is_empty() => (h, default_port),
                 None => return Err(bad()),
             }
         } else {
             match authority.rsplit_once(':') {
                 Some((h, p)) => (h, p.parse::<u16>().map_err(|_| bad())?),
-                None => (authority, 80),
+                None => (authority, default_port),
             }
         };
         if host.is_empty() {
             return Err(bad());
         }
-        Ok(Endpoint { host: host.to_string(), port, prefix: path.trim_end_matches('/').to_string() })
+        Ok(Endpoint {
+            host: host.to_string(),
+            port,
+            prefix: path.trim_end_matches('/').to_string(),
+            tls: if https { Some(tls_for(url, ca_file)?) } else { None },
+        })
+    }
+
+    pub fn is_https(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// The collector is on this machine (a loopback address or `localhost`).
@@ -66,6 +105,42 @@ impl Endpoint {
         self.host.eq_ignore_ascii_case("localhost")
             || self.host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
     }
+}
+
+#[cfg(feature = "https")]
+fn tls_for(_url: &str, ca_file: Option<PathBuf>) -> Result<TlsRef, ClientError> {
+    Ok(Arc::new(Tls::new(ca_file)))
+}
+
+#[cfg(not(feature = "https"))]
+fn tls_for(url: &str, _ca_file: Option<PathBuf>) -> Result<TlsRef, ClientError> {
+    Err(ClientError::BadEndpoint(format!("{url:?}: this build has no https support (the `https` feature)")))
+}
+
+/// The connection: TLS for an https endpoint (handshake bounded by the deadline).
+#[cfg(feature = "https")]
+fn open(ep: &Endpoint, tcp: TcpStream, deadline: Instant) -> Result<Stream, ClientError> {
+    let Some(tls) = &ep.tls else { return Ok(Stream::Plain(tcp)) };
+    let left = remaining(deadline)?;
+    let io = |e: std::io::Error| ClientError::Unreachable(e.to_string());
+    tcp.set_read_timeout(Some(left)).map_err(io)?;
+    tcp.set_write_timeout(Some(left)).map_err(io)?;
+    tls.connect(tcp, &ep.host).map_err(|e| ClientError::Tls(e.to_string()))
+}
+
+#[cfg(feature = "https")]
+fn sock(s: &Stream) -> &TcpStream {
+    s.tcp()
+}
+
+#[cfg(not(feature = "https"))]
+fn open(_ep: &Endpoint, tcp: TcpStream, _deadline: Instant) -> Result<TcpStream, ClientError> {
+    Ok(tcp)
+}
+
+#[cfg(not(feature = "https"))]
+fn sock(s: &TcpStream) -> &TcpStream {
+    s
 }
 
 /// What the collector answered.
@@ -121,8 +196,9 @@ pub fn post(
             Err(e) => last = unreachable(e),
         }
     }
-    let mut s = stream.ok_or(last)?;
-    let _ = s.set_nodelay(true);
+    let tcp = stream.ok_or(last)?;
+    let _ = tcp.set_nodelay(true);
+    let mut s = open(ep, tcp, deadline)?;
     let host =
         if ep.host.contains(':') { format!("[{}]:{}", ep.host, ep.port) } else { format!("{}:{}", ep.host, ep.port) };
     let mut req = format!(
@@ -151,8 +227,8 @@ pub fn post(
     let mut buf = Vec::with_capacity(req.len() + body.len());
     buf.extend_from_slice(req.as_bytes());
     buf.extend_from_slice(body);
-    s.set_write_timeout(Some(remaining(deadline)?)).map_err(unreachable)?;
-    s.write_all(&buf).map_err(unreachable)?;
+    sock(&s).set_write_timeout(Some(remaining(deadline)?)).map_err(unreachable)?;
+    s.write_all(&buf).and_then(|_| s.flush()).map_err(unreachable)?;
     let mut data = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     let mut head_len = None;
@@ -163,7 +239,7 @@ pub fn post(
                 break;
             }
         }
-        s.set_read_timeout(Some(remaining(deadline)?)).map_err(unreachable)?;
+        sock(&s).set_read_timeout(Some(remaining(deadline)?)).map_err(unreachable)?;
         let n = s.read(&mut chunk).map_err(unreachable)?;
         if n == 0 {
             break;
@@ -219,11 +295,24 @@ mod tests {
         assert_eq!((e.host.as_str(), e.port, e.prefix.as_str()), ("collector", 80, "/otel"));
         let e = Endpoint::parse("http://[::1]:9").expect("parse");
         assert_eq!((e.host.as_str(), e.port), ("::1", 9));
-        assert!(Endpoint::parse("https://x:1").is_err());
+        assert!(Endpoint::parse("ftp://x:1").is_err());
         assert!(Endpoint::parse("http://:1").is_err());
         assert!(Endpoint::parse("http://127.0.0.2:1").expect("parse").is_loopback());
         assert!(Endpoint::parse("http://[::1]:1").expect("parse").is_loopback());
         assert!(!Endpoint::parse("http://10.0.0.1:1").expect("parse").is_loopback());
+    }
+
+    #[cfg(feature = "https")]
+    #[test]
+    fn https_endpoints() {
+        let e = Endpoint::parse("https://collector.example/otel").expect("parse");
+        assert_eq!(
+            (e.host.as_str(), e.port, e.prefix.as_str(), e.is_https()),
+            ("collector.example", 443, "/otel", true)
+        );
+        let e = Endpoint::parse("https://[::1]:8443").expect("parse");
+        assert_eq!((e.host.as_str(), e.port, e.is_https()), ("::1", 8443, true));
+        assert!(!Endpoint::parse("http://h").expect("parse").is_https());
     }
 
     #[test]

@@ -20,9 +20,11 @@ pub const DEFAULT_POLL_MS: u64 = 25_000;
 /// Everything the shim reads at start-up.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Config {
-    /// Collector base URL (`http://host:port`, optional path prefix).
+    /// Collector base URL (`http://host:port` or `https://host[:port]`, optional path prefix).
     pub endpoint: String,
     pub token: Option<String>,
+    /// PEM file of a private CA trusted for an `https://` endpoint (besides the Mozilla roots).
+    pub ca_file: Option<PathBuf>,
     pub task_id: Option<String>,
     pub agent_name: Option<String>,
     /// Hard deadline of the whole run.
@@ -40,6 +42,7 @@ pub struct Config {
 const KEYS: &[(&str, &str)] = &[
     ("endpoint", "AGENT_CONSOLE_ENDPOINT"),
     ("token", "AGENT_CONSOLE_TOKEN"),
+    ("ca_file", "AGENT_CONSOLE_CA_FILE"),
     ("task_id", "AGENT_CONSOLE_TASK_ID"),
     ("agent_name", "AGENT_CONSOLE_AGENT_NAME"),
     ("timeout_ms", "AGENT_CONSOLE_HOOK_TIMEOUT_MS"),
@@ -70,6 +73,7 @@ impl Config {
         Config {
             endpoint: get("endpoint").unwrap_or_else(|| DEFAULT_ENDPOINT.to_string()),
             token: get("token"),
+            ca_file: get("ca_file").map(PathBuf::from),
             task_id: get("task_id"),
             agent_name: get("agent_name"),
             timeout: Duration::from_millis(num("timeout_ms").filter(|t| *t > 0).unwrap_or(DEFAULT_TIMEOUT_MS)),

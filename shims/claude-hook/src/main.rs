@@ -217,7 +217,7 @@ impl Collector {
         deadline: Instant,
     ) -> Result<Value, Exchange> {
         let r = client::post(&self.ep, path, self.cfg.token.as_deref(), "application/json", &headers, body, deadline)
-            .map_err(|e| Exchange::Retry(e.to_string()))?;
+            .map_err(retry)?;
         if r.retryable() {
             return Err(Exchange::Retry(format!("HTTP {}", r.status)));
         }
@@ -262,9 +262,19 @@ impl Collector {
                 Exchange::Answer(Answer { stored: true, ..Answer::default() })
             }
             Ok(resp) => Exchange::Refused(resp.status),
-            Err(e) => Exchange::Retry(e.to_string()),
+            Err(e) => retry(e),
         }
     }
+}
+
+/// A failed request is kept for later; a TLS failure (wrong CA, wrong name) is a configuration
+/// problem that does not fix itself, so it is also said on stderr (Claude Code shows it with
+/// `--verbose`/`--debug`).
+fn retry(e: client::ClientError) -> Exchange {
+    if matches!(e, client::ClientError::Tls(_)) {
+        eprintln!("agent-console-hook: {e}; the call is kept in the spool");
+    }
+    Exchange::Retry(e.to_string())
 }
 
 /// What the hook answers when a hold must end without the collector's word (paused, collector
@@ -308,7 +318,7 @@ fn hook_mode(hold_override: Option<u64>) {
     if marked {
         watchdog.extend_to(hold_deadline + Duration::from_secs(2));
     }
-    let ep = match Endpoint::parse(&cfg.endpoint) {
+    let ep = match Endpoint::parse_with_ca(&cfg.endpoint, cfg.ca_file.clone()) {
         Ok(ep) => ep,
         Err(e) => {
             eprintln!("agent-console-hook: {e}");
@@ -521,7 +531,7 @@ fn inbox_mode() -> i32 {
     let until = started + cfg.hold;
     let _watchdog = Watchdog::arm(started, cfg.hold + Duration::from_secs(2));
     let Some(stdin) = read_stdin() else { return 0 };
-    let Ok(ep) = Endpoint::parse(&cfg.endpoint) else { return 0 };
+    let Ok(ep) = Endpoint::parse_with_ca(&cfg.endpoint, cfg.ca_file.clone()) else { return 0 };
     let trusted = cfg.token.as_deref().is_some_and(|t| !t.is_empty()) || ep.is_loopback();
     if !trusted {
         return 0;

@@ -10,10 +10,11 @@ use agent_console_openclaw::gateway::{self, Outcome};
 use agent_console_openclaw::{default_state_path, Config, Shim};
 
 const USAGE: &str = "usage: agent-console-openclaw [--gateway ws://127.0.0.1:18789] [--token TOKEN] \
-[--interval 5s] [--state FILE] [--endpoint http://127.0.0.1:4318] [--gateway-id NAME] [--inbox-wait 15s] [--no-control]
+[--interval 5s] [--state FILE] [--endpoint http://127.0.0.1:4318] [--ca-file PEM] [--gateway-id NAME] [--inbox-wait 15s] [--no-control]
   token:    --token or OPENCLAW_GATEWAY_TOKEN
-  endpoint: --endpoint or AGENT_CONSOLE_ENDPOINT (collector base URL); AGENT_CONSOLE_TOKEN (bearer),
-            AGENT_CONSOLE_TASK_ID (resource agent_console.task.id)
+  endpoint: --endpoint or AGENT_CONSOLE_ENDPOINT (collector base URL, http:// or https://); AGENT_CONSOLE_TOKEN
+            (bearer), AGENT_CONSOLE_TASK_ID (resource agent_console.task.id)
+  ca-file:  --ca-file or AGENT_CONSOLE_CA_FILE: a private CA (PEM) trusted for an https:// endpoint
   control:  commands from the console arrive over a long-poll to <endpoint>/openclaw/inbox;
             --gateway-id or AGENT_CONSOLE_GATEWAY_ID names this gateway (default: its URL)";
 
@@ -37,7 +38,7 @@ fn env(name: &str) -> Option<String> {
     std::env::var(name).ok().map(|v| v.trim().to_string()).filter(|v| !v.is_empty())
 }
 
-fn parse_args() -> Result<(Config, Duration), String> {
+fn parse_args() -> Result<(Config, Duration, Option<PathBuf>), String> {
     let mut cfg = Config {
         gateway: "ws://127.0.0.1:18789".into(),
         token: env("OPENCLAW_GATEWAY_TOKEN"),
@@ -51,6 +52,7 @@ fn parse_args() -> Result<(Config, Duration), String> {
         control: true,
     };
     let mut inbox_wait = Duration::from_secs(15);
+    let mut ca_file = env("AGENT_CONSOLE_CA_FILE").map(PathBuf::from);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let (flag, inline) = match a.split_once('=') {
@@ -67,6 +69,7 @@ fn parse_args() -> Result<(Config, Duration), String> {
             }
             "--state" => cfg.state_path = PathBuf::from(value()?),
             "--endpoint" => cfg.endpoint = value()?,
+            "--ca-file" => ca_file = Some(PathBuf::from(value()?)),
             "--gateway-id" => cfg.gateway_id = value()?,
             "--inbox-wait" => {
                 let v = value()?;
@@ -84,11 +87,11 @@ fn parse_args() -> Result<(Config, Duration), String> {
     if cfg.gateway_id.is_empty() {
         cfg.gateway_id = cfg.gateway.clone();
     }
-    Ok((cfg, inbox_wait))
+    Ok((cfg, inbox_wait, ca_file))
 }
 
 fn main() -> ExitCode {
-    let (cfg, inbox_wait) = match parse_args() {
+    let (cfg, inbox_wait, ca_file) = match parse_args() {
         Ok(c) => c,
         Err(e) => {
             if !e.is_empty() {
@@ -98,6 +101,7 @@ fn main() -> ExitCode {
             return ExitCode::from(if e.is_empty() { 0 } else { 64 });
         }
     };
+    agent_console_openclaw::http::set_ca_file(ca_file);
     let mut link = if cfg.control {
         control::start(InboxConfig {
             endpoint: cfg.endpoint.clone(),
