@@ -80,7 +80,8 @@ pub enum Action {
     Pause,
     /// Kill the session.
     Kill,
-    /// Deny the tool call the session has waiting for approval.
+    /// Deny the tool call the session has waiting for approval, or with none waiting its next
+    /// tool call (Claude Code: the next `PreToolUse` is answered `deny` with the alert's message).
     Deny,
     /// Pause every session of the agent.
     PauseAgent,

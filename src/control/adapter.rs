@@ -85,11 +85,12 @@ pub fn capabilities(adapter: &dyn Adapter, ctl: &SessionCtl, pending_approvals: 
     }
     put("hard_kill", adapter.refusal(Kind::Kill, true, ctl), None);
     put("hard_pause", adapter.refusal(Kind::Pause, true, ctl), adapter.hard_notes(Kind::Pause, ctl));
-    for kind in [Kind::Approve, Kind::Deny] {
-        let r = adapter.refusal(kind, false, ctl).or_else(|| {
-            (pending_approvals == 0).then(|| Refusal::new("no tool call is waiting for approval in this session"))
-        });
-        put(kind.as_str(), r, None);
-    }
+    let r = adapter.refusal(Kind::Approve, false, ctl).or_else(|| {
+        (pending_approvals == 0).then(|| Refusal::new("no tool call is waiting for approval in this session"))
+    });
+    put(Kind::Approve.as_str(), r, None);
+    // Deny answers the waiting tool call, or with none waiting denies the next one.
+    let note = (pending_approvals == 0).then(|| adapter.notes(Kind::Deny, ctl)).flatten();
+    put(Kind::Deny.as_str(), adapter.refusal(Kind::Deny, false, ctl), note);
     Value::Object(m)
 }

@@ -69,6 +69,11 @@ pub enum Effect {
         command: String,
         via: String,
     },
+    /// A "deny the next tool call" command took this tool call (its evidence follows the id).
+    Targeted {
+        command: String,
+        tool_use_id: String,
+    },
     Observed {
         command: String,
         note: String,
@@ -198,6 +203,18 @@ fn denial_reason(a: &Approval) -> String {
     }
 }
 
+/// The reason a "deny the next tool call" answer gives (every such command's, oldest first).
+fn next_deny_reason(cmds: &[&Command]) -> String {
+    let parts: Vec<String> = cmds
+        .iter()
+        .map(|c| match c.reason.as_deref().filter(|r| !r.is_empty()) {
+            Some(r) => format!("denied by {} (agent-console): {r}", c.by),
+            None => format!("denied by {} (agent-console)", c.by),
+        })
+        .collect();
+    parts.join("; ")
+}
+
 /// THE decision for one hook call.
 pub fn decide(ev: &HookEvent, v: &View, policy: &Policy, now_us: i64) -> Plan {
     let ctl = v.ctl;
@@ -255,6 +272,19 @@ pub fn decide(ev: &HookEvent, v: &View, policy: &Policy, now_us: i64) -> Plan {
                 if !a.allows() {
                     specific = deny(&denial_reason(&a));
                 }
+            }
+            // A deny issued with no tool call waiting denies this one (the session's next).
+            None if v.open(Kind::Deny, Status::Accepted).any(|c| c.tool_use_id.is_none()) => {
+                let next: Vec<&Command> =
+                    v.open(Kind::Deny, Status::Accepted).filter(|c| c.tool_use_id.is_none()).collect();
+                let reason = next_deny_reason(&next);
+                for c in next {
+                    if let Some(t) = ev.tool_use_id {
+                        effects.push(Effect::Targeted { command: c.id.clone(), tool_use_id: t.to_string() });
+                    }
+                    effects.push(Effect::Delivered { command: c.id.clone(), via: via(ev.name, v.transport) });
+                }
+                specific = deny(&reason);
             }
             None => {
                 let input = ev.tool_input.cloned().unwrap_or(Value::Null);
@@ -444,6 +474,10 @@ impl Adapter for ClaudeCode {
             Kind::Pause | Kind::Kill => {
                 Some("takes effect at the agent's next hook event (a running tool or model call finishes first)".into())
             }
+            Kind::Deny => Some(
+                "with no tool call waiting for approval, denies the session's next tool call (its next PreToolUse)"
+                    .into(),
+            ),
             _ => None,
         }
     }
@@ -677,5 +711,41 @@ mod tests {
         assert!(a.refusal(Kind::Resume, false, &ctl).is_none());
         ctl.seen.ended = true;
         assert!(a.refusal(Kind::Inject, false, &ctl).is_some());
+    }
+
+    #[test]
+    fn a_deny_with_nothing_waiting_denies_the_next_tool_call_once() {
+        let mut d = cmd("d", Kind::Deny, Status::Accepted, None);
+        d.reason = Some("budget spent".into());
+        d.by = "rule:budget".into();
+        let (ctl, cmds) = with(&[d.clone()]);
+        // Other events pass it by; the next PreToolUse is denied with the reason.
+        assert_eq!(plan("UserPromptSubmit", &ctl, &cmds, Transport::Http).outcome, Outcome::Pass);
+        let p = plan("PreToolUse", &ctl, &cmds, Transport::Http);
+        let Outcome::Answer(a) = &p.outcome else { panic!("{p:?}") };
+        assert_eq!(a["hookSpecificOutput"]["permissionDecision"], "deny");
+        assert_eq!(
+            a["hookSpecificOutput"]["permissionDecisionReason"],
+            "denied by rule:budget (agent-console): budget spent"
+        );
+        assert_eq!(
+            p.effects,
+            vec![
+                Effect::Targeted { command: "d".into(), tool_use_id: "toolu_1".into() },
+                Effect::Delivered { command: "d".into(), via: "PreToolUse (http-hooks)".into() },
+            ]
+        );
+        // Delivered for toolu_1: observed when the tool did not run, failed when it did.
+        d.status = Status::Delivered;
+        d.tool_use_id = Some("toolu_1".into());
+        let (ctl, cmds) = with(&[d]);
+        let v = View { session_id: "s", ctl: &ctl, commands: &cmds, approval: None, transport: Transport::Http };
+        assert!(matches!(observe(&ev("PostToolBatch"), &v).as_slice(), [Effect::Observed { .. }]));
+        assert!(matches!(observe(&ev("PostToolUse"), &v).as_slice(), [Effect::Failed { .. }]));
+        // Once delivered it no longer denies.
+        assert_eq!(plan("PreToolUse", &ctl, &cmds, Transport::Http).outcome, Outcome::Pass);
+        // OpenClaw has no per-tool deny: refused with the reason.
+        let r = crate::control::openclaw::OpenClaw.refusal(Kind::Deny, false, &SessionCtl::default());
+        assert!(r.is_some_and(|r| r.reason.contains("no per-tool-call deny")));
     }
 }

@@ -540,6 +540,8 @@ impl Control {
                     [] if req.tool_use_id.is_some() => {
                         refusal = Some("no tool call with this tool_use_id is waiting for approval".into())
                     }
+                    // Nothing waiting: a deny means "deny the session's next tool call" (one-shot).
+                    [] if req.kind == Kind::Deny => {}
                     [] => refusal = Some("no tool call is waiting for approval in this session".into()),
                     many => {
                         refusal = Some(format!("{} tool calls are waiting for approval: give tool_use_id", many.len()))
@@ -879,6 +881,11 @@ impl Control {
         for e in effects {
             match e {
                 Effect::Delivered { command, via } => tx.step(st, command, Status::Delivered, None, Some(via.clone())),
+                Effect::Targeted { command, tool_use_id } => {
+                    if let Some(c) = tx.command(st, command) {
+                        c.tool_use_id = Some(tool_use_id.clone());
+                    }
+                }
                 Effect::Observed { command, note } => tx.step(st, command, Status::Observed, Some(note.clone()), None),
                 Effect::Failed { command, note } => tx.step(st, command, Status::Failed, Some(note.clone()), None),
                 Effect::Expired { command, note } => tx.step(st, command, Status::Expired, Some(note.clone()), None),

@@ -51,8 +51,14 @@ impl Adapter for OpenClaw {
     }
 
     fn refusal(&self, kind: Kind, hard: bool, ctl: &SessionCtl) -> Option<Refusal> {
-        if matches!(kind, Kind::Approve | Kind::Deny) {
+        if kind == Kind::Approve {
             return Some(Refusal::new("OpenClaw tool calls are not held for approval through the gateway connection"));
+        }
+        if kind == Kind::Deny {
+            return Some(Refusal::new(
+                "OpenClaw has no per-tool-call deny through the gateway connection (no approval hold, no way to \
+                 refuse its next tool call): pause or kill the session instead",
+            ));
         }
         if kind == Kind::Kill && hard {
             return Some(Refusal::new(
