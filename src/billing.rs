@@ -46,6 +46,58 @@ impl IntoResponse for BillingError {
     }
 }
 
+/// A call's billing from the marks (the session's wins over its agent's; none is `api`), over the
+/// aliases `bm_s` / `bm_a` of [`billed_calls`].
+pub const BILLING_EXPR: &str = "coalesce(bm_s.billing, bm_a.billing, 'api')";
+
+/// `table` (any relation with `session_id` and `agent_id`: `model_calls`, `task_model_calls`) as a
+/// subquery whose rows carry `billing` and `billing_plan`, for the cost surfaces that split spend
+/// from estimate (`/api/cost`, sessions, tasks).
+pub fn billed_calls(table: &str) -> String {
+    format!(
+        "(SELECT c.*, {BILLING_EXPR} AS billing,
+                CASE WHEN bm_s.id IS NOT NULL THEN bm_s.plan ELSE bm_a.plan END AS billing_plan
+          FROM {table} c
+          LEFT JOIN billing_marks bm_s ON bm_s.kind = 'session' AND bm_s.id = c.session_id
+          LEFT JOIN billing_marks bm_a ON bm_a.kind = 'agent' AND bm_a.id = c.agent_id) c"
+    )
+}
+
+/// A task's cost split by billing (the task detail). $1 task id.
+pub const TASK_BILLING_SQL: &str = "
+    SELECT coalesce(bm_s.billing, bm_a.billing, 'api') AS billing, count(*) AS calls,
+           coalesce(sum(c.cost_usd), 0)::DOUBLE AS cost_usd
+    FROM task_model_calls c
+    LEFT JOIN billing_marks bm_s ON bm_s.kind = 'session' AND bm_s.id = c.session_id
+    LEFT JOIN billing_marks bm_a ON bm_a.kind = 'agent' AND bm_a.id = c.agent_id
+    WHERE c.effective_task_id = $1::VARCHAR GROUP BY 1 ORDER BY 1";
+
+/// `{"spend_usd", "estimated_usd", "billing"}` from rows of `(billing, cost_usd)` (pure):
+/// `billing` is `api`, `subscription` or `mixed` (both kinds of calls).
+pub fn split(rows: impl IntoIterator<Item = (String, f64)>) -> Value {
+    let (mut spend, mut estimate, mut api, mut sub) = (0.0, 0.0, false, false);
+    for (billing, cost) in rows {
+        if billing == "subscription" {
+            estimate += cost;
+            sub = true;
+        } else {
+            spend += cost;
+            api = true;
+        }
+    }
+    let billing = match (api, sub) {
+        (true, true) => "mixed",
+        (false, true) => "subscription",
+        _ => "api",
+    };
+    json!({ "spend_usd": spend, "estimated_usd": estimate, "billing": billing })
+}
+
+/// Whether any agent or session is marked (a reader's connection).
+pub fn any_marks(conn: &duckdb::Connection) -> Result<bool, StoreError> {
+    Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM billing_marks)", [], |r| r.get::<_, bool>(0))?)
+}
+
 #[derive(Debug, Deserialize)]
 pub struct MarkBody {
     pub billing: String,
@@ -185,5 +237,23 @@ mod tests {
         assert_eq!(kind("agents").ok(), Some("agent"));
         assert_eq!(kind("sessions").ok(), Some("session"));
         assert!(kind("tasks").is_err());
+    }
+
+    #[test]
+    fn spend_and_estimate_split() {
+        for (rows, want) in [
+            (vec![], json!({"spend_usd": 0.0, "estimated_usd": 0.0, "billing": "api"})),
+            (vec![("api", 1.5)], json!({"spend_usd": 1.5, "estimated_usd": 0.0, "billing": "api"})),
+            (vec![("subscription", 2.0)], json!({"spend_usd": 0.0, "estimated_usd": 2.0, "billing": "subscription"})),
+            (
+                vec![("api", 0.25), ("subscription", 0.5)],
+                json!({"spend_usd": 0.25, "estimated_usd": 0.5, "billing": "mixed"}),
+            ),
+        ] {
+            let got = split(rows.into_iter().map(|(b, c)| (b.to_string(), c)));
+            assert_eq!(got, want);
+        }
+        let sql = billed_calls("model_calls");
+        assert!(sql.contains("FROM model_calls c") && sql.contains(BILLING_EXPR), "{sql}");
     }
 }

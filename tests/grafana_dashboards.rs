@@ -123,6 +123,15 @@ async fn load(app: &TestApp) {
         let req = agent_console::fixtures::genai_traces(80, 3, &mut rng, GENERATED_NOW_NS);
         post_pb(app, "/v1/traces", req.encode_to_vec()).await;
     }
+    // Cost provenance: Claude Code runs on a subscription (its cost is an estimate, not spend).
+    let r = app
+        .client
+        .put(format!("{}/api/billing/agents/claude-code", app.http))
+        .json(&serde_json::json!({"billing": "subscription", "plan": "claude-max"}))
+        .send()
+        .await
+        .expect("mark");
+    assert_eq!(r.status(), 200);
 }
 
 /// A query found in a dashboard.
@@ -386,6 +395,22 @@ async fn every_panel_query_runs() {
                         assert!(close(f.single_number(), total), "{scenario:?} total {} != {total}", f.single_number());
                         true
                     }
+                    "Spend vs estimate" => {
+                        let e = app
+                            .rows(&format!(
+                                "SELECT coalesce(sum(spend_usd), 0), \
+                                 coalesce(sum(cost_usd) FILTER (WHERE cost_is_estimate), 0) \
+                                 FROM model_call_costs WHERE {calls_where}"
+                            ))
+                            .await;
+                        let (spend, estimate) = (f.sum("spend (API)"), f.sum("estimate (subscription, list price)"));
+                        assert!(close(spend, as_f64(&e[0][0])) && close(estimate, as_f64(&e[0][1])), "{scenario:?}");
+                        assert!(close(spend + estimate, total), "{scenario:?}: {spend} + {estimate} != {total}");
+                        if matches!(scenario, Pick::All) {
+                            assert!(spend > 0.0 && estimate > 0.0, "both kinds in the data: {spend} {estimate}");
+                        }
+                        true
+                    }
                     "Model calls" => {
                         assert_eq!(f.single_number() as i64, calls, "{scenario:?}");
                         true
@@ -528,6 +553,7 @@ async fn every_panel_query_runs() {
         "Unpriced models",
         "Active sessions",
         "Active sessions over time",
+        "Spend vs estimate",
     ];
     for title in expected {
         assert_eq!(checked.get(title), Some(&3), "{title} checked in each scenario: {checked:?}");

@@ -262,6 +262,10 @@ async fn claude_code_session_summary_detail_and_timeline() {
         "cache_read_tokens",
         "cache_write_tokens",
         "cost_usd",
+        "billing",
+        "billing_plan",
+        "spend_usd",
+        "estimated_usd",
         "control",
         "capabilities",
     ];
@@ -305,7 +309,7 @@ async fn claude_code_session_summary_detail_and_timeline() {
     assert_eq!(models.len(), 1, "{models:?}");
     assert_eq!(models[0]["model"], "claude-opus-4-8");
     assert_eq!(models[0]["provider"], "anthropic");
-    assert_eq!((as_i64(&models[0]["calls"]), as_i64(&models[0]["input_tokens"])), (2, 8500));
+    assert_eq!((as_i64(&models[0]["calls"]), as_i64(&models[0]["input_tokens"])), (2, 8500), "{models:?}");
     approx(&models[0]["cost_usd"], 0.0279);
     let (status, body) = get(&app, "/api/sessions/no-such-session").await;
     assert_eq!((status, body["error"].is_string()), (404, true), "{body}");

@@ -3,6 +3,11 @@
 //! up into `{"rows":[{bucket, group, cost_usd, calls, input_tokens, output_tokens,
 //! cache_read_tokens, cache_write_tokens}], "totals": {..}}` with one grouping-sets query, so
 //! rows and totals come from the same snapshot and equal the plain SQL sums. Buckets are UTC.
+//! Every row and the totals also split `cost_usd` into `spend_usd` (billed by API) and
+//! `estimated_usd` (covered by a subscription: list price, not spend; `billing.rs`), and
+//! `group_by=billing` groups by `api` / `subscription`. While no agent or session is marked, the
+//! hourly rollup answers as before (all of it spend); once one is, rollups read the calls with
+//! their marks (`crate::billing::billed_calls`).
 //! `GET /api/cost/unpriced` lists models without a price; `POST /api/cost/reprice` reloads the
 //! price files (optionally adding the entries in its body, a price file's TOML) and re-prices
 //! stored calls through the writer.
@@ -48,15 +53,19 @@ pub enum Source {
 
 const HOUR_US: i64 = 3_600_000_000;
 
-/// The SQL and its parameters for a rollup request (pure, unit-tested).
-pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>, Source), String> {
+/// The SQL and its parameters for a rollup request (pure, unit-tested); `marks`: some agent or
+/// session has a billing mark (then spend and estimate need the calls, not the hourly rollup).
+pub fn rollup_sql(p: &CostParams, marks: bool) -> Result<(String, Vec<Option<String>>, Source), String> {
     let group = match p.group_by.as_deref().unwrap_or("model") {
+        "billing" => "billing",
         "agent" => "agent_id",
         "task" => "task_id",
         "model" => "model",
         "provider" => "provider",
         "session" => "session_id",
-        other => return Err(format!("group_by must be agent, task, model, provider or session, not {other:?}")),
+        other => {
+            return Err(format!("group_by must be agent, task, model, provider, session or billing, not {other:?}"))
+        }
     };
     let bucket = match p.bucket.as_deref() {
         None | Some("") | Some("none") => None,
@@ -76,7 +85,9 @@ pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>, Source
     // pattern links and parent sessions included: `tasks`), from the `task_model_calls` view.
     let by_task = group == "task_id" || p.task.as_deref().is_some_and(|t| !t.is_empty());
     let group = if by_task && group == "task_id" { "effective_task_id" } else { group };
+    let billed = marks || group == "billing";
     let source = if !by_task
+        && !billed
         && group != "session_id"
         && p.session.as_deref().is_none_or(str::is_empty)
         && bucket != Some("minute")
@@ -119,39 +130,60 @@ pub fn rollup_sql(p: &CostParams) -> Result<(String, Vec<Option<String>>, Source
         }
     }
     let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let (from, split) = if billed {
+        (
+            crate::billing::billed_calls(table),
+            "coalesce(sum(cost_usd) FILTER (WHERE billing <> 'subscription'), 0)::DOUBLE AS spend_usd,
+                coalesce(sum(cost_usd) FILTER (WHERE billing = 'subscription'), 0)::DOUBLE AS estimated_usd",
+        )
+    } else {
+        (table.to_string(), "coalesce(sum(cost_usd), 0)::DOUBLE AS spend_usd, 0::DOUBLE AS estimated_usd")
+    };
     let calls = match source {
         Source::Hourly => "coalesce(sum(calls), 0)::BIGINT",
         Source::Calls => "count(*)",
     };
     let sql = format!(
         "SELECT {bucket_expr} AS bucket, {group_expr} AS grp, grouping({group_expr}) AS is_total,
-                coalesce(sum(cost_usd), 0)::DOUBLE AS cost_usd, {calls} AS calls,
+                coalesce(sum(cost_usd), 0)::DOUBLE AS cost_usd, {split}, {calls} AS calls,
                 coalesce(sum(input_tokens), 0)::BIGINT AS input_tokens,
                 coalesce(sum(output_tokens), 0)::BIGINT AS output_tokens,
                 coalesce(sum(cache_read_tokens), 0)::BIGINT AS cache_read_tokens,
                 coalesce(sum(cache_write_tokens), 0)::BIGINT AS cache_write_tokens
-         FROM {table} {filter}
+         FROM {from} {filter}
          GROUP BY GROUPING SETS (({bucket_expr}, {group_expr}), ())
          ORDER BY is_total, bucket NULLS FIRST, cost_usd DESC, grp NULLS LAST"
     );
     Ok((sql, params, source))
 }
 
-const FIELDS: &[&str] =
-    &["cost_usd", "calls", "input_tokens", "output_tokens", "cache_read_tokens", "cache_write_tokens"];
+const FIELDS: &[&str] = &[
+    "cost_usd",
+    "spend_usd",
+    "estimated_usd",
+    "calls",
+    "input_tokens",
+    "output_tokens",
+    "cache_read_tokens",
+    "cache_write_tokens",
+];
 
 pub async fn rollup(State(s): State<ApiState>, Query(p): Query<CostParams>) -> Result<Response, ApiError> {
-    let (sql, params, source) = rollup_sql(&p).map_err(refused)?;
-    let head = json!({
-        "group_by": p.group_by.as_deref().unwrap_or("model"),
-        "bucket": p.bucket,
-        "source": match source { Source::Hourly => "cost_hourly", Source::Calls => "model_calls" },
-    });
+    // Validate before touching the store (a bad request is a 400 whatever the marks).
+    rollup_sql(&p, false).map_err(refused)?;
     // Query and serialise on the blocking thread: a per-agent daily rollup can be thousands of rows.
     let body = s
         .store
         .reader
         .with_connection(move |conn| {
+            let marks = crate::billing::any_marks(conn)?;
+            let (sql, params, source) = rollup_sql(&p, marks).map_err(StoreError::Refused)?;
+            let head = json!({
+                "group_by": p.group_by.as_deref().unwrap_or("model"),
+                "bucket": p.bucket,
+                "source": match source { Source::Hourly => "cost_hourly", Source::Calls => "model_calls" },
+                "note": "estimated_usd: calls covered by a subscription, at list price (not spend)",
+            });
             let mut stmt = conn.prepare(&sql)?;
             let arrow = stmt.query_arrow(duckdb::params_from_iter(params.iter()))?;
             let schema = arrow.get_schema();
@@ -240,8 +272,17 @@ mod tests {
     #[test]
     fn rollup_sql_shapes() {
         let p = CostParams { group_by: Some("agent".into()), bucket: Some("day".into()), ..Default::default() };
-        let (sql, params, source) = rollup_sql(&p).expect("sql");
+        let (sql, _, source) = rollup_sql(&p, false).expect("sql");
         assert_eq!(source, Source::Hourly);
+        assert!(sql.contains("0::DOUBLE AS estimated_usd"), "{sql}");
+        // Once anything is marked, or grouped by billing, the calls answer, with their marks.
+        for (p, marks) in [(p, true), (CostParams { group_by: Some("billing".into()), ..Default::default() }, false)] {
+            let (sql, _, source) = rollup_sql(&p, marks).expect("sql");
+            assert_eq!(source, Source::Calls);
+            assert!(sql.contains("billing_marks") && sql.contains("FILTER (WHERE billing = 'subscription')"), "{sql}");
+        }
+        let p = CostParams { group_by: Some("agent".into()), bucket: Some("day".into()), ..Default::default() };
+        let (sql, params, _) = rollup_sql(&p, false).expect("sql");
         assert!(sql.contains("date_trunc('day', hour)") && sql.contains("nullif(agent_id, '') AS grp"), "{sql}");
         assert!(params.is_empty() && !sql.contains("WHERE"));
         for (p, want) in [
@@ -251,7 +292,7 @@ mod tests {
             (CostParams { from: Some("2026-11-21T10:30:00Z".into()), ..Default::default() }, Source::Calls),
             (CostParams { from: Some("2026-11-21T10:00:00Z".into()), ..Default::default() }, Source::Hourly),
         ] {
-            assert_eq!(rollup_sql(&p).expect("sql").2, want, "{p:?}");
+            assert_eq!(rollup_sql(&p, false).expect("sql").2, want, "{p:?}");
         }
         let p = CostParams {
             from: Some("2026-11-21".into()),
@@ -259,7 +300,7 @@ mod tests {
             task: Some("T-1".into()),
             ..Default::default()
         };
-        let (sql, params, _) = rollup_sql(&p).expect("sql");
+        let (sql, params, _) = rollup_sql(&p, false).expect("sql");
         assert!(
             sql.contains(
                 "WHERE time >= make_timestamp(?::BIGINT) AND time < make_timestamp(?::BIGINT) AND effective_task_id = ?"
@@ -273,7 +314,7 @@ mod tests {
             CostParams { bucket: Some("fortnight".into()), ..Default::default() },
             CostParams { from: Some("last tuesday".into()), ..Default::default() },
         ] {
-            assert!(rollup_sql(&bad).is_err());
+            assert!(rollup_sql(&bad, false).is_err());
         }
     }
 }

@@ -52,8 +52,10 @@ const SUMMARY_SQL: &str = "
         SELECT session_id, count(*) AS model_calls, count(*) FILTER (WHERE error) AS failed,
                sum(input_tokens) AS input_tokens, sum(output_tokens) AS output_tokens,
                sum(cache_read_tokens) AS cache_read_tokens, sum(cache_write_tokens) AS cache_write_tokens,
-               sum(cost_usd) AS cost_usd, arg_max(model, time) FILTER (WHERE model IS NOT NULL) AS model
-        FROM model_calls WHERE session_id IN (SELECT session_id FROM page) GROUP BY session_id
+               sum(cost_usd) AS cost_usd, arg_max(model, time) FILTER (WHERE model IS NOT NULL) AS model,
+               sum(cost_usd) FILTER (WHERE billing <> 'subscription') AS spend_usd,
+               sum(cost_usd) FILTER (WHERE billing = 'subscription') AS estimated_usd
+        FROM model_call_costs WHERE session_id IN (SELECT session_id FROM page) GROUP BY session_id
     ),
     tc AS (
         SELECT session_id, count(*) AS tool_calls, count(*) FILTER (WHERE success = false) AS failed
@@ -95,8 +97,15 @@ const SUMMARY_SQL: &str = "
            coalesce(mc.cache_read_tokens, 0)::BIGINT AS cache_read_tokens,
            coalesce(mc.cache_write_tokens, 0)::BIGINT AS cache_write_tokens,
            coalesce(mc.cost_usd, 0)::DOUBLE AS cost_usd,
+           -- Cost provenance (billing.rs): the session's mark, else its agent's, else api; the
+           -- calls' cost split into spend (API-billed) and estimate (subscription, list price).
+           coalesce(bs.billing, ba.billing, 'api') AS billing,
+           CASE WHEN bs.id IS NOT NULL THEN bs.plan ELSE ba.plan END AS billing_plan,
+           coalesce(mc.spend_usd, 0)::DOUBLE AS spend_usd, coalesce(mc.estimated_usd, 0)::DOUBLE AS estimated_usd,
            epoch_us(p.last_seen) AS _cursor_us
     FROM done p LEFT JOIN mc USING (session_id) LEFT JOIN tc USING (session_id)
+         LEFT JOIN billing_marks bs ON bs.kind = 'session' AND bs.id = p.session_id
+         LEFT JOIN billing_marks ba ON ba.kind = 'agent' AND ba.id = p.agent_id
          LEFT JOIN lg USING (session_id) LEFT JOIN sp USING (session_id)
          LEFT JOIN (SELECT * FROM session_tasks WHERE session_id IN (SELECT session_id FROM page)) stk
              USING (session_id)
@@ -119,6 +128,13 @@ const MODELS_SQL: &str = "
            min(time) AS first_call, max(time) AS last_call
     FROM model_calls WHERE session_id = $1::VARCHAR
     GROUP BY ALL ORDER BY cost_usd DESC, calls DESC, model NULLS LAST, provider NULLS LAST";
+
+/// A session's cost per model, provider and billing (merged into `MODELS_SQL`'s rows as
+/// `spend_usd` / `estimated_usd`; a separate query: with the marks joined into `MODELS_SQL`,
+/// DuckDB returned its BIGINT token sums truncated to 8 bits). $1 session id.
+const MODEL_BILLING_SQL: &str = "
+    SELECT model, provider, billing, coalesce(sum(cost_usd), 0)::DOUBLE AS cost_usd
+    FROM model_call_costs WHERE session_id = $1::VARCHAR GROUP BY ALL";
 
 #[derive(Debug, Deserialize, Default)]
 pub struct SessionsParams {
@@ -238,7 +254,7 @@ pub async fn detail(State(s): State<ApiState>, Path(id): Path<String>) -> Result
     let one = Filter { session: Some(id.clone()), limit: 1, ..Filter::default() };
     let kids = Filter { parent: Some(id.clone()), limit: DETAIL_MAX, ..Filter::default() };
     let reader = &s.store.reader;
-    let (mut one, kids, transitions, models) = tokio::try_join!(
+    let (mut one, kids, transitions, models, billed) = tokio::try_join!(
         summaries(&s, one),
         summaries(&s, kids),
         async {
@@ -248,7 +264,24 @@ pub async fn detail(State(s): State<ApiState>, Path(id): Path<String>) -> Result
                 .map_err(ApiError)
         },
         async { reader.query_objects(MODELS_SQL, vec![Some(id.clone())]).await.map_err(ApiError) },
+        async { reader.query_objects(MODEL_BILLING_SQL, vec![Some(id.clone())]).await.map_err(ApiError) },
     )?;
+    let models: Vec<Map<String, Value>> = models
+        .into_iter()
+        .map(|mut m| {
+            let same =
+                |b: &Map<String, Value>| b.get("model") == m.get("model") && b.get("provider") == m.get("provider");
+            let split = crate::billing::split(billed.iter().filter(|b| same(b)).map(|b| {
+                (
+                    b.get("billing").and_then(Value::as_str).unwrap_or("api").to_string(),
+                    b.get("cost_usd").and_then(Value::as_f64).unwrap_or(0.0),
+                )
+            }));
+            m.insert("spend_usd".into(), split["spend_usd"].clone());
+            m.insert("estimated_usd".into(), split["estimated_usd"].clone());
+            m
+        })
+        .collect();
     let Some((session, _)) = one.pop() else {
         return Err(ApiError(StoreError::NotFound(format!("no session {id:?}"))));
     };

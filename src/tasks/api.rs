@@ -305,13 +305,21 @@ async fn detail(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Jso
     let q = |sql: &'static str, params: Vec<Option<String>>| async move {
         reader.query_objects(sql, params).await.map_err(TaskError::Store)
     };
-    let (task, sessions, cost, models, tools) = tokio::try_join!(
+    let (task, sessions, cost, models, tools, billed) = tokio::try_join!(
         card(&s, &id),
         q(store::SESSIONS_SQL, vec![Some(now.to_string()), Some(id.clone())]),
         q(store::COST_SQL, vec![Some(id.clone())]),
         q(store::MODELS_SQL, vec![Some(id.clone())]),
         q(store::TOOLS_SQL, vec![Some(id.clone())]),
+        q(crate::billing::TASK_BILLING_SQL, vec![Some(id.clone())]),
     )?;
+    // Cost provenance: spend (API-billed) vs estimate (subscription, list price).
+    let billing = crate::billing::split(billed.iter().map(|r| {
+        (
+            r.get("billing").and_then(Value::as_str).unwrap_or("api").to_string(),
+            r.get("cost_usd").map(num).unwrap_or(0.0),
+        )
+    }));
     let mut split = Map::new();
     for k in ["reported", "computed", "unpriced"] {
         split.insert(k.into(), json!({ "cost_usd": 0.0, "calls": 0 }));
@@ -350,7 +358,10 @@ async fn detail(State(s): State<ApiState>, Path(id): Path<String>) -> Result<Jso
     Ok(Json(json!({
         "task": task,
         "sessions": sessions,
-        "cost": { "total_usd": total, "by_source": split },
+        "cost": {
+            "total_usd": total, "by_source": split,
+            "spend_usd": billing["spend_usd"], "estimated_usd": billing["estimated_usd"], "billing": billing["billing"],
+        },
         "tokens": tokens,
         "models": models,
         "model_calls": sum(&models, "calls"),
