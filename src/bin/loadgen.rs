@@ -154,7 +154,7 @@ impl Http1 {
 /// `POST /api/flush`: wait until everything acknowledged is queryable.
 async fn flush(http: &str) -> anyhow::Result<()> {
     let mut c = Http1::connect(http).await?;
-    let (status, body) = c.post("/api/flush?timeout_ms=600000", "application/json", b"").await?;
+    let (status, body) = c.post("/api/flush?timeout_ms=1800000", "application/json", b"").await?;
     if status != 200 {
         bail!("flush answered {status}: {}", String::from_utf8_lossy(&body));
     }
@@ -605,6 +605,10 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     let acked = counters.acked_spans.load(Relaxed);
+    // Counters first: if the final count fails (the collector is still catching up), they are
+    // not lost (the soak reads them).
+    println!("sent (before count): {}", counters.sent_spans.load(Relaxed));
+    println!("acknowledged (before count): {acked}");
     // Exports are acknowledged once durable in the ingest log; wait until DuckDB has them all.
     let flush_started = Instant::now();
     let after = count_spans(&args.http).await?;

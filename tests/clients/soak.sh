@@ -122,11 +122,12 @@ wait $SUPERVISOR
 wait $SAMPLER
 
 # Final account on the last collector (never killed).
-curl -s -X POST "http://127.0.0.1:$HTTP_PORT/api/flush?timeout_ms=600000" >/dev/null
+# Replay after the last kill may take minutes: wait for DuckDB to catch up (30 min at most).
+curl -s -X POST "http://127.0.0.1:$HTTP_PORT/api/flush?timeout_ms=1800000" >/dev/null
 stored=$(curl -s -X POST -H 'content-type: application/json' -d '{"sql":"SELECT count(*) FROM spans"}' \
     "http://127.0.0.1:$HTTP_PORT/api/sql" | python3 -c 'import json,sys; print(json.load(sys.stdin)["rows"][0][0])')
-acked() { awk '/^acknowledged:/ {print $2}' "$1"; }
-sent() { awk '/^sent spans:/ {print $3}' "$1"; }
+acked() { awk '/^acknowledged \(before count\):/ {print $4}' "$1"; }
+sent() { awk '/^sent \(before count\):/ {print $4}' "$1"; }
 a_grpc=$(acked "$OUT/loadgen-grpc.txt"); a_http=$(acked "$OUT/loadgen-http.txt")
 s_grpc=$(sent "$OUT/loadgen-grpc.txt"); s_http=$(sent "$OUT/loadgen-http.txt")
 acked_total=$(( ${a_grpc:-0} + ${a_http:-0} ))

@@ -1,0 +1,1 @@
+SELECT service_name, count(*) FROM spans GROUP BY 1 ORDER BY 2 DESC LIMIT 10

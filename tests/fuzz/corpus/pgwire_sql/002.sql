@@ -1,0 +1,1 @@
+SELECT $__timeGroup(time, '1m'), sum(cost_usd) FROM model_calls WHERE $__timeFilter(time) GROUP BY 1

@@ -1,0 +1,1 @@
+SELECT extract(epoch from time) AS t, input_tokens FROM model_calls WHERE time > now() - interval '1 hour'

@@ -1,0 +1,1 @@
+SELECT date_trunc('hour', time) AS h, sum(cost_usd) FROM model_calls GROUP BY 1 ORDER BY 1

@@ -1,0 +1,1 @@
+SELECT pg_get_expr(adbin, adrelid, true) FROM pg_attrdef

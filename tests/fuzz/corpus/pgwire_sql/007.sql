@@ -1,0 +1,1 @@
+SET application_name = 'psql'; SHOW application_name; SELECT current_setting('application_name')

@@ -1,0 +1,1 @@
+SELECT E'it''s \n', $$dollar $$ || $tag$ x $tag$, 'now()' AS lit, now(), current_timestamp, CURRENT_DATE

@@ -1,0 +1,1 @@
+SELECT range, row_number() OVER (ORDER BY range DESC) FROM range(3) QUALIFY range > 0

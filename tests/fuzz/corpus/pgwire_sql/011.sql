@@ -1,0 +1,1 @@
+WITH t AS (SELECT unnest([1, 2]) AS u) SELECT u, EXTRACT(year FROM DATE '2026-01-01') AS y FROM t

@@ -1,0 +1,1 @@
+SELECT abs(abs(abs(abs(abs(abs(abs(abs(-7))))))))

@@ -1,0 +1,1 @@
+SELECT typname, oid FROM pg_type WHERE oid = ANY($1::oid[]) /* comment */ -- tail

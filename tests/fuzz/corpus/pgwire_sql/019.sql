@@ -1,0 +1,1 @@
+FROM range(3) SELECT range
