@@ -623,11 +623,16 @@ impl<'c> Writer<'c> {
         }
     }
 
+    /// Commit now: the transaction is full (rows, bytes), old enough, or holds the position a
+    /// `Store::flush` waits for. Not for every record below that position: a flush during a
+    /// replay backlog must not turn the backlog into one transaction per record (each paying
+    /// the per-transaction upserts), which made replays after `kill -9` crawl.
     fn due(&self) -> bool {
+        let target = self.shared.flush_target.load(Ordering::Acquire);
         self.pending.rows >= self.cfg.max_txn_rows
             || self.pending.bytes >= self.cfg.max_txn_bytes
             || self.pending.since.is_some_and(|s| s.elapsed() >= self.cfg.max_txn_delay)
-            || self.pending.last_pos().is_some_and(|(p, _)| p <= self.shared.flush_target.load(Ordering::Acquire))
+            || (target > self.committed.0 && self.pending.last_pos().is_some_and(|(p, _)| p >= target))
     }
 }
 
