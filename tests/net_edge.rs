@@ -301,9 +301,13 @@ async fn row10_grpc_connection_over_the_cap_is_closed_and_the_slot_comes_back() 
     let _ = third.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0").await;
     let (answer, closed) = read_until_closed(&mut third).await;
     assert!(closed && answer.is_empty(), "closed at once: {answer:?}");
-    // A real client is refused (UNAVAILABLE or, reset mid-handshake, UNKNOWN) while the cap is full.
+    // A real client is refused while the cap is full: UNAVAILABLE, or UNKNOWN / CANCELLED when
+    // tonic sees the connection reset mid-handshake (which of them is a race in the client).
     let refused = grpc_export(&app.grpc, 1).await;
-    assert!(matches!(refused, Err(tonic::Code::Unavailable | tonic::Code::Unknown)), "{refused:?}");
+    assert!(
+        matches!(refused, Err(tonic::Code::Unavailable | tonic::Code::Unknown | tonic::Code::Cancelled)),
+        "{refused:?}"
+    );
     // Closing one frees its slot; the export then goes through and is stored.
     drop(held.pop());
     let deadline = Instant::now() + BOUND;
