@@ -429,14 +429,7 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
-        let (ack, done) = oneshot::channel();
-        let job: writer::ApplyFn = Box::new(move |conn| f(conn).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
-        let tx = self.to_writer.clone();
-        tokio::task::spawn_blocking(move || tx.send(Msg::Apply(job, ack)).map_err(|_| StoreError::Closed))
-            .await
-            .map_err(|_| StoreError::Closed)??;
-        let any = done.await.map_err(|_| StoreError::Closed)??;
-        any.downcast::<T>().map(|b| *b).map_err(|_| StoreError::Unavailable("apply: result type mismatch".into()))
+        self.run_apply(f, Msg::Apply).await
     }
 
     /// `apply` ahead of the telemetry waiting for the next batch commit: for state that reads
@@ -447,10 +440,19 @@ impl Store {
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
     {
+        self.run_apply(f, Msg::ApplyNow).await
+    }
+
+    /// Hand `f` to the writer as the message `msg` builds and wait for its committed result.
+    async fn run_apply<T, F>(&self, f: F, msg: fn(writer::ApplyFn, writer::ApplyAck) -> Msg) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T, StoreError> + Send + 'static,
+    {
         let (ack, done) = oneshot::channel();
         let job: writer::ApplyFn = Box::new(move |conn| f(conn).map(|v| Box::new(v) as Box<dyn std::any::Any + Send>));
         let tx = self.to_writer.clone();
-        tokio::task::spawn_blocking(move || tx.send(Msg::ApplyNow(job, ack)).map_err(|_| StoreError::Closed))
+        tokio::task::spawn_blocking(move || tx.send(msg(job, ack)).map_err(|_| StoreError::Closed))
             .await
             .map_err(|_| StoreError::Closed)??;
         let any = done.await.map_err(|_| StoreError::Closed)??;

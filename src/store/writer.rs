@@ -38,10 +38,10 @@ pub enum Msg {
     /// changes that come from time or control rather than from a record).
     Batch { pos: Option<(u64, u64)>, batch: Arc<Batch> },
     /// Run a closure in its own transaction (`Store::apply`).
-    Apply(ApplyFn, oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>),
+    Apply(ApplyFn, ApplyAck),
     /// The same, ahead of the pending telemetry (`Store::apply_now`: control state that reads no
     /// telemetry, so a command never waits for a large batch's commit).
-    ApplyNow(ApplyFn, oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>),
+    ApplyNow(ApplyFn, ApplyAck),
     /// Re-price every stored call that has no reported cost with this table.
     Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
     /// Commit what is pending and checkpoint (sent on a timer).
@@ -54,6 +54,8 @@ pub enum Msg {
 
 /// A state change run on the writer's connection in its own transaction (`Store::apply`).
 pub type ApplyFn = Box<dyn FnOnce(&Connection) -> Result<Box<dyn std::any::Any + Send>, StoreError> + Send>;
+/// Where an `ApplyFn`'s committed result goes.
+pub type ApplyAck = oneshot::Sender<Result<Box<dyn std::any::Any + Send>, StoreError>>;
 
 /// Called with every processed batch, in order, once it is durable (the live stream hooks in
 /// here). Runs on the pipeline thread: it must not block (the live hub only `try_send`s).
