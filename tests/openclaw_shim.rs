@@ -1378,3 +1378,75 @@ async fn https_collector_behind_a_tls_proxy_with_a_private_ca() {
     assert!(proxy.proxied.load(Ordering::SeqCst) > 0);
     app.shutdown().await;
 }
+
+/// `agent-console import openclaw` (issue 15): a shim counted one call live; two more calls were
+/// served with no shim listening. The import (the real subcommand, against the collector's HTTP
+/// API) backfills them from `sessions.usage` with the session's agent and model; importing again
+/// adds nothing; a call served after that is backfilled by the next import; and a shim that
+/// starts afterwards with an empty ledger adds nothing either. Then the same import into a stopped
+/// data dir (no collector) is a no-op too.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn import_openclaw_backfills_what_no_shim_saw_once() {
+    use agent_console::import::{self, ImportArgs, ImportWhat};
+    let data = tempfile::tempdir().expect("tempdir");
+    let data_dir = data.path().to_path_buf();
+    let app = common::spawn_with(|a| a.data_dir = data_dir.clone()).await;
+    let gw = Gateway::start().await;
+    gw.add_session(MAIN, None);
+    let state_dir = tempfile::tempdir().expect("tempdir");
+    let shim = Killer(spawn_shim(&gw.url(), TOKEN, &app.http, &state_dir.path().join("s.json"), Stdio::inherit()));
+    wait_until("hello", || async { gw.state.hellos.load(Ordering::SeqCst) >= 1 }).await;
+    wait_polls(&gw, 2).await;
+    one_call_run(&gw, MAIN, "run-1", "m1");
+    wait_served(&app, 1).await;
+    drop(shim);
+    one_call_run(&gw, MAIN, "run-2", "m2");
+    one_call_run(&gw, MAIN, "run-3", "m3");
+
+    let args = |url: Option<String>, dir: &std::path::Path| ImportArgs {
+        what: ImportWhat::Openclaw(import::openclaw::OpenclawArgs {
+            gateway: gw.url(),
+            gateway_token: Some(TOKEN.into()),
+            task: None,
+            url,
+            token: None,
+            data_dir: dir.to_path_buf(),
+            timeout_secs: 30,
+        }),
+    };
+    let done = import::run(args(Some(app.http.clone()), &data_dir)).await.expect("import");
+    assert_eq!(done.events, 1, "one session with usage");
+    app.flush().await;
+    assert_served(&app, 3, "after the import").await;
+    let r = app.rows("SELECT agent_id, model, operation FROM model_calls WHERE operation = 'openclaw.reconcile'").await;
+    assert_eq!(r.len(), 1, "{r:?}");
+    assert_eq!((r[0][0].as_str(), r[0][1].as_str()), (Some("main"), Some("claude-sonnet-4-5")), "{r:?}");
+
+    import::run(args(Some(app.http.clone()), &data_dir)).await.expect("import again");
+    app.flush().await;
+    assert_served(&app, 3, "imported twice").await;
+
+    one_call_run(&gw, MAIN, "run-4", "m4");
+    import::run(args(Some(app.http.clone()), &data_dir)).await.expect("import after one more call");
+    app.flush().await;
+    assert_served(&app, 4, "the next import").await;
+
+    // A shim starting with an empty ledger reconciles from zero: nothing is missing.
+    let q = "SELECT count(*) FROM logs WHERE event_name = 'openclaw.usage.reconcile'";
+    let before = common::as_i64(&app.scalar(q).await);
+    let state2 = tempfile::tempdir().expect("tempdir");
+    let shim = Killer(spawn_shim(&gw.url(), TOKEN, &app.http, &state2.path().join("s.json"), Stdio::inherit()));
+    wait_until("the fresh shim reconciles", || async { common::as_i64(&app.scalar(q).await) > before }).await;
+    wait_polls(&gw, 2).await;
+    app.flush().await;
+    assert_served(&app, 4, "a fresh shim after the import").await;
+    drop(shim);
+    app.shutdown().await;
+
+    // A stopped data dir: opened by the import itself; nothing is missing.
+    let done = import::run(args(None, &data_dir)).await.expect("import into the data dir");
+    assert_eq!(done.events, 1);
+    let app = common::spawn_with(|a| a.data_dir = data_dir.clone()).await;
+    assert_served(&app, 4, "the stopped data dir").await;
+    app.shutdown().await;
+}

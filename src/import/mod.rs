@@ -10,6 +10,7 @@
 //! priced from the price table (`cost_source = 'computed'`).
 
 pub mod claude_code;
+pub mod openclaw;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader, IsTerminal, Write};
@@ -19,6 +20,8 @@ use std::time::{Duration, Instant};
 
 use clap::{Args, Subcommand};
 use prost::Message;
+
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 
 use crate::receiver::ingest::{Export, Ingest, IngestLimits, Payload};
 use crate::store::{Store, StoreConfig, WriterHandle};
@@ -51,6 +54,8 @@ pub struct ImportArgs {
 pub enum ImportWhat {
     /// Claude Code session transcripts (default `~/.claude/projects`).
     ClaudeCode(ClaudeCodeArgs),
+    /// An OpenClaw gateway's per-session usage (`sessions.usage`): what no shim counted.
+    Openclaw(openclaw::OpenclawArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -98,11 +103,30 @@ enum Sink {
 }
 
 impl Sink {
+    /// A running collector at `url`, or the data dir opened here.
+    fn open(url: Option<&str>, token: Option<String>, data_dir: &Path) -> Result<Sink, ImportError> {
+        match url {
+            Some(url) => Ok(Sink::Http {
+                client: reqwest::Client::builder()
+                    .timeout(Duration::from_secs(120))
+                    .build()
+                    .map_err(|e| ImportError::Http(e.to_string()))?,
+                url: url.trim_end_matches('/').to_string(),
+                token,
+            }),
+            None => open_direct(data_dir),
+        }
+    }
+
     async fn send(&self, items: &[claude_code::Item]) -> Result<(), ImportError> {
         if items.is_empty() {
             return Ok(());
         }
-        let req = claude_code::to_otlp(items);
+        self.send_logs(claude_code::to_otlp(items)).await
+    }
+
+    /// One export of log records, through the one ingest path (retried while the collector is busy).
+    async fn send_logs(&self, req: ExportLogsServiceRequest) -> Result<(), ImportError> {
         match self {
             Sink::Direct { ingest, .. } => {
                 let mut wait = Duration::from_millis(50);
@@ -283,17 +307,7 @@ pub async fn claude_code(args: ClaudeCodeArgs) -> Result<Imported, ImportError> 
     };
     let files = transcript_files(&dir)?;
     let total: u64 = files.iter().filter_map(|(p, _)| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    let sink = match &args.url {
-        Some(url) => Sink::Http {
-            client: reqwest::Client::builder()
-                .timeout(Duration::from_secs(120))
-                .build()
-                .map_err(|e| ImportError::Http(e.to_string()))?,
-            url: url.trim_end_matches('/').to_string(),
-            token: args.token.clone(),
-        },
-        None => open_direct(&args.data_dir)?,
-    };
+    let sink = Sink::open(args.url.as_deref(), args.token.clone(), &args.data_dir)?;
     let mut progress = Progress { on: !args.quiet && std::io::stderr().is_terminal(), total, last: Instant::now() };
     let batch = args.batch.clamp(1, 10_000);
     let mut seen: HashSet<String> = HashSet::new();
@@ -369,5 +383,6 @@ fn open_direct(data_dir: &Path) -> Result<Sink, ImportError> {
 pub async fn run(args: ImportArgs) -> Result<Imported, ImportError> {
     match args.what {
         ImportWhat::ClaudeCode(a) => claude_code(a).await,
+        ImportWhat::Openclaw(a) => openclaw::import(a).await,
     }
 }

@@ -15,7 +15,7 @@ use tungstenite::{Error as WsError, Message, WebSocket};
 
 use crate::control::Link;
 use crate::http::split_url;
-use crate::runs::{usage_by_session, SessionRow};
+use crate::runs::{usage_by_session, SessionRow, Usage};
 use crate::Shim;
 
 /// How a session ended.
@@ -100,66 +100,120 @@ pub fn run(shim: &mut Shim, link: &mut Link) -> Outcome {
     out
 }
 
-fn session(shim: &mut Shim, link: &mut Link) -> Outcome {
-    let url = shim.cfg.gateway.clone();
+/// Connect and shake hands (wait for `connect.challenge`, answer `connect`): the socket, with
+/// `tick` as its read timeout, and the gateway's hello.
+fn open(url: &str, token: Option<&str>, tick: Duration) -> Result<(WebSocket<TcpStream>, Value), Outcome> {
     if url.starts_with("wss://") {
-        return Outcome::Fatal("wss:// is not supported; use ws:// (the gateway binds loopback)".into());
+        return Err(Outcome::Fatal("wss:// is not supported; use ws:// (the gateway binds loopback)".into()));
     }
-    let Some((hostport, _)) = split_url(&url, "ws", 80) else {
-        return Outcome::Fatal(format!("bad gateway URL {url:?} (expected ws://host:port)"));
+    let Some((hostport, _)) = split_url(url, "ws", 80) else {
+        return Err(Outcome::Fatal(format!("bad gateway URL {url:?} (expected ws://host:port)")));
     };
     let addr = match hostport.to_socket_addrs().map(|mut a| a.next()) {
         Ok(Some(a)) => a,
-        Ok(None) => return disconnected(format!("{hostport}: no address"), false),
-        Err(e) => return disconnected(e, false),
+        Ok(None) => return Err(disconnected(format!("{hostport}: no address"), false)),
+        Err(e) => return Err(disconnected(e, false)),
     };
-    let stream = match TcpStream::connect_timeout(&addr, Duration::from_secs(5)) {
-        Ok(s) => s,
-        Err(e) => return disconnected(e, false),
-    };
-    // The read timeout is the loop's tick: commands from the inbox thread wait at most this long
-    // for the gateway thread (20 ms: 50 wake-ups a second, next to nothing).
-    let tick = shim.cfg.interval.min(Duration::from_millis(20)).max(Duration::from_millis(5));
-    if let Err(e) = stream.set_read_timeout(Some(tick)).and_then(|_| stream.set_nodelay(true)) {
-        return disconnected(e, false);
-    }
-    let mut ws = match tungstenite::client(url.as_str(), stream) {
-        Ok((ws, _)) => ws,
-        Err(e) => return disconnected(e, false),
-    };
+    let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| disconnected(e, false))?;
+    stream.set_read_timeout(Some(tick)).and_then(|_| stream.set_nodelay(true)).map_err(|e| disconnected(e, false))?;
+    let (mut ws, _) = tungstenite::client(url, stream).map_err(|e| disconnected(e, false))?;
 
     // 1. The server speaks first.
     let deadline = Instant::now() + HANDSHAKE_TIMEOUT;
     loop {
         if Instant::now() > deadline {
-            return disconnected("no connect.challenge from the gateway", false);
+            return Err(disconnected("no connect.challenge from the gateway", false));
         }
         match read_json(&mut ws) {
             Ok(Some(v)) if v["type"] == "event" && v["event"] == "connect.challenge" => break,
             Ok(_) => {}
-            Err(e) => return disconnected(e, false),
+            Err(e) => return Err(disconnected(e, false)),
         }
     }
     // 2. connect.
-    let req = json!({"type": "req", "id": "connect", "method": "connect",
-                     "params": connect_params(shim.cfg.token.as_deref())});
-    if let Err(e) = send(&mut ws, &req) {
-        return disconnected(e, false);
-    }
+    let req = json!({"type": "req", "id": "connect", "method": "connect", "params": connect_params(token)});
+    send(&mut ws, &req).map_err(|e| disconnected(e, false))?;
     let hello = loop {
         if Instant::now() > deadline {
-            return disconnected("no answer to connect", false);
+            return Err(disconnected("no answer to connect", false));
         }
         match read_json(&mut ws) {
             Ok(Some(v)) if v["type"] == "res" && v["id"] == "connect" => break v,
             Ok(_) => {}
-            Err(e) => return disconnected(e, false),
+            Err(e) => return Err(disconnected(e, false)),
         }
     };
     if hello["ok"] != Value::Bool(true) {
         let _ = ws.close(None);
-        return connect_error(&hello["error"]);
+        return Err(connect_error(&hello["error"]));
     }
+    Ok((ws, hello))
+}
+
+/// What `fetch_usage` read: the session rows and `sessions.usage` per session key.
+pub type Snapshot = (Vec<SessionRow>, Vec<(String, Usage)>);
+
+/// One-shot, for `agent-console import openclaw`: connect, list every session (archived ones
+/// too), read `sessions.usage` (asked again while the gateway says it is not fresh), close.
+pub fn fetch_usage(url: &str, token: Option<&str>, timeout: Duration) -> Result<Snapshot, Outcome> {
+    let (mut ws, _) = open(url, token, Duration::from_millis(20))?;
+    let deadline = Instant::now() + timeout;
+    let list = json!({"type": "req", "id": "list", "method": "sessions.list",
+                      "params": {"limit": 1000, "archived": "all"}});
+    let usage = |n: u32| json!({"type": "req", "id": format!("usage-{n}"), "method": "sessions.usage", "params": {"agentScope": "all"}});
+    send(&mut ws, &list).and_then(|_| send(&mut ws, &usage(1))).map_err(|e| disconnected(e, true))?;
+    let (mut rows, mut got, mut attempts, mut again) = (None, None, 1u32, None::<Instant>);
+    while rows.is_none() || got.is_none() {
+        if Instant::now() > deadline {
+            let _ = ws.close(None);
+            return Err(Outcome::Fatal("no answer from the gateway in time".into()));
+        }
+        if again.is_some_and(|t| Instant::now() >= t) {
+            again = None;
+            attempts += 1;
+            send(&mut ws, &usage(attempts)).map_err(|e| disconnected(e, true))?;
+        }
+        let Some(v) = read_json(&mut ws).map_err(|e| disconnected(e, true))? else {
+            ws.flush().map_err(|e| disconnected(e, true))?;
+            continue;
+        };
+        if v["type"] != "res" {
+            continue;
+        }
+        if v["ok"] != Value::Bool(true) {
+            let _ = ws.close(None);
+            return Err(Outcome::Fatal(format!("{} failed: {}", v["id"], v["error"])));
+        }
+        match v["id"].as_str() {
+            Some("list") => {
+                let a = v.pointer("/payload/sessions").and_then(Value::as_array).cloned().unwrap_or_default();
+                rows = Some(a.iter().filter_map(SessionRow::from_json).collect::<Vec<_>>());
+            }
+            Some(id) if id.starts_with("usage-") => match usage_by_session(&v["payload"]) {
+                Ok(u) => got = Some(u),
+                Err(()) if attempts < USAGE_ATTEMPTS => again = Some(Instant::now() + Duration::from_millis(500)),
+                Err(()) => {
+                    let _ = ws.close(None);
+                    return Err(Outcome::Fatal("sessions.usage never fresh".into()));
+                }
+            },
+            _ => {}
+        }
+    }
+    let _ = ws.close(None);
+    let _ = ws.flush();
+    Ok((rows.unwrap_or_default(), got.unwrap_or_default()))
+}
+
+fn session(shim: &mut Shim, link: &mut Link) -> Outcome {
+    let url = shim.cfg.gateway.clone();
+    // The read timeout is the loop's tick: commands from the inbox thread wait at most this long
+    // for the gateway thread (20 ms: 50 wake-ups a second, next to nothing).
+    let tick = shim.cfg.interval.min(Duration::from_millis(20)).max(Duration::from_millis(5));
+    let (mut ws, hello) = match open(&url, shim.cfg.token.as_deref(), tick) {
+        Ok(x) => x,
+        Err(o) => return o,
+    };
     let version = hello.pointer("/payload/server/version").and_then(Value::as_str).unwrap_or("?");
     eprintln!("agent-console-openclaw: connected to {url} (gateway {version})");
     let scopes: Vec<String> = hello

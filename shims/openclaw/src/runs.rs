@@ -580,6 +580,33 @@ impl Ledger {
         queued
     }
 
+    /// `agent-console import openclaw`: one reconcile record per session with the gateway's whole
+    /// usage, keyed by that usage. Whatever this ledger counted, the collector counts only what
+    /// its store is missing for the session, and drops the same key sent again, so an import can
+    /// be repeated and run beside a live shim. `rows` name each session's agent, model and parent.
+    pub fn import(&mut self, rows: &[SessionRow], gateway: &[(String, Usage)], now_ms: i64) -> usize {
+        for row in rows {
+            self.remember_info(row);
+        }
+        let mut queued = 0;
+        for (key, g) in gateway {
+            if g.input == 0 && g.output == 0 && g.cache_read == 0 && g.cache_write == 0 {
+                continue;
+            }
+            let id = format!("import:{key}:{}:{}:{}:{}", g.input, g.output, g.cache_read, g.cache_write);
+            let session = self.info(key);
+            self.push(Record::Reconcile(ReconcileRecord {
+                session,
+                id,
+                usage: *g,
+                time_ms: now_ms,
+                gateway: Some(*g),
+            }));
+            queued += 1;
+        }
+        queued
+    }
+
     fn set_status(&mut self, key: &str, status: &str) {
         if self.status_map.insert(key.to_string(), status.to_string()).is_some() {
             if let Some(e) = self.statuses.iter_mut().find(|(k, _)| k == key) {
