@@ -1,9 +1,11 @@
 //! The alerts runner: owns the evaluator (behind a short lock: the pipeline's commit hook calls
 //! `observe`, the runner's 1 s tick calls `tick`), and one tokio task fed by a bounded channel
-//! that stores each firing / resolution (`alerts` via `Store::apply`), publishes it as an `alert`
-//! live message, issues the rule's action through the control plane (audited as `rule:<name>`),
-//! queues its webhook and keeps the firing gauges for `/metrics`. The hook only `try_send`s: a
-//! full channel drops events with an error log, it never blocks the pipeline.
+//! that announces each firing / resolution at once (an `alert` live message, the firing gauges
+//! for `/metrics`, the rule's action through the control plane, audited as `rule:<name>`, and its
+//! webhook queued), then hands it to a store task that writes whatever queued meanwhile to
+//! `alerts` in one `Store::apply_now` commit, in order. So a storm of alerts costs one small
+//! commit per drain and never waits behind DuckDB. The hook only `try_send`s: a full channel
+//! drops events with an error log, it never blocks the pipeline.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
@@ -26,6 +28,10 @@ use crate::store::Store;
 /// Live message type.
 pub const ALERT: &str = "alert";
 const CHANNEL: usize = 4096;
+/// Most alert changes stored in one commit.
+const DRAIN: usize = 4096;
+/// Drains queued for the store task before the runner waits for it.
+const STORE_QUEUE: usize = 256;
 
 /// The alerts plane. Clone freely.
 #[derive(Clone)]
@@ -285,6 +291,10 @@ impl Alerts {
         let webhooks = Webhooks::start(store.clone(), self.secret.clone());
         tokio::spawn(async move {
             let Some(mut rx) = rx else { return };
+            // Storing runs on its own task, in order, so a commit never delays the next
+            // announcement; it ends (after the last change) when this loop drops its sender.
+            let (to_store, stored) = mpsc::channel::<Vec<Event>>(STORE_QUEUE);
+            let storer = tokio::spawn(store_loop(store.clone(), stored));
             let period = Duration::from_secs(1);
             let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + period, period);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -297,38 +307,29 @@ impl Alerts {
                         me.engine.lock().unwrap_or_else(|p| p.into_inner()).tick(now)
                     }
                 };
-                for e in events {
-                    me.handle(&store, &hub, &control, &webhooks, e).await;
+                if events.is_empty() {
+                    continue;
                 }
+                // Announced at once (the live message, like telemetry's, does not wait for
+                // DuckDB), then queued for the store.
+                for e in &events {
+                    me.announce(&store, &hub, &control, &webhooks, e.clone());
+                }
+                if to_store.send(events).await.is_err() {
+                    tracing::error!("the alerts store task is gone");
+                    break;
+                }
+            }
+            drop(to_store);
+            if let Err(err) = storer.await {
+                tracing::error!(error = %err, "the alerts store task failed");
             }
         })
     }
 
-    async fn handle(&self, store: &Store, hub: &Hub, control: &Control, webhooks: &Webhooks, e: Event) {
+    /// 2-4. Gauges, the live message, the action and the webhook (none of them waits).
+    fn announce(&self, store: &Store, hub: &Hub, control: &Control, webhooks: &Webhooks, e: Event) {
         let payload = event_json(&e);
-        // 1. Stored (the alert's state never depends on actions or delivery).
-        let ev = e.clone();
-        let stored = store
-            .apply(move |c| {
-                if ev.firing {
-                    c.execute(
-                        "INSERT INTO alerts (alert_id, rule, kind, scope, tier, value, threshold, state, pending_at, fired_at, message)
-                         VALUES (?, ?, ?, ?, ?, ?, ?, 'firing', make_timestamp(?::BIGINT), make_timestamp(?::BIGINT), ?)",
-                        params![ev.alert_id, ev.rule.name, kind_name(&ev), ev.scope, ev.tier, ev.value, ev.threshold, ev.pending_us, ev.at_us, message(&ev)],
-                    )?;
-                } else {
-                    c.execute(
-                        "UPDATE alerts SET state = 'resolved', resolved_at = make_timestamp(?::BIGINT), resolved_value = ?
-                         WHERE alert_id = ?",
-                        params![ev.at_us, ev.value, ev.alert_id],
-                    )?;
-                }
-                Ok(())
-            })
-            .await;
-        if let Err(err) = stored {
-            tracing::error!(error = %err, alert = %e.alert_id, "cannot store an alert change");
-        }
         // 2. Gauges and the live message.
         {
             let mut f = self.firing.lock().unwrap_or_else(|p| p.into_inner());
@@ -390,6 +391,61 @@ impl Alerts {
                 store,
             );
         }
+    }
+}
+
+/// The store task: each queued drain of alert changes (and whatever queued behind it, up to
+/// `DRAIN`) in one commit, in order; ends when the runner drops its sender.
+async fn store_loop(store: Store, mut rx: mpsc::Receiver<Vec<Event>>) {
+    while let Some(mut events) = rx.recv().await {
+        while events.len() < DRAIN {
+            match rx.try_recv() {
+                Ok(more) => events.extend(more),
+                Err(_) => break,
+            }
+        }
+        store_all(&store, events).await;
+    }
+}
+
+/// Store a drain of alert changes in one small commit, ahead of the telemetry batch (the alerts
+/// table reads no telemetry). The alert's state never depends on actions or delivery.
+async fn store_all(store: &Store, rows: Vec<Event>) {
+    const FIRE: &str =
+        "INSERT INTO alerts (alert_id, rule, kind, scope, tier, value, threshold, state, pending_at, fired_at, message)
+        VALUES (?, ?, ?, ?, ?, ?, ?, 'firing', make_timestamp(?::BIGINT), make_timestamp(?::BIGINT), ?)";
+    const RESOLVE: &str =
+        "UPDATE alerts SET state = 'resolved', resolved_at = make_timestamp(?::BIGINT), resolved_value = ?
+        WHERE alert_id = ?";
+    let n = rows.len();
+    let stored = store
+        .apply_now(move |c| {
+            let (mut fire, mut resolve) = (c.prepare_cached(FIRE)?, c.prepare_cached(RESOLVE)?);
+            for e in rows {
+                if e.firing {
+                    let (kind, msg) = (kind_name(&e), message(&e));
+                    let (value, threshold) = (e.value, e.threshold);
+                    fire.execute(params![
+                        e.alert_id,
+                        e.rule.name,
+                        kind,
+                        e.scope,
+                        e.tier,
+                        value,
+                        threshold,
+                        e.pending_us,
+                        e.at_us,
+                        msg
+                    ])?;
+                } else {
+                    resolve.execute(params![e.at_us, e.value, e.alert_id])?;
+                }
+            }
+            Ok(())
+        })
+        .await;
+    if let Err(err) = stored {
+        tracing::error!(error = %err, alerts = n, "cannot store alert changes");
     }
 }
 

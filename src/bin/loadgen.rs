@@ -12,6 +12,10 @@
 //! export-to-delivery latency of a probe span sent every 50 ms; `--idle-subscribers N` reports
 //! the collector's RSS growth for N idle SSE subscribers.
 //!
+//! `--probe-alerts` creates a session budget rule (`loadgen-alert-probe`, $50) through the API,
+//! sends every 200 ms one model call costing $100 in a fresh session, and reports the latency from
+//! the export's start to the `alert` message (`state: "firing"`) for that session on `/api/live`.
+//!
 //! cargo run --release --bin loadgen -- --protocol grpc --clients 4 --seconds 20
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -80,6 +84,10 @@ struct Args {
     /// time, polling every 5 ms).
     #[arg(long, default_value_t = false, env = "AGENT_CONSOLE_LOADGEN_PROBE_VISIBILITY")]
     probe_visibility: bool,
+    /// Meanwhile, time threshold crossed -> `alert` message on the live stream: a $50 session
+    /// budget rule is created, and a $100 model call in a fresh session is sent every 200 ms.
+    #[arg(long, default_value_t = false, env = "AGENT_CONSOLE_LOADGEN_PROBE_ALERTS")]
+    probe_alerts: bool,
     /// Database directory for --seed-model-calls.
     #[arg(long, default_value = "./agent-console-data", env = "AGENT_CONSOLE_DATA_DIR")]
     data_dir: std::path::PathBuf,
@@ -380,6 +388,132 @@ async fn live_subscriber(
     Ok(lat)
 }
 
+const ALERT_RULE: &str = "loadgen-alert-probe";
+
+/// One model call costing $100 (reported by the span) in session `{prefix}-{seq}`.
+fn alert_probe_request(prefix: &str, seq: u64) -> Vec<u8> {
+    use opentelemetry_proto::tonic::common::v1::{any_value, AnyValue, KeyValue};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};
+    let t = now_ns();
+    let kv = |k: &str, v: any_value::Value| KeyValue {
+        key: k.into(),
+        value: Some(AnyValue { value: Some(v) }),
+        ..Default::default()
+    };
+    let s = |v: &str| any_value::Value::StringValue(v.into());
+    let mut trace_id = [0xa1u8; 16];
+    trace_id[..8].copy_from_slice(&t.to_be_bytes());
+    trace_id[8..].copy_from_slice(&seq.to_be_bytes());
+    let req = ExportTraceServiceRequest {
+        resource_spans: vec![ResourceSpans {
+            resource: Some(Resource {
+                attributes: vec![kv("service.name", s("loadgen-alert-probe"))],
+                ..Default::default()
+            }),
+            scope_spans: vec![ScopeSpans {
+                spans: vec![Span {
+                    trace_id: trace_id.to_vec(),
+                    span_id: (seq + 1).to_be_bytes().to_vec(),
+                    name: "chat gpt-4o".into(),
+                    start_time_unix_nano: t,
+                    end_time_unix_nano: t + 1000,
+                    attributes: vec![
+                        kv("gen_ai.conversation.id", s(&format!("{prefix}-{seq}"))),
+                        kv("gen_ai.operation.name", s("chat")),
+                        kv("gen_ai.provider.name", s("openai")),
+                        kv("gen_ai.request.model", s("gpt-4o")),
+                        kv("gen_ai.usage.input_tokens", any_value::Value::IntValue(10)),
+                        kv("gen_ai.usage.output_tokens", any_value::Value::IntValue(10)),
+                        kv("gen_ai.usage.cost", any_value::Value::DoubleValue(100.0)),
+                    ],
+                    ..Default::default()
+                }],
+                ..Default::default()
+            }],
+            ..Default::default()
+        }],
+    };
+    req.encode_to_vec()
+}
+
+/// Create the probe's budget rule (an existing one from an earlier run is kept).
+async fn create_alert_rule(http: &str) -> anyhow::Result<()> {
+    let mut c = Http1::connect(http).await?;
+    let rule = serde_json::json!({"name": ALERT_RULE, "kind": "budget", "scope": "session", "threshold": 50.0,
+                                  "tiers": [1.0], "cooldown_secs": 0});
+    let (status, body) = c.post("/api/alerts/rules", "application/json", rule.to_string().as_bytes()).await?;
+    if status != 200 && status != 201 && status != 409 {
+        bail!("creating the alert rule answered {status}: {}", String::from_utf8_lossy(&body));
+    }
+    Ok(())
+}
+
+/// Read `alert` messages until `until`; each firing of the probe rule for `{prefix}-<seq>` gives
+/// one latency sample against the probe's send time.
+async fn alert_subscriber(
+    mut r: BufReader<TcpStream>,
+    prefix: String,
+    sent: Arc<Vec<AtomicU64>>,
+    until: Instant,
+) -> anyhow::Result<Vec<f64>> {
+    let mut lat = Vec::new();
+    let mut line = String::new();
+    while Instant::now() < until {
+        line.clear();
+        let n = match tokio::time::timeout_at(until.into(), r.read_line(&mut line)).await {
+            Ok(n) => n?,
+            Err(_) => break,
+        };
+        if n == 0 {
+            break;
+        }
+        let Some(data) = line.strip_prefix("data:") else { continue };
+        let at = now_ns();
+        let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else { continue };
+        if v["rule"] != ALERT_RULE || v["state"] != "firing" {
+            continue;
+        }
+        let scope = v["scope"].as_str().unwrap_or_default();
+        let Some(seq) = scope
+            .strip_prefix("session:")
+            .and_then(|s| s.strip_prefix(prefix.as_str()))
+            .and_then(|s| s.strip_prefix('-'))
+            .and_then(|s| s.parse::<usize>().ok())
+        else {
+            continue;
+        };
+        let t = sent.get(seq).map_or(0, |a| a.load(Relaxed));
+        if t > 0 {
+            lat.push(at.saturating_sub(t) as f64 / 1e6);
+        }
+    }
+    Ok(lat)
+}
+
+/// Send one alert probe every 200 ms until `until`; returns how many were sent.
+async fn send_alert_probes(
+    http: String,
+    prefix: String,
+    sent: Arc<Vec<AtomicU64>>,
+    until: Instant,
+) -> anyhow::Result<u64> {
+    let mut c = Http1::connect(&http).await?;
+    let mut seq = 0u64;
+    let mut tick = tokio::time::interval(Duration::from_millis(200));
+    while Instant::now() < until && (seq as usize) < sent.len() {
+        tick.tick().await;
+        let body = alert_probe_request(&prefix, seq);
+        sent[seq as usize].store(now_ns(), Relaxed);
+        let (status, _) = c.post("/v1/traces", "application/x-protobuf", &body).await?;
+        if status != 200 {
+            bail!("alert probe answered {status}");
+        }
+        seq += 1;
+    }
+    Ok(seq)
+}
+
 /// Send a probe every 50 ms until `until`, recording each send time by sequence number.
 async fn send_probes(http: String, sent: Arc<Vec<AtomicU64>>, until: Instant) -> anyhow::Result<(u64, Vec<f64>)> {
     let mut c = Http1::connect(&http).await?;
@@ -553,6 +687,15 @@ async fn main() -> anyhow::Result<()> {
         }
         probes = Some(tokio::spawn(send_probes(args.http.clone(), sent, until)));
     }
+    let mut alerts = None;
+    if args.probe_alerts {
+        create_alert_rule(&args.http).await?;
+        let prefix = format!("loadgen-alert-{now_ns}");
+        let sent: Arc<Vec<AtomicU64>> = Arc::new((0..100_000).map(|_| AtomicU64::new(0)).collect());
+        let r = sse_connect(&args.http, "type=alert").await?;
+        let sub = tokio::spawn(alert_subscriber(r, prefix.clone(), sent.clone(), until + Duration::from_secs(5)));
+        alerts = Some((sub, tokio::spawn(send_alert_probes(args.http.clone(), prefix, sent, until))));
+    }
     for t in tasks {
         t.await?;
     }
@@ -593,6 +736,21 @@ async fn main() -> anyhow::Result<()> {
         );
     }
     drop(idle);
+    if let Some((sub, probes)) = alerts {
+        let n = probes.await??;
+        let mut lat = sub.await??;
+        lat.sort_by(f64::total_cmp);
+        println!(
+            "alert latency (export start -> firing alert on /api/live), {n} probes: n={} p50={:.1} ms p99={:.1} ms max={:.1} ms",
+            lat.len(),
+            percentile(&lat, 0.5),
+            percentile(&lat, 0.99),
+            lat.last().copied().unwrap_or(f64::NAN)
+        );
+        if (lat.len() as u64) < n {
+            println!("alert probes without a firing alert: {}", n - lat.len() as u64);
+        }
+    }
     if let Some(v) = visibility {
         let mut lat = v.await??;
         lat.sort_by(f64::total_cmp);
