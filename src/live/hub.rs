@@ -1,8 +1,11 @@
 //! The hub: one publisher task numbers the messages of each committed batch from one counter
-//! (a batch is one `Entry`: a run of ids, serialised lazily), keeps the newest `retention`
-//! messages in a ring (the resume window) and broadcasts each entry once to every subscriber
-//! (`tokio::sync::broadcast`, bounded per subscriber, in entries). The writer only
-//! ever `try_send`s a batch to the publisher, so a slow or dead client never slows ingest.
+//! (a batch is one `Entry`: a run of ids, serialised lazily) and keeps the newest entries in one
+//! ring, bounded in messages and in bytes: the resume window and the only buffer of the stream.
+//! Subscribers read the ring themselves, one entry at a time (a `watch` of the message count
+//! wakes them), so what the stream holds is the ring plus at most one entry per subscriber,
+//! however many subscribers stall. One that falls more than `buffer` messages (or out of the
+//! ring) behind skips whole entries and gets a `gap` with the exact count. The writer only ever
+//! `try_send`s a batch to the publisher, so a slow or dead client never slows ingest.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,7 +13,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::json;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{mpsc, watch};
 use tokio::time::{Instant, Interval, MissedTickBehavior};
 use tokio_util::sync::CancellationToken;
 
@@ -22,12 +25,14 @@ use crate::store::writer::CommitHook;
 /// Sizes and timing of the live stream.
 #[derive(Debug, Clone, Copy)]
 pub struct HubConfig {
-    /// Messages kept for resuming (`Last-Event-ID` / `?since=`).
+    /// Messages kept for resuming (`Last-Event-ID` / `?since=`); the ring holds at least
+    /// `buffer` of them, and always the newest entry.
     pub retention: usize,
     /// Bytes kept for resuming, roughly (`Entry::bytes`); 0: no byte bound. The newest entry is
     /// always kept.
     pub retention_bytes: u64,
-    /// Messages a subscriber may fall behind before it gets a `gap`.
+    /// Messages a subscriber may fall behind before it skips whole entries with a `gap` (the
+    /// newest entry is always delivered whole).
     pub buffer: usize,
     /// Interval of `heartbeat` messages.
     pub heartbeat: Duration,
@@ -90,7 +95,8 @@ impl Ring {
 /// The live stream hub, shared by the publisher and every subscriber.
 pub struct Hub {
     ring: Mutex<Ring>,
-    tx: broadcast::Sender<Arc<Entry>>,
+    /// The ring's message count (`Ring::seq`), sent after each push: wakes the subscribers.
+    tx: watch::Sender<u64>,
     cfg: HubConfig,
     /// Rows dropped because the publisher queue was full; reported as the next `gap`.
     dropped: Arc<AtomicU64>,
@@ -112,7 +118,7 @@ pub const ID_BITS: u32 = 20;
 impl Hub {
     /// A hub whose subscriptions end when `cancel` fires (server shutdown).
     pub fn new(cfg: HubConfig, cancel: CancellationToken) -> Arc<Hub> {
-        let (tx, _) = broadcast::channel(cfg.buffer.max(1));
+        let (tx, _) = watch::channel(0);
         let ring = Ring {
             entries: VecDeque::new(),
             retained: 0,
@@ -214,26 +220,19 @@ impl Hub {
             }
             ring.evicted.push_back((old.last_id(), old.seq + old.len));
         };
-        if self.cfg.retention > 0 {
-            ring.retained += e.len;
-            ring.retained_bytes += e.bytes;
-            ring.entries.push_back(e.clone());
-            let max_bytes = self.cfg.retention_bytes;
-            while ring.entries.len() > 1
-                && (ring.retained - ring.entries[0].len >= self.cfg.retention as u64
-                    || (max_bytes > 0 && ring.retained_bytes > max_bytes))
-            {
-                if let Some(old) = ring.entries.pop_front() {
-                    evict(&mut ring, old);
-                }
+        ring.retained += e.len;
+        ring.retained_bytes += e.bytes;
+        ring.entries.push_back(e);
+        let (keep, max_bytes) = (self.cfg.retention.max(self.cfg.buffer).max(1) as u64, self.cfg.retention_bytes);
+        while ring.entries.len() > 1
+            && (ring.retained - ring.entries[0].len >= keep || (max_bytes > 0 && ring.retained_bytes > max_bytes))
+        {
+            if let Some(old) = ring.entries.pop_front() {
+                evict(&mut ring, old);
             }
-        } else {
-            ring.retained += e.len;
-            ring.retained_bytes += e.bytes;
-            evict(&mut ring, e.clone());
         }
-        // Sent under the lock so that ring order and broadcast order are the same; never blocks.
-        let _ = self.tx.send(e);
+        // Under the lock, so the counts a subscriber sees only grow; never blocks.
+        self.tx.send_replace(ring.seq);
         ring.last_id
     }
 
@@ -255,12 +254,11 @@ impl Hub {
     /// Subscribe: live messages from now on, after replaying retained messages with id > `since`
     /// that match `filter` (preceded by a `gap` if part of that range is no longer retained). An
     /// id newer than any published (a previous process's id) resumes from the oldest retained.
-    pub fn subscribe(&self, since: Option<u64>, filter: Filter) -> Subscription {
+    pub fn subscribe(self: &Arc<Self>, since: Option<u64>, filter: Filter) -> Subscription {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
-        // Under the lock: everything before this point is in the ring, everything after arrives on rx.
+        // Under the lock: the position below and the wake-up channel agree.
         let rx = self.tx.subscribe();
         let mut front = VecDeque::new();
-        let mut pending = VecDeque::new();
         let oldest_seq = ring.entries.front().map_or(ring.seq, |e| e.seq);
         let (cursor, start, seq_next) = match since {
             None => (ring.last_id, ring.last_id, ring.seq),
@@ -274,12 +272,12 @@ impl Hub {
                     let data = json!({ "missed": oldest_seq });
                     front.push_back(Arc::new(Message::control(self.id_base(), message::GAP, &data)));
                 }
-                pending.extend(ring.entries.iter().cloned());
                 let oldest = ring.entries.front().map_or(ring.last_id + 1, |e| e.first_id);
                 (self.id_base().max(oldest.saturating_sub(1)), self.id_base(), oldest_seq)
             }
             Some(since) => {
                 let oldest = ring.entries.front().map_or(ring.last_id + 1, |e| e.first_id);
+                let mut seq_next = oldest_seq;
                 if since < oldest.saturating_sub(1) {
                     let missed = ring.missed_before_ring(since);
                     if missed != Some(0) {
@@ -289,15 +287,15 @@ impl Hub {
                         };
                         front.push_back(Arc::new(Message::control(since, message::GAP, &data)));
                     }
+                } else {
+                    // Within a retained entry, the messages up to `since` count as seen.
+                    let first = ring.entries.partition_point(|e| e.last_id() <= since);
+                    seq_next = match ring.entries.get(first) {
+                        Some(e) if e.first_id <= since => e.seq + (since - e.first_id + 1),
+                        Some(e) => e.seq,
+                        None => ring.seq,
+                    };
                 }
-                let first = ring.entries.partition_point(|e| e.last_id() <= since);
-                pending.extend(ring.entries.range(first..).cloned());
-                // Within a retained entry, the messages up to `since` count as seen.
-                let seq_next = match pending.front() {
-                    Some(e) if e.first_id <= since => e.seq + (since - e.first_id + 1),
-                    Some(e) => e.seq,
-                    None => ring.seq,
-                };
                 (since.max(oldest.saturating_sub(1)), since, seq_next)
             }
         };
@@ -306,9 +304,9 @@ impl Hub {
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Subscription {
+            hub: self.clone(),
             rx,
             front,
-            pending,
             current: None,
             filter,
             cursor,
@@ -318,18 +316,36 @@ impl Hub {
             cancel: self.cancel.clone(),
         }
     }
+
+    /// The entry holding message `seq_next` (or the first after it still retained) for a
+    /// subscriber; one more than `buffer` messages behind the newest skips to the oldest entry
+    /// within that bound (always at least the newest). None: nothing new.
+    fn next_entry(&self, seq_next: u64) -> Option<Arc<Entry>> {
+        let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
+        if ring.seq <= seq_next {
+            return None;
+        }
+        let buffer = self.cfg.buffer.max(1) as u64;
+        let mut i = ring.entries.partition_point(|e| e.seq + e.len <= seq_next);
+        if ring.seq - seq_next > buffer {
+            let bounded = ring.entries.partition_point(|e| ring.seq - e.seq > buffer);
+            i = i.max(bounded.min(ring.entries.len().saturating_sub(1)));
+        }
+        ring.entries.get(i).cloned()
+    }
 }
 
 /// One subscriber's view of the stream. Control messages (`gap`, `heartbeat`, `snapshot`) carry
 /// the id of the last message this subscriber has been through (they do not take a new id), so a
 /// client that resumes from them loses nothing.
 pub struct Subscription {
-    rx: broadcast::Receiver<Arc<Entry>>,
+    hub: Arc<Hub>,
+    /// Changes when the hub publishes (its message count).
+    rx: watch::Receiver<u64>,
     /// Messages to send before anything else (snapshot, the resume gap).
     front: VecDeque<Arc<Message>>,
-    /// Retained entries to replay.
-    pending: VecDeque<Arc<Entry>>,
-    /// The entry being walked and the index of its next message.
+    /// The entry being walked and the index of its next message (the only entry a subscriber
+    /// holds: a stalled client pins one entry, not the stream).
     current: Option<(Arc<Entry>, usize)>,
     filter: Filter,
     /// The newest id this subscriber has been through (sent or filtered out).
@@ -374,6 +390,22 @@ impl Subscription {
         None
     }
 
+    /// Take the next entry from the ring; a `gap` if entries were skipped (evicted before this
+    /// subscriber read them, or it fell more than `buffer` behind). None: nothing new yet.
+    fn advance(&mut self) -> Option<Option<Arc<Message>>> {
+        let e = self.hub.next_entry(self.seq_next)?;
+        let at = self.seq_next.max(e.seq);
+        let missed = at - self.seq_next;
+        let skip = (at - e.seq) as usize;
+        self.seq_next = e.seq + e.len;
+        if missed > 0 {
+            // Everything before where this subscriber resumes counts as gone through.
+            self.cursor = self.cursor.max((e.first_id + skip as u64).saturating_sub(1));
+        }
+        self.current = Some((e, skip));
+        Some((missed > 0).then(|| Arc::new(Message::control(self.cursor, message::GAP, &json!({ "missed": missed })))))
+    }
+
     /// The next message for this subscriber; `None` when the server shuts down. Cancel-safe.
     pub async fn next(&mut self) -> Option<Arc<Message>> {
         if let Some(m) = self.front.pop_front() {
@@ -383,34 +415,17 @@ impl Subscription {
             if let Some(m) = self.walk() {
                 return Some(m);
             }
-            if let Some(e) = self.pending.pop_front() {
-                self.seq_next = self.seq_next.max(e.seq + e.len);
-                self.current = Some((e, 0));
-                continue;
+            // Seen before looking, so a publish in between still wakes the wait below.
+            self.rx.borrow_and_update();
+            match self.advance() {
+                Some(Some(gap)) => return Some(gap),
+                Some(None) => continue,
+                None => {}
             }
             tokio::select! {
                 biased;
                 _ = self.cancel.cancelled() => return None,
-                r = self.rx.recv() => match r {
-                    Ok(e) => {
-                        if e.last_id() <= self.cursor {
-                            continue;
-                        }
-                        let missed = e.seq.saturating_sub(self.seq_next);
-                        self.seq_next = self.seq_next.max(e.seq + e.len);
-                        let before = e.first_id.saturating_sub(1);
-                        self.current = Some((e, 0));
-                        if missed > 0 {
-                            // This subscriber lagged and the broadcast skipped whole entries.
-                            self.cursor = self.cursor.max(before);
-                            let gap = Message::control(self.cursor, message::GAP, &json!({ "missed": missed }));
-                            return Some(Arc::new(gap));
-                        }
-                    }
-                    // Counted exactly from the `seq` of the next entry received.
-                    Err(broadcast::error::RecvError::Lagged(_)) => continue,
-                    Err(broadcast::error::RecvError::Closed) => return None,
-                },
+                r = self.rx.changed() => if r.is_err() { return None },
                 _ = self.heartbeat.tick() => {
                     return Some(Arc::new(Message::control(self.cursor, message::HEARTBEAT, &json!({}))));
                 }
@@ -432,7 +447,7 @@ mod tests {
         let cfg = HubConfig {
             retention: 3,
             retention_bytes: 0,
-            buffer: 8,
+            buffer: 3,
             heartbeat: Duration::from_secs(3600),
             queue: 4,
             id_base: 0,
@@ -449,6 +464,34 @@ mod tests {
         assert_eq!(ids, vec![3, 4, 5]);
         hub.publish(draft(message::SPAN));
         assert_eq!(sub.next().await.expect("live").id, 6);
+    }
+
+    /// Issue 10, the soak: subscribers that never read pin nothing the ring let go (the stream
+    /// once held `buffer` whole batches per channel, 1.1 GB under the soak's 100 subscribers),
+    /// and one that reads later gets a `gap` with the exact count, then the newest messages.
+    #[tokio::test]
+    async fn stalled_subscribers_pin_nothing_the_ring_evicted() {
+        let cfg = HubConfig {
+            retention: 4,
+            retention_bytes: 0,
+            buffer: 4,
+            heartbeat: Duration::from_secs(3600),
+            queue: 4,
+            id_base: 0,
+        };
+        let hub = Hub::new(cfg, CancellationToken::new());
+        let mut stalled: Vec<Subscription> = (0..10).map(|_| hub.subscribe(None, Filter::default())).collect();
+        hub.publish(draft(message::SPAN));
+        let first = Arc::downgrade(&hub.ring.lock().expect("ring").entries[0]);
+        for _ in 0..99 {
+            hub.publish(draft(message::SPAN));
+        }
+        assert!(first.upgrade().is_none(), "an evicted entry is freed although 10 subscribers never read it");
+        let sub = &mut stalled[0];
+        let gap = sub.next().await.expect("gap");
+        assert_eq!((gap.kind, &*gap.data), (message::GAP, "{\"missed\":96}"));
+        let ids = [sub.next().await, sub.next().await, sub.next().await, sub.next().await].map(|m| m.expect("msg").id);
+        assert_eq!(ids, [97, 98, 99, 100]);
     }
 
     /// Issue 10, row 10: retention is bounded in bytes as well as messages; resuming from before

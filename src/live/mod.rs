@@ -1,7 +1,7 @@
 //! The live stream: committed rows pushed to clients as they land, over SSE (`GET /api/live`) and
 //! WebSocket (`GET /api/live/ws`), with filters, resume by id and a bounded buffer per client.
-//! `message` builds messages from rows (JSON made once), `hub` numbers, retains and broadcasts
-//! them, `filter` parses the query parameters, `sse` and `ws` are the two transports.
+//! `message` builds messages from rows (JSON made once), `hub` numbers and retains them in one
+//! ring that subscribers read (bounded in messages and bytes), `filter` parses the query parameters, `sse` and `ws` are the two transports.
 
 pub mod filter;
 pub mod hub;
@@ -21,7 +21,12 @@ const SNAPSHOT_SQL: &str =
 
 /// Subscribe with these parameters: `since` (or the SSE `Last-Event-ID`), filters, and when
 /// `snapshot=true` a first `snapshot` message `{"sessions": [...]}` with the current sessions.
-pub async fn open(hub: &Hub, store: &Store, p: &LiveParams, since: Option<u64>) -> Result<Subscription, StoreError> {
+pub async fn open(
+    hub: &std::sync::Arc<Hub>,
+    store: &Store,
+    p: &LiveParams,
+    since: Option<u64>,
+) -> Result<Subscription, StoreError> {
     let mut sub = hub.subscribe(since, Filter::new(p));
     if p.snapshot {
         let rows = store.reader.query_objects(SNAPSHOT_SQL, Vec::new()).await?;
