@@ -136,13 +136,22 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         cancel.clone(),
     )
     .await?;
+    let billing = crate::billing::Marks::load(&store).await?;
     {
         // Weak: the hub outlives the writer's drain at shutdown; it must not keep the store open.
         let c = control.downgrade();
+        let marks = billing.clone();
         live.set_session_extra(Arc::new(move |u| {
-            let Some(c) = c.upgrade() else { return serde_json::Map::new() };
-            let (ctl, caps) = c.session_view(&u.session_id, u.service_name.as_deref());
-            serde_json::Map::from_iter([("control".to_string(), ctl), ("capabilities".to_string(), caps)])
+            let mut extra = marks.fields(Some(&u.session_id), u.agent_id.as_deref(), Some(u.cost_usd));
+            if let Some(c) = c.upgrade() {
+                let (ctl, caps) = c.session_view(&u.session_id, u.service_name.as_deref());
+                extra.extend([("control".to_string(), ctl), ("capabilities".to_string(), caps)]);
+            }
+            extra
+        }));
+        let marks = billing.clone();
+        live.set_call_extra(Arc::new(move |c| {
+            marks.fields(c.ctx.session_id.as_deref(), c.ctx.agent_id.as_deref(), c.cost_usd)
         }));
     }
 
@@ -193,6 +202,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             control,
             tasks: task_watch.clone(),
             alerts,
+            billing,
         }))
         .merge(crate::console::routes(args.console_dir.clone()))
         .layer(axum::extract::DefaultBodyLimit::max(args.max_request_bytes))

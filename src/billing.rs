@@ -6,6 +6,12 @@
 //! HTTP: `PUT /api/billing/{agents|sessions}/{id}` `{"billing": "subscription"|"api", "plan"?}`
 //! under the control token; `GET /api/billing` (the marks) and `GET /api/billing/cost` (spend vs
 //! estimate totals, `?agent=` / `?session=`) under the read token.
+//!
+//! `Marks` keeps the marks in memory too (loaded at start, updated after each committed `PUT`),
+//! so live `model_call` and `session` messages carry the same `billing` fields as the API.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -13,7 +19,7 @@ use axum::response::{IntoResponse, Response};
 use axum::{Extension, Json};
 use duckdb::params;
 use serde::Deserialize;
-use serde_json::{json, Value};
+use serde_json::{json, Map, Value};
 
 use crate::api::ApiState;
 use crate::auth::{Actor, ANONYMOUS};
@@ -93,6 +99,90 @@ pub fn split(rows: impl IntoIterator<Item = (String, f64)>) -> Value {
     json!({ "spend_usd": spend, "estimated_usd": estimate, "billing": billing })
 }
 
+/// Most marks kept (agents and sessions together); a `PUT` of a new id beyond it is refused.
+pub const MAX_MARKS: usize = 100_000;
+
+/// One mark: `subscription` or `api`, and the plan.
+#[derive(Debug, Clone)]
+struct Mark {
+    billing: &'static str,
+    plan: Option<String>,
+}
+
+/// The marks in memory, for the live messages (clone freely).
+#[derive(Debug, Clone, Default)]
+pub struct Marks(Arc<RwLock<MarkMaps>>);
+
+#[derive(Debug, Default)]
+struct MarkMaps {
+    agents: HashMap<String, Mark>,
+    sessions: HashMap<String, Mark>,
+}
+
+impl Marks {
+    /// The marks DuckDB holds.
+    pub async fn load(store: &crate::store::Store) -> Result<Marks, StoreError> {
+        let rows = store
+            .reader
+            .with_connection(|conn| {
+                let mut stmt = conn.prepare("SELECT kind, id, billing, plan FROM billing_marks")?;
+                let rows = stmt.query_map([], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, String>(1)?,
+                        r.get::<_, String>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ))
+                })?;
+                Ok(rows.collect::<Result<Vec<_>, _>>()?)
+            })
+            .await?;
+        let marks = Marks::default();
+        for (kind, id, b, plan) in rows {
+            if let Ok(b) = billing(&b) {
+                marks.set(if kind == "agent" { "agent" } else { "session" }, id, b, plan);
+            }
+        }
+        Ok(marks)
+    }
+
+    fn set(&self, kind: &'static str, id: String, billing: &'static str, plan: Option<String>) {
+        let mut m = self.0.write().unwrap_or_else(|p| p.into_inner());
+        let map = if kind == "agent" { &mut m.agents } else { &mut m.sessions };
+        map.insert(id, Mark { billing, plan });
+    }
+
+    /// Whether a mark for a new id would pass `MAX_MARKS`.
+    fn full(&self, kind: &'static str, id: &str) -> bool {
+        let m = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let map = if kind == "agent" { &m.agents } else { &m.sessions };
+        !map.contains_key(id) && m.agents.len() + m.sessions.len() >= MAX_MARKS
+    }
+
+    /// `(billing, plan)` for work of this session and agent: the session's mark wins over its
+    /// agent's; none is `api` (as `BILLING_EXPR`).
+    pub fn lookup(&self, session: Option<&str>, agent: Option<&str>) -> (&'static str, Option<String>) {
+        let m = self.0.read().unwrap_or_else(|p| p.into_inner());
+        let mark = session.and_then(|s| m.sessions.get(s)).or_else(|| agent.and_then(|a| m.agents.get(a)));
+        mark.map_or(("api", None), |k| (k.billing, k.plan.clone()))
+    }
+
+    /// The billing fields of a cost: `billing`, `billing_plan`, `cost_is_estimate` and the cost
+    /// split into `spend_usd` / `estimated_usd` (as the API and `model_call_costs`).
+    pub fn fields(&self, session: Option<&str>, agent: Option<&str>, cost_usd: Option<f64>) -> Map<String, Value> {
+        let (b, plan) = self.lookup(session, agent);
+        let estimate = b == "subscription";
+        let cost = cost_usd.unwrap_or(0.0);
+        Map::from_iter([
+            ("billing".to_string(), json!(b)),
+            ("billing_plan".to_string(), json!(plan)),
+            ("cost_is_estimate".to_string(), json!(estimate)),
+            ("spend_usd".to_string(), json!(if estimate { 0.0 } else { cost })),
+            ("estimated_usd".to_string(), json!(if estimate { cost } else { 0.0 })),
+        ])
+    }
+}
+
 /// Whether any agent or session is marked (a reader's connection).
 pub fn any_marks(conn: &duckdb::Connection) -> Result<bool, StoreError> {
     Ok(conn.query_row("SELECT EXISTS (SELECT 1 FROM billing_marks)", [], |r| r.get::<_, bool>(0))?)
@@ -147,6 +237,9 @@ async fn put_mark(
     if plan.as_ref().is_some_and(|p| p.len() > 200) {
         return Err(BillingError::Invalid("plan must be at most 200 bytes".into()));
     }
+    if s.billing.full(kind, &id) {
+        return Err(BillingError::Invalid(format!("at most {MAX_MARKS} billing marks")));
+    }
     let who = actor.map(|Extension(a)| a.0).unwrap_or_else(|| ANONYMOUS.to_string());
     let (id2, plan2) = (id.clone(), plan.clone());
     s.store
@@ -160,6 +253,7 @@ async fn put_mark(
             Ok(())
         })
         .await?;
+    s.billing.set(kind, id.clone(), billing, plan.clone());
     Ok(Json(json!({ "kind": kind, "id": id, "billing": billing, "plan": plan })))
 }
 

@@ -348,3 +348,73 @@ async fn row10_live_retention_is_bounded_in_bytes_and_resume_past_it_gets_a_gap(
     assert!(resumed.iter().all(|f| f.id > second.last().expect("second").id), "nothing evicted is replayed");
     app.shutdown().await;
 }
+
+/// Issue 15 (cost provenance): a subscription-covered agent's cost is an estimate on the live
+/// stream too. `model_call` and `session` messages carry `billing`, `billing_plan`,
+/// `cost_is_estimate`, `spend_usd` and `estimated_usd`, as the API does; a session's own mark
+/// wins over its agent's, and a mark made while the collector runs applies to the next message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn live_costs_carry_billing_and_subscription_cost_is_an_estimate() {
+    let app = spawn().await;
+    let put = |path: &'static str, body: Value| {
+        let app = &app;
+        async move {
+            let r = app.client.put(format!("{}{path}", app.http)).json(&body).send().await.expect("put");
+            assert_eq!(r.status(), 200, "{path}");
+        }
+    };
+    put("/api/billing/agents/coder", json!({"billing": "subscription", "plan": "max"})).await;
+    put("/api/billing/sessions/sess-api", json!({"billing": "api"})).await;
+    let mut sse = Sse::connect(&app, "?type=model_call,session", None).await;
+    post_spans(&app, llm_spans(0, 1, "coder", "sess-sub", "t", 0)).await;
+    post_spans(&app, llm_spans(10, 1, "coder", "sess-api", "t", 0)).await;
+    post_spans(&app, llm_spans(20, 1, "reviewer", "sess-rev", "t", 0)).await;
+    let mut calls = std::collections::HashMap::new();
+    let mut sessions = std::collections::HashMap::new();
+    while calls.len() < 3 || sessions.len() < 3 {
+        let f = sse.next().await;
+        let sid = f.data["session_id"].as_str().unwrap_or_default().to_string();
+        match f.kind.as_str() {
+            "model_call" => calls.insert(sid, f.data),
+            "session" => sessions.insert(sid, f.data),
+            _ => None,
+        };
+    }
+    let close = |a: &Value, b: f64| (a.as_f64().expect("a number") - b).abs() < 1e-12;
+    let sub = &calls["sess-sub"];
+    let cost = sub["cost_usd"].as_f64().expect("priced");
+    assert!(cost > 0.0);
+    assert_eq!(
+        (&sub["billing"], &sub["billing_plan"], &sub["cost_is_estimate"]),
+        (&json!("subscription"), &json!("max"), &json!(true)),
+        "{sub}"
+    );
+    assert!(close(&sub["spend_usd"], 0.0) && close(&sub["estimated_usd"], cost), "{sub}");
+    let s = &sessions["sess-sub"];
+    assert_eq!((&s["billing"], &s["billing_plan"]), (&json!("subscription"), &json!("max")), "{s}");
+    assert!(close(&s["estimated_usd"], s["cost_usd"].as_f64().expect("cost")) && close(&s["spend_usd"], 0.0), "{s}");
+    for sid in ["sess-api", "sess-rev"] {
+        let c = &calls[sid];
+        assert_eq!((&c["billing"], &c["cost_is_estimate"]), (&json!("api"), &json!(false)), "{c}");
+        assert!(
+            close(&c["spend_usd"], c["cost_usd"].as_f64().expect("cost")) && close(&c["estimated_usd"], 0.0),
+            "{c}"
+        );
+        assert_eq!(sessions[sid]["billing"], "api", "{}", sessions[sid]);
+    }
+    // Marked while running: the reviewer's next call is an estimate.
+    put("/api/billing/agents/reviewer", json!({"billing": "subscription"})).await;
+    post_spans(&app, llm_spans(30, 1, "reviewer", "sess-rev", "t", 0)).await;
+    let next = loop {
+        let f = sse.next().await;
+        if f.kind == "model_call" {
+            break f.data;
+        }
+    };
+    assert_eq!(
+        (&next["session_id"], &next["cost_is_estimate"], &next["billing_plan"]),
+        (&json!("sess-rev"), &json!(true), &Value::Null),
+        "{next}"
+    );
+    app.shutdown().await;
+}

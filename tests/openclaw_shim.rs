@@ -1408,9 +1408,7 @@ async fn import_openclaw_backfills_what_no_shim_saw_once() {
             gateway: gw.url(),
             gateway_token: Some(TOKEN.into()),
             task: None,
-            url,
-            token: None,
-            data_dir: dir.to_path_buf(),
+            target: import::ImportTarget { url, token: None, data_dir: dir.to_path_buf() },
             timeout_secs: 30,
         }),
     };

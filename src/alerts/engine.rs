@@ -167,12 +167,12 @@ struct Val {
     live: bool,
 }
 
-/// The lowest value at which a rule can hold (its first crossing).
-fn crossing(r: &RuleSpec) -> f64 {
+/// The values at which a rule starts to hold: each budget tier, else one threshold.
+fn crossings(r: &RuleSpec) -> Vec<f64> {
     match r.kind {
-        Kind::Budget => r.threshold * r.tiers.first().copied().unwrap_or(1.0),
-        Kind::RunawaySpend | Kind::ErrorRate => r.threshold,
-        Kind::Stuck | Kind::Waiting | Kind::SourceSilent => r.after_secs as f64,
+        Kind::Budget => r.tiers.iter().map(|t| r.threshold * t).collect(),
+        Kind::RunawaySpend | Kind::ErrorRate => vec![r.threshold],
+        Kind::Stuck | Kind::Waiting | Kind::SourceSilent => vec![r.after_secs as f64],
     }
 }
 
@@ -201,11 +201,7 @@ impl Compiled {
             c.by_name.insert(name, i);
             let src = Src::of(r);
             // A budget is reachable at each tier (a value may cross the next one later).
-            let g = c.groups.entry(src).or_default();
-            match r.kind {
-                Kind::Budget => g.extend(r.tiers.iter().map(|t| (r.threshold * t, i))),
-                _ => g.push((crossing(r), i)),
-            }
+            c.groups.entry(src).or_default().extend(crossings(r).into_iter().map(|x| (x, i)));
             match src {
                 Src::Budget(s) if !c.budget_scopes.contains(&s) => c.budget_scopes.push(s),
                 Src::Spend(..) | Src::Errors(..) if !c.windows.contains(&src) => c.windows.push(src),
@@ -279,7 +275,7 @@ impl Window {
 }
 
 /// A call's key for a scope kind, borrowed from the batch (or the membership maps).
-#[derive(Clone, Copy, PartialEq)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 enum RawKey<'a> {
     Str(&'a str),
     All,
@@ -317,16 +313,8 @@ struct Sums {
 #[derive(Default)]
 struct Agg<'a> {
     rows: Vec<(Scope, RawKey<'a>, Sums)>,
-    index: HashMap<(Scope, RawKeyHash<'a>), usize>,
+    index: HashMap<(Scope, RawKey<'a>), usize>,
     last: [Option<usize>; 5],
-}
-
-/// `RawKey` as a map key.
-#[derive(PartialEq, Eq, Hash)]
-enum RawKeyHash<'a> {
-    Str(&'a str),
-    All,
-    Day(i64),
 }
 
 impl<'a> Agg<'a> {
@@ -335,13 +323,8 @@ impl<'a> Agg<'a> {
         let i = match self.last[slot] {
             Some(i) if self.rows[i].1 == raw => i,
             _ => {
-                let h = match raw {
-                    RawKey::Str(s) => RawKeyHash::Str(s),
-                    RawKey::All => RawKeyHash::All,
-                    RawKey::Day(d) => RawKeyHash::Day(d),
-                };
                 let n = self.rows.len();
-                let i = *self.index.entry((scope, h)).or_insert(n);
+                let i = *self.index.entry((scope, raw)).or_insert(n);
                 if i == n {
                     self.rows.push((scope, raw, Sums::default()));
                 }

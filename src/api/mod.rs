@@ -45,6 +45,8 @@ pub struct ApiState {
     pub tasks: crate::tasks::live::TaskWatch,
     /// Alert rules and the firing gauges.
     pub alerts: crate::alerts::runner::Alerts,
+    /// Billing marks in memory (the live messages' `billing` fields).
+    pub billing: crate::billing::Marks,
 }
 
 /// A JSON error body `{"error": "..."}` with the status from `crate::error`.

@@ -65,7 +65,10 @@ pub async fn post_sql(
     }
     let format = negotiate(params.format.as_deref(), &headers)?;
     match format {
-        Format::Json => Ok(Json(s.store.query(sql.to_string()).await?).into_response()),
+        Format::Json => {
+            let body = s.store.query(sql.to_string()).await?.into_body();
+            Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
+        }
         Format::Csv | Format::Arrow | Format::Parquet => {
             let limits = s.store.reader.limits().clone();
             let spec = StreamSpec {

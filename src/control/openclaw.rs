@@ -135,22 +135,8 @@ pub fn is_main_key(key: &str) -> bool {
     matches!((parts.next(), parts.next(), parts.next(), parts.next()), (Some("agent"), Some(_), Some("main"), None))
 }
 
-/// What the gateway answered to a command's call, as the shim acknowledges it.
-#[derive(Debug, Clone, PartialEq, Default, serde::Deserialize)]
-pub struct Ack {
-    pub command_id: String,
-    pub ok: bool,
-    #[serde(default)]
-    pub method: Option<String>,
-    #[serde(default)]
-    pub status: Option<String>,
-    #[serde(default)]
-    pub run_id: Option<String>,
-    #[serde(default)]
-    pub code: Option<String>,
-    #[serde(default)]
-    pub error: Option<String>,
-}
+/// What the gateway answered to a command's call, as the shim acknowledges it (the shim's type).
+pub use agent_console_openclaw::control::Ack;
 
 /// Where an acknowledged command goes.
 #[derive(Debug, Clone, PartialEq)]

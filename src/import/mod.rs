@@ -63,6 +63,19 @@ pub struct ClaudeCodeArgs {
     /// Directory of transcripts (`~/.claude/projects`, or one project's folder in it).
     #[arg(env = "AGENT_CONSOLE_IMPORT_DIR")]
     pub dir: Option<PathBuf>,
+    #[command(flatten)]
+    pub target: ImportTarget,
+    /// Events per export.
+    #[arg(long, env = "AGENT_CONSOLE_IMPORT_BATCH", default_value_t = 500)]
+    pub batch: usize,
+    /// Never draw a progress bar (it is drawn on stderr only when it is a terminal).
+    #[arg(long, env = "AGENT_CONSOLE_IMPORT_QUIET")]
+    pub quiet: bool,
+}
+
+/// Where an import goes: a running collector, or a stopped one's data dir.
+#[derive(Debug, Clone, Args)]
+pub struct ImportTarget {
     /// A running collector's HTTP address (e.g. http://127.0.0.1:4318); without it the data dir is
     /// opened directly (no collector may be running on it).
     #[arg(long, env = "AGENT_CONSOLE_IMPORT_URL")]
@@ -73,12 +86,6 @@ pub struct ClaudeCodeArgs {
     /// Data directory (without --url).
     #[arg(long, env = "AGENT_CONSOLE_DATA_DIR", default_value = "./agent-console-data")]
     pub data_dir: PathBuf,
-    /// Events per export.
-    #[arg(long, env = "AGENT_CONSOLE_IMPORT_BATCH", default_value_t = 500)]
-    pub batch: usize,
-    /// Never draw a progress bar (it is drawn on stderr only when it is a terminal).
-    #[arg(long, env = "AGENT_CONSOLE_IMPORT_QUIET")]
-    pub quiet: bool,
 }
 
 /// What an import did.
@@ -104,7 +111,8 @@ enum Sink {
 
 impl Sink {
     /// A running collector at `url`, or the data dir opened here.
-    fn open(url: Option<&str>, token: Option<String>, data_dir: &Path) -> Result<Sink, ImportError> {
+    fn open(target: &ImportTarget) -> Result<Sink, ImportError> {
+        let (url, token, data_dir) = (target.url.as_deref(), target.token.clone(), target.data_dir.as_path());
         match url {
             Some(url) => Ok(Sink::Http {
                 client: reqwest::Client::builder()
@@ -307,7 +315,7 @@ pub async fn claude_code(args: ClaudeCodeArgs) -> Result<Imported, ImportError> 
     };
     let files = transcript_files(&dir)?;
     let total: u64 = files.iter().filter_map(|(p, _)| std::fs::metadata(p).ok()).map(|m| m.len()).sum();
-    let sink = Sink::open(args.url.as_deref(), args.token.clone(), &args.data_dir)?;
+    let sink = Sink::open(&args.target)?;
     let mut progress = Progress { on: !args.quiet && std::io::stderr().is_terminal(), total, last: Instant::now() };
     let batch = args.batch.clamp(1, 10_000);
     let mut seen: HashSet<String> = HashSet::new();

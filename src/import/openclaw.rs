@@ -7,7 +7,6 @@
 //! (`model::openclaw::RunDedup`) stores only what its store is missing for the session and drops
 //! a key it has seen, so importing twice, or beside a live shim, counts nothing twice.
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use agent_console_openclaw::gateway::{fetch_usage, Outcome};
@@ -34,16 +33,8 @@ pub struct OpenclawArgs {
     /// A task id for every imported call (`agent_console.task.id`).
     #[arg(long, env = "AGENT_CONSOLE_TASK_ID")]
     pub task: Option<String>,
-    /// A running collector's HTTP address (e.g. http://127.0.0.1:4318); without it the data dir is
-    /// opened directly (no collector may be running on it).
-    #[arg(long, env = "AGENT_CONSOLE_IMPORT_URL")]
-    pub url: Option<String>,
-    /// The collector's ingest token (with --url).
-    #[arg(long, env = "AGENT_CONSOLE_INGEST_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
-    /// Data directory (without --url).
-    #[arg(long, env = "AGENT_CONSOLE_DATA_DIR", default_value = "./agent-console-data")]
-    pub data_dir: PathBuf,
+    #[command(flatten)]
+    pub target: super::ImportTarget,
     /// How long to wait for the gateway's answers, in seconds.
     #[arg(long, env = "AGENT_CONSOLE_IMPORT_TIMEOUT_SECS", default_value_t = 60)]
     pub timeout_secs: u64,
@@ -83,7 +74,7 @@ fn describe(o: &Outcome) -> String {
 /// Import what the gateway counted and the store does not hold.
 pub async fn import(args: OpenclawArgs) -> Result<Imported, ImportError> {
     let (rows, usage) = read_gateway(&args).await?;
-    let sink = Sink::open(args.url.as_deref(), args.token.clone(), &args.data_dir)?;
+    let sink = Sink::open(&args.target)?;
     let mut ledger = Ledger::with_cap(usage.len() + rows.len() + 1);
     let n = ledger.import(&rows, &usage, agent_console_openclaw::now_ms());
     let records: Vec<_> = ledger.pending().cloned().collect();

@@ -108,6 +108,8 @@ pub struct Hub {
     replay_until: AtomicU64,
     /// Extra fields of `session` summaries (control's capabilities), set once at start-up.
     session_extra: std::sync::OnceLock<message::SessionExtra>,
+    /// Extra fields of `model_call` messages (billing), set once at start-up.
+    call_extra: std::sync::OnceLock<message::CallExtra>,
 }
 
 /// A batch's messages are numbered from `log position << ID_BITS`, so a record replayed from the
@@ -136,12 +138,18 @@ impl Hub {
             id_base: AtomicU64::new(cfg.id_base),
             replay_until: AtomicU64::new(0),
             session_extra: std::sync::OnceLock::new(),
+            call_extra: std::sync::OnceLock::new(),
         })
     }
 
     /// Add fields to every `session` summary from now on (set once; later calls are ignored).
     pub fn set_session_extra(&self, f: message::SessionExtra) {
         let _ = self.session_extra.set(f);
+    }
+
+    /// Add fields to every `model_call` message from now on (set once; later calls are ignored).
+    pub fn set_call_extra(&self, f: message::CallExtra) {
+        let _ = self.call_extra.set(f);
     }
 
     fn id_base(&self) -> u64 {
@@ -173,7 +181,8 @@ impl Hub {
             while let Some(batch) = rx.recv().await {
                 hub.report_dropped();
                 let hint = batch.log_pos << ID_BITS;
-                let extra = hub.session_extra.get().cloned();
+                let extra =
+                    message::Extras { session: hub.session_extra.get().cloned(), call: hub.call_extra.get().cloned() };
                 hub.push(hint, |id| Entry::batch_with(id, batch, extra));
             }
             hub.report_dropped();
@@ -299,12 +308,14 @@ impl Hub {
                 (since.max(oldest.saturating_sub(1)), since, seq_next)
             }
         };
+        let live_from = ring.seq;
         drop(ring);
         let period = self.cfg.heartbeat.max(Duration::from_millis(10));
         let mut heartbeat = tokio::time::interval_at(Instant::now() + period, period);
         heartbeat.set_missed_tick_behavior(MissedTickBehavior::Delay);
         Subscription {
             hub: self.clone(),
+            live_from,
             rx,
             front,
             current: None,
@@ -318,16 +329,17 @@ impl Hub {
     }
 
     /// The entry holding message `seq_next` (or the first after it still retained) for a
-    /// subscriber; one more than `buffer` messages behind the newest skips to the oldest entry
-    /// within that bound (always at least the newest). None: nothing new.
-    fn next_entry(&self, seq_next: u64) -> Option<Arc<Entry>> {
+    /// subscriber; past its resume backlog (from `live_from` on), one more than `buffer` messages
+    /// behind the newest skips to the oldest entry within that bound (always at least the
+    /// newest). None: nothing new.
+    fn next_entry(&self, seq_next: u64, live_from: u64) -> Option<Arc<Entry>> {
         let ring = self.ring.lock().unwrap_or_else(|p| p.into_inner());
         if ring.seq <= seq_next {
             return None;
         }
         let buffer = self.cfg.buffer.max(1) as u64;
         let mut i = ring.entries.partition_point(|e| e.seq + e.len <= seq_next);
-        if ring.seq - seq_next > buffer {
+        if seq_next >= live_from && ring.seq - seq_next > buffer {
             let bounded = ring.entries.partition_point(|e| ring.seq - e.seq > buffer);
             i = i.max(bounded.min(ring.entries.len().saturating_sub(1)));
         }
@@ -340,6 +352,9 @@ impl Hub {
 /// client that resumes from them loses nothing.
 pub struct Subscription {
     hub: Arc<Hub>,
+    /// The message count when it subscribed: the resume backlog before it is replayed whole;
+    /// from it on the `buffer` bound applies.
+    live_from: u64,
     /// Changes when the hub publishes (its message count).
     rx: watch::Receiver<u64>,
     /// Messages to send before anything else (snapshot, the resume gap).
@@ -393,7 +408,7 @@ impl Subscription {
     /// Take the next entry from the ring; a `gap` if entries were skipped (evicted before this
     /// subscriber read them, or it fell more than `buffer` behind). None: nothing new yet.
     fn advance(&mut self) -> Option<Option<Arc<Message>>> {
-        let e = self.hub.next_entry(self.seq_next)?;
+        let e = self.hub.next_entry(self.seq_next, self.live_from)?;
         let at = self.seq_next.max(e.seq);
         let missed = at - self.seq_next;
         let skip = (at - e.seq) as usize;
@@ -492,6 +507,35 @@ mod tests {
         assert_eq!((gap.kind, &*gap.data), (message::GAP, "{\"missed\":96}"));
         let ids = [sub.next().await, sub.next().await, sub.next().await, sub.next().await].map(|m| m.expect("msg").id);
         assert_eq!(ids, [97, 98, 99, 100]);
+    }
+
+    /// A resume replays everything retained after its id, however far beyond `buffer` it is; the
+    /// `buffer` bound applies from the moment of subscribing on.
+    #[tokio::test]
+    async fn a_resume_replays_the_whole_retained_backlog() {
+        let cfg = HubConfig {
+            retention: 100,
+            retention_bytes: 0,
+            buffer: 4,
+            heartbeat: Duration::from_secs(3600),
+            queue: 4,
+            id_base: 0,
+        };
+        let hub = Hub::new(cfg, CancellationToken::new());
+        for _ in 0..50 {
+            hub.publish(draft(message::SPAN));
+        }
+        let mut sub = hub.subscribe(Some(10), Filter::default());
+        for want in 11..=50 {
+            assert_eq!(sub.next().await.expect("msg").id, want);
+        }
+        // Live from here: 10 more unread, only the newest `buffer` are delivered after a gap.
+        for _ in 0..10 {
+            hub.publish(draft(message::SPAN));
+        }
+        let gap = sub.next().await.expect("gap");
+        assert_eq!((gap.kind, &*gap.data), (message::GAP, "{\"missed\":6}"));
+        assert_eq!(sub.next().await.expect("msg").id, 57);
     }
 
     /// Issue 10, row 10: retention is bounded in bytes as well as messages; resuming from before

@@ -26,6 +26,17 @@ pub const APPROVAL: &str = crate::control::LIVE_APPROVAL;
 /// (control adds `control` and `capabilities`).
 pub type SessionExtra = Arc<dyn Fn(&SessionUpdate) -> Map<String, Value> + Send + Sync>;
 
+/// Extra fields of a live `model_call`, computed when it is first serialised (billing adds
+/// `billing`, `cost_is_estimate`, `spend_usd` ...).
+pub type CallExtra = Arc<dyn Fn(&ModelCallRow) -> Map<String, Value> + Send + Sync>;
+
+/// The extra-field hooks a batch's messages are made with.
+#[derive(Clone, Default)]
+pub struct Extras {
+    pub session: Option<SessionExtra>,
+    pub call: Option<CallExtra>,
+}
+
 /// A message before the hub gives it an id.
 #[derive(Debug, Clone)]
 pub struct Draft {
@@ -152,7 +163,12 @@ pub fn event(r: &LogRow) -> Draft {
 }
 
 pub fn model_call(r: &ModelCallRow) -> Draft {
-    let obj = object(json!({
+    model_call_with(r, None)
+}
+
+/// `model_call`, with the fields `extra` adds.
+pub fn model_call_with(r: &ModelCallRow, extra: Option<&CallExtra>) -> Draft {
+    let mut obj = object(json!({
         "time": rfc3339(r.time_us),
         "source": r.source,
         "trace_id": r.trace_id,
@@ -171,6 +187,9 @@ pub fn model_call(r: &ModelCallRow) -> Draft {
         "error": r.error,
         "token_rule": r.token_rule,
     }));
+    if let Some(f) = extra {
+        obj.extend(f(r));
+    }
     draft(MODEL_CALL, &r.ctx, obj)
 }
 
@@ -296,18 +315,18 @@ fn header_at(b: &Batch, i: usize) -> Option<Header<'_>> {
     })
 }
 
-fn draft_at(b: &Batch, i: usize, extra: Option<&SessionExtra>) -> Option<Draft> {
+fn draft_at(b: &Batch, i: usize, extra: &Extras) -> Option<Draft> {
     Some(match locate(b, i)? {
         (0, j) => span(&b.spans[j]),
         (1, j) => event(&b.logs[j]),
-        (2, j) => model_call(&b.model_calls[j]),
+        (2, j) => model_call_with(&b.model_calls[j], extra.call.as_ref()),
         (3, j) => tool_call(&b.tool_calls[j]),
-        (_, j) => session_with(&b.session_updates[j], extra),
+        (_, j) => session_with(&b.session_updates[j], extra.session.as_ref()),
     })
 }
 
 enum Source {
-    Batch(Arc<Batch>, Option<SessionExtra>),
+    Batch(Arc<Batch>, Extras),
     One(Draft),
 }
 
@@ -334,11 +353,11 @@ impl std::fmt::Debug for Entry {
 
 impl Entry {
     pub fn batch(first_id: u64, b: Arc<Batch>) -> Self {
-        Self::batch_with(first_id, b, None)
+        Self::batch_with(first_id, b, Extras::default())
     }
 
-    /// A batch whose `session` messages get `extra`'s fields.
-    pub fn batch_with(first_id: u64, b: Arc<Batch>, extra: Option<SessionExtra>) -> Self {
+    /// A batch whose `session` and `model_call` messages get `extra`'s fields.
+    pub fn batch_with(first_id: u64, b: Arc<Batch>, extra: Extras) -> Self {
         let len = count(&b);
         let bytes = retained_bytes(&b, len);
         Entry { first_id, len, seq: 0, bytes, source: Source::Batch(b, extra), cache: OnceLock::new() }
@@ -379,7 +398,7 @@ impl Entry {
             return Some(m.clone());
         }
         let draft = match &self.source {
-            Source::Batch(b, extra) => draft_at(b, i, extra.as_ref())?,
+            Source::Batch(b, extra) => draft_at(b, i, extra)?,
             Source::One(d) => d.clone(),
         };
         Some(slot.get_or_init(|| Arc::new(Message::from_draft(self.first_id + i as u64, draft))).clone())

@@ -65,17 +65,42 @@ pub struct Column {
     pub ty: String,
 }
 
-/// A query's answer in the shape of `POST /api/sql`.
-#[derive(Debug, Clone, Serialize, PartialEq)]
+/// A query's answer in the shape of `POST /api/sql`. The rows are kept as their JSON text (one
+/// array of arrays), written while DuckDB's chunks stream in: the bytes cap counts exactly what the
+/// response carries, and a result is held once, not as values and then again as text.
+#[derive(Debug, Clone, PartialEq)]
 pub struct QueryResult {
     pub columns: Vec<Column>,
-    pub rows: Vec<Vec<Json>>,
+    /// `[[...],[...]]`.
+    pub rows_json: String,
+    pub row_count: usize,
     /// True when a cap cut the result.
     pub truncated: bool,
     /// Which cap: `max_rows` or `max_bytes` (absent when not truncated).
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub truncated_by: Option<&'static str>,
     pub elapsed_ms: f64,
+}
+
+impl QueryResult {
+    /// The `POST /api/sql` body: `{"columns", "rows", "truncated", "truncated_by"?, "elapsed_ms"}`.
+    pub fn into_body(self) -> String {
+        let columns = serde_json::to_string(&self.columns).unwrap_or_else(|_| "[]".into());
+        let mut out = String::with_capacity(self.rows_json.len() + columns.len() + 96);
+        out.push_str("{\"columns\":");
+        out.push_str(&columns);
+        out.push_str(",\"rows\":");
+        out.push_str(&self.rows_json);
+        out.push_str(",\"truncated\":");
+        out.push_str(if self.truncated { "true" } else { "false" });
+        if let Some(by) = self.truncated_by {
+            out.push_str(",\"truncated_by\":");
+            out.push_str(&Json::from(by).to_string());
+        }
+        out.push_str(",\"elapsed_ms\":");
+        out.push_str(&Json::from(self.elapsed_ms).to_string());
+        out.push('}');
+        out
+    }
 }
 
 pub struct Reader {
@@ -350,32 +375,6 @@ pub fn check_type_depth(stmt: &Statement<'_>) -> Result<(), StoreError> {
     Ok(())
 }
 
-/// Approximate size of `v` as JSON text (without recursion).
-pub fn json_size(v: &Json) -> usize {
-    let mut total = 0usize;
-    let mut stack = vec![v];
-    while let Some(v) = stack.pop() {
-        total += match v {
-            Json::Null => 4,
-            Json::Bool(_) => 5,
-            Json::Number(_) => 20,
-            Json::String(s) => s.len() + 2,
-            Json::Array(a) => {
-                stack.extend(a.iter());
-                2 + a.len()
-            }
-            Json::Object(m) => {
-                for (k, v) in m {
-                    total += k.len() + 4;
-                    stack.push(v);
-                }
-                2
-            }
-        };
-    }
-    total
-}
-
 fn run(conn: &Connection, sql: &str, limits: &QueryLimits) -> Result<QueryResult, StoreError> {
     let max_rows = limits.max_rows;
     let (mut stmt, _capped) = prepare_capped(conn, sql, max_rows)?;
@@ -385,27 +384,37 @@ fn run(conn: &Connection, sql: &str, limits: &QueryLimits) -> Result<QueryResult
     let names = original_names(conn, sql, &schema);
     let columns: Vec<Column> =
         schema.fields().iter().zip(names).map(|(f, name)| Column { name, ty: sql_type_name(f.data_type()) }).collect();
-    let mut rows: Vec<Vec<Json>> = Vec::new();
-    let mut bytes = 0usize;
+    let mut out = vec![b'['];
+    let mut row_count = 0usize;
+    let mut row = Vec::with_capacity(columns.len());
     let mut truncated_by = None;
     'batches: for batch in arrow {
         let batch = batch.map_err(|e| StoreError::Query(e.to_string()))?;
         let cols = batch.columns();
         for i in 0..batch.num_rows() {
-            if rows.len() >= max_rows {
+            if row_count >= max_rows {
                 truncated_by = Some("max_rows");
                 break 'batches;
             }
-            let row: Vec<Json> = cols.iter().map(|c| json_value(c.as_ref(), i)).collect();
-            bytes += 2 + row.iter().map(json_size).sum::<usize>();
-            if bytes > limits.max_result_bytes {
+            row.clear();
+            row.extend(cols.iter().map(|c| json_value(c.as_ref(), i)));
+            let before = out.len();
+            if row_count > 0 {
+                out.push(b',');
+            }
+            serde_json::to_writer(&mut out, &row).map_err(|e| StoreError::Query(e.to_string()))?;
+            if out.len() + 1 > limits.max_result_bytes {
+                out.truncate(before);
                 truncated_by = Some("max_bytes");
                 break 'batches;
             }
-            rows.push(row);
+            row_count += 1;
         }
     }
-    Ok(QueryResult { columns, rows, truncated: truncated_by.is_some(), truncated_by, elapsed_ms: 0.0 })
+    out.push(b']');
+    out.shrink_to_fit();
+    let rows_json = String::from_utf8(out).map_err(|e| StoreError::Query(e.to_string()))?;
+    Ok(QueryResult { columns, rows_json, row_count, truncated: truncated_by.is_some(), truncated_by, elapsed_ms: 0.0 })
 }
 
 /// DuckDB-style SQL type names for Arrow types (the JSON API's `type`).

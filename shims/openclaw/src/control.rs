@@ -47,8 +47,8 @@ pub struct Cmd {
     pub hard: bool,
 }
 
-/// What the gateway answered to a command's call.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+/// What the gateway answered to a command's call (the collector reads the same type).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Ack {
     pub command_id: String,
     pub ok: bool,

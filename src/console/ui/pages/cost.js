@@ -124,7 +124,7 @@ export function CostPage({ loc }) {
         </div>
       </div>
       <${ErrorBox} error=${series.error} retry=${series.reload} />
-      ${totals ? html`<div class="facts" data-testid="cost-totals"><span><i>total</i> <b>${money(totals.cost_usd)}</b></span><span><i>calls</i> ${count(totals.calls)}</span>
+      ${totals ? html`<div class="facts" data-testid="cost-totals"><span><i>total</i> <b>${money(totals.cost_usd)}</b></span>${Number(totals.estimated_usd) > 0 ? html`<span data-testid="cost-estimate"><i>spend</i> ${money(totals.spend_usd)} · <i>estimate (subscriptions)</i> ${money(totals.estimated_usd)}</span>` : null}<span><i>calls</i> ${count(totals.calls)}</span>
         <span><i>tokens</i> ${tokens(totals.input_tokens)} in · ${tokens(totals.output_tokens)} out</span><span><i>from</i> ${datetime(r.from)} UTC</span><span class="muted">(${series.data.source})</span></div>` : null}
       ${chart && chart.x.length ? html`<${TimeChart} x=${chart.x} series=${chart.series} testid="cost-chart" />` : html`<p class="muted">${series.loading ? 'Loading…' : 'No spend in this range.'}</p>`}
       ${chart && chart.ranked.length ? html`<table class="t"><thead><tr><th>${group}</th><th class="num">cost</th><th class="num">share</th></tr></thead>

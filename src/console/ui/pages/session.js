@@ -168,7 +168,7 @@ export function SessionPage({ id, loc }) {
         <span><i>status since</i> ${datetime(s.status_since)}${s.status_reason ? ' · ' + s.status_reason : ''}</span>
         <span><i>calls</i> ${count(s.model_calls)} model · ${count(s.tool_calls)} tool · <span class=${s.errors ? 'bad' : ''}>${count(s.errors)} errors</span></span>
         <span><i>tokens</i> ${tokens(s.input_tokens)} in · ${tokens(s.output_tokens)} out · ${tokens(s.cache_read_tokens)} cache read · ${tokens(s.cache_write_tokens)} cache write</span>
-        <span><i>cost</i> <b data-testid="session-cost">${money(s.cost_usd)}</b></span>
+        <span><i>cost</i> <b data-testid="session-cost">${money(s.cost_usd)}</b>${s.billing === 'subscription' ? html` <span class="muted" data-testid="session-estimate">estimate at list price (subscription${s.billing_plan ? ' ' + s.billing_plan : ''})</span>` : null}</span>
       </div>
       <${CostSplit} id=${id} version=${splitVersion} />
     </section>` : null}

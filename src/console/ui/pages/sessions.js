@@ -27,7 +27,7 @@ function SessionRow(s, now) {
     <span class="opt" title=${s.model || ''}>${short(s.model || '', 24)}</span>
     <span class="num opt">${duration(elapsedOf(s, now))}</span>
     <span class="num opt">${tokens((s.input_tokens || 0) + (s.output_tokens || 0))}</span>
-    <span class="num">${money(s.cost_usd)}</span>
+    <span class="num" title=${s.billing === 'subscription' ? 'subscription: an estimate at list price, not spend' : ''}>${money(s.cost_usd)}${s.billing === 'subscription' ? html`<sup class="muted" data-testid="estimate"> est</sup>` : null}</span>
     <span class="num opt">${s.errors ? html`<b class="bad">${s.errors}</b>` : '0'}</span>
     <span class="num" title=${s.last_seen || ''}>${ago(s.last_activity || s.last_seen, now)}</span>
   </div>`;
