@@ -359,11 +359,13 @@ async fn sse_connect(http: &str, query: &str) -> anyhow::Result<BufReader<TcpStr
     }
 }
 
-/// Read probe spans until `until`; each `"name":"probe-<seq>"` gives one latency sample.
-async fn live_subscriber(
+/// Read SSE lines until `until`; each line `seq_of` maps to a probe's sequence number gives one
+/// latency sample against that probe's send time.
+async fn latency_reader(
     mut r: BufReader<TcpStream>,
     sent: Arc<Vec<AtomicU64>>,
     until: Instant,
+    seq_of: impl Fn(&str) -> Option<usize>,
 ) -> anyhow::Result<Vec<f64>> {
     let mut lat = Vec::new();
     let mut line = String::new();
@@ -376,16 +378,28 @@ async fn live_subscriber(
         if n == 0 {
             break;
         }
-        const PAT: &str = "\"name\":\"probe-";
-        let Some(i) = line.find(PAT) else { continue };
-        let rest = &line[i + PAT.len()..];
-        let Some(seq) = rest.split('"').next().and_then(|s| s.parse::<usize>().ok()) else { continue };
+        let at = now_ns();
+        let Some(seq) = seq_of(&line) else { continue };
         let t = sent.get(seq).map_or(0, |a| a.load(Relaxed));
         if t > 0 {
-            lat.push(now_ns().saturating_sub(t) as f64 / 1e6);
+            lat.push(at.saturating_sub(t) as f64 / 1e6);
         }
     }
     Ok(lat)
+}
+
+/// Read probe spans until `until`; each `"name":"probe-<seq>"` gives one latency sample.
+async fn live_subscriber(
+    r: BufReader<TcpStream>,
+    sent: Arc<Vec<AtomicU64>>,
+    until: Instant,
+) -> anyhow::Result<Vec<f64>> {
+    latency_reader(r, sent, until, |line| {
+        const PAT: &str = "\"name\":\"probe-";
+        let rest = &line[line.find(PAT)? + PAT.len()..];
+        rest.split('"').next()?.parse::<usize>().ok()
+    })
+    .await
 }
 
 const ALERT_RULE: &str = "loadgen-alert-probe";
@@ -452,43 +466,25 @@ async fn create_alert_rule(http: &str) -> anyhow::Result<()> {
 /// Read `alert` messages until `until`; each firing of the probe rule for `{prefix}-<seq>` gives
 /// one latency sample against the probe's send time.
 async fn alert_subscriber(
-    mut r: BufReader<TcpStream>,
+    r: BufReader<TcpStream>,
     prefix: String,
     sent: Arc<Vec<AtomicU64>>,
     until: Instant,
 ) -> anyhow::Result<Vec<f64>> {
-    let mut lat = Vec::new();
-    let mut line = String::new();
-    while Instant::now() < until {
-        line.clear();
-        let n = match tokio::time::timeout_at(until.into(), r.read_line(&mut line)).await {
-            Ok(n) => n?,
-            Err(_) => break,
-        };
-        if n == 0 {
-            break;
-        }
-        let Some(data) = line.strip_prefix("data:") else { continue };
-        let at = now_ns();
-        let Ok(v) = serde_json::from_str::<serde_json::Value>(data.trim()) else { continue };
+    latency_reader(r, sent, until, |line| {
+        let v = serde_json::from_str::<serde_json::Value>(line.strip_prefix("data:")?.trim()).ok()?;
         if v["rule"] != ALERT_RULE || v["state"] != "firing" {
-            continue;
+            return None;
         }
-        let scope = v["scope"].as_str().unwrap_or_default();
-        let Some(seq) = scope
-            .strip_prefix("session:")
-            .and_then(|s| s.strip_prefix(prefix.as_str()))
-            .and_then(|s| s.strip_prefix('-'))
-            .and_then(|s| s.parse::<usize>().ok())
-        else {
-            continue;
-        };
-        let t = sent.get(seq).map_or(0, |a| a.load(Relaxed));
-        if t > 0 {
-            lat.push(at.saturating_sub(t) as f64 / 1e6);
-        }
-    }
-    Ok(lat)
+        v["scope"]
+            .as_str()?
+            .strip_prefix("session:")?
+            .strip_prefix(prefix.as_str())?
+            .strip_prefix('-')?
+            .parse::<usize>()
+            .ok()
+    })
+    .await
 }
 
 /// Send one alert probe every 200 ms until `until`; returns how many were sent.

@@ -457,17 +457,16 @@ mod tests {
         Draft { kind, session_id: None, agent_id: None, task_id: None, data: "{}".into() }
     }
 
+    /// A hub with no heartbeat to speak of and ids from 1.
+    fn test_hub(retention: usize, retention_bytes: u64, buffer: usize, queue: usize) -> Arc<Hub> {
+        let cfg =
+            HubConfig { retention, retention_bytes, buffer, heartbeat: Duration::from_secs(3600), queue, id_base: 0 };
+        Hub::new(cfg, CancellationToken::new())
+    }
+
     #[tokio::test]
     async fn resumes_from_the_ring_with_a_gap_for_what_is_gone() {
-        let cfg = HubConfig {
-            retention: 3,
-            retention_bytes: 0,
-            buffer: 3,
-            heartbeat: Duration::from_secs(3600),
-            queue: 4,
-            id_base: 0,
-        };
-        let hub = Hub::new(cfg, CancellationToken::new());
+        let hub = test_hub(3, 0, 3, 4);
         for _ in 0..5 {
             hub.publish(draft(message::SPAN));
         }
@@ -486,15 +485,7 @@ mod tests {
     /// and one that reads later gets a `gap` with the exact count, then the newest messages.
     #[tokio::test]
     async fn stalled_subscribers_pin_nothing_the_ring_evicted() {
-        let cfg = HubConfig {
-            retention: 4,
-            retention_bytes: 0,
-            buffer: 4,
-            heartbeat: Duration::from_secs(3600),
-            queue: 4,
-            id_base: 0,
-        };
-        let hub = Hub::new(cfg, CancellationToken::new());
+        let hub = test_hub(4, 0, 4, 4);
         let mut stalled: Vec<Subscription> = (0..10).map(|_| hub.subscribe(None, Filter::default())).collect();
         hub.publish(draft(message::SPAN));
         let first = Arc::downgrade(&hub.ring.lock().expect("ring").entries[0]);
@@ -513,15 +504,7 @@ mod tests {
     /// `buffer` bound applies from the moment of subscribing on.
     #[tokio::test]
     async fn a_resume_replays_the_whole_retained_backlog() {
-        let cfg = HubConfig {
-            retention: 100,
-            retention_bytes: 0,
-            buffer: 4,
-            heartbeat: Duration::from_secs(3600),
-            queue: 4,
-            id_base: 0,
-        };
-        let hub = Hub::new(cfg, CancellationToken::new());
+        let hub = test_hub(100, 0, 4, 4);
         for _ in 0..50 {
             hub.publish(draft(message::SPAN));
         }
@@ -550,15 +533,7 @@ mod tests {
             data: "x".repeat(10_000).into(),
         };
         let per = Entry::one(0, big()).bytes;
-        let cfg = HubConfig {
-            retention: 1_000,
-            retention_bytes: per * 3,
-            buffer: 64,
-            heartbeat: Duration::from_secs(3600),
-            queue: 4,
-            id_base: 0,
-        };
-        let hub = Hub::new(cfg, CancellationToken::new());
+        let hub = test_hub(1_000, per * 3, 64, 4);
         for _ in 0..10 {
             hub.publish(big());
         }
@@ -596,15 +571,7 @@ mod tests {
     #[tokio::test]
     async fn a_full_publisher_queue_never_blocks_the_writer_and_becomes_a_gap() {
         use crate::model::records::Seen;
-        let cfg = HubConfig {
-            retention: 16,
-            retention_bytes: 0,
-            buffer: 16,
-            heartbeat: Duration::from_secs(3600),
-            queue: 1,
-            id_base: 0,
-        };
-        let hub = Hub::new(cfg, CancellationToken::new());
+        let hub = test_hub(16, 0, 16, 1);
         let hook = hub.start_publisher();
         let mut sub = hub.subscribe(None, Filter::default());
         let batch = |id: &str| {

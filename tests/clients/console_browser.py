@@ -472,6 +472,9 @@ def run_tests(args):
             try:
                 sid = "token-check-" + format(rng.getrandbits(32), "08x")
                 assert data.hook(guarded.base, "UserPromptSubmit", sid, prompt="behind a read token") == 200
+                # Committed before the page loads: the page reads it from /api/sessions (a live
+                # `session` message published before the page subscribed is not replayed to it).
+                assert data.post(guarded.base, "/api/flush", {}) == 200
                 d.get(guarded.base + "/sessions")
                 form = WebDriverWait(d, 15).until(lambda x: x.find_element(By.CSS_SELECTOR, "[data-testid=login] form"))
                 d.find_element(By.CSS_SELECTOR, "[data-testid=read-token]").send_keys("s3cret-read")
