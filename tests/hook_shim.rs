@@ -755,7 +755,7 @@ async fn https_collector_behind_a_tls_proxy_with_a_private_ca() {
     assert!(stderr.contains("spool"), "says the call is kept: {stderr}");
     assert!(std::fs::metadata(spool.join("spool.v2")).expect("spooled").len() > 0);
     assert_eq!(proxy.proxied.load(std::sync::atomic::Ordering::SeqCst), 0, "nothing got past the handshake");
-    assert!(!proxy.refused.lock().expect("refused").is_empty(), "the proxy saw the client refuse its certificate");
+    assert!(!proxy.refusals().await.is_empty(), "the proxy saw the client refuse its certificate");
 
     // Right CA: every fixture, plus the spooled PreToolUse delivered by the first call.
     for f in &fixtures {

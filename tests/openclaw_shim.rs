@@ -1359,7 +1359,7 @@ async fn https_collector_behind_a_tls_proxy_with_a_private_ca() {
     assert!(said.contains("TLS handshake failed") && said.contains(&proxy.url), "{said}");
     wait_polls(&gw, 3).await;
     assert_eq!(proxy.proxied.load(Ordering::SeqCst), 0, "nothing got past the handshake");
-    assert!(!proxy.refused.lock().expect("refused").is_empty());
+    assert!(!proxy.refusals().await.is_empty(), "the proxy saw the client refuse its certificate");
     assert_eq!(input_sum(&app).await, 0);
     drop(wrong);
 

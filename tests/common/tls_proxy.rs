@@ -26,6 +26,9 @@ pub struct TlsProxy {
     pub proxied: Arc<AtomicUsize>,
     /// Why handshakes failed, as the server saw it.
     pub refused: Arc<Mutex<Vec<String>>>,
+    /// Sent after each entry pushed to `refused` (the server side learns of a refusal after the
+    /// client has already exited: tests await it instead of reading `refused` at once).
+    refusal: tokio::sync::watch::Receiver<usize>,
     task: tokio::task::JoinHandle<()>,
     _dir: tempfile::TempDir,
 }
@@ -76,14 +79,18 @@ impl TlsProxy {
         let proxied = Arc::new(AtomicUsize::new(0));
         let refused = Arc::new(Mutex::new(Vec::new()));
         let (p, r) = (proxied.clone(), refused.clone());
+        let (refusal_tx, refusal) = tokio::sync::watch::channel(0usize);
+        let refusal_tx = Arc::new(refusal_tx);
         let task = tokio::spawn(async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let (acceptor, backend, p, r) = (acceptor.clone(), backend.clone(), p.clone(), r.clone());
+                let refusal_tx = refusal_tx.clone();
                 tokio::spawn(async move {
                     let mut tls = match acceptor.accept(tcp).await {
                         Ok(s) => s,
                         Err(e) => {
                             r.lock().expect("refused").push(e.to_string());
+                            refusal_tx.send_modify(|n| *n += 1);
                             return;
                         }
                     };
@@ -93,7 +100,16 @@ impl TlsProxy {
                 });
             }
         });
-        TlsProxy { url, ca_file, wrong_ca_file, proxied, refused, task, _dir: dir }
+        TlsProxy { url, ca_file, wrong_ca_file, proxied, refused, refusal, task, _dir: dir }
+    }
+
+    /// The handshake failures seen so far, once there is at least one (waits for the server side
+    /// to record the refusal; gives up after 30 s with what it has, so a test fails, not hangs).
+    #[allow(dead_code)]
+    pub async fn refusals(&self) -> Vec<String> {
+        let mut rx = self.refusal.clone();
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(30), rx.wait_for(|n| *n > 0)).await;
+        self.refused.lock().expect("refused").clone()
     }
 
     pub fn ca(&self) -> String {
