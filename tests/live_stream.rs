@@ -286,6 +286,55 @@ async fn snapshot_comes_first() {
     app.shutdown().await;
 }
 
+/// Issue 15: the live stream runs ahead of the DuckDB commit, so a session streamed but not yet
+/// committed is not in a snapshot read from DuckDB. A client that asks for `snapshot=true` (the
+/// console does, on its first connect) still gets it: the subscription replays what came after
+/// the committed position, after the snapshot.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_then_replay_covers_records_streamed_before_their_commit() {
+    // DuckDB commits only on flush or after ten minutes: the export stays in the log.
+    let app = spawn_with(|a| a.commit_max_delay_ms = 600_000).await;
+    let mut watcher = Sse::connect(&app, "?session=sess-race", None).await;
+    // Not `post_spans`: the test app's post flushes (commits) after an accepted export.
+    let body = reqwest::Body::from(llm_spans(0, 1, "agent-r", "sess-race", "t", 0));
+    assert_eq!(app.post_raw("/v1/traces", "application/json", body).await, Some(200));
+    // Wait until it has been streamed (published before the page asks for its snapshot).
+    let streamed = loop {
+        let f = watcher.next().await;
+        if !is_control(&f) {
+            break f;
+        }
+    };
+    let mut sse = Sse::connect(&app, "?snapshot=true", None).await;
+    let first = sse.next().await;
+    assert_eq!(first.kind, "snapshot");
+    let sessions = first.data["sessions"].as_array().expect("sessions");
+    assert!(
+        !sessions.iter().any(|s| s["session_id"] == "sess-race"),
+        "the export was committed already, the test shows nothing: {sessions:?}"
+    );
+    // The replay after the snapshot brings the streamed record, with the id it was streamed with.
+    let replayed = loop {
+        let f = sse.next().await;
+        if !is_control(&f) && f.data["session_id"] == "sess-race" {
+            break f;
+        }
+    };
+    // Ids carry the log position in their high bits: the same record, the same ids.
+    assert_eq!(replayed.id >> 20, streamed.id >> 20, "{replayed:?} vs {streamed:?}");
+    // A later subscriber without a snapshot starts at the newest message: nothing replayed.
+    let mut plain = Sse::connect(&app, "?session=sess-race", None).await;
+    post_spans(&app, llm_spans(10, 1, "agent-r", "sess-race", "t", 0)).await;
+    let next = loop {
+        let f = plain.next().await;
+        if !is_control(&f) {
+            break f;
+        }
+    };
+    assert!(next.id >> 20 > streamed.id >> 20, "a plain subscription starts at the newest message: {next:?}");
+    app.shutdown().await;
+}
+
 /// Issue 10, row 10: the resume window is bounded in bytes (`--live-retention-mib`), not only in
 /// messages; a client resuming from before what the byte bound evicted gets a `gap` counting the
 /// messages it missed, then the retained ones.

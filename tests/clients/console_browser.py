@@ -465,6 +465,29 @@ def run_tests(args):
                     f"{r['max_gap_ms']:.0f} ms, {r['long_tasks']} long tasks ({r['long_task_ms']:.0f} ms)")
         check(f"1,000 messages/s for {args.load_seconds} s: the page keeps painting", load)
 
+        def streamed_not_committed():
+            # A collector whose DuckDB commit lags (only after ten minutes): a session is streamed
+            # from the ingest log but not yet in /api/sessions when the page loads. The page asks
+            # the stream for a snapshot, and the collector replays what came after its committed
+            # position, so the session is on the page anyway.
+            lagging = Server(args.bin, os.path.join(work, "db-lag"), free_port(), args.console_dir,
+                             extra=["--commit-max-delay-ms", "600000"])
+            lagging.start()
+            try:
+                sid = "uncommitted-" + format(rng.getrandbits(32), "08x")
+                assert data.hook(lagging.base, "UserPromptSubmit", sid, prompt="streamed before its commit") == 200
+                listed = get_json(lagging.base, "/api/sessions")
+                assert all(s.get("session_id") != sid for s in listed.get("sessions", listed.get("rows", []))), \
+                    "already committed: the check would show nothing"
+                d.get(lagging.base + "/sessions")
+                wait_ready(d, "sessions")
+                WebDriverWait(d, 15).until(lambda x: x.find_elements(By.CSS_SELECTOR, f"[data-session='{sid}']"))
+                assert not console_errors(d)
+                return f"{sid} shown from the stream's snapshot and replay, not yet in /api/sessions"
+            finally:
+                lagging.stop()
+        check("a session streamed but not yet committed is on a page loaded after it", streamed_not_committed)
+
         def read_token():
             guarded = Server(args.bin, os.path.join(work, "db-token"), free_port(), args.console_dir,
                              extra=["--read-token", "s3cret-read"])

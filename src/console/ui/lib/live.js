@@ -2,7 +2,9 @@
 // Authorization header, never in a URL), parsed as Server-Sent Events. On a drop it reconnects
 // with backoff and sends `Last-Event-ID`, so the collector replays what was missed; ids already
 // seen are skipped, so a replay never shows a row twice. A silent connection (no heartbeat for
-// 45 s) is treated as dropped.
+// 45 s) is treated as dropped. The first connect asks for a `snapshot` of the open sessions: the
+// collector sends it first, then replays what was streamed but not yet in that snapshot, so a
+// session that starts between the page's first reads and the subscription is not missed.
 import { tokens } from './api.js';
 
 /** Message types that carry data (and a fresh id); the rest are control messages. */
@@ -83,7 +85,7 @@ export class LiveStream {
     const headers = { Accept: 'text/event-stream' };
     if (tokens.read) headers.Authorization = 'Bearer ' + tokens.read;
     if (this.lastId !== null) headers['Last-Event-ID'] = String(this.lastId);
-    const url = '/api/live';
+    const url = this.lastId === null ? '/api/live?snapshot=true' : '/api/live';
     if (this.attempt === 0) this.setStatus('connecting');
     this.streaming = false;
     const res = await fetch(url, { headers, signal: controller.signal, cache: 'no-store' });
