@@ -147,6 +147,43 @@ async fn crewai_openinference_parents_after_children_in_one_export() {
     app.shutdown().await;
 }
 
+/// Issue 15: the agent spans arrive after a restart, when the calls under them are stored and the
+/// new process never saw them (its inheritance memory is empty): the writer finds the stored
+/// descendants through `spans.parent_span_id`, so the result equals a run without the restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn crewai_openinference_parents_after_a_restart() {
+    let exports = capture("crewai-openinference");
+    let is_agent_export = |bytes: &Vec<u8>| {
+        let req = ExportTraceServiceRequest::decode(bytes.as_slice()).expect("decode capture");
+        req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans).any(|sp| {
+            sp.attributes.iter().any(|kv| {
+                kv.key == "openinference.span.kind"
+                    && matches!(&kv.value, Some(v) if matches!(&v.value,
+                        Some(opentelemetry_proto::tonic::common::v1::any_value::Value::StringValue(x)) if x == "AGENT"))
+            })
+        })
+    };
+    let split = exports.iter().position(is_agent_export).expect("an export with an agent span");
+    assert!(split > 0, "calls are exported before their agent span");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().to_path_buf();
+    let app = spawn_with(|a| a.data_dir = path.clone()).await;
+    for body in &exports[..split] {
+        assert_eq!(app.post("/v1/traces", "application/x-protobuf", body.clone()).await.status(), 200);
+    }
+    // Before the restart the calls belong to the service (no agent span seen yet).
+    let before = app.rows("SELECT DISTINCT agent_id FROM model_calls").await;
+    assert!(before.iter().all(|r| r[0] != "Researcher" && r[0] != "Writer"), "{before:?}");
+    app.shutdown().await;
+
+    let app = spawn_with(|a| a.data_dir = path.clone()).await;
+    for body in &exports[split..] {
+        assert_eq!(app.post("/v1/traces", "application/x-protobuf", body.clone()).await.status(), 200);
+    }
+    crewai_openinference_checks(&app).await;
+    app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn crewai_openllmetry() {
     let app = spawn().await;

@@ -228,6 +228,22 @@ pub struct Fixup {
     pub time_us: i64,
 }
 
+/// A span naming an agent / session / task that may be the late parent of rows stored before the
+/// pipeline's memory covered its trace (before a restart, or in a trace it had forgotten): the
+/// writer finds its descendants among the stored spans (`store::fixups::adopt`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Adopt {
+    pub trace_id: String,
+    pub span_id: String,
+    pub agent_id: Option<String>,
+    pub agent_name: Option<String>,
+    pub session_id: Option<String>,
+    pub task_id: Option<String>,
+    /// The span's start and end: its descendants start between them (bounds for the scan).
+    pub start_us: i64,
+    pub end_us: i64,
+}
+
 /// Everything one export request maps to.
 #[derive(Debug, Default, Clone, PartialEq)]
 pub struct Batch {
@@ -245,6 +261,8 @@ pub struct Batch {
     /// Rows stored by earlier records that get the agent / session / task of an ancestor span that
     /// arrived later (`pipeline::inherit`); the writer applies them in this batch's transaction.
     pub fixups: Vec<Fixup>,
+    /// Spans whose stored descendants the writer looks up (`pipeline::inherit`, after a restart).
+    pub adopts: Vec<Adopt>,
     /// The ingest-log position these rows came from (0: not from a record, e.g. a timer's
     /// session changes). Live message ids derive from it, so a replay keeps them.
     pub log_pos: u64,
@@ -269,6 +287,7 @@ impl Batch {
         self.session_updates.append(&mut other.session_updates);
         self.task_links.append(&mut other.task_links);
         self.fixups.append(&mut other.fixups);
+        self.adopts.append(&mut other.adopts);
         self.log_pos = self.log_pos.max(other.log_pos);
     }
 }

@@ -11,15 +11,26 @@
 //!
 //! Bounds: at most `max_nodes` spans remembered over all traces (oldest traces are forgotten
 //! first), at most `MAX_TRACE_NODES` per trace, walks up at most `MAX_DEPTH` parents (a loop, no
-//! recursion). A forgotten trace only means a very late parent no longer fixes its children. The
-//! memory is not persisted: after a restart, a parent of spans stored before it is not joined.
+//! recursion).
+//!
+//! The memory is not persisted, and it forgets the oldest traces. Rows stored before it covered
+//! a trace (before a restart, or in a trace it forgot) are reached the other way: a span that
+//! names an agent / session / task and started before the memory's `horizon` (the process start,
+//! raised to the newest span of each forgotten trace) becomes an `Adopt`, and the writer walks its
+//! descendants in the stored `spans` (`store::fixups::adopt`, at most `MAX_ADOPTS` per batch).
 
 use std::collections::{HashMap, VecDeque};
 
-use crate::model::records::{Batch, Context, Fixup};
+use crate::model::records::{Adopt, Batch, Context, Fixup, SpanRow, SpanType};
 
 const MAX_DEPTH: usize = 128;
 const MAX_TRACE_NODES: usize = 50_000;
+/// Spans per batch whose stored descendants the writer looks up (each is a few statements)...
+const MAX_ADOPTS: usize = 64;
+/// ... and per second on average, with bursts of `ADOPT_BURST` (a replay after a restart can hold
+/// many agent spans that started before it; most have no stored descendants).
+const ADOPTS_PER_SEC: f64 = 50.0;
+const ADOPT_BURST: f64 = 500.0;
 /// Default bound on remembered spans (a few hundred bytes each: about 60 MB at most).
 pub const DEFAULT_MAX_NODES: usize = 200_000;
 
@@ -49,6 +60,8 @@ struct Waiting {
 struct TraceMem {
     nodes: HashMap<String, Node>,
     waiting: Vec<Waiting>,
+    /// The latest span start remembered (what forgetting the trace raises the horizon to).
+    newest_us: i64,
 }
 
 /// What walking up from a parent found.
@@ -68,6 +81,12 @@ pub struct Inherit {
     order: VecDeque<String>,
     nodes: usize,
     max_nodes: usize,
+    /// Spans that started before this may have descendants stored outside the memory.
+    horizon_us: i64,
+    /// Adopts not made because of the bounds above (for logs and tests).
+    pub adopts_skipped: u64,
+    adopt_tokens: f64,
+    adopt_refill: std::time::Instant,
 }
 
 impl Default for Inherit {
@@ -118,8 +137,26 @@ fn fill(ctx: &mut Context, f: &Found) -> bool {
 }
 
 impl Inherit {
+    /// A memory that starts now: spans that started earlier may have stored descendants.
     pub fn new(max_nodes: usize) -> Self {
-        Self { traces: HashMap::new(), order: VecDeque::new(), nodes: 0, max_nodes: max_nodes.max(1) }
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
+        Self::with_horizon(max_nodes, now)
+    }
+
+    /// A memory whose coverage starts at `horizon_us`.
+    pub fn with_horizon(max_nodes: usize, horizon_us: i64) -> Self {
+        Self {
+            traces: HashMap::new(),
+            order: VecDeque::new(),
+            nodes: 0,
+            max_nodes: max_nodes.max(1),
+            horizon_us,
+            adopts_skipped: 0,
+            adopt_tokens: ADOPT_BURST,
+            adopt_refill: std::time::Instant::now(),
+        }
     }
 
     /// Spans remembered (for tests and metrics).
@@ -198,6 +235,8 @@ impl Inherit {
             let Some(old) = self.order.pop_front() else { break };
             if let Some(t) = self.traces.remove(&old) {
                 self.nodes -= t.nodes.len();
+                // A parent of its spans arriving later must now look for them in the store.
+                self.horizon_us = self.horizon_us.max(t.newest_us.saturating_add(1));
             }
         }
     }
@@ -209,7 +248,12 @@ impl Inherit {
         if batch.spans.is_empty() {
             return (0, 0);
         }
-        // 1. Remember every span of the batch.
+        // 1. Remember every span of the batch (and which may have stored descendants).
+        let mut adopts = Vec::new();
+        let now = std::time::Instant::now();
+        let refill = now.duration_since(self.adopt_refill).as_secs_f64() * ADOPTS_PER_SEC;
+        self.adopt_tokens = (self.adopt_tokens + refill).min(ADOPT_BURST);
+        self.adopt_refill = now;
         let mut touched: Vec<String> = Vec::new();
         let mut touched_set: std::collections::HashSet<&str> = std::collections::HashSet::new();
         for s in &batch.spans {
@@ -223,6 +267,17 @@ impl Inherit {
             }
             let mut node = own(&s.ctx);
             node.parent = s.parent_span_id.clone();
+            t.newest_us = t.newest_us.max(s.start_us);
+            if s.start_us < self.horizon_us {
+                if let Some(a) = adopt(s, &node) {
+                    if adopts.len() < MAX_ADOPTS && self.adopt_tokens >= 1.0 {
+                        self.adopt_tokens -= 1.0;
+                        adopts.push(a);
+                    } else {
+                        self.adopts_skipped += 1;
+                    }
+                }
+            }
             if t.nodes.insert(s.span_id.clone(), node).is_none() {
                 self.nodes += 1;
             }
@@ -319,8 +374,30 @@ impl Inherit {
             rebuild_seen(batch);
         }
         batch.fixups.extend(fixups);
+        batch.adopts.extend(adopts);
         (changed, n)
     }
+}
+
+/// A span that gives something to descendants (not a call itself: a call's children are rare and
+/// arrive with it) and may have some stored before the memory covered its trace.
+fn adopt(s: &SpanRow, own: &Node) -> Option<Adopt> {
+    if matches!(s.span_type, SpanType::Llm | SpanType::Tool | SpanType::Embedding | SpanType::Retriever) {
+        return None;
+    }
+    if own.agent.is_none() && own.session.is_none() && own.task.is_none() {
+        return None;
+    }
+    Some(Adopt {
+        trace_id: s.trace_id.clone(),
+        span_id: s.span_id.clone(),
+        agent_name: own.agent.as_ref().map(|(id, name)| name.clone().unwrap_or_else(|| id.clone())),
+        agent_id: own.agent.as_ref().map(|(id, _)| id.clone()),
+        session_id: own.session.clone(),
+        task_id: own.task.clone(),
+        start_us: s.start_us,
+        end_us: s.end_us,
+    })
 }
 
 fn clone_found(f: &Found) -> Found {
@@ -519,6 +596,74 @@ mod tests {
         }
         assert!(inh.remembered() <= 100);
         assert!(inh.traces.len() <= 100);
+    }
+
+    fn agent_span(trace: &str, id: &str, start_us: i64) -> SpanRow {
+        let mut s = span(id, None, SpanType::Agent, ctx(Some("Researcher"), None, Some("T-1")));
+        s.trace_id = trace.into();
+        s.start_us = start_us;
+        s.end_us = start_us + 10;
+        s
+    }
+
+    #[test]
+    fn spans_from_before_the_memory_began_become_adopts() {
+        let mut inh = Inherit::with_horizon(1000, 100);
+        let mut b = Batch {
+            spans: vec![
+                agent_span("t1", "a-old", 50),
+                agent_span("t1", "a-new", 150),
+                span("l1", Some("a-old"), SpanType::Llm, ctx(None, None, None)),
+                span("anon", None, SpanType::Chain, ctx(None, None, None)),
+            ],
+            ..Default::default()
+        };
+        inh.apply(&mut b);
+        // Only the agent span that started before the horizon: the call and the span giving
+        // nothing are not, nor is the one that started after (its children are in the memory).
+        assert_eq!(b.adopts.len(), 1, "{:?}", b.adopts);
+        let a = &b.adopts[0];
+        assert_eq!(
+            (a.span_id.as_str(), a.agent_id.as_deref(), a.task_id.as_deref()),
+            ("a-old", Some("Researcher"), Some("T-1"))
+        );
+        assert_eq!(a.session_id, None, "the session was the trace's fallback: nothing to give");
+        assert_eq!((a.start_us, a.end_us), (50, 60));
+    }
+
+    #[test]
+    fn forgetting_a_trace_raises_the_horizon() {
+        let mut inh = Inherit::with_horizon(2, 0);
+        let mut first =
+            Batch { spans: vec![agent_span("old", "x", 500), agent_span("old", "y", 700)], ..Default::default() };
+        inh.apply(&mut first);
+        assert!(first.adopts.is_empty());
+        let mut second =
+            Batch { spans: vec![agent_span("new", "z", 900), agent_span("new", "w", 950)], ..Default::default() };
+        inh.apply(&mut second);
+        assert!(second.adopts.is_empty());
+        assert!(!inh.traces.contains_key("old"), "the oldest trace was forgotten");
+        // Its parent arrives late: the stored children are found through the store.
+        let mut late = Batch { spans: vec![agent_span("old", "root", 400)], ..Default::default() };
+        inh.apply(&mut late);
+        assert_eq!(late.adopts.len(), 1);
+        assert_eq!(late.adopts[0].span_id, "root");
+    }
+
+    #[test]
+    fn adopts_are_bounded_per_batch_and_over_time() {
+        let mut inh = Inherit::with_horizon(1_000_000, i64::MAX);
+        let mut total = 0;
+        for round in 0..20 {
+            let spans = (0..100).map(|i| agent_span(&format!("t{round}-{i}"), "a", 1)).collect();
+            let mut b = Batch { spans, ..Default::default() };
+            inh.apply(&mut b);
+            assert!(b.adopts.len() <= MAX_ADOPTS);
+            total += b.adopts.len();
+        }
+        // 2,000 candidates in a burst: the burst allowance (plus what a fast test refills) passes.
+        assert!(total >= ADOPT_BURST as usize && total < ADOPT_BURST as usize + 100, "{total}");
+        assert_eq!(inh.adopts_skipped as usize, 2000 - total);
     }
 
     #[test]

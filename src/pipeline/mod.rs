@@ -268,9 +268,14 @@ impl Stages {
 
     /// Calls with no agent / session / task of their own take their ancestors' (`inherit`).
     fn stage_inherit(&mut self, batch: &mut Batch) {
+        let skipped = self.inherit.adopts_skipped;
         let (changed, fixups) = self.inherit.apply(batch);
         if changed + fixups > 0 {
             tracing::trace!(changed, fixups, "inherited from ancestor spans");
+        }
+        let skipped = self.inherit.adopts_skipped - skipped;
+        if skipped > 0 {
+            tracing::debug!(skipped, "ancestor spans not looked up in the store (bound reached)");
         }
     }
 

@@ -6,10 +6,19 @@
 //!
 //! Set-based: the fixups are staged in a temp table and joined, with a lower time bound on the
 //! stored rows so DuckDB skips row groups that cannot hold them.
+//!
+//! `adopt` does the same for `Batch::adopts`, spans whose descendants were stored before the
+//! pipeline's memory covered their trace (before a restart): it walks the stored `spans` down from
+//! the span (a recursive query, bounded in depth and by the span's start time) and stages every
+//! descendant still holding a fallback (agent = its service, session = its trace, no task) that no
+//! nearer ancestor gives a value of its own, then applies them the same way.
 
 use duckdb::{params, Appender, Connection};
 
-use crate::model::records::Fixup;
+use crate::model::records::{Adopt, Fixup};
+
+/// Clock skew allowed between an adopting span and its descendants (µs).
+const SKEW_US: i64 = 60_000_000;
 
 pub const STAGE_DDL: &str = "
     CREATE TEMP TABLE IF NOT EXISTS inherit_stage (trace_id VARCHAR, span_id VARCHAR, agent_id VARCHAR,
@@ -57,6 +66,42 @@ const SESSION_AGENT: &str = "
           FROM inherit_stage WHERE agent_id IS NOT NULL GROUP BY 1) f
     WHERE s.session_id = f.session_id AND (s.agent_id IS NULL OR s.agent_id = f.from_agent)";
 
+/// Descendants of one adopting span (`$1` trace, `$2` span, starting between `$3` and `$8` µs) and
+/// what each still needs, per field: a path stops giving a field at the first span that has its own.
+const ADOPT_SQL: &str = "
+    INSERT INTO inherit_stage SELECT * FROM (
+    WITH RECURSIVE d(span_id, wa, ws, wt, depth) AS (
+        SELECT s.span_id,
+               $4::VARCHAR IS NOT NULL AND s.agent_id IS NOT DISTINCT FROM s.service_name,
+               $6::VARCHAR IS NOT NULL AND s.session_id IS NOT DISTINCT FROM s.trace_id,
+               $7::VARCHAR IS NOT NULL AND s.task_id IS NULL,
+               1
+        FROM spans s
+        WHERE s.trace_id = $1 AND s.parent_span_id = $2
+          AND s.time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)
+        UNION ALL
+        SELECT s.span_id,
+               d.wa AND s.agent_id IS NOT DISTINCT FROM s.service_name,
+               d.ws AND s.session_id IS NOT DISTINCT FROM s.trace_id,
+               d.wt AND s.task_id IS NULL,
+               d.depth + 1
+        FROM spans s JOIN d ON s.parent_span_id = d.span_id
+        WHERE s.trace_id = $1 AND s.time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)
+          AND d.depth < 128
+          AND (d.wa OR d.ws OR d.wt)
+    ),
+    want AS (
+        SELECT span_id, bool_or(wa) AS wa, bool_or(ws) AS ws, bool_or(wt) AS wt
+        FROM d WHERE wa OR ws OR wt GROUP BY span_id
+    )
+    SELECT $1::VARCHAR, w.span_id,
+           CASE WHEN w.wa THEN $4::VARCHAR END, CASE WHEN w.wa THEN $5::VARCHAR END,
+           CASE WHEN w.ws THEN $6::VARCHAR END, CASE WHEN w.wt THEN $7::VARCHAR END,
+           any_value(s.agent_id), any_value(s.session_id)
+    FROM want w JOIN spans s ON s.trace_id = $1 AND s.span_id = w.span_id
+        AND s.time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)
+    GROUP BY ALL)";
+
 /// Apply `fixups` inside the caller's transaction.
 pub fn apply(conn: &Connection, stage: &mut Appender<'_>, fixups: &[&Fixup]) -> Result<(), duckdb::Error> {
     if fixups.is_empty() {
@@ -78,7 +123,31 @@ pub fn apply(conn: &Connection, stage: &mut Appender<'_>, fixups: &[&Fixup]) -> 
     }
     stage.flush()?;
     // Span rows start before their call ends: one hour of slack for the spans' start times.
-    let since = since.saturating_sub(3_600_000_000);
+    apply_staged(conn, since.saturating_sub(3_600_000_000))
+}
+
+/// Apply `adopts` inside the caller's transaction (after `apply`), one at a time (two adopting
+/// spans of one trace never stage a row twice); returns the rows changed.
+pub fn adopt(conn: &Connection, adopts: &[&Adopt]) -> Result<usize, duckdb::Error> {
+    let mut rows = 0;
+    for a in adopts {
+        // A minute of slack either side for clocks of different services.
+        let (from, to) = (a.start_us.saturating_sub(SKEW_US), a.end_us.max(a.start_us).saturating_add(SKEW_US));
+        let staged = conn.execute(
+            ADOPT_SQL,
+            params![a.trace_id, a.span_id, from, a.agent_id, a.agent_name, a.session_id, a.task_id, to],
+        )?;
+        if staged > 0 {
+            rows += staged;
+            apply_staged(conn, from)?;
+        }
+    }
+    Ok(rows)
+}
+
+/// The staged rows (stored at or after `since`, µs) take their new values; the rollup and the
+/// sessions' agents follow; the stage is emptied.
+fn apply_staged(conn: &Connection, since: i64) -> Result<(), duckdb::Error> {
     conn.execute(&rollup_sql(-1), params![since])?;
     for table in ["model_calls", "tool_calls", "spans"] {
         conn.execute(&update_sql(table), params![since])?;

@@ -432,6 +432,11 @@ fn append_items(
     sums.apply(conn, &mut app.cost_stage)?;
     let fixes: Vec<_> = items.iter().flat_map(|(_, b)| b.fixups.iter()).collect();
     fixups::apply(conn, &mut app.inherit_stage, &fixes)?;
+    let adopts: Vec<_> = items.iter().flat_map(|(_, b)| b.adopts.iter()).collect();
+    let adopted = fixups::adopt(conn, &adopts)?;
+    if adopted > 0 {
+        tracing::debug!(adopted, spans = adopts.len(), "stored rows joined to an ancestor that arrived later");
+    }
     session_state::apply(conn, &mut app.transitions, &mut app.state_stage, &updates)?;
     crate::tasks::store::upsert_links(conn, &task_links)?;
     if let Some((pos, _)) = items.iter().rev().find_map(|(p, _)| *p) {
