@@ -409,10 +409,8 @@ impl Entry {
 /// carry; resource attributes are shared) and as much again for the messages' JSON, which is
 /// made on first use and kept with the entry.
 fn retained_bytes(b: &Batch, messages: u64) -> u64 {
-    let text = b.spans.iter().map(|s| s.attributes.len() + s.events.as_ref().map_or(0, String::len)).sum::<usize>()
-        + b.logs.iter().map(|l| l.attributes.len() + l.body.as_ref().map_or(0, String::len)).sum::<usize>()
-        + b.points.iter().map(|p| p.attributes.len()).sum::<usize>();
-    (crate::pipeline::batch_bytes(b) + text as u64).saturating_mul(2) + messages * 64
+    // The rows (text included) plus their JSON, made once and kept with them.
+    crate::pipeline::batch_bytes(b).saturating_mul(2) + messages * 64
 }
 
 #[cfg(test)]

@@ -71,14 +71,29 @@ pub struct Handoff {
     pub dropped: Arc<AtomicU64>,
 }
 
-/// Rough size of a mapped batch in memory (for the hand-off bound).
+/// Size of a mapped batch in memory (for the hand-off and transaction bounds): a fixed part per
+/// row (ids, context strings, numbers) plus the text each row carries. The text is counted, not
+/// estimated: a span's attributes can be 200 bytes or 200 KB, and a bound on an estimate lets
+/// prompt-heavy traffic hold several times the memory it names.
 pub fn batch_bytes(b: &Batch) -> u64 {
-    (b.spans.len() * 1400
-        + b.logs.len() * 900
-        + b.points.len() * 500
-        + b.model_calls.len() * 300
-        + b.tool_calls.len() * 200) as u64
-        + 256
+    let fixed = b.spans.len() * 600
+        + b.logs.len() * 500
+        + b.points.len() * 400
+        + b.model_calls.len() * 400
+        + b.tool_calls.len() * 300
+        + 256;
+    let text = b
+        .spans
+        .iter()
+        .map(|s| s.attributes.len() + s.name.len() + opt_len(&s.events) + opt_len(&s.links))
+        .sum::<usize>()
+        + b.logs.iter().map(|l| l.attributes.len() + opt_len(&l.body)).sum::<usize>()
+        + b.points.iter().map(|p| p.attributes.len()).sum::<usize>();
+    (fixed + text) as u64
+}
+
+fn opt_len(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, String::len)
 }
 
 impl Handoff {

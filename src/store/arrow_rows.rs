@@ -70,7 +70,9 @@ pub fn spans(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
     let mut attrs = StringBuilder::with_capacity(n, n * 512);
     let (mut res, mut events, mut links) = (s(n), s(n), s(n));
     let mut ctx = CtxCols::new(n);
+    let mut fallback = Int32Builder::with_capacity(n);
     for r in rows {
+        fallback.append_value(fallback_bits(&r.ctx));
         time.append_value(r.time_us);
         start.append_value(r.start_us);
         end.append_value(r.end_us);
@@ -114,7 +116,13 @@ pub fn spans(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
         ("links", Arc::new(links.finish())),
     ];
     cols.extend(ctx.finish(true));
+    cols.push(("fallback", Arc::new(fallback.finish())));
     batch(cols)
+}
+
+/// The `spans.fallback` bits: 1 agent only `service.name`, 2 session only the trace id, 4 no task.
+pub fn fallback_bits(c: &crate::model::records::Context) -> i32 {
+    i32::from(c.agent_fallback) | (i32::from(c.session_fallback) << 1) | (i32::from(c.task_id.is_none()) << 2)
 }
 
 pub fn logs(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {

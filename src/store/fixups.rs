@@ -9,9 +9,10 @@
 //!
 //! `adopt` does the same for `Batch::adopts`, spans whose descendants were stored before the
 //! pipeline's memory covered their trace (before a restart): it walks the stored `spans` down from
-//! the span (a recursive query, bounded in depth and by the span's start time) and stages every
-//! descendant still holding a fallback (agent = its service, session = its trace, no task) that no
-//! nearer ancestor gives a value of its own, then applies them the same way.
+//! the span (a recursive query, bounded in depth and by the span's start and end) and stages every
+//! descendant still holding a fallback (`spans.fallback`: agent only its service, session only its
+//! trace, no task) that no nearer span gives a value of its own, then applies them the same way.
+//! A span's fallback bits are cleared as its values are applied.
 
 use duckdb::{params, Appender, Connection};
 
@@ -48,8 +49,17 @@ fn rollup_sql(sign: i64) -> String {
 }
 
 fn update_sql(table: &str) -> String {
+    // Spans keep which of their values are still fallbacks: a value applied is one no longer.
+    let fallback = if table == "spans" {
+        "fallback = (CASE WHEN f.agent_id IS NULL THEN m.fallback & 1 ELSE 0 END)
+                 | (CASE WHEN f.session_id IS NULL THEN m.fallback & 2 ELSE 0 END)
+                 | (CASE WHEN f.task_id IS NULL THEN m.fallback & 4 ELSE 0 END),"
+    } else {
+        ""
+    };
     format!(
         "UPDATE {table} AS m SET
+            {fallback}
             agent_id = coalesce(f.agent_id, m.agent_id),
             agent_name = CASE WHEN f.agent_id IS NULL THEN m.agent_name ELSE f.agent_name END,
             session_id = coalesce(f.session_id, m.session_id),
@@ -72,18 +82,18 @@ const ADOPT_SQL: &str = "
     INSERT INTO inherit_stage SELECT * FROM (
     WITH RECURSIVE d(span_id, wa, ws, wt, depth) AS (
         SELECT s.span_id,
-               $4::VARCHAR IS NOT NULL AND s.agent_id IS NOT DISTINCT FROM s.service_name,
-               $6::VARCHAR IS NOT NULL AND s.session_id IS NOT DISTINCT FROM s.trace_id,
-               $7::VARCHAR IS NOT NULL AND s.task_id IS NULL,
+               $4::VARCHAR IS NOT NULL AND (s.fallback & 1) <> 0,
+               $6::VARCHAR IS NOT NULL AND (s.fallback & 2) <> 0,
+               $7::VARCHAR IS NOT NULL AND (s.fallback & 4) <> 0,
                1
         FROM spans s
         WHERE s.trace_id = $1 AND s.parent_span_id = $2
           AND s.time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)
         UNION ALL
         SELECT s.span_id,
-               d.wa AND s.agent_id IS NOT DISTINCT FROM s.service_name,
-               d.ws AND s.session_id IS NOT DISTINCT FROM s.trace_id,
-               d.wt AND s.task_id IS NULL,
+               d.wa AND (s.fallback & 1) <> 0,
+               d.ws AND (s.fallback & 2) <> 0,
+               d.wt AND (s.fallback & 4) <> 0,
                d.depth + 1
         FROM spans s JOIN d ON s.parent_span_id = d.span_id
         WHERE s.trace_id = $1 AND s.time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)

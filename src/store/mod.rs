@@ -307,7 +307,9 @@ impl Store {
             fail_commits: AtomicU32::new(0),
         });
 
-        let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(64);
+        // Record batches (one export each, up to megabytes) waiting for the writer: when DuckDB
+        // falls behind the pipeline waits here, and the records behind it wait in the log.
+        let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(16);
         let wcfg = WriterConfig {
             max_txn_rows: cfg.commit_max_rows.max(1),
             max_txn_bytes: (cfg.handoff_bytes / 2).max(1 << 20),

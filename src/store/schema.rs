@@ -18,6 +18,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (9, "tasks", include_str!("schema/0009_tasks.sql")),
     (10, "alerts", include_str!("schema/0010_alerts.sql")),
     (11, "billing", include_str!("schema/0011_billing.sql")),
+    (12, "span_fallback", include_str!("schema/0012_span_fallback.sql")),
 ];
 
 /// Bring the database up to the newest schema; returns the version now in force.

@@ -114,6 +114,7 @@ const SPAN_COLS: &[&str] = &[
     "task_id",
     "agent_name",
     "run_id",
+    "fallback",
 ];
 const LOG_COLS: &[&str] = &[
     "time",
