@@ -54,6 +54,10 @@ pub struct Metrics {
     pub queries: AtomicU64,
     /// Records DuckDB refused as data and the writer quarantined.
     pub quarantined: AtomicU64,
+    /// Late ancestor spans whose stored descendants the writer looked up (`store::fixups::adopt`).
+    pub adopt_lookups: AtomicU64,
+    /// ... and those skipped because the lookups' share of the writer's time was spent.
+    pub adopt_skipped: AtomicU64,
 }
 
 /// Why a whole request was refused (index into `Metrics::refused`).
@@ -171,6 +175,18 @@ impl Metrics {
             writeln!(o, "# HELP agent_console_quarantined_total Records DuckDB refused as data (table quarantine).");
         let _ = writeln!(o, "# TYPE agent_console_quarantined_total counter");
         let _ = writeln!(o, "agent_console_quarantined_total {}", self.quarantined.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP agent_console_adopt_lookups_total Late ancestor spans looked up among the stored spans."
+        );
+        let _ = writeln!(o, "# TYPE agent_console_adopt_lookups_total counter");
+        let _ = writeln!(o, "agent_console_adopt_lookups_total {}", self.adopt_lookups.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP agent_console_adopt_skipped_total Late ancestor lookups skipped (their share of writer time spent)."
+        );
+        let _ = writeln!(o, "# TYPE agent_console_adopt_skipped_total counter");
+        let _ = writeln!(o, "agent_console_adopt_skipped_total {}", self.adopt_skipped.load(Relaxed));
         if let Some(log) = log {
             log.render(&mut o);
         }

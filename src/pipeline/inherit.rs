@@ -15,9 +15,12 @@
 //!
 //! The memory is not persisted, and it forgets the oldest traces. Rows stored before it covered
 //! a trace (before a restart, or in a trace it forgot) are reached the other way: a span that
-//! names an agent / session / task and started before the memory's `horizon` (the process start,
-//! raised to the newest span of each forgotten trace) becomes an `Adopt`, and the writer walks its
-//! descendants in the stored `spans` (`store::fixups::adopt`, at most `MAX_ADOPTS` per batch).
+//! names an agent / session / task becomes an `Adopt` when its trace may have rows the memory does
+//! not hold: it started before the process (the `horizon`), or its trace was forgotten (a bounded
+//! set of forgotten trace ids; one dropped from that set raises the horizon to its newest span).
+//! The writer then walks its descendants in the stored `spans` (`store::fixups::adopt`, at most
+//! `MAX_ADOPTS` per batch). A trace this process never saw cannot have rows stored after its start,
+//! so new traces never cost a lookup (each is a scan of the stored spans in a time window).
 
 use std::collections::{HashMap, VecDeque};
 
@@ -33,6 +36,8 @@ const ADOPTS_PER_SEC: f64 = 50.0;
 const ADOPT_BURST: f64 = 500.0;
 /// Default bound on remembered spans (a few hundred bytes each: about 60 MB at most).
 pub const DEFAULT_MAX_NODES: usize = 200_000;
+/// Forgotten trace ids remembered (about 100 bytes each: 6.5 MB at most).
+const MAX_FORGOTTEN: usize = 65_536;
 
 /// What a span carries of its own.
 #[derive(Debug, Clone, Default)]
@@ -83,6 +88,10 @@ pub struct Inherit {
     max_nodes: usize,
     /// Spans that started before this may have descendants stored outside the memory.
     horizon_us: i64,
+    /// Traces forgotten (with their newest span), oldest first: their spans may have stored
+    /// descendants the memory no longer holds.
+    forgotten: HashMap<String, i64>,
+    forgotten_order: VecDeque<String>,
     /// Adopts not made because of the bounds above (for logs and tests).
     pub adopts_skipped: u64,
     adopt_tokens: f64,
@@ -153,6 +162,8 @@ impl Inherit {
             nodes: 0,
             max_nodes: max_nodes.max(1),
             horizon_us,
+            forgotten: HashMap::new(),
+            forgotten_order: VecDeque::new(),
             adopts_skipped: 0,
             adopt_tokens: ADOPT_BURST,
             adopt_refill: std::time::Instant::now(),
@@ -236,7 +247,16 @@ impl Inherit {
             if let Some(t) = self.traces.remove(&old) {
                 self.nodes -= t.nodes.len();
                 // A parent of its spans arriving later must now look for them in the store.
-                self.horizon_us = self.horizon_us.max(t.newest_us.saturating_add(1));
+                if self.forgotten.insert(old.clone(), t.newest_us).is_none() {
+                    self.forgotten_order.push_back(old);
+                }
+                while self.forgotten.len() > MAX_FORGOTTEN {
+                    let Some(gone) = self.forgotten_order.pop_front() else { break };
+                    if let Some(newest) = self.forgotten.remove(&gone) {
+                        // No longer known by id: every span older than its newest may adopt.
+                        self.horizon_us = self.horizon_us.max(newest.saturating_add(1));
+                    }
+                }
             }
         }
     }
@@ -268,7 +288,7 @@ impl Inherit {
             let mut node = own(&s.ctx);
             node.parent = s.parent_span_id.clone();
             t.newest_us = t.newest_us.max(s.start_us);
-            if s.start_us < self.horizon_us {
+            if s.start_us < self.horizon_us || self.forgotten.contains_key(&s.trace_id) {
                 if let Some(a) = adopt(s, &node) {
                     if adopts.len() < MAX_ADOPTS && self.adopt_tokens >= 1.0 {
                         self.adopt_tokens -= 1.0;
@@ -632,7 +652,7 @@ mod tests {
     }
 
     #[test]
-    fn forgetting_a_trace_raises_the_horizon() {
+    fn a_forgotten_trace_looks_in_the_store_and_a_new_one_does_not() {
         let mut inh = Inherit::with_horizon(2, 0);
         let mut first =
             Batch { spans: vec![agent_span("old", "x", 500), agent_span("old", "y", 700)], ..Default::default() };
@@ -648,6 +668,27 @@ mod tests {
         inh.apply(&mut late);
         assert_eq!(late.adopts.len(), 1);
         assert_eq!(late.adopts[0].span_id, "root");
+        // A trace never seen has nothing stored since the process began, however old its spans.
+        let mut unseen = Batch { spans: vec![agent_span("never-seen", "r", 100)], ..Default::default() };
+        inh.apply(&mut unseen);
+        assert!(unseen.adopts.is_empty(), "{:?}", unseen.adopts);
+    }
+
+    #[test]
+    fn forgotten_ids_are_bounded_and_dropping_one_raises_the_horizon() {
+        let mut inh = Inherit::with_horizon(1, 0);
+        for i in 0..=MAX_FORGOTTEN + 1 {
+            let mut b =
+                Batch { spans: vec![agent_span(&format!("t{i}"), "a", 1_000 + i as i64)], ..Default::default() };
+            inh.apply(&mut b);
+        }
+        assert_eq!(inh.forgotten.len(), MAX_FORGOTTEN);
+        assert_eq!(inh.forgotten_order.len(), MAX_FORGOTTEN);
+        // "t0" was dropped from the set: spans up to its newest (1,000) now adopt in any trace.
+        assert_eq!(inh.horizon_us, 1_001);
+        let mut b = Batch { spans: vec![agent_span("other", "r", 1_000)], ..Default::default() };
+        inh.apply(&mut b);
+        assert_eq!(b.adopts.len(), 1);
     }
 
     #[test]

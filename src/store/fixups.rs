@@ -80,25 +80,25 @@ const SESSION_AGENT: &str = "
 /// what each still needs, per field: a path stops giving a field at the first span that has its own.
 const ADOPT_SQL: &str = "
     INSERT INTO inherit_stage SELECT * FROM (
-    WITH RECURSIVE d(span_id, wa, ws, wt, depth) AS (
-        SELECT s.span_id,
-               $4::VARCHAR IS NOT NULL AND (s.fallback & 1) <> 0,
-               $6::VARCHAR IS NOT NULL AND (s.fallback & 2) <> 0,
-               $7::VARCHAR IS NOT NULL AND (s.fallback & 4) <> 0,
+    WITH RECURSIVE t AS MATERIALIZED (
+        SELECT span_id, parent_span_id, fallback, agent_id, session_id FROM spans
+        WHERE trace_id = $1 AND time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)
+    ),
+    d(span_id, wa, ws, wt, depth) AS (
+        SELECT t.span_id,
+               $4::VARCHAR IS NOT NULL AND (t.fallback & 1) <> 0,
+               $6::VARCHAR IS NOT NULL AND (t.fallback & 2) <> 0,
+               $7::VARCHAR IS NOT NULL AND (t.fallback & 4) <> 0,
                1
-        FROM spans s
-        WHERE s.trace_id = $1 AND s.parent_span_id = $2
-          AND s.time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)
+        FROM t WHERE t.parent_span_id = $2
         UNION ALL
-        SELECT s.span_id,
-               d.wa AND (s.fallback & 1) <> 0,
-               d.ws AND (s.fallback & 2) <> 0,
-               d.wt AND (s.fallback & 4) <> 0,
+        SELECT t.span_id,
+               d.wa AND (t.fallback & 1) <> 0,
+               d.ws AND (t.fallback & 2) <> 0,
+               d.wt AND (t.fallback & 4) <> 0,
                d.depth + 1
-        FROM spans s JOIN d ON s.parent_span_id = d.span_id
-        WHERE s.trace_id = $1 AND s.time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)
-          AND d.depth < 128
-          AND (d.wa OR d.ws OR d.wt)
+        FROM t JOIN d ON t.parent_span_id = d.span_id
+        WHERE d.depth < 128 AND (d.wa OR d.ws OR d.wt)
     ),
     want AS (
         SELECT span_id, bool_or(wa) AS wa, bool_or(ws) AS ws, bool_or(wt) AS wt
@@ -107,10 +107,48 @@ const ADOPT_SQL: &str = "
     SELECT $1::VARCHAR, w.span_id,
            CASE WHEN w.wa THEN $4::VARCHAR END, CASE WHEN w.wa THEN $5::VARCHAR END,
            CASE WHEN w.ws THEN $6::VARCHAR END, CASE WHEN w.wt THEN $7::VARCHAR END,
-           any_value(s.agent_id), any_value(s.session_id)
-    FROM want w JOIN spans s ON s.trace_id = $1 AND s.span_id = w.span_id
-        AND s.time BETWEEN make_timestamp($3::BIGINT) AND make_timestamp($8::BIGINT)
+           any_value(t.agent_id), any_value(t.session_id)
+    FROM want w JOIN t ON t.span_id = w.span_id
     GROUP BY ALL)";
+
+/// The writer time adopt lookups may take: each scans the stored spans of a time window, which
+/// costs more the faster spans arrive, so they get `SHARE` of the writer's wall time (at most
+/// `BURST` seconds at once, e.g. the replay after a restart); past it they are skipped (counted).
+#[derive(Debug)]
+pub struct AdoptBudget {
+    secs: f64,
+    last: std::time::Instant,
+    /// Adopts not looked up because the budget was spent.
+    pub skipped: u64,
+    /// Adopts looked up.
+    pub looked_up: u64,
+}
+
+impl AdoptBudget {
+    const SHARE: f64 = 0.1;
+    const BURST: f64 = 2.0;
+
+    pub fn new() -> Self {
+        Self { secs: Self::BURST, last: std::time::Instant::now(), skipped: 0, looked_up: 0 }
+    }
+
+    /// A budget with `secs` left (tests: a negative one stays spent for a while).
+    pub fn with_secs(secs: f64) -> Self {
+        Self { secs, last: std::time::Instant::now(), skipped: 0, looked_up: 0 }
+    }
+
+    fn refill(&mut self) {
+        let now = std::time::Instant::now();
+        self.secs = (self.secs + now.duration_since(self.last).as_secs_f64() * Self::SHARE).min(Self::BURST);
+        self.last = now;
+    }
+}
+
+impl Default for AdoptBudget {
+    fn default() -> Self {
+        Self::new()
+    }
+}
 
 /// Apply `fixups` inside the caller's transaction.
 pub fn apply(conn: &Connection, stage: &mut Appender<'_>, fixups: &[&Fixup]) -> Result<(), duckdb::Error> {
@@ -137,10 +175,17 @@ pub fn apply(conn: &Connection, stage: &mut Appender<'_>, fixups: &[&Fixup]) -> 
 }
 
 /// Apply `adopts` inside the caller's transaction (after `apply`), one at a time (two adopting
-/// spans of one trace never stage a row twice); returns the rows changed.
-pub fn adopt(conn: &Connection, adopts: &[&Adopt]) -> Result<usize, duckdb::Error> {
+/// spans of one trace never stage a row twice), while `budget` lasts; returns the rows changed.
+pub fn adopt(conn: &Connection, adopts: &[&Adopt], budget: &mut AdoptBudget) -> Result<usize, duckdb::Error> {
     let mut rows = 0;
+    budget.refill();
     for a in adopts {
+        if budget.secs <= 0.0 {
+            budget.skipped += 1;
+            continue;
+        }
+        let started = std::time::Instant::now();
+        budget.looked_up += 1;
         // A minute of slack either side for clocks of different services.
         let (from, to) = (a.start_us.saturating_sub(SKEW_US), a.end_us.max(a.start_us).saturating_add(SKEW_US));
         let staged = conn.execute(
@@ -151,6 +196,7 @@ pub fn adopt(conn: &Connection, adopts: &[&Adopt]) -> Result<usize, duckdb::Erro
             rows += staged;
             apply_staged(conn, from)?;
         }
+        budget.secs -= started.elapsed().as_secs_f64();
     }
     Ok(rows)
 }
@@ -167,4 +213,76 @@ fn apply_staged(conn: &Connection, since: i64) -> Result<(), duckdb::Error> {
     conn.execute_batch(SESSION_AGENT)?;
     conn.execute_batch("DELETE FROM inherit_stage")?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn db() -> Connection {
+        let c = Connection::open_in_memory().expect("db");
+        crate::store::schema::migrate(&c).expect("migrate");
+        c.execute_batch(STAGE_DDL).expect("stage");
+        // A chain a -> b -> c stored with fallback values; b names its own agent.
+        c.execute_batch(
+            "INSERT INTO spans (time, trace_id, span_id, parent_span_id, start_time, end_time, agent_id, session_id, fallback)
+             VALUES (make_timestamp(1000000), 't', 'b', 'a', make_timestamp(1000000), make_timestamp(2000000), 'coder', 't', 2),
+                    (make_timestamp(1100000), 't', 'c', 'b', make_timestamp(1100000), make_timestamp(1200000), 'svc', 't', 3),
+                    (make_timestamp(1100000), 'u', 'c', 'b', make_timestamp(1100000), make_timestamp(1200000), 'svc', 'u', 3)",
+        )
+        .expect("rows");
+        c
+    }
+
+    fn a() -> Adopt {
+        Adopt {
+            trace_id: "t".into(),
+            span_id: "a".into(),
+            agent_id: Some("researcher".into()),
+            agent_name: Some("Researcher".into()),
+            session_id: Some("s-1".into()),
+            task_id: None,
+            start_us: 900_000,
+            end_us: 3_000_000,
+        }
+    }
+
+    fn rows(c: &Connection) -> Vec<(String, String, String, i32)> {
+        let mut st = c
+            .prepare("SELECT trace_id || '/' || span_id, agent_id, session_id, fallback FROM spans ORDER BY 1")
+            .expect("prepare");
+        st.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+    }
+
+    #[test]
+    fn adopt_walks_the_stored_descendants_of_its_trace_only() {
+        let c = db();
+        let mut budget = AdoptBudget::new();
+        assert_eq!(adopt(&c, &[&a()], &mut budget).expect("adopt"), 2);
+        assert_eq!((budget.looked_up, budget.skipped), (1, 0));
+        // b keeps its own agent and takes the session; c keeps its fallback agent (b, nearer, has
+        // one of its own: the path stops giving the agent there) and takes the session; the other
+        // trace is untouched.
+        assert_eq!(
+            rows(&c),
+            vec![
+                ("t/b".into(), "coder".into(), "s-1".into(), 0),
+                ("t/c".into(), "svc".into(), "s-1".into(), 1),
+                ("u/c".into(), "svc".into(), "u".into(), 3),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_spent_budget_skips_the_lookups() {
+        let c = db();
+        let mut budget = AdoptBudget::with_secs(-10.0);
+        let (x, y) = (a(), a());
+        assert_eq!(adopt(&c, &[&x, &y], &mut budget).expect("adopt"), 0);
+        assert_eq!((budget.looked_up, budget.skipped), (0, 2));
+        assert_eq!(rows(&c)[1], ("t/c".into(), "svc".into(), "t".into(), 3));
+    }
 }

@@ -381,6 +381,7 @@ fn append_items(
     items: &[Item],
     sessions_cache: &SeenCache,
     agents_cache: &SeenCache,
+    adopt_budget: &mut fixups::AdoptBudget,
 ) -> Result<(Vec<Seen>, Vec<Seen>), StoreError> {
     let mut sessions: HashMap<String, Seen> = HashMap::new();
     let mut agents: HashMap<String, Seen> = HashMap::new();
@@ -434,7 +435,11 @@ fn append_items(
     let fixes: Vec<_> = items.iter().flat_map(|(_, b)| b.fixups.iter()).collect();
     fixups::apply(conn, &mut app.inherit_stage, &fixes)?;
     let adopts: Vec<_> = items.iter().flat_map(|(_, b)| b.adopts.iter()).collect();
-    let adopted = fixups::adopt(conn, &adopts)?;
+    let skipped = adopt_budget.skipped;
+    let adopted = fixups::adopt(conn, &adopts, adopt_budget)?;
+    if adopt_budget.skipped > skipped {
+        tracing::debug!(skipped = adopt_budget.skipped - skipped, "adopt lookups skipped: their time budget is spent");
+    }
     if adopted > 0 {
         tracing::debug!(adopted, spans = adopts.len(), "stored rows joined to an ancestor that arrived later");
     }
@@ -467,6 +472,7 @@ struct Writer<'c> {
     /// Log bytes committed at the last checkpoint.
     checkpointed_bytes: u64,
     committed: (u64, u64),
+    adopt_budget: fixups::AdoptBudget,
 }
 
 impl<'c> Writer<'c> {
@@ -480,7 +486,7 @@ impl<'c> Writer<'c> {
             return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
         }
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        match append_items(self.conn, app, items, &self.sessions_cache, &self.agents_cache) {
+        match append_items(self.conn, app, items, &self.sessions_cache, &self.agents_cache, &mut self.adopt_budget) {
             Ok((sessions, agents)) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => {
                     self.sessions_cache.remember(&sessions);
@@ -526,6 +532,8 @@ impl<'c> Writer<'c> {
         match result {
             Ok(()) => {
                 self.shared.health.ok();
+                self.metrics.adopt_lookups.store(self.adopt_budget.looked_up, Ordering::Relaxed);
+                self.metrics.adopt_skipped.store(self.adopt_budget.skipped, Ordering::Relaxed);
                 self.committed_through(&pending.items);
                 tracing::debug!(
                     records = pending.items.len(),
@@ -691,6 +699,7 @@ pub fn run(
         dirty: false,
         checkpointed_bytes: start.1,
         committed: start,
+        adopt_budget: fixups::AdoptBudget::new(),
     };
     loop {
         let wait = match w.pending.since {
