@@ -101,6 +101,11 @@ pub struct ServeArgs {
     /// beyond it exports are refused with 503 / UNAVAILABLE until DuckDB catches up.
     #[arg(long, env = "AGENT_CONSOLE_INGEST_LOG_MAX_PENDING_MIB", default_value_t = 1024)]
     pub ingest_log_max_pending_mib: u64,
+    /// Mapped rows the log may hand to the pipeline in memory, in MiB. Past half of it exports
+    /// wait (up to 1 s) for the pipeline before they are mapped; past all of it records are read
+    /// back from the log and mapped again.
+    #[arg(long, env = "AGENT_CONSOLE_PIPELINE_HANDOFF_MIB", default_value_t = 64)]
+    pub pipeline_handoff_mib: u64,
     /// Start even when a record in the middle of the ingest log is damaged, skipping it (its
     /// data is lost; every skipped position is logged). Without it the collector refuses to start.
     #[arg(long, env = "AGENT_CONSOLE_INGEST_LOG_SKIP_DAMAGED", default_value_t = false)]
@@ -328,7 +333,7 @@ impl ServeArgs {
             memory_limit: self.duckdb_memory_limit.clone(),
             threads: self.duckdb_threads.max(1),
             log,
-            handoff_bytes: 64 << 20,
+            handoff_bytes: (self.pipeline_handoff_mib << 20).max(1 << 20),
             commit_max_rows: self.max_batch_rows.max(1),
             commit_max_delay: Duration::from_millis(self.commit_max_delay_ms.max(1)),
             checkpoint_bytes: 512 << 20,
@@ -369,6 +374,7 @@ fn unreachable_defaults() -> ServeArgs {
         queue_wait_ms: 500,
         ingest_log_segment_mib: 128,
         ingest_log_max_pending_mib: 1024,
+        pipeline_handoff_mib: 64,
         ingest_log_skip_damaged: false,
         max_batch_rows: 100_000,
         commit_max_delay_ms: 250,

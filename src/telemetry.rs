@@ -58,6 +58,9 @@ pub struct Metrics {
     pub adopt_lookups: AtomicU64,
     /// ... and those skipped because the lookups' share of the writer's time was spent.
     pub adopt_skipped: AtomicU64,
+    /// Exports that waited for a pipeline behind (`receiver::ingest` pacing), and for how long.
+    paced: AtomicU64,
+    paced_us: AtomicU64,
 }
 
 /// Why a whole request was refused (index into `Metrics::refused`).
@@ -78,6 +81,11 @@ impl Metrics {
     pub fn refused(&self, s: Signal, why: Refusal) {
         self.requests[s.idx()].fetch_add(1, Relaxed);
         self.refused[s.idx()][why as usize].fetch_add(1, Relaxed);
+    }
+
+    pub fn paced(&self, waited: Duration) {
+        self.paced.fetch_add(1, Relaxed);
+        self.paced_us.fetch_add(waited.as_micros() as u64, Relaxed);
     }
 
     pub fn observe_commit(&self, d: Duration, rows: u64, ok: bool) {
@@ -187,6 +195,15 @@ impl Metrics {
         );
         let _ = writeln!(o, "# TYPE agent_console_adopt_skipped_total counter");
         let _ = writeln!(o, "agent_console_adopt_skipped_total {}", self.adopt_skipped.load(Relaxed));
+        let _ = writeln!(
+            o,
+            "# HELP agent_console_paced_requests_total Exports that waited for the pipeline to catch up before mapping."
+        );
+        let _ = writeln!(o, "# TYPE agent_console_paced_requests_total counter");
+        let _ = writeln!(o, "agent_console_paced_requests_total {}", self.paced.load(Relaxed));
+        let _ = writeln!(o, "# HELP agent_console_paced_seconds_total Time exports spent waiting so.");
+        let _ = writeln!(o, "# TYPE agent_console_paced_seconds_total counter");
+        let _ = writeln!(o, "agent_console_paced_seconds_total {}", self.paced_us.load(Relaxed) as f64 / 1e6);
         if let Some(log) = log {
             log.render(&mut o);
         }

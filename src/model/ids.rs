@@ -16,6 +16,17 @@ pub enum IdError {
     SpanIdZero,
 }
 
+/// Lower-case hex of `bytes` (ids are hexed for every span: a table, no per-char iterator).
+pub fn hex_lower(bytes: &[u8]) -> String {
+    const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    let mut out = String::with_capacity(bytes.len() * 2);
+    for b in bytes {
+        out.push(char::from(DIGITS[usize::from(b >> 4)]));
+        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    }
+    out
+}
+
 /// A W3C trace id (16 bytes, never all zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceId(pub [u8; 16]);
@@ -41,7 +52,7 @@ impl TraceId {
         Self::parse(bytes).map(Some)
     }
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        hex_lower(&self.0)
     }
 }
 
@@ -60,7 +71,7 @@ impl SpanId {
         Self::parse(bytes).map(Some)
     }
     pub fn to_hex(&self) -> String {
-        hex::encode(self.0)
+        hex_lower(&self.0)
     }
 }
 
@@ -108,6 +119,13 @@ string_id!(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn hex_matches_the_hex_crate() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(super::hex_lower(&bytes), hex::encode(&bytes));
+        assert_eq!(super::hex_lower(&[]), "");
+    }
+
     use super::*;
 
     #[test]

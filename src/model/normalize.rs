@@ -654,9 +654,9 @@ fn span_links_json(span: &Span) -> String {
             out.push(',');
         }
         out.push_str("{\"trace_id\":");
-        attrs::write_json_str(&hex::encode(&l.trace_id), &mut out);
+        attrs::write_json_str(&super::ids::hex_lower(&l.trace_id), &mut out);
         out.push_str(",\"span_id\":");
-        attrs::write_json_str(&hex::encode(&l.span_id), &mut out);
+        attrs::write_json_str(&super::ids::hex_lower(&l.span_id), &mut out);
         out.push_str(",\"attributes\":");
         out.push_str(&attrs::attrs_json(&l.attributes));
         out.push('}');

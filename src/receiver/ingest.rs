@@ -149,6 +149,11 @@ impl Default for IngestLimits {
     }
 }
 
+/// How long an export waits for a pipeline that is behind before it is mapped and logged anyway
+/// (the log then absorbs it, up to its cap), and how often it looks.
+const PACE_MAX_WAIT: Duration = Duration::from_secs(1);
+const PACE_STEP: Duration = Duration::from_millis(2);
+
 /// Memory a request will take while decoded and mapped: its bytes (raw + decoded) plus the rows
 /// it becomes (attributes as JSON, context per row).
 pub fn memory_estimate(wire_bytes: usize, records: u64) -> usize {
@@ -212,10 +217,27 @@ impl Ingest {
         outcomes.pop().ok_or_else(|| IngestError::Unavailable("no outcome".into()))
     }
 
+    /// Pacing: while the pipeline is behind, wait for it (up to `PACE_MAX_WAIT`) before mapping.
+    /// A record acknowledged past a full hand-off is mapped twice (here, and again when the
+    /// pipeline reads it back from the log), and on a busy box that CPU comes out of the DuckDB
+    /// writer's share: waiting keeps acknowledgements at the pace rows are stored. A burst still
+    /// goes to the log after the wait, so the log's cap, not this, is what refuses (503).
+    async fn pace(&self) {
+        if !self.store.behind() {
+            return;
+        }
+        let started = std::time::Instant::now();
+        while self.store.behind() && started.elapsed() < PACE_MAX_WAIT {
+            tokio::time::sleep(PACE_STEP).await;
+        }
+        self.metrics.paced(started.elapsed());
+    }
+
     /// Several payloads that belong together (one hook call: its log record and its tool span):
     /// one log record, so they are stored together or not at all and a retry never duplicates
     /// half of them.
     pub async fn export_all(&self, exports: Vec<Export>) -> Result<Vec<Outcome>, IngestError> {
+        self.pace().await;
         let received = (self.clock)();
         let mut merged = Batch::default();
         let mut outcomes = Vec::with_capacity(exports.len());

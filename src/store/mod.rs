@@ -172,6 +172,10 @@ pub struct StoreShared {
 #[derive(Clone)]
 pub struct Store {
     log: IngestLog<Batch>,
+    /// Bytes of mapped rows handed to the pipeline and not taken yet, and the level above which
+    /// the pipeline counts as behind (`behind`).
+    handoff_in_flight: Arc<AtomicU64>,
+    handoff_high: u64,
     to_writer: SyncSender<Msg>,
     pipeline: PipelineSender,
     pub shared: Arc<StoreShared>,
@@ -333,6 +337,7 @@ impl Store {
             }));
         let cursor = log.cursor(opened.start_pos, 0, cfg.log.skip_damaged);
         let clock_handle = clock.clone();
+        let handoff_in_flight = chans.in_flight.clone();
         let (prx, inflight, lstate) = (chans.rx, chans.in_flight, log.state.clone());
         let pipeline_thread = spawn("pipeline", move || pipeline::run(stages, prx, inflight, lstate, cursor))?;
 
@@ -341,6 +346,8 @@ impl Store {
         Ok((
             Store {
                 log,
+                handoff_in_flight,
+                handoff_high: cfg.handoff_bytes / 2,
                 to_writer,
                 pipeline: chans.sender,
                 shared,
@@ -360,6 +367,13 @@ impl Store {
     /// The collector clock session states are timed by (records carry it as their receive time).
     pub fn clock(&self) -> &crate::sessions::Clock {
         &self.clock
+    }
+
+    /// The pipeline is behind: its hand-off holds more than half of what it may. A record
+    /// acknowledged now would likely be dropped from the hand-off and mapped a second time when
+    /// the pipeline reads it back from the log (`receiver::ingest` waits a little instead).
+    pub fn behind(&self) -> bool {
+        self.handoff_in_flight.load(Ordering::Acquire) > self.handoff_high
     }
 
     /// Make one record durable (the acknowledgement); `batch` is what it maps to.
