@@ -338,7 +338,21 @@ impl Inherit {
                 t.waiting = waiting;
             }
         }
-        // 3. The batch's own rows.
+        // 3. The batch's own rows (most need nothing: nothing is cloned for them).
+        let wants = |ctx: &Context| {
+            let (a, s, t) = needs(ctx);
+            a || s || t
+        };
+        let calls_want =
+            batch.model_calls.iter().any(|c| wants(&c.ctx)) || batch.tool_calls.iter().any(|c| wants(&c.ctx));
+        let spans_want = batch.spans.iter().any(|s| wants(&s.ctx));
+        if !(calls_want || spans_want) {
+            self.evict();
+            let n = fixups.len();
+            batch.fixups.extend(fixups);
+            batch.adopts.extend(adopts);
+            return (0, n);
+        }
         let parents: HashMap<(String, String), Option<String>> =
             batch.spans.iter().map(|s| ((s.trace_id.clone(), s.span_id.clone()), s.parent_span_id.clone())).collect();
         let mut memo: HashMap<(String, String), Found> = HashMap::new();
@@ -347,11 +361,13 @@ impl Inherit {
         let rows = batch
             .model_calls
             .iter_mut()
+            .filter(|c| wants(&c.ctx))
             .filter_map(|c| Some((c.trace_id.clone()?, c.span_id.clone()?, c.time_us, &mut c.ctx)))
             .chain(
                 batch
                     .tool_calls
                     .iter_mut()
+                    .filter(|c| wants(&c.ctx))
                     .filter_map(|c| Some((c.trace_id.clone()?, c.span_id.clone()?, c.time_us, &mut c.ctx))),
             );
         for (trace, span, time_us, ctx) in rows {
@@ -376,7 +392,7 @@ impl Inherit {
                 ));
             }
         }
-        for s in batch.spans.iter_mut() {
+        for s in batch.spans.iter_mut().filter(|s| wants(&s.ctx)) {
             let (trace, span) = (s.trace_id.clone(), s.span_id.clone());
             let Some((_, f)) = self.resolve_row(&parents, &mut memo, &trace, &span, &s.ctx) else { continue };
             if fill(&mut s.ctx, &f) {

@@ -42,6 +42,10 @@ pub mod inherit;
 pub mod openclaw_runs;
 pub mod replay;
 
+/// Bytes of record batches the writer's queue may hold (besides its count bound): when DuckDB
+/// pauses (a commit, a checkpoint) the pipeline keeps publishing until this much is waiting.
+pub const WRITER_QUEUE_BYTES: u64 = 32 << 20;
+
 /// How often an idle pipeline checks the log for records it was not handed.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -192,6 +196,8 @@ pub struct Stages {
     last_tick_us: i64,
     hooks: Vec<CommitHook>,
     to_store: SyncSender<writer::Msg>,
+    /// Bytes queued for the writer (it subtracts what it receives, and zeroes it when it stops).
+    writer_queued: Arc<AtomicU64>,
 }
 
 impl Stages {
@@ -216,7 +222,14 @@ impl Stages {
             last_tick_us: i64::MIN / 2,
             hooks,
             to_store,
+            writer_queued: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    /// Count the writer's queue in this counter (shared with the writer).
+    pub fn with_writer_queue(mut self, queued: Arc<AtomicU64>) -> Self {
+        self.writer_queued = queued;
+        self
     }
 
     /// Start with the hook record ids DuckDB holds (`hook_records::HookRecords::load`).
@@ -329,7 +342,17 @@ impl Stages {
     }
 
     fn stage_store(&self, pos: Option<(u64, u64)>, batch: Arc<Batch>) -> Result<(), StoreError> {
-        self.to_store.send(writer::Msg::Batch { pos, batch }).map_err(|_| StoreError::Closed)
+        // Bounded in bytes too: a queue of 64 prompt-heavy batches would hold far more than 64
+        // small ones.
+        while self.writer_queued.load(Ordering::Acquire) > WRITER_QUEUE_BYTES {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let size = batch_bytes(&batch);
+        self.writer_queued.fetch_add(size, Ordering::AcqRel);
+        self.to_store.send(writer::Msg::Batch { pos, batch }).map_err(|_| {
+            self.writer_queued.store(0, Ordering::Release);
+            StoreError::Closed
+        })
     }
 
     /// Session changes that come from time or control, not from a record.

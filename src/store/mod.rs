@@ -166,6 +166,8 @@ pub struct StoreShared {
     /// Test hook: fail this many commits (as a full disk would).
     #[doc(hidden)]
     pub fail_commits: AtomicU32,
+    /// Bytes of record batches queued for the writer and not received yet (`pipeline::Stages`).
+    pub writer_queued: Arc<AtomicU64>,
 }
 
 /// Handle to the store. Clone freely.
@@ -309,11 +311,14 @@ impl Store {
             flush_target: AtomicU64::new(0),
             health: Health::default(),
             fail_commits: AtomicU32::new(0),
+            writer_queued: Arc::new(AtomicU64::new(0)),
         });
 
         // Record batches (one export each, up to megabytes) waiting for the writer: when DuckDB
-        // falls behind the pipeline waits here, and the records behind it wait in the log.
-        let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(16);
+        // falls behind the pipeline waits here, and the records behind it wait in the log. Bounded
+        // in count and in bytes (`pipeline::WRITER_QUEUE_BYTES`): room for a commit or a
+        // checkpoint's pause, so the pipeline (and the live stream it feeds) keeps moving.
+        let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(64);
         let wcfg = WriterConfig {
             max_txn_rows: cfg.commit_max_rows.max(1),
             max_txn_bytes: (cfg.handoff_bytes / 2).max(1 << 20),
@@ -326,6 +331,7 @@ impl Store {
         let writer = spawn("duckdb-writer", move || writer::run(conn, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
+            .with_writer_queue(shared.writer_queued.clone())
             .with_hook_records(hook_records)
             .with_imports(imports)
             .with_openclaw_runs(openclaw_runs)

@@ -676,6 +676,16 @@ pub fn create_staging(conn: &Connection) -> Result<(), duckdb::Error> {
 }
 
 /// Run the writer loop on the current thread until every sender is gone.
+/// Zeroes the queue's byte count when the writer stops, however it stops: the pipeline then finds
+/// the channel closed instead of waiting for room that never comes.
+struct QueueGuard(Arc<std::sync::atomic::AtomicU64>);
+
+impl Drop for QueueGuard {
+    fn drop(&mut self) {
+        self.0.store(0, Ordering::Release);
+    }
+}
+
 pub fn run(
     conn: Connection,
     rx: Receiver<Msg>,
@@ -684,6 +694,7 @@ pub fn run(
     metrics: Arc<Metrics>,
     start: (u64, u64),
 ) {
+    let _queue = QueueGuard(shared.writer_queued.clone());
     if let Err(e) = create_staging(&conn) {
         tracing::error!(error = %e, "writer: cannot create staging tables");
     }
@@ -712,7 +723,14 @@ pub fn run(
             Err(RecvTimeoutError::Timeout) => None,
         };
         match msg {
-            Some(Msg::Batch { pos, batch }) => w.pending.push(pos, batch),
+            Some(Msg::Batch { pos, batch }) => {
+                let size = crate::pipeline::batch_bytes(&batch);
+                let _ = w
+                    .shared
+                    .writer_queued
+                    .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(size)));
+                w.pending.push(pos, batch)
+            }
             Some(Msg::Flush) => w.commit_pending(),
             Some(Msg::Apply(f, ack)) => {
                 w.commit_pending();
