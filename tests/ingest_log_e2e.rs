@@ -481,11 +481,17 @@ async fn a_pipeline_behind_paces_exports_then_takes_them_and_loses_nothing() {
     }
     assert!(paced >= 2.0, "no export waited after {acked} exports");
     assert!(metric(&app, "agent_console_paced_seconds_total").await > 0.0);
+    // A hook call is not paced (an agent waits on it): still behind, it does not wait.
+    let hook = common::fixture("claude-code/hooks/01-SessionStart.json");
+    let r = post(&app, "/hooks/claude", "application/json", hook).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(metric(&app, "agent_console_paced_requests_total").await, paced);
     // DuckDB recovers: what was acknowledged while paced (and past the hand-off) is stored once.
     store.shared.fail_commits.store(0, Ordering::Release);
-    let n = app.scalar("SELECT count(*) FROM spans").await;
+    let ours = "service_name IN ('researcher', 'coder', 'reviewer', 'planner')";
+    let n = app.scalar(&format!("SELECT count(*) FROM spans WHERE {ours}")).await;
     assert_eq!(n, acked * SPANS_PER_REQUEST as u64);
-    let distinct = app.scalar("SELECT count(DISTINCT trace_id || span_id) FROM spans").await;
+    let distinct = app.scalar(&format!("SELECT count(DISTINCT trace_id || span_id) FROM spans WHERE {ours}")).await;
     assert_eq!(distinct, n);
     app.shutdown().await;
 }

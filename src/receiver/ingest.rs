@@ -211,8 +211,9 @@ impl Ingest {
         }
     }
 
-    /// Map, log and acknowledge one export.
+    /// Map, log and acknowledge one export (paced: see `pace`).
     pub async fn export(&self, export: Export) -> Result<Outcome, IngestError> {
+        self.pace().await;
         let mut outcomes = self.export_all(vec![export]).await?;
         outcomes.pop().ok_or_else(|| IngestError::Unavailable("no outcome".into()))
     }
@@ -221,7 +222,8 @@ impl Ingest {
     /// A record acknowledged past a full hand-off is mapped twice (here, and again when the
     /// pipeline reads it back from the log), and on a busy box that CPU comes out of the DuckDB
     /// writer's share: waiting keeps acknowledgements at the pace rows are stored. A burst still
-    /// goes to the log after the wait, so the log's cap, not this, is what refuses (503).
+    /// goes to the log after the wait, so the log's cap, not this, is what refuses (503). Hook
+    /// calls (`export_all`) are not paced: an agent waits on them, and they are a few rows.
     async fn pace(&self) {
         if !self.store.behind() {
             return;
@@ -237,7 +239,6 @@ impl Ingest {
     /// one log record, so they are stored together or not at all and a retry never duplicates
     /// half of them.
     pub async fn export_all(&self, exports: Vec<Export>) -> Result<Vec<Outcome>, IngestError> {
-        self.pace().await;
         let received = (self.clock)();
         let mut merged = Batch::default();
         let mut outcomes = Vec::with_capacity(exports.len());
