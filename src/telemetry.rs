@@ -176,34 +176,35 @@ impl Metrics {
         let _ = writeln!(o, "agent_console_commit_seconds_bucket{{le=\"+Inf\"}} {commits}");
         let _ = writeln!(o, "agent_console_commit_seconds_sum {}", self.commit_us_sum.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(o, "agent_console_commit_seconds_count {commits}");
-        let _ = writeln!(o, "# HELP agent_console_queries_total SQL queries run through the read API.");
-        let _ = writeln!(o, "# TYPE agent_console_queries_total counter");
-        let _ = writeln!(o, "agent_console_queries_total {}", self.queries.load(Relaxed));
-        let _ =
-            writeln!(o, "# HELP agent_console_quarantined_total Records DuckDB refused as data (table quarantine).");
-        let _ = writeln!(o, "# TYPE agent_console_quarantined_total counter");
-        let _ = writeln!(o, "agent_console_quarantined_total {}", self.quarantined.load(Relaxed));
-        let _ = writeln!(
-            o,
-            "# HELP agent_console_adopt_lookups_total Late ancestor spans looked up among the stored spans."
-        );
-        let _ = writeln!(o, "# TYPE agent_console_adopt_lookups_total counter");
-        let _ = writeln!(o, "agent_console_adopt_lookups_total {}", self.adopt_lookups.load(Relaxed));
-        let _ = writeln!(
-            o,
-            "# HELP agent_console_adopt_skipped_total Late ancestor lookups skipped (their share of writer time spent)."
-        );
-        let _ = writeln!(o, "# TYPE agent_console_adopt_skipped_total counter");
-        let _ = writeln!(o, "agent_console_adopt_skipped_total {}", self.adopt_skipped.load(Relaxed));
-        let _ = writeln!(
-            o,
-            "# HELP agent_console_paced_requests_total Exports that waited for the pipeline to catch up before mapping."
-        );
-        let _ = writeln!(o, "# TYPE agent_console_paced_requests_total counter");
-        let _ = writeln!(o, "agent_console_paced_requests_total {}", self.paced.load(Relaxed));
-        let _ = writeln!(o, "# HELP agent_console_paced_seconds_total Time exports spent waiting so.");
-        let _ = writeln!(o, "# TYPE agent_console_paced_seconds_total counter");
-        let _ = writeln!(o, "agent_console_paced_seconds_total {}", self.paced_us.load(Relaxed) as f64 / 1e6);
+        let counters: [(&str, &str, f64); 6] = [
+            ("queries_total", "SQL queries run through the read API.", self.queries.load(Relaxed) as f64),
+            (
+                "quarantined_total",
+                "Records DuckDB refused as data (table quarantine).",
+                self.quarantined.load(Relaxed) as f64,
+            ),
+            (
+                "adopt_lookups_total",
+                "Late ancestor spans looked up among the stored spans.",
+                self.adopt_lookups.load(Relaxed) as f64,
+            ),
+            (
+                "adopt_skipped_total",
+                "Late ancestor lookups skipped (their share of writer time spent).",
+                self.adopt_skipped.load(Relaxed) as f64,
+            ),
+            (
+                "paced_requests_total",
+                "Exports that waited for the pipeline to catch up before mapping.",
+                self.paced.load(Relaxed) as f64,
+            ),
+            ("paced_seconds_total", "Time exports spent waiting so.", self.paced_us.load(Relaxed) as f64 / 1e6),
+        ];
+        for (name, help, v) in counters {
+            let _ = writeln!(o, "# HELP agent_console_{name} {help}");
+            let _ = writeln!(o, "# TYPE agent_console_{name} counter");
+            let _ = writeln!(o, "agent_console_{name} {v}");
+        }
         if let Some(log) = log {
             log.render(&mut o);
         }
