@@ -187,3 +187,51 @@ async fn overload_refuses_with_retry_after_and_stores_only_acked() {
     assert_eq!(span_count(&app).await, acked * 50);
     app.shutdown().await;
 }
+
+/// The gRPC services take a request's bytes and decode them like HTTP/protobuf: bytes that are
+/// not protobuf are INVALID_ARGUMENT, an unknown method UNIMPLEMENTED, and the connection and
+/// the server go on serving; nothing of the refused requests is stored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_garbage_is_invalid_argument_and_the_next_export_is_stored() {
+    use agent_console::receiver::grpc::RawCodec;
+    use tonic::codegen::http::uri::PathAndQuery;
+    const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    let app = spawn().await;
+    let channel =
+        tonic::transport::Endpoint::from_shared(app.grpc.clone()).expect("endpoint").connect().await.expect("connect");
+    let mut grpc = tonic::client::Grpc::new(channel);
+    // A length-delimited field longer than the message; a byte that is no wire type.
+    for garbage in [vec![0x0a, 0xff, 0xff, 0x01, 0x00], b"not protobuf at all".to_vec()] {
+        grpc.ready().await.expect("ready");
+        let err = grpc
+            .unary(tonic::Request::new(garbage), PathAndQuery::from_static(EXPORT), RawCodec)
+            .await
+            .expect_err("garbage is refused");
+        assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
+        assert!(err.message().contains("invalid protobuf traces"), "{err}");
+    }
+    grpc.ready().await.expect("ready");
+    let err = grpc
+        .unary(
+            tonic::Request::new(Vec::new()),
+            PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Import"),
+            RawCodec,
+        )
+        .await
+        .expect_err("no such method");
+    assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
+    // The same connection then exports a real payload, stored whole, and the response decodes.
+    grpc.ready().await.expect("ready");
+    let good = fixture("langchain-openinference/traces-1.pb");
+    let resp = grpc
+        .unary(tonic::Request::new(good), PathAndQuery::from_static(EXPORT), RawCodec)
+        .await
+        .expect("a valid export")
+        .into_inner();
+    let resp = opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceResponse::decode(resp)
+        .expect("an ExportTraceServiceResponse");
+    assert_eq!(resp.partial_success, None);
+    app.flush().await;
+    assert_eq!(span_count(&app).await, 7);
+    app.shutdown().await;
+}

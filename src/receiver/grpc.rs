@@ -1,30 +1,32 @@
-//! OTLP/gRPC front door: the `TraceService`, `LogsService` and `MetricsService` `Export` methods
-//! (tonic), gzip accepted, a max decoded message size, optional bearer token. Each method only
-//! hands the decoded request to `Ingest::export` and maps the outcome.
+//! OTLP/gRPC front door: the `TraceService`, `LogsService` and `MetricsService` `Export` methods,
+//! gzip accepted, a max decoded message size, optional bearer token.
+//!
+//! The services are tonic's (framing, compression, size limit, status codes) with a pass-through
+//! codec: a request arrives as its protobuf bytes, and then goes the HTTP/protobuf way: count
+//! the records, reserve memory, decode, and hand `Ingest::export` the decoded request *and* its
+//! bytes, which the ingest log stores as they came (no re-encoding of tonic's decoded message).
 
+use std::convert::Infallible;
+use std::marker::PhantomData;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 
-use opentelemetry_proto::tonic::collector::logs::v1::logs_service_server::{LogsService, LogsServiceServer};
-use opentelemetry_proto::tonic::collector::logs::v1::{
-    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::metrics_service_server::{
-    MetricsService, MetricsServiceServer,
-};
-use opentelemetry_proto::tonic::collector::metrics::v1::{
-    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
-};
-use opentelemetry_proto::tonic::collector::trace::v1::trace_service_server::{TraceService, TraceServiceServer};
-use opentelemetry_proto::tonic::collector::trace::v1::{
-    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
-};
+use bytes::{BufMut, Bytes};
+use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
+use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
+use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use prost::Message;
-use tonic::codec::CompressionEncoding;
+use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
+use tonic::codegen::{http, Body, BoxFuture, StdError};
+use tonic::server::{NamedService, UnaryService};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use super::ingest::{memory_estimate, Export, Ingest, IngestError, Outcome, Payload};
+use super::decode::{self, Encoding};
+use super::ingest::{memory_estimate, Export, Ingest, IngestError, Outcome};
+use super::prescan;
 use crate::auth::Token;
+use crate::telemetry::Signal;
 
 #[derive(Clone)]
 pub struct GrpcReceiver {
@@ -36,69 +38,183 @@ impl GrpcReceiver {
         Self { ingest }
     }
 
-    async fn export(&self, payload: Payload, size: usize) -> Result<Outcome, Status> {
-        // tonic has decoded already (bounded by the max message size); count and reserve before
-        // mapping.
-        let records = payload.record_count();
-        self.ingest.check_records(records).map_err(|e| e.to_grpc())?;
-        let _reserved = self.ingest.reserve(memory_estimate(size, records)).await.map_err(|e| e.to_grpc())?;
-        self.ingest.export(Export::decoded(payload)).await.map_err(|e| e.to_grpc())
+    /// One export's bytes (tonic has framed, decompressed and bounded them by the max message
+    /// size): the same steps as HTTP/protobuf, then the response message, encoded.
+    async fn export(&self, signal: Signal, bytes: Bytes) -> Result<Vec<u8>, IngestError> {
+        let records = prescan::protobuf_records(signal, &bytes)
+            .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
+        self.ingest.check_records(records)?;
+        let _reserved = self.ingest.reserve(memory_estimate(bytes.len(), records)).await?;
+        let payload = decode::decode(signal, Encoding::Protobuf, &bytes)?;
+        let o = self.ingest.export(Export { payload, raw: Some(bytes) }).await?;
+        Ok(response(signal, &o))
     }
 }
 
-fn partial(o: &Outcome) -> Option<(i64, String)> {
-    (o.rejected > 0).then(|| (o.rejected as i64, o.message.clone().unwrap_or_default()))
-}
-
-#[tonic::async_trait]
-impl TraceService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportTraceServiceRequest>,
-    ) -> Result<Response<ExportTraceServiceResponse>, Status> {
-        let req = request.into_inner();
-        let size = req.encoded_len();
-        let o = GrpcReceiver::export(self, Payload::Traces(req), size).await?;
-        Ok(Response::new(ExportTraceServiceResponse {
-            partial_success: partial(&o)
-                .map(|(rejected_spans, error_message)| ExportTracePartialSuccess { rejected_spans, error_message }),
-        }))
-    }
-}
-
-#[tonic::async_trait]
-impl LogsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportLogsServiceRequest>,
-    ) -> Result<Response<ExportLogsServiceResponse>, Status> {
-        let req = request.into_inner();
-        let size = req.encoded_len();
-        let o = GrpcReceiver::export(self, Payload::Logs(req), size).await?;
-        Ok(Response::new(ExportLogsServiceResponse {
-            partial_success: partial(&o).map(|(rejected_log_records, error_message)| ExportLogsPartialSuccess {
-                rejected_log_records,
-                error_message,
+/// The `Export…ServiceResponse` of a signal, with its partial success when records were rejected.
+fn response(signal: Signal, o: &Outcome) -> Vec<u8> {
+    let rejected = o.rejected as i64;
+    let partial = o.rejected > 0;
+    let error_message = || o.message.clone().unwrap_or_default();
+    match signal {
+        Signal::Traces => ExportTraceServiceResponse {
+            partial_success: partial
+                .then(|| ExportTracePartialSuccess { rejected_spans: rejected, error_message: error_message() }),
+        }
+        .encode_to_vec(),
+        Signal::Logs => ExportLogsServiceResponse {
+            partial_success: partial
+                .then(|| ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: error_message() }),
+        }
+        .encode_to_vec(),
+        Signal::Metrics => ExportMetricsServiceResponse {
+            partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                rejected_data_points: rejected,
+                error_message: error_message(),
             }),
-        }))
+        }
+        .encode_to_vec(),
     }
 }
 
-#[tonic::async_trait]
-impl MetricsService for GrpcReceiver {
-    async fn export(
-        &self,
-        request: Request<ExportMetricsServiceRequest>,
-    ) -> Result<Response<ExportMetricsServiceResponse>, Status> {
-        let req = request.into_inner();
-        let size = req.encoded_len();
-        let o = GrpcReceiver::export(self, Payload::Metrics(req), size).await?;
-        Ok(Response::new(ExportMetricsServiceResponse {
-            partial_success: partial(&o).map(|(rejected_data_points, error_message)| ExportMetricsPartialSuccess {
-                rejected_data_points,
-                error_message,
-            }),
-        }))
+/// A message as bytes both ways: requests are kept as received, responses are already encoded.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawCodec;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawEncoder;
+
+#[derive(Clone, Copy, Debug, Default)]
+pub struct RawDecoder;
+
+impl Codec for RawCodec {
+    type Encode = Vec<u8>;
+    type Decode = Bytes;
+    type Encoder = RawEncoder;
+    type Decoder = RawDecoder;
+
+    fn encoder(&mut self) -> RawEncoder {
+        RawEncoder
+    }
+
+    fn decoder(&mut self) -> RawDecoder {
+        RawDecoder
+    }
+}
+
+impl Encoder for RawEncoder {
+    type Item = Vec<u8>;
+    type Error = Status;
+
+    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+        dst.put_slice(&item);
+        Ok(())
+    }
+}
+
+impl Decoder for RawDecoder {
+    type Item = Bytes;
+    type Error = Status;
+
+    fn decode(&mut self, src: &mut DecodeBuf<'_>) -> Result<Option<Bytes>, Status> {
+        // The buffer holds exactly one message; taking it is a split, not a copy.
+        let n = bytes::Buf::remaining(src);
+        Ok(Some(bytes::Buf::copy_to_bytes(src, n)))
+    }
+}
+
+/// Which OTLP service a server is: its gRPC name and its signal.
+pub trait OtlpService: Send + Sync + 'static {
+    const NAME: &'static str;
+    const EXPORT_PATH: &'static str;
+    const SIGNAL: Signal;
+}
+
+pub struct TraceService;
+pub struct LogsService;
+pub struct MetricsService;
+
+impl OtlpService for TraceService {
+    const NAME: &'static str = "opentelemetry.proto.collector.trace.v1.TraceService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const SIGNAL: Signal = Signal::Traces;
+}
+
+impl OtlpService for LogsService {
+    const NAME: &'static str = "opentelemetry.proto.collector.logs.v1.LogsService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.logs.v1.LogsService/Export";
+    const SIGNAL: Signal = Signal::Logs;
+}
+
+impl OtlpService for MetricsService {
+    const NAME: &'static str = "opentelemetry.proto.collector.metrics.v1.MetricsService";
+    const EXPORT_PATH: &'static str = "/opentelemetry.proto.collector.metrics.v1.MetricsService/Export";
+    const SIGNAL: Signal = Signal::Metrics;
+}
+
+/// One OTLP gRPC service (`Export` is its only method).
+pub struct ExportServer<S> {
+    receiver: GrpcReceiver,
+    max_message_bytes: usize,
+    service: PhantomData<fn() -> S>,
+}
+
+impl<S> Clone for ExportServer<S> {
+    fn clone(&self) -> Self {
+        Self { receiver: self.receiver.clone(), max_message_bytes: self.max_message_bytes, service: PhantomData }
+    }
+}
+
+impl<S: OtlpService> NamedService for ExportServer<S> {
+    const NAME: &'static str = S::NAME;
+}
+
+/// The `Export` method of service `S`.
+struct ExportMethod<S> {
+    receiver: GrpcReceiver,
+    service: PhantomData<fn() -> S>,
+}
+
+impl<S: OtlpService> UnaryService<Bytes> for ExportMethod<S> {
+    type Response = Vec<u8>;
+    type Future = BoxFuture<Response<Vec<u8>>, Status>;
+
+    fn call(&mut self, request: Request<Bytes>) -> Self::Future {
+        let receiver = self.receiver.clone();
+        Box::pin(async move {
+            let bytes = request.into_inner();
+            receiver.export(S::SIGNAL, bytes).await.map(Response::new).map_err(|e| e.to_grpc())
+        })
+    }
+}
+
+impl<S, B> tonic::codegen::Service<http::Request<B>> for ExportServer<S>
+where
+    S: OtlpService,
+    B: Body + Send + 'static,
+    B::Error: Into<StdError> + Send + 'static,
+{
+    type Response = http::Response<tonic::body::Body>;
+    type Error = Infallible;
+    type Future = BoxFuture<Self::Response, Infallible>;
+
+    fn poll_ready(&mut self, _cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: http::Request<B>) -> Self::Future {
+        if req.uri().path() != S::EXPORT_PATH {
+            return Box::pin(async { Ok(Status::unimplemented("only Export is served").into_http()) });
+        }
+        let method = ExportMethod::<S> { receiver: self.receiver.clone(), service: PhantomData };
+        let max = self.max_message_bytes;
+        Box::pin(async move {
+            let mut grpc = tonic::server::Grpc::new(RawCodec)
+                .accept_compressed(CompressionEncoding::Gzip)
+                .send_compressed(CompressionEncoding::Gzip)
+                .max_decoding_message_size(max);
+            Ok(grpc.unary(method, req).await)
+        })
     }
 }
 
@@ -117,7 +233,7 @@ impl tonic::service::Interceptor for AuthInterceptor {
     }
 }
 
-type Svc<S> = InterceptedService<S, AuthInterceptor>;
+type Svc<S> = InterceptedService<ExportServer<S>, AuthInterceptor>;
 
 /// tonic reports a message over `max_decoding_message_size` as OUT_OF_RANGE; OTLP says
 /// RESOURCE_EXHAUSTED. Our handlers never return OUT_OF_RANGE, so the rewrite is exact.
@@ -132,28 +248,39 @@ pub fn size_limit_status<B>(mut res: http::Response<B>) -> http::Response<B> {
 
 /// The three OTLP services, configured and guarded.
 pub struct Services {
-    pub traces: Svc<TraceServiceServer<GrpcReceiver>>,
-    pub logs: Svc<LogsServiceServer<GrpcReceiver>>,
-    pub metrics: Svc<MetricsServiceServer<GrpcReceiver>>,
+    pub traces: Svc<TraceService>,
+    pub logs: Svc<LogsService>,
+    pub metrics: Svc<MetricsService>,
 }
 
 pub fn services(receiver: GrpcReceiver, max_message_bytes: usize, token: Arc<Token>) -> Services {
     let auth = AuthInterceptor(token);
-    let traces = TraceServiceServer::new(receiver.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_message_bytes);
-    let logs = LogsServiceServer::new(receiver.clone())
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_message_bytes);
-    let metrics = MetricsServiceServer::new(receiver)
-        .accept_compressed(CompressionEncoding::Gzip)
-        .send_compressed(CompressionEncoding::Gzip)
-        .max_decoding_message_size(max_message_bytes);
+    fn server<S>(receiver: &GrpcReceiver, max_message_bytes: usize) -> ExportServer<S> {
+        ExportServer { receiver: receiver.clone(), max_message_bytes, service: PhantomData }
+    }
     Services {
-        traces: InterceptedService::new(traces, auth.clone()),
-        logs: InterceptedService::new(logs, auth.clone()),
-        metrics: InterceptedService::new(metrics, auth),
+        traces: InterceptedService::new(server(&receiver, max_message_bytes), auth.clone()),
+        logs: InterceptedService::new(server(&receiver, max_message_bytes), auth.clone()),
+        metrics: InterceptedService::new(server(&receiver, max_message_bytes), auth),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_match_the_generated_services() {
+        use opentelemetry_proto::tonic::collector::{logs, metrics, trace};
+        assert_eq!(TraceService::NAME, trace::v1::trace_service_server::SERVICE_NAME);
+        assert_eq!(LogsService::NAME, logs::v1::logs_service_server::SERVICE_NAME);
+        assert_eq!(MetricsService::NAME, metrics::v1::metrics_service_server::SERVICE_NAME);
+        for (name, path) in [
+            (TraceService::NAME, TraceService::EXPORT_PATH),
+            (LogsService::NAME, LogsService::EXPORT_PATH),
+            (MetricsService::NAME, MetricsService::EXPORT_PATH),
+        ] {
+            assert_eq!(path, format!("/{name}/Export"));
+        }
     }
 }
