@@ -44,7 +44,10 @@ pub mod replay;
 
 /// Bytes of record batches the writer's queue may hold (besides its count bound): when DuckDB
 /// pauses (a commit, a checkpoint) the pipeline keeps publishing until this much is waiting.
-pub const WRITER_QUEUE_BYTES: u64 = 32 << 20;
+/// An automatic checkpoint (256 MB of DuckDB WAL) pauses the writer for 1-2 s on 2 cores. With
+/// 32 MiB (about 1 s at half load) the live stream's p99 was 145 ms; 64 MiB: 43 ms; 128 MiB:
+/// 31-57 ms, but the soak's 1,536 MiB RSS bound failed (1,544). See BENCHMARKS.md.
+pub const WRITER_QUEUE_BYTES: u64 = 64 << 20;
 
 /// How often an idle pipeline checks the log for records it was not handed.
 const POLL: Duration = Duration::from_millis(50);
@@ -342,7 +345,7 @@ impl Stages {
     }
 
     fn stage_store(&self, pos: Option<(u64, u64)>, batch: Arc<Batch>) -> Result<(), StoreError> {
-        // Bounded in bytes too: a queue of 64 prompt-heavy batches would hold far more than 64
+        // Bounded in bytes too: a queue of 256 prompt-heavy batches would hold far more than 64
         // small ones.
         while self.writer_queued.load(Ordering::Acquire) > WRITER_QUEUE_BYTES {
             std::thread::sleep(Duration::from_millis(1));

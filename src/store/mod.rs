@@ -318,7 +318,7 @@ impl Store {
         // falls behind the pipeline waits here, and the records behind it wait in the log. Bounded
         // in count and in bytes (`pipeline::WRITER_QUEUE_BYTES`): room for a commit or a
         // checkpoint's pause, so the pipeline (and the live stream it feeds) keeps moving.
-        let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(64);
+        let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(256);
         let wcfg = WriterConfig {
             max_txn_rows: cfg.commit_max_rows.max(1),
             max_txn_bytes: (cfg.handoff_bytes / 2).max(1 << 20),
