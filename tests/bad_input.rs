@@ -195,16 +195,17 @@ async fn overload_refuses_with_retry_after_and_stores_only_acked() {
 async fn grpc_garbage_is_invalid_argument_and_the_next_export_is_stored() {
     use agent_console::receiver::grpc::RawCodec;
     use tonic::codegen::http::uri::PathAndQuery;
+    use tonic::codegen::Bytes;
     const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
     let app = spawn().await;
     let channel =
         tonic::transport::Endpoint::from_shared(app.grpc.clone()).expect("endpoint").connect().await.expect("connect");
     let mut grpc = tonic::client::Grpc::new(channel);
     // A length-delimited field longer than the message; a byte that is no wire type.
-    for garbage in [vec![0x0a, 0xff, 0xff, 0x01, 0x00], b"not protobuf at all".to_vec()] {
+    for garbage in [&[0x0a, 0xff, 0xff, 0x01, 0x00][..], b"not protobuf at all"] {
         grpc.ready().await.expect("ready");
         let err = grpc
-            .unary(tonic::Request::new(garbage), PathAndQuery::from_static(EXPORT), RawCodec)
+            .unary(tonic::Request::new(Bytes::from_static(garbage)), PathAndQuery::from_static(EXPORT), RawCodec)
             .await
             .expect_err("garbage is refused");
         assert_eq!(err.code(), tonic::Code::InvalidArgument, "{err}");
@@ -213,7 +214,7 @@ async fn grpc_garbage_is_invalid_argument_and_the_next_export_is_stored() {
     grpc.ready().await.expect("ready");
     let err = grpc
         .unary(
-            tonic::Request::new(Vec::new()),
+            tonic::Request::new(Bytes::new()),
             PathAndQuery::from_static("/opentelemetry.proto.collector.trace.v1.TraceService/Import"),
             RawCodec,
         )
@@ -224,7 +225,7 @@ async fn grpc_garbage_is_invalid_argument_and_the_next_export_is_stored() {
     grpc.ready().await.expect("ready");
     let good = fixture("langchain-openinference/traces-1.pb");
     let resp = grpc
-        .unary(tonic::Request::new(good), PathAndQuery::from_static(EXPORT), RawCodec)
+        .unary(tonic::Request::new(Bytes::from(good)), PathAndQuery::from_static(EXPORT), RawCodec)
         .await
         .expect("a valid export")
         .into_inner();

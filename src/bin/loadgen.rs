@@ -22,8 +22,9 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use agent_console::receiver::grpc::RawCodec;
 use anyhow::{anyhow, bail, Context};
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use clap::{Parser, ValueEnum};
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use prost::Message;
@@ -197,46 +198,6 @@ async fn pace(args: &Args, started: Instant, sent_by_me: u64) {
 
 const EXPORT_TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
 
-/// gRPC codec for requests encoded once before the run: the load generator shares the
-/// collector's two cores, so it must not clone and re-encode 512 spans per export (an SDK encodes
-/// each batch once, which the pre-encoding stands for). Responses are read and dropped.
-#[derive(Clone, Copy, Default)]
-struct PreEncoded;
-
-struct PreEncodedEncoder;
-struct PreEncodedDecoder;
-
-impl tonic::codec::Codec for PreEncoded {
-    type Encode = Bytes;
-    type Decode = Bytes;
-    type Encoder = PreEncodedEncoder;
-    type Decoder = PreEncodedDecoder;
-    fn encoder(&mut self) -> PreEncodedEncoder {
-        PreEncodedEncoder
-    }
-    fn decoder(&mut self) -> PreEncodedDecoder {
-        PreEncodedDecoder
-    }
-}
-
-impl tonic::codec::Encoder for PreEncodedEncoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn encode(&mut self, item: Bytes, dst: &mut tonic::codec::EncodeBuf<'_>) -> Result<(), tonic::Status> {
-        dst.put_slice(&item);
-        Ok(())
-    }
-}
-
-impl tonic::codec::Decoder for PreEncodedDecoder {
-    type Item = Bytes;
-    type Error = tonic::Status;
-    fn decode(&mut self, src: &mut tonic::codec::DecodeBuf<'_>) -> Result<Option<Bytes>, tonic::Status> {
-        let n = bytes::Buf::remaining(src);
-        Ok(Some(bytes::Buf::copy_to_bytes(src, n)))
-    }
-}
-
 async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Bytes)>>, id: usize, c: Arc<Counters>, until: Instant) {
     let mut i = id;
     let started = Instant::now();
@@ -266,8 +227,11 @@ async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Bytes)>>, id: usi
                 c.sent_spans.fetch_add(*n as u64, Relaxed);
                 let sent = match client.ready().await {
                     Ok(()) => {
+                        // Sent as encoded before the run (`RawCodec`): the load generator shares
+                        // the collector's cores, so it does not clone and re-encode 512 spans per
+                        // export (an SDK encodes each batch once, which the pre-encoding stands for).
                         let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_TRACES);
-                        client.unary(tonic::Request::new(body.clone()), path, PreEncoded).await.map(|_| ())
+                        client.unary(tonic::Request::new(body.clone()), path, RawCodec).await.map(|_| ())
                     }
                     Err(e) => Err(tonic::Status::unavailable(e.to_string())),
                 };

@@ -40,14 +40,14 @@ impl GrpcReceiver {
 
     /// One export's bytes (tonic has framed, decompressed and bounded them by the max message
     /// size): the same steps as HTTP/protobuf, then the response message, encoded.
-    async fn export(&self, signal: Signal, bytes: Bytes) -> Result<Vec<u8>, IngestError> {
+    async fn export(&self, signal: Signal, bytes: Bytes) -> Result<Bytes, IngestError> {
         let records = prescan::protobuf_records(signal, &bytes)
             .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
         self.ingest.check_records(records)?;
         let _reserved = self.ingest.reserve(memory_estimate(bytes.len(), records)).await?;
         let payload = decode::decode(signal, Encoding::Protobuf, &bytes)?;
         let o = self.ingest.export(Export { payload, raw: Some(bytes) }).await?;
-        Ok(response(signal, &o))
+        Ok(Bytes::from(response(signal, &o)))
     }
 }
 
@@ -78,6 +78,7 @@ fn response(signal: Signal, o: &Outcome) -> Vec<u8> {
 }
 
 /// A message as bytes both ways: requests are kept as received, responses are already encoded.
+/// (The load generator and the tests use it as a client codec too: requests encoded once.)
 #[derive(Clone, Copy, Debug, Default)]
 pub struct RawCodec;
 
@@ -88,7 +89,7 @@ pub struct RawEncoder;
 pub struct RawDecoder;
 
 impl Codec for RawCodec {
-    type Encode = Vec<u8>;
+    type Encode = Bytes;
     type Decode = Bytes;
     type Encoder = RawEncoder;
     type Decoder = RawDecoder;
@@ -103,10 +104,10 @@ impl Codec for RawCodec {
 }
 
 impl Encoder for RawEncoder {
-    type Item = Vec<u8>;
+    type Item = Bytes;
     type Error = Status;
 
-    fn encode(&mut self, item: Vec<u8>, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
+    fn encode(&mut self, item: Bytes, dst: &mut EncodeBuf<'_>) -> Result<(), Status> {
         dst.put_slice(&item);
         Ok(())
     }
@@ -176,8 +177,8 @@ struct ExportMethod<S> {
 }
 
 impl<S: OtlpService> UnaryService<Bytes> for ExportMethod<S> {
-    type Response = Vec<u8>;
-    type Future = BoxFuture<Response<Vec<u8>>, Status>;
+    type Response = Bytes;
+    type Future = BoxFuture<Response<Bytes>, Status>;
 
     fn call(&mut self, request: Request<Bytes>) -> Self::Future {
         let receiver = self.receiver.clone();
