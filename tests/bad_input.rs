@@ -221,6 +221,8 @@ async fn grpc_garbage_is_invalid_argument_and_the_next_export_is_stored() {
         .await
         .expect_err("no such method");
     assert_eq!(err.code(), tonic::Code::Unimplemented, "{err}");
+    let m = app.client.get(format!("{}/metrics", app.http)).send().await.expect("metrics").text().await.expect("text");
+    assert!(m.contains("agent_console_refused_requests_total{signal=\"traces\",reason=\"bad_request\"} 2"), "{m}");
     // The same connection then exports a real payload, stored whole, and the response decodes.
     grpc.ready().await.expect("ready");
     let good = fixture("langchain-openinference/traces-1.pb");

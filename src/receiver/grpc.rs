@@ -41,11 +41,17 @@ impl GrpcReceiver {
     /// One export's bytes (tonic has framed, decompressed and bounded them by the max message
     /// size): the same steps as HTTP/protobuf, then the response message, encoded.
     async fn export(&self, signal: Signal, bytes: Bytes) -> Result<Bytes, IngestError> {
-        let records = prescan::protobuf_records(signal, &bytes)
-            .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
-        self.ingest.check_records(records)?;
-        let _reserved = self.ingest.reserve(memory_estimate(bytes.len(), records)).await?;
-        let payload = decode::decode(signal, Encoding::Protobuf, &bytes)?;
+        let prepared = async {
+            let records = prescan::protobuf_records(signal, &bytes)
+                .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
+            self.ingest.check_records(records)?;
+            let reserved = self.ingest.reserve(memory_estimate(bytes.len(), records)).await?;
+            let payload = decode::decode(signal, Encoding::Protobuf, &bytes)?;
+            Ok((payload, reserved))
+        };
+        // Refusals before `export` are counted here, as on HTTP; `export` counts its own. The
+        // memory reservation is held until the rows are handed over.
+        let (payload, _reserved) = prepared.await.inspect_err(|e| self.ingest.refused(signal, e))?;
         let o = self.ingest.export(Export { payload, raw: Some(bytes) }).await?;
         Ok(Bytes::from(response(signal, &o)))
     }
