@@ -12,19 +12,13 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use bytes::{BufMut, Bytes};
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
-use prost::Message;
 use tonic::codec::{Codec, CompressionEncoding, DecodeBuf, Decoder, EncodeBuf, Encoder};
 use tonic::codegen::{http, Body, BoxFuture, StdError};
 use tonic::server::{NamedService, UnaryService};
 use tonic::service::interceptor::InterceptedService;
 use tonic::{Request, Response, Status};
 
-use super::decode::{self, Encoding};
-use super::ingest::{memory_estimate, Export, Ingest, IngestError, Outcome};
-use super::prescan;
+use super::ingest::{Ingest, IngestError};
 use crate::auth::Token;
 use crate::telemetry::Signal;
 
@@ -41,45 +35,11 @@ impl GrpcReceiver {
     /// One export's bytes (tonic has framed, decompressed and bounded them by the max message
     /// size): the same steps as HTTP/protobuf, then the response message, encoded.
     async fn export(&self, signal: Signal, bytes: Bytes) -> Result<Bytes, IngestError> {
-        let prepared = async {
-            let records = prescan::protobuf_records(signal, &bytes)
-                .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
-            self.ingest.check_records(records)?;
-            let reserved = self.ingest.reserve(memory_estimate(bytes.len(), records)).await?;
-            let payload = decode::decode(signal, Encoding::Protobuf, &bytes)?;
-            Ok((payload, reserved))
-        };
-        // Refusals before `export` are counted here, as on HTTP; `export` counts its own. The
-        // memory reservation is held until the rows are handed over.
-        let (payload, _reserved) = prepared.await.inspect_err(|e| self.ingest.refused(signal, e))?;
-        let o = self.ingest.export(Export { payload, raw: Some(bytes) }).await?;
-        Ok(Bytes::from(response(signal, &o)))
-    }
-}
-
-/// The `Export…ServiceResponse` of a signal, with its partial success when records were rejected.
-fn response(signal: Signal, o: &Outcome) -> Vec<u8> {
-    let rejected = o.rejected as i64;
-    let partial = o.rejected > 0;
-    let error_message = || o.message.clone().unwrap_or_default();
-    match signal {
-        Signal::Traces => ExportTraceServiceResponse {
-            partial_success: partial
-                .then(|| ExportTracePartialSuccess { rejected_spans: rejected, error_message: error_message() }),
-        }
-        .encode_to_vec(),
-        Signal::Logs => ExportLogsServiceResponse {
-            partial_success: partial
-                .then(|| ExportLogsPartialSuccess { rejected_log_records: rejected, error_message: error_message() }),
-        }
-        .encode_to_vec(),
-        Signal::Metrics => ExportMetricsServiceResponse {
-            partial_success: partial.then(|| ExportMetricsPartialSuccess {
-                rejected_data_points: rejected,
-                error_message: error_message(),
-            }),
-        }
-        .encode_to_vec(),
+        // Refusals before `export` are counted here, as on HTTP; `export` counts its own.
+        let (export, _reserved) =
+            self.ingest.prepare_protobuf(signal, bytes).await.inspect_err(|e| self.ingest.refused(signal, e))?;
+        let o = self.ingest.export(export).await?;
+        Ok(Bytes::from(o.response_pb()))
     }
 }
 

@@ -12,9 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::Router;
 use http_body_util::BodyExt;
-use opentelemetry_proto::tonic::collector::logs::v1::{ExportLogsPartialSuccess, ExportLogsServiceResponse};
-use opentelemetry_proto::tonic::collector::metrics::v1::{ExportMetricsPartialSuccess, ExportMetricsServiceResponse};
-use opentelemetry_proto::tonic::collector::trace::v1::{ExportTracePartialSuccess, ExportTraceServiceResponse};
 use prost::Message;
 
 use super::decode::{self, Encoding};
@@ -117,24 +114,17 @@ async fn prepare(
             )
         })?,
     };
-    // Count what the request becomes before decoding it: refuse too many records, and reserve
-    // memory for the decoded request and its rows (not just its wire size).
-    let estimate = match enc {
-        Encoding::Protobuf => {
-            let records = prescan::protobuf_records(signal, &bytes)
-                .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
-            s.ingest.check_records(records)?;
-            memory_estimate(bytes.len(), records)
-        }
-        Encoding::Json => {
-            let objects = prescan::json_objects(&bytes);
-            memory_estimate(bytes.len(), objects / 4).saturating_add((objects as usize).saturating_mul(192))
-        }
-    };
+    if enc == Encoding::Protobuf {
+        let (export, reserved) = s.ingest.prepare_protobuf(signal, bytes).await?;
+        return Ok((enc, export, reserved));
+    }
+    // JSON: reserve memory for the decoded request and its rows (not just its wire size) from a
+    // count of its objects.
+    let objects = prescan::json_objects(&bytes);
+    let estimate = memory_estimate(bytes.len(), objects / 4).saturating_add((objects as usize).saturating_mul(192));
     let reserved = s.ingest.reserve(estimate).await?;
     let payload = decode::decode(signal, enc, &bytes)?;
-    let raw = (enc == Encoding::Protobuf).then_some(bytes);
-    Ok((enc, Export { payload, raw }, reserved))
+    Ok((enc, Export { payload, raw: None }, reserved))
 }
 
 fn encoded(enc: Encoding, status: StatusCode, pb: Vec<u8>, json: serde_json::Value) -> Response {
@@ -152,44 +142,17 @@ fn encoded(enc: Encoding, status: StatusCode, pb: Vec<u8>, json: serde_json::Val
 pub fn success_response(enc: Encoding, o: &Outcome) -> Response {
     let partial = o.rejected > 0;
     let msg = o.message.clone().unwrap_or_default();
-    let (pb, key) = match o.signal {
-        Signal::Traces => (
-            ExportTraceServiceResponse {
-                partial_success: partial.then(|| ExportTracePartialSuccess {
-                    rejected_spans: o.rejected as i64,
-                    error_message: msg.clone(),
-                }),
-            }
-            .encode_to_vec(),
-            "rejectedSpans",
-        ),
-        Signal::Logs => (
-            ExportLogsServiceResponse {
-                partial_success: partial.then(|| ExportLogsPartialSuccess {
-                    rejected_log_records: o.rejected as i64,
-                    error_message: msg.clone(),
-                }),
-            }
-            .encode_to_vec(),
-            "rejectedLogRecords",
-        ),
-        Signal::Metrics => (
-            ExportMetricsServiceResponse {
-                partial_success: partial.then(|| ExportMetricsPartialSuccess {
-                    rejected_data_points: o.rejected as i64,
-                    error_message: msg.clone(),
-                }),
-            }
-            .encode_to_vec(),
-            "rejectedDataPoints",
-        ),
+    let key = match o.signal {
+        Signal::Traces => "rejectedSpans",
+        Signal::Logs => "rejectedLogRecords",
+        Signal::Metrics => "rejectedDataPoints",
     };
     let json = if partial {
         serde_json::json!({ "partialSuccess": { key: o.rejected.to_string(), "errorMessage": msg } })
     } else {
         serde_json::json!({})
     };
-    encoded(enc, StatusCode::OK, pb, json)
+    encoded(enc, StatusCode::OK, o.response_pb(), json)
 }
 
 /// An error status with a `google.rpc.Status` body (and `Retry-After` when retryable).

@@ -8,13 +8,21 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
-use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
-use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
+use opentelemetry_proto::tonic::collector::logs::v1::{
+    ExportLogsPartialSuccess, ExportLogsServiceRequest, ExportLogsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::metrics::v1::{
+    ExportMetricsPartialSuccess, ExportMetricsServiceRequest, ExportMetricsServiceResponse,
+};
+use opentelemetry_proto::tonic::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+};
 use opentelemetry_proto::tonic::metrics::v1::metric::Data;
 use prost::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
+use super::decode::{self, Encoding};
+use super::prescan;
 use crate::ingest_log::{Part, PartKind, Record};
 use crate::model::normalize;
 use crate::model::records::Batch;
@@ -132,6 +140,37 @@ pub struct Outcome {
     pub message: Option<String>,
 }
 
+impl Outcome {
+    /// The encoded `Export…ServiceResponse` (gRPC, HTTP/protobuf): `partial_success` only when
+    /// something was rejected.
+    pub fn response_pb(&self) -> Vec<u8> {
+        let partial = self.rejected > 0;
+        let rejected = self.rejected as i64;
+        let error_message = || self.message.clone().unwrap_or_default();
+        match self.signal {
+            Signal::Traces => ExportTraceServiceResponse {
+                partial_success: partial
+                    .then(|| ExportTracePartialSuccess { rejected_spans: rejected, error_message: error_message() }),
+            }
+            .encode_to_vec(),
+            Signal::Logs => ExportLogsServiceResponse {
+                partial_success: partial.then(|| ExportLogsPartialSuccess {
+                    rejected_log_records: rejected,
+                    error_message: error_message(),
+                }),
+            }
+            .encode_to_vec(),
+            Signal::Metrics => ExportMetricsServiceResponse {
+                partial_success: partial.then(|| ExportMetricsPartialSuccess {
+                    rejected_data_points: rejected,
+                    error_message: error_message(),
+                }),
+            }
+            .encode_to_vec(),
+        }
+    }
+}
+
 /// Limits of the ingest path.
 #[derive(Debug, Clone, Copy)]
 pub struct IngestLimits {
@@ -190,6 +229,23 @@ impl Ingest {
         };
         self.metrics.refused(signal, why);
         tracing::debug!(signal = signal.as_str(), error = %err, "export refused");
+    }
+
+    /// A protobuf export's bytes (either front door, after decompression): count its records
+    /// before decoding (refuse too many), reserve memory for what it becomes, decode. The bytes
+    /// stay with the export: the log stores them as received. The reservation is held until the
+    /// rows are handed over.
+    pub async fn prepare_protobuf(
+        &self,
+        signal: Signal,
+        bytes: Bytes,
+    ) -> Result<(Export, OwnedSemaphorePermit), IngestError> {
+        let records = prescan::protobuf_records(signal, &bytes)
+            .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
+        self.check_records(records)?;
+        let reserved = self.reserve(memory_estimate(bytes.len(), records)).await?;
+        let payload = decode::decode(signal, Encoding::Protobuf, &bytes)?;
+        Ok((Export { payload, raw: Some(bytes) }, reserved))
     }
 
     /// Refuse a request with more records than allowed (before or after decoding).
