@@ -5,7 +5,9 @@
 //! run reported by the plugin and the shim, is in `openclaw.rs`). No I/O: the single store writer
 //! owns one and runs every batch through it before appending.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use super::fastmap::{FastMap, FastSet};
 use std::hash::Hash;
 
 use super::records::{Batch, ModelCallRow};
@@ -15,14 +17,14 @@ const MAX_DEPTH: usize = 4;
 
 /// A map that forgets its oldest entries beyond `cap`.
 struct Bounded<K, V> {
-    map: HashMap<K, V>,
+    map: FastMap<K, V>,
     order: VecDeque<K>,
     cap: usize,
 }
 
 impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
     fn new(cap: usize) -> Self {
-        Self { map: HashMap::new(), order: VecDeque::new(), cap }
+        Self { map: FastMap::default(), order: VecDeque::new(), cap }
     }
     fn get(&self, k: &K) -> Option<&V> {
         self.map.get(k)
@@ -150,13 +152,13 @@ impl Deduper {
         let calls = &mut batch.model_calls;
         let n = calls.len();
         let mut drop = vec![false; n];
-        let mut in_batch: HashMap<SpanKey, usize> = HashMap::new();
+        let mut in_batch: FastMap<SpanKey, usize> = FastMap::default();
         for (i, c) in calls.iter().enumerate().filter(|(_, c)| c.source == "span") {
             if let Some(k) = span_key(c) {
                 in_batch.entry(k).or_insert(i);
             }
         }
-        let mut keys_now: HashSet<SpanKey> = HashSet::new();
+        let mut keys_now: FastSet<SpanKey> = FastSet::default();
         for i in 0..n {
             let Some(key) = span_key(&calls[i]).filter(|_| calls[i].source == "span") else { continue };
             // The same span again (an exporter retry, a replay) is the same call.
@@ -230,7 +232,7 @@ impl Deduper {
             dropped += usize::from(d);
             !d
         });
-        let mut seen_now: HashSet<String> = HashSet::new();
+        let mut seen_now: FastSet<String> = FastSet::default();
         batch.tool_calls.retain(|t| {
             let Some(id) = &t.tool_call_id else { return true };
             if self.tool_ids.get(id).is_some() || !seen_now.insert(id.clone()) {

@@ -9,6 +9,7 @@
 
 pub mod attrs;
 pub mod dedup;
+pub mod fastmap;
 pub mod ids;
 pub mod normalize;
 pub mod openclaw;

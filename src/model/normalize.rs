@@ -3,7 +3,7 @@
 //! agents, following the priority table in `semconv.rs`. Records that cannot be stored (bad ids)
 //! are counted as rejected with a message, for OTLP partial success.
 
-use std::collections::HashMap;
+use super::fastmap::FastMap;
 use std::hash::Hasher;
 use std::sync::Arc;
 
@@ -377,8 +377,8 @@ fn openlit_unknown_cost(cost: Option<f64>, openlit: bool, u: &Usage) -> Option<f
 /// Sessions and agents seen in one request, folded per id.
 #[derive(Default)]
 struct SeenSet {
-    sessions: HashMap<String, Seen>,
-    agents: HashMap<String, Seen>,
+    sessions: FastMap<String, Seen>,
+    agents: FastMap<String, Seen>,
 }
 
 impl SeenSet {

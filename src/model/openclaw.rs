@@ -23,7 +23,9 @@
 //!   shim retry after a lost acknowledgement). Plugin spans that carry a session key are also
 //!   caught by the generic same-session same-usage rule in `dedup.rs`, whatever the order.
 
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::VecDeque;
+
+use super::fastmap::{FastMap, FastSet};
 
 use agent_console_conventions::{attr, openclaw as oc};
 use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
@@ -266,27 +268,27 @@ impl SessionTotals {
 /// The writer-side memory for counting OpenClaw runs once (see the module doc).
 pub struct RunDedup {
     shim_last_us: Option<i64>,
-    runs: HashSet<String>,
+    runs: FastSet<String>,
     order: VecDeque<String>,
     cap: usize,
     /// What the shim's rows stored per session (restored from the store at start), so a reconcile
     /// record counts only what the store is missing, whatever the shim's own ledger remembers.
-    totals: HashMap<String, SessionTotals>,
+    totals: FastMap<String, SessionTotals>,
     totals_order: VecDeque<String>,
     /// Reconcile id -> the gateway's cumulative session usage, from this batch's log records.
-    gateway_totals: HashMap<String, SessionTotals>,
+    gateway_totals: FastMap<String, SessionTotals>,
 }
 
 impl RunDedup {
     pub fn new(cap: usize) -> Self {
         Self {
             shim_last_us: None,
-            runs: HashSet::new(),
+            runs: FastSet::default(),
             order: VecDeque::new(),
             cap: cap.max(1),
-            totals: HashMap::new(),
+            totals: FastMap::default(),
             totals_order: VecDeque::new(),
-            gateway_totals: HashMap::new(),
+            gateway_totals: FastMap::default(),
         }
     }
 
@@ -336,7 +338,7 @@ impl RunDedup {
     }
 
     /// Note shim activity in `batch`; returns the (trace, span) keys of its plugin usage spans.
-    pub fn note_batch(&mut self, batch: &Batch) -> HashSet<(String, String)> {
+    pub fn note_batch(&mut self, batch: &Batch) -> FastSet<(String, String)> {
         self.gateway_totals.clear();
         for l in batch.logs.iter().filter(|l| is_shim_record(l)) {
             self.shim_last_us = Some(self.shim_last_us.map_or(l.time_us, |t| t.max(l.time_us)));
@@ -357,7 +359,7 @@ impl RunDedup {
     }
 
     /// Whether `c` is an OpenClaw call already counted; remembers shim run ids it lets through.
-    pub fn drop_call(&mut self, c: &mut ModelCallRow, plugin_spans: &HashSet<(String, String)>) -> bool {
+    pub fn drop_call(&mut self, c: &mut ModelCallRow, plugin_spans: &FastSet<(String, String)>) -> bool {
         // A call (message id) or reconcile record the shim re-sent after a lost ack.
         if let Some(id) = shim_call_key(c).map(str::to_string) {
             let key = format!("msg:{id}");

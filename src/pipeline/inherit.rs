@@ -22,7 +22,9 @@
 //! `MAX_ADOPTS` per batch). A trace this process never saw cannot have rows stored after its start,
 //! so new traces never cost a lookup (each is a scan of the stored spans in a time window).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::model::fastmap::{FastMap, FastSet};
 
 use crate::model::records::{Adopt, Batch, Context, Fixup, SpanRow, SpanType};
 
@@ -63,7 +65,7 @@ struct Waiting {
 
 #[derive(Debug, Default)]
 struct TraceMem {
-    nodes: HashMap<String, Node>,
+    nodes: FastMap<String, Node>,
     waiting: Vec<Waiting>,
     /// The latest span start remembered (what forgetting the trace raises the horizon to).
     newest_us: i64,
@@ -82,7 +84,7 @@ struct Found {
 /// The stage's memory (owned by the pipeline thread).
 #[derive(Debug)]
 pub struct Inherit {
-    traces: HashMap<String, TraceMem>,
+    traces: FastMap<String, TraceMem>,
     order: VecDeque<String>,
     nodes: usize,
     max_nodes: usize,
@@ -90,7 +92,7 @@ pub struct Inherit {
     horizon_us: i64,
     /// Traces forgotten (with their newest span), oldest first: their spans may have stored
     /// descendants the memory no longer holds.
-    forgotten: HashMap<String, i64>,
+    forgotten: FastMap<String, i64>,
     forgotten_order: VecDeque<String>,
     /// Adopts not made because of the bounds above (for logs and tests).
     pub adopts_skipped: u64,
@@ -157,12 +159,12 @@ impl Inherit {
     /// A memory whose coverage starts at `horizon_us`.
     pub fn with_horizon(max_nodes: usize, horizon_us: i64) -> Self {
         Self {
-            traces: HashMap::new(),
+            traces: FastMap::default(),
             order: VecDeque::new(),
             nodes: 0,
             max_nodes: max_nodes.max(1),
             horizon_us,
-            forgotten: HashMap::new(),
+            forgotten: FastMap::default(),
             forgotten_order: VecDeque::new(),
             adopts_skipped: 0,
             adopt_tokens: ADOPT_BURST,
@@ -221,8 +223,8 @@ impl Inherit {
     /// walking up found; `None` when the row needs nothing or has no parent.
     fn resolve_row(
         &self,
-        parents: &HashMap<(String, String), Option<String>>,
-        memo: &mut HashMap<(String, String), Found>,
+        parents: &FastMap<(String, String), Option<String>>,
+        memo: &mut FastMap<(String, String), Found>,
         trace: &str,
         span: &str,
         ctx: &Context,
@@ -275,7 +277,7 @@ impl Inherit {
         self.adopt_tokens = (self.adopt_tokens + refill).min(ADOPT_BURST);
         self.adopt_refill = now;
         let mut touched: Vec<String> = Vec::new();
-        let mut touched_set: std::collections::HashSet<&str> = std::collections::HashSet::new();
+        let mut touched_set: FastSet<&str> = FastSet::default();
         for s in &batch.spans {
             if !self.traces.contains_key(&s.trace_id) {
                 self.traces.insert(s.trace_id.clone(), TraceMem::default());
@@ -353,9 +355,9 @@ impl Inherit {
             batch.adopts.extend(adopts);
             return (0, n);
         }
-        let parents: HashMap<(String, String), Option<String>> =
+        let parents: FastMap<(String, String), Option<String>> =
             batch.spans.iter().map(|s| ((s.trace_id.clone(), s.span_id.clone()), s.parent_span_id.clone())).collect();
-        let mut memo: HashMap<(String, String), Found> = HashMap::new();
+        let mut memo: FastMap<(String, String), Found> = FastMap::default();
         let mut new_waiting: Vec<(String, Waiting)> = Vec::new();
         let mut changed = 0;
         let rows = batch

@@ -2,7 +2,7 @@
 //! calls are summed per (hour, agent, task, model, provider) in Rust and upserted in the same
 //! transaction, so the rollup always equals `model_calls`. Re-pricing rebuilds it with SQL.
 
-use std::collections::HashMap;
+use crate::model::fastmap::FastMap;
 
 use duckdb::{params, Appender, Connection};
 
@@ -54,7 +54,7 @@ pub struct Sums {
 /// wrap (inputs are range-checked at mapping time, so this is a second fence).
 #[derive(Debug, Default)]
 pub struct Rollup {
-    sums: HashMap<(i64, String, String, String, String), Sums>,
+    sums: FastMap<(i64, String, String, String, String), Sums>,
 }
 
 impl Rollup {

@@ -13,7 +13,7 @@
 //! Besides batches it runs state changes in their own transaction (`Store::apply`), re-pricing,
 //! and checkpoints (after which the log may delete the segments a checkpoint covers).
 
-use std::collections::HashMap;
+use crate::model::fastmap::FastMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -259,7 +259,7 @@ impl<'c> Appenders<'c> {
 /// `TOUCH_INTERVAL_US`, or when its task / earliest time changed. Bounded; forgetting an entry
 /// only costs one extra upsert.
 struct SeenCache {
-    rows: HashMap<String, Seen>,
+    rows: FastMap<String, Seen>,
     cap: usize,
 }
 
@@ -268,7 +268,7 @@ const TOUCH_INTERVAL_US: i64 = 2_000_000;
 
 impl SeenCache {
     fn new(cap: usize) -> Self {
-        Self { rows: HashMap::new(), cap }
+        Self { rows: FastMap::default(), cap }
     }
 
     /// Keep only the rows that change what is stored.
@@ -309,7 +309,7 @@ impl SeenCache {
 }
 
 /// Fold one `Seen` into a map keyed by id (several records in one transaction).
-fn fold_into(map: &mut HashMap<String, Seen>, r: &Seen) {
+fn fold_into(map: &mut FastMap<String, Seen>, r: &Seen) {
     match map.get_mut(&r.id) {
         None => {
             map.insert(r.id.clone(), r.clone());
@@ -340,7 +340,7 @@ fn fold_into(map: &mut HashMap<String, Seen>, r: &Seen) {
 
 /// Fold repeated ids so each id appears once (pure; also used by the pipeline per record).
 pub fn fold_seen(rows: Vec<Seen>) -> Vec<Seen> {
-    let mut map: HashMap<String, Seen> = HashMap::with_capacity(rows.len());
+    let mut map: FastMap<String, Seen> = FastMap::with_capacity_and_hasher(rows.len(), Default::default());
     for r in &rows {
         fold_into(&mut map, r);
     }
@@ -383,8 +383,8 @@ fn append_items(
     agents_cache: &SeenCache,
     adopt_budget: &mut fixups::AdoptBudget,
 ) -> Result<(Vec<Seen>, Vec<Seen>), StoreError> {
-    let mut sessions: HashMap<String, Seen> = HashMap::new();
-    let mut agents: HashMap<String, Seen> = HashMap::new();
+    let mut sessions: FastMap<String, Seen> = FastMap::default();
+    let mut agents: FastMap<String, Seen> = FastMap::default();
     let mut sums = rollup::Rollup::default();
     let mut updates: Vec<&SessionUpdate> = Vec::new();
     let mut task_links = Vec::new();

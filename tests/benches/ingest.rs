@@ -1,6 +1,6 @@
 //! Micro-benchmarks of the ingest stages alone, on 512 realistic ~1 KB GenAI spans
 //! (`fixtures::genai_traces`): protobuf decode, mapping to the agent model, Arrow batch build,
-//! the ingest log append (the acknowledgement) and append + DuckDB commit.
+//! the pipeline's dedup stage, the ingest log append (the acknowledgement) and append + DuckDB commit.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use prost::Message;
@@ -26,6 +26,19 @@ fn stages(c: &mut Criterion) {
     });
     g.bench_function("map_to_model", |b| b.iter(|| normalize::traces(&req, 0).batch.spans.len()));
     let mapped = normalize::traces(&req, 0).batch;
+    // The pipeline's dedup stage on fresh batches against a long-lived window (as in the pipeline).
+    let mut dedup = agent_console::model::dedup::Deduper::default();
+    let mut dedup_seed = 1_000;
+    g.bench_function("dedup_filter", |b| {
+        b.iter_batched(
+            || {
+                dedup_seed += 1;
+                normalize::traces(&genai_traces(SPANS, 100, &mut Rng::new(dedup_seed), NOW_NS), 0).batch
+            },
+            |mut batch| dedup.filter(&mut batch),
+            BatchSize::SmallInput,
+        )
+    });
     g.bench_function("build_arrow_spans", |b| b.iter(|| arrow_rows::spans(&mapped.spans).map(|r| r.num_rows())));
 
     let dir = tempfile::tempdir().expect("tempdir");
