@@ -18,6 +18,11 @@ fn ts(cap: usize) -> TimestampMicrosecondBuilder {
 fn s(cap: usize) -> StringBuilder {
     StringBuilder::with_capacity(cap, cap * 16)
 }
+/// A string column sized to the bytes it will hold (long columns would otherwise grow by
+/// doubling, copying the batch's JSON several times).
+fn sized<'a>(n: usize, values: impl Iterator<Item = Option<&'a str>>) -> StringBuilder {
+    StringBuilder::with_capacity(n, values.map(|v| v.map_or(0, str::len)).sum())
+}
 
 /// Columns every row type shares (the agent context).
 struct CtxCols {
@@ -67,8 +72,10 @@ pub fn spans(rows: &[SpanRow]) -> Result<RecordBatch, ArrowError> {
     let mut duration = Float64Builder::with_capacity(n);
     let (mut status, mut status_msg, mut scope, mut stype, mut model) = (s(n), s(n), s(n), s(n), s(n));
     let mut error = BooleanBuilder::with_capacity(n);
-    let mut attrs = StringBuilder::with_capacity(n, n * 512);
-    let (mut res, mut events, mut links) = (s(n), s(n), s(n));
+    let mut attrs = sized(n, rows.iter().map(|r| Some(r.attributes.as_str())));
+    let mut res = sized(n, rows.iter().map(|r| Some(&*r.resource_attributes)));
+    let mut events = sized(n, rows.iter().map(|r| r.events.as_deref()));
+    let mut links = sized(n, rows.iter().map(|r| r.links.as_deref()));
     let mut ctx = CtxCols::new(n);
     let mut fallback = Int32Builder::with_capacity(n);
     for r in rows {
@@ -131,8 +138,8 @@ pub fn logs(rows: &[LogRow]) -> Result<RecordBatch, ArrowError> {
     let (mut trace, mut span) = (s(n), s(n));
     let mut sev = Int32Builder::with_capacity(n);
     let (mut sev_text, mut event, mut body, mut scope) = (s(n), s(n), s(n), s(n));
-    let mut attrs = StringBuilder::with_capacity(n, n * 512);
-    let mut res = s(n);
+    let mut attrs = sized(n, rows.iter().map(|r| Some(r.attributes.as_str())));
+    let mut res = sized(n, rows.iter().map(|r| Some(&*r.resource_attributes)));
     let mut ctx = CtxCols::new(n);
     for r in rows {
         time.append_value(r.time_us);
@@ -172,7 +179,9 @@ pub fn points(rows: &[PointRow]) -> Result<RecordBatch, ArrowError> {
     let mut mono = BooleanBuilder::with_capacity(n);
     let mut count = UInt64Builder::with_capacity(n);
     let mut f: [Float64Builder; 4] = std::array::from_fn(|_| Float64Builder::with_capacity(n));
-    let (mut dist, mut series, mut attrs, mut res) = (s(n), s(n), s(n), s(n));
+    let (mut dist, mut series) = (s(n), s(n));
+    let mut attrs = sized(n, rows.iter().map(|r| Some(r.attributes.as_str())));
+    let mut res = sized(n, rows.iter().map(|r| Some(&*r.resource_attributes)));
     let mut ctx = CtxCols::new(n);
     for r in rows {
         time.append_value(r.time_us);
