@@ -6,10 +6,9 @@
 //! owns one and runs every batch through it before appending.
 
 use std::collections::VecDeque;
-
-use super::fastmap::{FastMap, FastSet};
 use std::hash::Hash;
 
+use super::fastmap::{FastMap, FastSet};
 use super::records::{Batch, ModelCallRow};
 
 /// How many levels up a span tree two LLM spans may be apart and still be the same call.

@@ -3,7 +3,6 @@
 //! agents, following the priority table in `semconv.rs`. Records that cannot be stored (bad ids)
 //! are counted as rejected with a message, for OTLP partial success.
 
-use super::fastmap::FastMap;
 use std::hash::Hasher;
 use std::sync::Arc;
 
@@ -16,6 +15,7 @@ use opentelemetry_proto::tonic::resource::v1::Resource;
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
 
 use super::attrs::{self, AttrIndex};
+use super::fastmap::FastMap;
 use super::ids::{SpanId, TraceId};
 use super::records::*;
 use super::semconv as k;

@@ -13,7 +13,6 @@
 //! Besides batches it runs state changes in their own transaction (`Store::apply`), re-pricing,
 //! and checkpoints (after which the log may delete the segments a checkpoint covers).
 
-use crate::model::fastmap::FastMap;
 use std::sync::atomic::Ordering;
 use std::sync::mpsc::{Receiver, RecvTimeoutError};
 use std::sync::Arc;
@@ -25,6 +24,7 @@ use tokio::sync::oneshot;
 use super::{arrow_rows, fixups, reprice, rollup, session_state, StoreError, StoreShared};
 use crate::cost::pricing::RepriceReport;
 use crate::cost::PriceTable;
+use crate::model::fastmap::FastMap;
 use crate::model::records::{Batch, Seen, SessionUpdate};
 use crate::telemetry::Metrics;
 
