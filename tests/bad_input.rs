@@ -193,10 +193,10 @@ async fn overload_refuses_with_retry_after_and_stores_only_acked() {
 /// the server go on serving; nothing of the refused requests is stored.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn grpc_garbage_is_invalid_argument_and_the_next_export_is_stored() {
-    use agent_console::receiver::grpc::RawCodec;
+    use agent_console::receiver::grpc::{OtlpService, RawCodec, TraceService};
     use tonic::codegen::http::uri::PathAndQuery;
     use tonic::codegen::Bytes;
-    const EXPORT: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
+    const EXPORT: &str = TraceService::EXPORT_PATH;
     let app = spawn().await;
     let channel =
         tonic::transport::Endpoint::from_shared(app.grpc.clone()).expect("endpoint").connect().await.expect("connect");

@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use agent_console::receiver::grpc::RawCodec;
+use agent_console::receiver::grpc::{OtlpService, RawCodec, TraceService};
 use anyhow::{anyhow, bail, Context};
 use bytes::Bytes;
 use clap::{Parser, ValueEnum};
@@ -196,8 +196,6 @@ async fn pace(args: &Args, started: Instant, sent_by_me: u64) {
     tokio::time::sleep_until(due.into()).await;
 }
 
-const EXPORT_TRACES: &str = "/opentelemetry.proto.collector.trace.v1.TraceService/Export";
-
 async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Bytes)>>, id: usize, c: Arc<Counters>, until: Instant) {
     let mut i = id;
     let started = Instant::now();
@@ -230,7 +228,7 @@ async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Bytes)>>, id: usi
                         // Sent as encoded before the run (`RawCodec`): the load generator shares
                         // the collector's cores, so it does not clone and re-encode 512 spans per
                         // export (an SDK encodes each batch once, which the pre-encoding stands for).
-                        let path = tonic::codegen::http::uri::PathAndQuery::from_static(EXPORT_TRACES);
+                        let path = tonic::codegen::http::uri::PathAndQuery::from_static(TraceService::EXPORT_PATH);
                         client.unary(tonic::Request::new(body.clone()), path, RawCodec).await.map(|_| ())
                     }
                     Err(e) => Err(tonic::Status::unavailable(e.to_string())),

@@ -345,8 +345,8 @@ impl Stages {
     }
 
     fn stage_store(&self, pos: Option<(u64, u64)>, batch: Arc<Batch>) -> Result<(), StoreError> {
-        // Bounded in bytes too: a queue of 256 prompt-heavy batches would hold far more than 64
-        // small ones.
+        // Bounded in bytes too: a queue of 256 prompt-heavy batches would hold far more than
+        // 256 small ones.
         while self.writer_queued.load(Ordering::Acquire) > WRITER_QUEUE_BYTES {
             std::thread::sleep(Duration::from_millis(1));
         }
