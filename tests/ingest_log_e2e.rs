@@ -338,11 +338,22 @@ async fn a_damaged_duckdb_wal_is_moved_aside_and_the_log_restores_its_rows() {
             .expect("post");
         assert_eq!(r.status(), 200);
     }
-    // Committed to DuckDB (its WAL), not checkpointed.
+    // Committed to DuckDB, not checkpointed: in memory only (the collector writes no DuckDB WAL).
     assert_eq!(sql_at(&http, &bin.http, "SELECT count(*) FROM spans").await[0][0], 5 * SPANS_PER_REQUEST as u64);
     bin.kill9();
     let wal = dir.path().join("agent-console.duckdb.wal");
-    let len = std::fs::metadata(&wal).expect("DuckDB kept a WAL after kill -9").len();
+    assert!(!wal.exists(), "the collector writes no DuckDB WAL");
+    // A WAL left by a collector that wrote one (an older version, or DuckDB opened directly):
+    // written here by DuckDB itself, then damaged.
+    {
+        let db = duckdb::Connection::open(dir.path().join("agent-console.duckdb")).expect("open directly");
+        db.execute_batch(
+            "PRAGMA disable_checkpoint_on_shutdown; SET wal_autocheckpoint = '1GB';
+             CREATE TABLE wal_only (x INTEGER); INSERT INTO wal_only SELECT range FROM range(1000);",
+        )
+        .expect("write a WAL");
+    }
+    let len = std::fs::metadata(&wal).expect("DuckDB kept a WAL").len();
     assert!(len > 64);
     let mut bytes = std::fs::read(&wal).expect("read wal");
     for b in bytes.iter_mut().skip(16).take(4096) {
@@ -383,8 +394,16 @@ async fn a_second_collector_on_the_same_directory_refuses_and_leaves_the_wal_alo
         assert_eq!(export(seq).await.expect("post").status(), 200);
     }
     assert_eq!(sql_at(&http, &bin.http, "SELECT count(*) FROM spans").await[0][0], 3 * SPANS_PER_REQUEST as u64);
-    let wal = dir.path().join("agent-console.duckdb.wal");
-    assert!(wal.exists(), "committed, not checkpointed: DuckDB has a WAL");
+    let files = |d: &std::path::Path| -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(d)
+            .expect("dir")
+            .filter_map(Result::ok)
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    };
+    let before = files(dir.path());
 
     let second = std::process::Command::new(env!("CARGO_BIN_EXE_agent-console"))
         .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
@@ -399,7 +418,7 @@ async fn a_second_collector_on_the_same_directory_refuses_and_leaves_the_wal_alo
     assert!(!second.status.success(), "the second collector must not start: {said}");
     assert!(said.contains("in use by another process"), "{said}");
     assert!(!said.contains("moved it aside"), "{said}");
-    assert!(wal.exists(), "the live WAL is where it was");
+    assert_eq!(files(dir.path()), before, "the second collector created, moved or removed nothing");
     let aside = std::fs::read_dir(dir.path())
         .expect("dir")
         .filter_map(Result::ok)

@@ -261,7 +261,7 @@ impl Store {
         let committed: i64 = conn.query_row("SELECT position FROM ingest_log_state WHERE id = 1", [], |r| r.get(0))?;
         let committed = committed.max(0) as u64;
         tracing::info!(path = %path.display(), schema_version = version, log_position = committed, "store opened");
-        let read_conn = conn.try_clone()?;
+        let read_conn = recovery::clone_connection(&conn)?;
 
         // The session tracker starts from what DuckDB holds.
         let mut tracker = crate::sessions::Tracker::new(cfg.sessions);
@@ -444,8 +444,9 @@ impl Store {
     }
 
     /// Run `f` on the writer thread inside its own transaction and return its result once it is
-    /// committed (rolled back when `f` fails). For small state changes that are not telemetry:
-    /// agent commands and their audit rows, tasks, alert rules. Pending rows are committed first.
+    /// committed and checkpointed, so on disk (rolled back when `f` fails; DuckDB writes no WAL,
+    /// `recovery.rs`). For small state changes that are not telemetry: agent commands and their
+    /// audit rows, tasks, alert rules. Pending rows are committed first.
     pub async fn apply<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,

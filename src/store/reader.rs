@@ -187,7 +187,7 @@ impl Reader {
     /// A fresh connection to the same database (for other read paths, e.g. the Postgres wire).
     pub fn connection(&self) -> Result<Connection, StoreError> {
         let base = self.base.lock().map_err(|_| StoreError::Unavailable("reader lock poisoned".into()))?;
-        Ok(base.try_clone()?)
+        Ok(super::recovery::clone_connection(&base)?)
     }
 
     /// Refuse SQL longer than `max_sql_bytes`.
@@ -326,8 +326,7 @@ pub fn original_names(conn: &Connection, sql: &str, schema: &Schema) -> Vec<Stri
     }
     let body = sql.trim_end().trim_end_matches(';');
     // On a second connection: a new statement on `conn` would close the result being streamed.
-    let described: Option<Vec<String>> = conn
-        .try_clone()
+    let described: Option<Vec<String>> = super::recovery::clone_connection(conn)
         .and_then(|c| {
             let mut s = c.prepare(&format!("DESCRIBE {body}"))?;
             let rows = s.query_map([], |r| r.get::<_, String>(0))?;

@@ -1,12 +1,21 @@
-//! Opening the DuckDB file, with a salvage path for a damaged DuckDB WAL.
+//! Opening the DuckDB file, without DuckDB's WAL, with a salvage path for a damaged one.
 //!
-//! Rows committed to DuckDB after its last checkpoint live only in its WAL
-//! (`agent-console.duckdb.wal`) and in our own ingest log, whose segments are deleted only after
-//! a checkpoint covers them. So when DuckDB refuses to open because its WAL is damaged, the WAL
-//! is moved aside (`agent-console.duckdb.wal.damaged-<time>`, kept for inspection), DuckDB opens
-//! at its last checkpoint, and the ingest log replays everything after that checkpoint's log
-//! position: nothing acknowledged is lost. This is loud (an ERROR line naming both files) but
-//! automatic, so a collector restarted by a supervisor comes back by itself.
+//! The file is attached with `RECOVERY_MODE NO_WAL_WRITES`: DuckDB writes no WAL, a commit is in
+//! memory and a checkpoint is what reaches the file. Our ingest log already holds every record
+//! DuckDB stores, its segments are deleted only once a checkpoint covers them, and the log
+//! position DuckDB has committed is stored in the same transactions (`ingest_log_state`), so after
+//! a crash DuckDB opens at its last checkpoint with that checkpoint's position and the log
+//! replays the rest, each record once. A second copy of every row in DuckDB's WAL bought nothing
+//! and cost the writer thread a third of its time (BENCHMARKS.md, issue 11). What the log does
+//! not hold (control commands and their audit, tasks, alert rules, billing marks: `Store::apply`)
+//! is checkpointed by the writer before the caller is answered.
+//!
+//! A WAL can still be there, from a collector that wrote one (before this change). When DuckDB
+//! refuses to open because that WAL is damaged, it is moved aside
+//! (`agent-console.duckdb.wal.damaged-<time>`, kept for inspection), DuckDB opens at its last
+//! checkpoint, and the ingest log replays everything after that checkpoint's log position:
+//! nothing acknowledged is lost. This is loud (an ERROR line naming both files) but automatic,
+//! so a collector restarted by a supervisor comes back by itself.
 //!
 //! A lock conflict is never a damaged WAL: another process (a second collector on the same
 //! directory, or one still exiting) holds the database, and its WAL is live. That error is
@@ -19,8 +28,37 @@ use duckdb::{Config, Connection};
 
 use super::{StoreConfig, StoreError};
 
-fn config(cfg: &StoreConfig) -> Result<Config, StoreError> {
-    Ok(Config::default().max_memory(&cfg.memory_limit)?.threads(cfg.threads)?.enable_autoload_extension(false)?)
+/// Spills go where DuckDB puts them for a database file (`<file>.tmp`), not where it puts them
+/// for an in-memory instance (`.tmp` in the working directory).
+fn config(path: &Path, cfg: &StoreConfig) -> Result<Config, StoreError> {
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
+    Ok(Config::default()
+        .max_memory(&cfg.memory_limit)?
+        .threads(cfg.threads)?
+        .enable_autoload_extension(false)?
+        .with("temp_directory", tmp.to_string_lossy())?)
+}
+
+/// The name the database file is attached under (what DuckDB named it when it was opened
+/// directly, so `current_database()` and `information_schema` answer as before).
+pub const CATALOG: &str = "agent-console";
+
+/// An in-memory DuckDB instance with the file attached under [`CATALOG`], without WAL writes,
+/// and made this connection's default.
+fn attach(path: &Path, config: Config) -> Result<Connection, duckdb::Error> {
+    let conn = Connection::open_in_memory_with_flags(config)?;
+    let file = path.to_string_lossy().replace('\'', "''");
+    conn.execute_batch(&format!("ATTACH '{file}' AS \"{CATALOG}\" (RECOVERY_MODE NO_WAL_WRITES); USE \"{CATALOG}\";"))?;
+    Ok(conn)
+}
+
+/// Another connection to the same database, defaulting to the attached file (a clone starts in
+/// the instance's in-memory catalog).
+pub fn clone_connection(conn: &Connection) -> Result<Connection, duckdb::Error> {
+    let c = conn.try_clone()?;
+    c.execute_batch(&format!("USE \"{CATALOG}\""))?;
+    Ok(c)
 }
 
 fn wal_path(db: &Path) -> PathBuf {
@@ -31,7 +69,7 @@ fn wal_path(db: &Path) -> PathBuf {
 
 /// Open the database file; on failure with a WAL present, move the WAL aside and open again.
 pub fn open_database(path: &Path, cfg: &StoreConfig) -> Result<Connection, StoreError> {
-    match Connection::open_with_flags(path, config(cfg)?) {
+    match attach(path, config(path, cfg)?) {
         Ok(c) => Ok(c),
         Err(first) => {
             let wal = wal_path(path);
@@ -63,7 +101,7 @@ pub fn open_database(path: &Path, cfg: &StoreConfig) -> Result<Connection, Store
                 "DuckDB could not open its WAL: moved it aside and opening at the last checkpoint; \
                  the ingest log replays what the WAL held"
             );
-            Connection::open_with_flags(path, config(cfg)?).map_err(|second| {
+            attach(path, config(path, cfg)?).map_err(|second| {
                 StoreError::Unavailable(format!(
                     "DuckDB cannot open {} even without its WAL (moved to {}): {second}",
                     path.display(),

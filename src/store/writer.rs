@@ -613,13 +613,25 @@ impl<'c> Writer<'c> {
         }
     }
 
-    fn maybe_checkpoint(&mut self, force: bool) {
+    /// Checkpoint now, after a change the ingest log does not hold (`Store::apply`, re-pricing):
+    /// DuckDB writes no WAL (`recovery.rs`), so until a checkpoint it would live only in memory.
+    /// A failed checkpoint is retried by the next one; the change stays committed meanwhile.
+    fn make_durable(&mut self, what: &str) {
+        self.dirty = true;
+        if !self.maybe_checkpoint(true) {
+            tracing::error!(change = what, "a committed change is not on disk yet: its checkpoint failed");
+        }
+    }
+
+    /// Checkpoint when `checkpoint_bytes` of log were committed since the last one (or `force`).
+    /// False only when a checkpoint was tried and failed.
+    fn maybe_checkpoint(&mut self, force: bool) -> bool {
         if !self.dirty {
-            return;
+            return true;
         }
         let since = self.committed.1.saturating_sub(self.checkpointed_bytes);
         if !force && since < self.cfg.checkpoint_bytes {
-            return;
+            return true;
         }
         let started = Instant::now();
         match self.conn.execute_batch("CHECKPOINT") {
@@ -634,8 +646,12 @@ impl<'c> Writer<'c> {
                     position = self.committed.0,
                     "checkpoint"
                 );
+                true
             }
-            Err(e) => tracing::warn!(error = %e, "checkpoint failed; retried later"),
+            Err(e) => {
+                tracing::warn!(error = %e, "checkpoint failed; retried later");
+                false
+            }
         }
     }
 
@@ -736,14 +752,14 @@ pub fn run(
                 w.commit_pending();
                 let result = apply_in_txn(w.conn, f);
                 if result.is_ok() {
-                    w.dirty = true;
+                    w.make_durable("apply");
                 }
                 let _ = ack.send(result);
             }
             Some(Msg::ApplyNow(f, ack)) => {
                 let result = apply_in_txn(w.conn, f);
                 if result.is_ok() {
-                    w.dirty = true;
+                    w.make_durable("apply");
                 }
                 let _ = ack.send(result);
             }
@@ -753,7 +769,7 @@ pub fn run(
                 let result = reprice::reprice(w.conn, &table);
                 match &result {
                     Ok(r) => {
-                        w.dirty = true;
+                        w.make_durable("reprice");
                         tracing::info!(
                             computed = r.computed,
                             unpriced = r.unpriced,
