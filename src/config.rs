@@ -117,6 +117,11 @@ pub struct ServeArgs {
     /// sees it; `POST /api/flush` commits at once).
     #[arg(long, env = "AGENT_CONSOLE_COMMIT_MAX_DELAY_MS", default_value_t = 250)]
     pub commit_max_delay_ms: u64,
+    /// Checkpoint DuckDB after this many MiB of ingest log were committed to it. DuckDB keeps no
+    /// WAL (the ingest log is the redo log), so this bounds the replay after a crash; smaller
+    /// costs throughput (each checkpoint rewrites the last, partly filled row group).
+    #[arg(long, env = "AGENT_CONSOLE_CHECKPOINT_MIB", default_value_t = 256)]
+    pub checkpoint_mib: u64,
     /// DuckDB memory limit.
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_MEMORY_LIMIT", default_value = "2GB")]
     pub duckdb_memory_limit: String,
@@ -336,7 +341,7 @@ impl ServeArgs {
             handoff_bytes: (self.pipeline_handoff_mib << 20).max(1 << 20),
             commit_max_rows: self.max_batch_rows.max(1),
             commit_max_delay: Duration::from_millis(self.commit_max_delay_ms.max(1)),
-            checkpoint_bytes: 512 << 20,
+            checkpoint_bytes: self.checkpoint_mib.max(1) << 20,
             sessions: crate::sessions::TrackerConfig {
                 idle_after_us: self.session_idle_secs.max(1) as i64 * 1_000_000,
                 stuck_after_us: self.session_stuck_secs.max(1) as i64 * 1_000_000,
@@ -378,6 +383,7 @@ fn unreachable_defaults() -> ServeArgs {
         ingest_log_skip_damaged: false,
         max_batch_rows: 100_000,
         commit_max_delay_ms: 250,
+        checkpoint_mib: 256,
         duckdb_memory_limit: "2GB".into(),
         duckdb_threads: 2,
         query_timeout_ms: 30_000,

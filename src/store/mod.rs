@@ -118,7 +118,7 @@ impl Default for StoreConfig {
             handoff_bytes: 64 << 20,
             commit_max_rows: 100_000,
             commit_max_delay: Duration::from_millis(250),
-            checkpoint_bytes: 512 << 20,
+            checkpoint_bytes: 256 << 20,
             sessions: crate::sessions::TrackerConfig::default(),
             tasks: crate::tasks::TaskConfig::default(),
             query: QueryLimits::default(),
