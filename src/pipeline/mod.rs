@@ -44,9 +44,10 @@ pub mod replay;
 
 /// Bytes of record batches the writer's queue may hold (besides its count bound): when DuckDB
 /// pauses (a commit, a checkpoint) the pipeline keeps publishing until this much is waiting.
-/// An automatic checkpoint (256 MB of DuckDB WAL) pauses the writer for 1-2 s on 2 cores. With
-/// 32 MiB (about 1 s at half load) the live stream's p99 was 145 ms; 64 MiB: 43 ms; 128 MiB:
-/// 31-57 ms, but the soak's 1,536 MiB RSS bound failed (1,544). See BENCHMARKS.md.
+/// A checkpoint (`--checkpoint-mib`, or DuckDB's own 256 MB estimate) pauses the writer for
+/// 0.3-2 s on 2 cores. With 32 MiB (about 1 s at half load) the live stream's p99 was 145 ms;
+/// 64 MiB: 43 ms; 128 MiB: 31-57 ms, but the soak's 1,536 MiB RSS bound failed (1,544). See
+/// BENCHMARKS.md.
 pub const WRITER_QUEUE_BYTES: u64 = 64 << 20;
 
 /// How often an idle pipeline checks the log for records it was not handed.
