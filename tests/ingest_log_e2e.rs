@@ -659,3 +659,61 @@ async fn a_request_of_400k_empty_records_is_refused_before_decoding() {
     assert_eq!(app.scalar("SELECT count(*) FROM logs").await, 0);
     app.shutdown().await;
 }
+
+/// DuckDB keeps no WAL: a pause and a resume are durable in the control tables (checkpointed
+/// before they are answered), but the session row's status reaches the file only at the next
+/// checkpoint. After `kill -9` the session must show what control last decided (running), not
+/// the older status of DuckDB's last checkpoint (paused).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_resume_before_kill_9_is_still_a_resume_after_restart() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let http = reqwest::Client::new();
+    let status_sql = "SELECT status FROM sessions WHERE session_id = 'dur-ctl-1'";
+    let wait_for = |bin_http: String, want: &'static str| {
+        let http = http.clone();
+        async move {
+            for _ in 0..300 {
+                let rows = sql_at(&http, &bin_http, status_sql).await;
+                if rows.first().and_then(|r| r.first()).and_then(Value::as_str) == Some(want) {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            panic!("session never showed {want}: {:?}", sql_at(&http, &bin_http, status_sql).await);
+        }
+    };
+    let bin = spawn_binary(dir.path(), &[]);
+    let start = serde_json::json!({
+        "session_id": "dur-ctl-1", "hook_event_name": "SessionStart", "cwd": "/tmp",
+        "transcript_path": "/tmp/dur-ctl-1.jsonl", "source": "startup",
+    });
+    let r = http.post(format!("{}/hooks/claude", bin.http)).json(&start).send().await.expect("hook");
+    assert_eq!(r.status(), 200);
+    let command = |kind: &str| {
+        http.post(format!("{}/api/sessions/dur-ctl-1/commands", bin.http))
+            .json(&serde_json::json!({ "kind": kind, "reason": "durability test" }))
+            .send()
+    };
+    assert_eq!(command("pause").await.expect("pause").status(), 201);
+    wait_for(bin.http.clone(), "paused").await;
+    // The resume's checkpoint holds the row as `paused`; the row's change back is committed
+    // after it and dies with the process.
+    assert_eq!(command("resume").await.expect("resume").status(), 201);
+    wait_for(bin.http.clone(), "running").await;
+    bin.kill9();
+
+    let bin = spawn_binary(dir.path(), &[]);
+    wait_for(bin.http.clone(), "running").await;
+    let cmds: Value = http
+        .get(format!("{}/api/sessions/dur-ctl-1/commands", bin.http))
+        .send()
+        .await
+        .expect("commands")
+        .json()
+        .await
+        .expect("json");
+    let kinds: Vec<&str> =
+        cmds["commands"].as_array().map(|a| a.iter().filter_map(|c| c["kind"].as_str()).collect()).unwrap_or_default();
+    assert!(kinds.contains(&"pause") && kinds.contains(&"resume"), "both commands survived: {cmds}");
+    bin.kill9();
+}

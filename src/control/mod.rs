@@ -387,11 +387,16 @@ impl Control {
             st.by_tool.insert((a.session_id.clone(), a.tool_use_id.clone()), a.id.clone());
             st.approvals.insert(a.id.clone(), a);
         }
-        let paused: Vec<(String, String)> = st
+        // (session, paused, reason) for every session control knows: the session tracker is
+        // restored from DuckDB's last checkpoint, which may predate the last pause or resume.
+        let modes: Vec<(String, bool, String)> = st
             .sessions
             .iter()
-            .filter(|(_, c)| c.mode == Mode::Paused)
-            .map(|(id, c)| (id.clone(), pause_reason(c)))
+            .map(|(id, c)| {
+                let paused = c.mode == Mode::Paused;
+                let reason = if paused { pause_reason(c) } else { "resumed".to_string() };
+                (id.clone(), paused, reason)
+            })
             .collect();
         tracing::info!(
             sessions = st.sessions.len(),
@@ -411,9 +416,10 @@ impl Control {
                 seq: AtomicU64::new(0),
             }),
         };
-        // A pause stays a pause: the session tracker shows it again (a no-op when it does).
-        for (id, reason) in paused {
-            let _ = control.inner.store.set_paused(id, true, reason).await;
+        // A pause stays a pause and a resume a resume: the session tracker shows it again (a
+        // no-op when it does).
+        for (id, paused, reason) in modes {
+            let _ = control.inner.store.set_paused(id, paused, reason).await;
         }
         let sweeper = control.clone();
         tokio::spawn(async move { sweeper.sweep_loop().await });
