@@ -18,9 +18,9 @@
 //! so a collector restarted by a supervisor comes back by itself.
 //!
 //! A lock conflict is never a damaged WAL: another process (a second collector on the same
-//! directory, or one still exiting) holds the database, and its WAL is live. That error is
-//! returned as it is and the WAL is left alone (the soak found a restart racing a dying
-//! predecessor moving the live WAL aside).
+//! directory, or one still exiting, or DuckDB opened directly) holds the database and its files
+//! are live. That error is returned as it is and any WAL is left alone (the soak found a restart
+//! racing a dying predecessor moving the live WAL aside).
 
 use std::path::{Path, PathBuf};
 
