@@ -40,7 +40,7 @@ pub enum Msg {
     /// Run a closure in its own transaction (`Store::apply`).
     Apply(ApplyFn, ApplyAck),
     /// The same, ahead of the pending telemetry (`Store::apply_now`: control state that reads no
-    /// telemetry, so a command never waits for a large batch's commit).
+    /// telemetry, so a command never waits for a large batch's commit; it is checkpointed).
     ApplyNow(ApplyFn, ApplyAck),
     /// Re-price every stored call that has no reported cost with this table.
     Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
