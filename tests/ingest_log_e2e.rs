@@ -344,12 +344,16 @@ async fn a_damaged_duckdb_wal_is_moved_aside_and_the_log_restores_its_rows() {
     let wal = dir.path().join("agent-console.duckdb.wal");
     assert!(!wal.exists(), "the collector writes no DuckDB WAL");
     // A WAL left by a collector that wrote one (an older version, or DuckDB opened directly):
-    // written here by DuckDB itself, then damaged.
+    // written here by DuckDB itself, then damaged. Row changes to an existing table, as the
+    // collector's were: a damaged catalog entry (CREATE TABLE) can be replayed half-way and
+    // crash DuckDB later, which no salvage of ours can prevent.
     {
         let db = duckdb::Connection::open(dir.path().join("agent-console.duckdb")).expect("open directly");
         db.execute_batch(
             "PRAGMA disable_checkpoint_on_shutdown; SET wal_autocheckpoint = '1GB';
-             CREATE TABLE wal_only (x INTEGER); INSERT INTO wal_only SELECT range FROM range(1000);",
+             UPDATE ingest_log_state SET updated = now();
+             UPDATE ingest_log_state SET updated = now();
+             UPDATE ingest_log_state SET updated = now();",
         )
         .expect("write a WAL");
     }
