@@ -375,8 +375,10 @@ async fn a_damaged_duckdb_wal_is_moved_aside_and_the_log_restores_its_rows() {
         .expect("dir")
         .filter_map(Result::ok)
         .any(|e| e.file_name().to_string_lossy().contains(".wal.damaged-"));
-    // DuckDB may also repair a damaged tail on its own; either way no row is lost.
-    assert!(aside || !bin.said("moved it aside"));
+    // Every entry after the header is damaged: nothing in it can be replayed, so it is moved aside
+    // whether DuckDB refuses it or reads it as torn (before, a torn WAL left in place crashed the
+    // WAL-less attach's first checkpoint in 1 of 10 runs).
+    assert!(aside && bin.said("moved it aside"), "the damaged WAL is kept aside for inspection");
     bin.kill9();
 }
 

@@ -10,8 +10,9 @@
 //! not hold (control commands and their audit, tasks, alert rules, billing marks: `Store::apply`)
 //! is checkpointed by the writer before the caller is answered.
 //!
-//! A WAL can still be there, from a collector that wrote one (before this change). When DuckDB
-//! refuses to open because that WAL is damaged, it is moved aside
+//! A WAL can still be there, from a collector that wrote one (before this change). It is replayed
+//! by a plain open and checkpointed before the attach (see [`open_database`]). When DuckDB
+//! refuses to open because that WAL is damaged, or finds nothing it can replay in it, it is moved aside
 //! (`agent-console.duckdb.wal.damaged-<time>`, kept for inspection), DuckDB opens at its last
 //! checkpoint, and the ingest log replays everything after that checkpoint's log position:
 //! nothing acknowledged is lost. This is loud (an ERROR line naming both files) but automatic,
@@ -75,13 +76,45 @@ fn open_plain(path: &Path, config: Config) -> Result<Connection, duckdb::Error> 
 /// Open the database file (attached without WAL writes). A WAL left by a collector that wrote
 /// one is first replayed by a plain open, the way it was written, and checkpointed away: replayed
 /// under the WAL-less attach, a damaged one crashed the writer in 2-3 of 15 runs.
+///
+/// A WAL the plain open leaves behind held no transaction DuckDB could replay (a torn or damaged
+/// first entry): DuckDB keeps such a file to truncate it on its next WAL write, and the WAL-less
+/// attach truncates it to the size of its own estimate of uncheckpointed changes, not to zero,
+/// which crashed the writer in DuckDB's checkpoint (1 in 10 runs; a torn WAL is what a kill -9
+/// leaves). It is moved aside: nothing in it was ever going to be applied, and the ingest log
+/// replays everything after the last checkpoint.
 pub fn open_database(path: &Path, cfg: &StoreConfig) -> Result<Connection, StoreError> {
-    if wal_path(path).exists() {
+    let wal = wal_path(path);
+    if wal.exists() {
         let plain = open_salvaging(path, cfg, open_plain)?;
         plain.execute_batch("CHECKPOINT")?;
         drop(plain);
+        if std::fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false) {
+            let aside = move_aside(path, &wal, "DuckDB found no committed transaction in it")?;
+            tracing::warn!(
+                database = %path.display(),
+                moved_to = %aside.display(),
+                "DuckDB's WAL held nothing it could replay (a torn or damaged first entry): moved it aside; \
+                 the ingest log replays everything after the last checkpoint"
+            );
+        }
     }
     open_salvaging(path, cfg, attach)
+}
+
+/// Move `wal` aside (`<wal>.damaged-<unix time>`, kept for inspection) and say where.
+fn move_aside(path: &Path, wal: &Path, why: &str) -> Result<PathBuf, StoreError> {
+    let stamp = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let mut aside = wal.as_os_str().to_owned();
+    aside.push(format!(".damaged-{stamp}"));
+    let aside = PathBuf::from(aside);
+    std::fs::rename(wal, &aside).map_err(|e| {
+        StoreError::Unavailable(format!(
+            "DuckDB cannot use the WAL of {} ({why}) and it cannot be moved aside: {e}",
+            path.display()
+        ))
+    })?;
+    Ok(aside)
 }
 
 /// Open with `open`; on failure with a WAL present, move the WAL aside and open again.
@@ -104,17 +137,7 @@ fn open_salvaging(
             if !wal.exists() {
                 return Err(first.into());
             }
-            let stamp =
-                std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
-            let mut aside = wal.as_os_str().to_owned();
-            aside.push(format!(".damaged-{stamp}"));
-            let aside = PathBuf::from(aside);
-            std::fs::rename(&wal, &aside).map_err(|e| {
-                StoreError::Unavailable(format!(
-                    "DuckDB cannot open {} ({first}) and its WAL cannot be moved aside: {e}",
-                    path.display()
-                ))
-            })?;
+            let aside = move_aside(path, &wal, &format!("it cannot be opened: {first}"))?;
             tracing::error!(
                 database = %path.display(),
                 error = %first,
