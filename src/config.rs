@@ -106,6 +106,10 @@ pub struct ServeArgs {
     /// back from the log and mapped again.
     #[arg(long, env = "AGENT_CONSOLE_PIPELINE_HANDOFF_MIB", default_value_t = 64)]
     pub pipeline_handoff_mib: u64,
+    /// Processed rows waiting for the DuckDB writer, in MiB: while a checkpoint pauses the writer
+    /// the pipeline (and the live stream it feeds) keeps going until this much waits.
+    #[arg(long, env = "AGENT_CONSOLE_WRITER_QUEUE_MIB", default_value_t = 64)]
+    pub writer_queue_mib: u64,
     /// Start even when a record in the middle of the ingest log is damaged, skipping it (its
     /// data is lost; every skipped position is logged). Without it the collector refuses to start.
     #[arg(long, env = "AGENT_CONSOLE_INGEST_LOG_SKIP_DAMAGED", default_value_t = false)]
@@ -122,6 +126,10 @@ pub struct ServeArgs {
     /// costs throughput (each checkpoint rewrites the last, partly filled row group).
     #[arg(long, env = "AGENT_CONSOLE_CHECKPOINT_MIB", default_value_t = 256)]
     pub checkpoint_mib: u64,
+    /// While a checkpoint writes the DuckDB file, write back what it has dirtied every this many
+    /// ms, so the ingest log's syncs are not queued behind one large flush; 0 = off.
+    #[arg(long, env = "AGENT_CONSOLE_CHECKPOINT_WRITEBACK_MS", default_value_t = 10)]
+    pub checkpoint_writeback_ms: u64,
     /// DuckDB memory limit.
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_MEMORY_LIMIT", default_value = "2GB")]
     pub duckdb_memory_limit: String,
@@ -339,9 +347,12 @@ impl ServeArgs {
             threads: self.duckdb_threads.max(1),
             log,
             handoff_bytes: (self.pipeline_handoff_mib << 20).max(1 << 20),
+            writer_queue_bytes: (self.writer_queue_mib << 20).max(1 << 20),
             commit_max_rows: self.max_batch_rows.max(1),
             commit_max_delay: Duration::from_millis(self.commit_max_delay_ms.max(1)),
             checkpoint_bytes: self.checkpoint_mib.max(1) << 20,
+            checkpoint_writeback: (self.checkpoint_writeback_ms > 0)
+                .then(|| Duration::from_millis(self.checkpoint_writeback_ms)),
             sessions: crate::sessions::TrackerConfig {
                 idle_after_us: self.session_idle_secs.max(1) as i64 * 1_000_000,
                 stuck_after_us: self.session_stuck_secs.max(1) as i64 * 1_000_000,
@@ -380,10 +391,12 @@ fn unreachable_defaults() -> ServeArgs {
         ingest_log_segment_mib: 128,
         ingest_log_max_pending_mib: 1024,
         pipeline_handoff_mib: 64,
+        writer_queue_mib: 64,
         ingest_log_skip_damaged: false,
         max_batch_rows: 100_000,
         commit_max_delay_ms: 250,
         checkpoint_mib: 256,
+        checkpoint_writeback_ms: 10,
         duckdb_memory_limit: "2GB".into(),
         duckdb_threads: 2,
         query_timeout_ms: 30_000,

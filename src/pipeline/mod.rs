@@ -42,8 +42,9 @@ pub mod inherit;
 pub mod openclaw_runs;
 pub mod replay;
 
-/// Bytes of record batches the writer's queue may hold (besides its count bound): when DuckDB
-/// pauses (a commit, a checkpoint) the pipeline keeps publishing until this much is waiting.
+/// Default bytes of record batches the writer's queue may hold (`--writer-queue-mib`; besides
+/// its count bound): when DuckDB pauses (a commit, a checkpoint) the pipeline keeps publishing
+/// until this much is waiting.
 /// A checkpoint (`--checkpoint-mib`, or DuckDB's own 256 MB estimate) pauses the writer for
 /// 0.3-2 s on 2 cores. With 32 MiB (about 1 s at half load) the live stream's p99 was 145 ms;
 /// 64 MiB: 43 ms; 128 MiB: 31-57 ms, but the soak's 1,536 MiB RSS bound failed (1,544). See
@@ -202,6 +203,8 @@ pub struct Stages {
     to_store: SyncSender<writer::Msg>,
     /// Bytes queued for the writer (it subtracts what it receives, and zeroes it when it stops).
     writer_queued: Arc<AtomicU64>,
+    /// ... and how many it may hold before the pipeline waits.
+    writer_queue_max: u64,
 }
 
 impl Stages {
@@ -227,12 +230,14 @@ impl Stages {
             hooks,
             to_store,
             writer_queued: Arc::new(AtomicU64::new(0)),
+            writer_queue_max: WRITER_QUEUE_BYTES,
         }
     }
 
-    /// Count the writer's queue in this counter (shared with the writer).
-    pub fn with_writer_queue(mut self, queued: Arc<AtomicU64>) -> Self {
+    /// Count the writer's queue in this counter (shared with the writer), up to `max` bytes.
+    pub fn with_writer_queue(mut self, queued: Arc<AtomicU64>, max: u64) -> Self {
         self.writer_queued = queued;
+        self.writer_queue_max = max;
         self
     }
 
@@ -348,7 +353,7 @@ impl Stages {
     fn stage_store(&self, pos: Option<(u64, u64)>, batch: Arc<Batch>) -> Result<(), StoreError> {
         // Bounded in bytes too: a queue of 256 prompt-heavy batches would hold far more than
         // 256 small ones.
-        while self.writer_queued.load(Ordering::Acquire) > WRITER_QUEUE_BYTES {
+        while self.writer_queued.load(Ordering::Acquire) > self.writer_queue_max {
             std::thread::sleep(Duration::from_millis(1));
         }
         let size = batch_bytes(&batch);

@@ -22,6 +22,7 @@ pub mod schema;
 pub mod session_state;
 pub mod sqlcompat;
 pub mod stream;
+pub mod writeback;
 pub mod writer;
 
 use std::path::PathBuf;
@@ -100,6 +101,10 @@ pub struct StoreConfig {
     pub commit_max_delay: Duration,
     /// Checkpoint after this many log bytes were committed.
     pub checkpoint_bytes: u64,
+    /// Paced write-back of the database file during checkpoints (`writeback.rs`), `None` = off.
+    pub checkpoint_writeback: Option<Duration>,
+    /// Bytes of processed batches waiting for the writer before the pipeline waits.
+    pub writer_queue_bytes: u64,
     /// Session state timeouts (the pipeline runs the tracker).
     pub sessions: crate::sessions::TrackerConfig,
     /// Task linking (the pipeline's `tasks` stage).
@@ -119,6 +124,8 @@ impl Default for StoreConfig {
             commit_max_rows: 100_000,
             commit_max_delay: Duration::from_millis(250),
             checkpoint_bytes: 256 << 20,
+            checkpoint_writeback: Some(Duration::from_millis(10)),
+            writer_queue_bytes: crate::pipeline::WRITER_QUEUE_BYTES,
             sessions: crate::sessions::TrackerConfig::default(),
             tasks: crate::tasks::TaskConfig::default(),
             query: QueryLimits::default(),
@@ -316,7 +323,7 @@ impl Store {
 
         // Record batches (one export each, up to megabytes) waiting for the writer: when DuckDB
         // falls behind the pipeline waits here, and the records behind it wait in the log. Bounded
-        // in count and in bytes (`pipeline::WRITER_QUEUE_BYTES`): room for a commit or a
+        // in count and in bytes (`--writer-queue-mib`): room for a commit or a
         // checkpoint's pause, so the pipeline (and the live stream it feeds) keeps moving.
         let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(256);
         let wcfg = WriterConfig {
@@ -325,13 +332,14 @@ impl Store {
             max_txn_delay: cfg.commit_max_delay,
             checkpoint_bytes: cfg.checkpoint_bytes,
             log_dir: log_cfg.dir.clone(),
+            writeback: cfg.checkpoint_writeback.map(|every| (path.clone(), every)),
         };
         let (wsh, wm) = (shared.clone(), metrics.clone());
         // The byte count starts at 0 at the first position to replay.
         let writer = spawn("duckdb-writer", move || writer::run(conn, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
-            .with_writer_queue(shared.writer_queued.clone())
+            .with_writer_queue(shared.writer_queued.clone(), cfg.writer_queue_bytes)
             .with_hook_records(hook_records)
             .with_imports(imports)
             .with_openclaw_runs(openclaw_runs)

@@ -72,6 +72,8 @@ pub struct WriterConfig {
     pub checkpoint_bytes: u64,
     /// The ingest log directory (to copy a quarantined record's bytes).
     pub log_dir: std::path::PathBuf,
+    /// The database file and how often to write it back during a checkpoint (`writeback.rs`).
+    pub writeback: Option<(std::path::PathBuf, Duration)>,
 }
 
 struct Appenders<'c> {
@@ -473,6 +475,7 @@ struct Writer<'c> {
     checkpointed_bytes: u64,
     committed: (u64, u64),
     adopt_budget: fixups::AdoptBudget,
+    writeback: Option<super::writeback::Writeback>,
 }
 
 impl<'c> Writer<'c> {
@@ -634,7 +637,10 @@ impl<'c> Writer<'c> {
             return true;
         }
         let started = Instant::now();
-        match self.conn.execute_batch("CHECKPOINT") {
+        let pacing = self.writeback.as_ref().map(|w| w.during());
+        let result = self.conn.execute_batch("CHECKPOINT");
+        drop(pacing);
+        match result {
             Ok(()) => {
                 self.dirty = false;
                 self.checkpointed_bytes = self.committed.1;
@@ -727,7 +733,9 @@ pub fn run(
         checkpointed_bytes: start.1,
         committed: start,
         adopt_budget: fixups::AdoptBudget::new(),
+        writeback: None,
     };
+    w.writeback = w.cfg.writeback.as_ref().and_then(|(path, every)| super::writeback::Writeback::start(path, *every));
     loop {
         let wait = match w.pending.since {
             Some(s) => w.cfg.max_txn_delay.saturating_sub(s.elapsed()),
