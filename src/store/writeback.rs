@@ -17,9 +17,11 @@ use std::time::Duration;
 
 #[derive(Default)]
 struct State {
-    /// Checkpoints running now (the writer's, and `Store::open`'s).
+    /// Checkpoints running now (the writer's).
     active: u32,
     stop: bool,
+    /// Write-backs done (for tests).
+    passes: u64,
 }
 
 /// The pacer: a thread that sleeps unless a checkpoint is running.
@@ -61,6 +63,11 @@ impl Writeback {
         }
         cv.notify_all();
         Pacing(self)
+    }
+
+    /// How many write-backs ran so far.
+    pub fn passes(&self) -> u64 {
+        self.state.0.lock().map(|s| s.passes).unwrap_or(0)
     }
 }
 
@@ -109,6 +116,9 @@ fn run(file: &std::fs::File, path: &Path, every: Duration, state: &(Mutex<State>
             tracing::warn!(path = %path.display(), error = %e, "paced write-back stopped");
             return;
         }
+        if let Ok(mut s) = lock.lock() {
+            s.passes += 1;
+        }
     }
 }
 
@@ -129,10 +139,17 @@ mod tests {
         let path = dir.path().join("db");
         let mut f = std::fs::File::create(&path).expect("create");
         let wb = Writeback::start(&path, Duration::from_millis(1)).expect("pacer");
+        // Idle: no checkpoint, no write-back.
+        assert_eq!(wb.passes(), 0);
         {
             let _p = wb.during();
             f.write_all(&vec![7u8; 1 << 20]).expect("write");
-            assert!(write_back(&std::fs::File::open(&path).expect("open")).is_ok());
+            // Waits for the thread's work, not for a time: it writes back while a checkpoint runs.
+            let give_up = std::time::Instant::now() + Duration::from_secs(60);
+            while wb.passes() < 3 && std::time::Instant::now() < give_up {
+                std::thread::yield_now();
+            }
+            assert!(wb.passes() >= 3, "the file is written back while a checkpoint runs");
         }
         drop(wb); // joins the thread: returns only if it stops
         assert_eq!(std::fs::metadata(&path).expect("meta").len(), 1 << 20);
