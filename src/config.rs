@@ -487,6 +487,22 @@ mod tests {
     }
 
     #[test]
+    fn store_tuning_flags_reach_the_store() {
+        let parse = |extra: &[&str]| {
+            let m = Cli::command().try_get_matches_from(["agent-console", "serve"].iter().chain(extra)).expect("parse");
+            let sub = m.subcommand_matches("serve").expect("serve").clone();
+            ServeArgs::from_arg_matches(&sub).expect("args").store_config()
+        };
+        let d = parse(&[]);
+        assert_eq!(d.writer_queue_bytes, crate::pipeline::WRITER_QUEUE_BYTES);
+        assert_eq!(d.checkpoint_writeback, Some(Duration::from_millis(10)));
+        let c = parse(&["--writer-queue-mib", "192", "--checkpoint-writeback-ms", "0", "--checkpoint-mib", "64"]);
+        assert_eq!(c.writer_queue_bytes, 192 << 20);
+        assert_eq!(c.checkpoint_writeback, None, "0 turns the write-back off");
+        assert_eq!(c.checkpoint_bytes, 64 << 20);
+    }
+
+    #[test]
     fn defaults_are_loopback() {
         let d = ServeArgs::defaults();
         assert!(d.grpc_addr.ip().is_loopback() && d.http_addr.ip().is_loopback());
