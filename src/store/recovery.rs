@@ -15,7 +15,7 @@
 //! refuses to open because that WAL is damaged, or finds nothing it can replay in it, it is moved aside
 //! (`agent-console.duckdb.wal.damaged-<time>`, kept for inspection), DuckDB opens at its last
 //! checkpoint, and the ingest log replays everything after that checkpoint's log position:
-//! nothing acknowledged is lost. This is loud (an ERROR line naming both files) but automatic,
+//! nothing acknowledged is lost. This is loud (an ERROR or WARN line naming both files) but automatic,
 //! so a collector restarted by a supervisor comes back by itself.
 //!
 //! A lock conflict is never a damaged WAL: another process (a second collector on the same
@@ -74,8 +74,8 @@ fn open_plain(path: &Path, config: Config) -> Result<Connection, duckdb::Error> 
 }
 
 /// Open the database file (attached without WAL writes). A WAL left by a collector that wrote
-/// one is first replayed by a plain open, the way it was written, and checkpointed away: replayed
-/// under the WAL-less attach, a damaged one crashed the writer in 2-3 of 15 runs.
+/// one is first replayed by a plain open, the way it was written, and checkpointed away, so the
+/// WAL-less attach never starts with a WAL.
 ///
 /// A WAL the plain open leaves behind held no transaction DuckDB could replay (a torn or damaged
 /// first entry): DuckDB keeps such a file to truncate it on its next WAL write, and the WAL-less

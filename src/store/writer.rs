@@ -723,7 +723,6 @@ pub fn run(
     let mut w = Writer {
         conn: &conn,
         app: None,
-        cfg,
         shared,
         metrics,
         sessions_cache: SeenCache::new(200_000),
@@ -733,9 +732,9 @@ pub fn run(
         checkpointed_bytes: start.1,
         committed: start,
         adopt_budget: fixups::AdoptBudget::new(),
-        writeback: None,
+        writeback: cfg.writeback.as_ref().and_then(|(path, every)| super::writeback::Writeback::start(path, *every)),
+        cfg,
     };
-    w.writeback = w.cfg.writeback.as_ref().and_then(|(path, every)| super::writeback::Writeback::start(path, *every));
     loop {
         let wait = match w.pending.since {
             Some(s) => w.cfg.max_txn_delay.saturating_sub(s.elapsed()),
