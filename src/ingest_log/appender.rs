@@ -5,6 +5,11 @@
 //! segment is synced and a new preallocated one is started first. A failed write or sync fails
 //! the whole group; the bytes it may have left are zeroed so that nothing unacknowledged is
 //! ever replayed, and the log carries on (or refuses appends until a restart when even that fails).
+//!
+//! Segments a DuckDB checkpoint covers are deleted on a thread of their own (`ingest-log-gc`):
+//! unlinking a 128 MiB preallocated file took ~40 ms on the measured box (ext4 mounted with
+//! `discard` frees its blocks synchronously), and on the log thread every acknowledgement
+//! waited for it.
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -47,6 +52,66 @@ struct Writer {
     /// Segments that exist (first position, path), oldest first; the last is the tail.
     segments: VecDeque<(u64, PathBuf)>,
     buf: Vec<u8>,
+    gc: Janitor,
+}
+
+/// Deletes covered segments off the log thread, then syncs the directory. A segment not yet
+/// deleted when the process dies is harmless: recovery starts after the checkpointed position
+/// and deletes what lies before it.
+struct Janitor {
+    tx: Option<std::sync::mpsc::Sender<Vec<PathBuf>>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Janitor {
+    fn start(dir: PathBuf) -> Self {
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<PathBuf>>();
+        let spawned = std::thread::Builder::new().name("ingest-log-gc".into()).spawn(move || {
+            for paths in rx {
+                delete_segments(&dir, &paths);
+            }
+        });
+        match spawned {
+            Ok(t) => Self { tx: Some(tx), thread: Some(t) },
+            Err(e) => {
+                tracing::warn!(error = %e, "ingest log: no deletion thread; segments are deleted inline");
+                Self { tx: None, thread: None }
+            }
+        }
+    }
+
+    fn delete(&self, dir: &std::path::Path, paths: Vec<PathBuf>) {
+        match &self.tx {
+            Some(tx) => {
+                if let Err(e) = tx.send(paths) {
+                    delete_segments(dir, &e.0);
+                }
+            }
+            None => delete_segments(dir, &paths),
+        }
+    }
+
+    /// Finish the deletions asked for (shutdown).
+    fn join(mut self) {
+        self.tx = None;
+        if let Some(t) = self.thread.take() {
+            if t.join().is_err() {
+                tracing::error!("ingest log deletion thread panicked");
+            }
+        }
+    }
+}
+
+fn delete_segments(dir: &std::path::Path, paths: &[PathBuf]) {
+    for path in paths {
+        match std::fs::remove_file(path) {
+            Ok(()) => tracing::debug!(segment = %path.display(), "ingest log: segment deleted (checkpointed)"),
+            Err(e) => tracing::warn!(segment = %path.display(), error = %e, "ingest log: cannot delete a segment"),
+        }
+    }
+    if !paths.is_empty() {
+        let _ = segment::sync_dir(dir);
+    }
 }
 
 impl Writer {
@@ -98,19 +163,20 @@ impl Writer {
         Ok(out)
     }
 
-    /// Delete segments every record of which is covered by a DuckDB checkpoint.
+    /// Delete (on the janitor thread) segments every record of which is covered by a DuckDB
+    /// checkpoint.
     fn delete_covered(&mut self, checkpointed: u64) {
+        let mut covered = Vec::new();
         while self.segments.len() > 1 {
             let next_first = self.segments[1].0;
             if next_first.saturating_sub(1) > checkpointed {
                 break;
             }
             let Some((_, path)) = self.segments.pop_front() else { break };
-            match std::fs::remove_file(&path) {
-                Ok(()) => tracing::debug!(segment = %path.display(), "ingest log: segment deleted (checkpointed)"),
-                Err(e) => tracing::warn!(segment = %path.display(), error = %e, "ingest log: cannot delete a segment"),
-            }
-            let _ = segment::sync_dir(&self.cfg.dir);
+            covered.push(path);
+        }
+        if !covered.is_empty() {
+            self.gc.delete(&self.cfg.dir, covered);
         }
     }
 }
@@ -136,7 +202,8 @@ pub fn run<T>(
     };
     state.segments.store(1, Ordering::Relaxed);
     let max_group = cfg.max_group_bytes.max(1);
-    let mut w = Writer { cfg, tail, segments, buf: Vec::with_capacity(1 << 20) };
+    let gc = Janitor::start(cfg.dir.clone());
+    let mut w = Writer { cfg, tail, segments, buf: Vec::with_capacity(1 << 20), gc };
     let mut appended = state.appended_bytes.load(Ordering::Acquire);
     let mut last_checkpointed = 0;
     let mut closing = false;
@@ -197,4 +264,5 @@ pub fn run<T>(
         tracing::warn!(error = %e, "ingest log: final sync failed");
     }
     tracing::info!(next_position = w.tail.next_pos, "ingest log closed");
+    w.gc.join();
 }
