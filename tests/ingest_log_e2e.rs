@@ -723,3 +723,40 @@ async fn a_resume_before_kill_9_is_still_a_resume_after_restart() {
     assert!(kinds.contains(&"pause") && kinds.contains(&"resume"), "both commands survived: {cmds}");
     bin.kill9();
 }
+
+/// Without DuckDB's WAL a commit is in memory until a checkpoint, and a plain `CHECKPOINT` is
+/// refused while another connection holds DuckDB's checkpoint lock (a write transaction). A
+/// change that must be durable (`Store::apply`) then waits for the lock (bounded) instead of
+/// going unsaved: here the checkpoint covers the ingested records once the holder commits.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_waits_for_a_transaction_holding_its_lock() {
+    let app = common::spawn().await;
+    let store = app.running.as_ref().expect("running").store.clone();
+    let r = app.post("/v1/traces", "application/x-protobuf", request(7).encode_to_vec()).await;
+    assert_eq!(r.status(), 200);
+    let target = store.flush(None).await.expect("flush");
+    assert!(target > 0);
+
+    let holder = store.reader.connection().expect("connection");
+    holder.execute_batch("BEGIN TRANSACTION; UPDATE tasks SET title = title WHERE false;").expect("hold the lock");
+    let refused = store.reader.connection().expect("connection").execute_batch("CHECKPOINT");
+    let refused = refused.expect_err("a plain checkpoint is refused while the lock is held").to_string();
+    assert!(refused.contains("Cannot CHECKPOINT"), "{refused}");
+    assert!(store.log_state().checkpointed_pos.load(Ordering::Acquire) < target, "nothing checkpointed yet");
+
+    let release = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(300));
+        holder.execute_batch("COMMIT").expect("commit");
+    });
+    store
+        .apply(|c| {
+            c.execute_batch("UPDATE tasks SET title = title WHERE false")?;
+            Ok(())
+        })
+        .await
+        .expect("apply");
+    release.join().expect("holder");
+    let checkpointed = store.log_state().checkpointed_pos.load(Ordering::Acquire);
+    assert!(checkpointed >= target, "the apply's checkpoint covers position {target}: {checkpointed}");
+    app.shutdown().await;
+}

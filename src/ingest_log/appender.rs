@@ -56,8 +56,8 @@ struct Writer {
 }
 
 /// Deletes covered segments off the log thread, then syncs the directory. A segment not yet
-/// deleted when the process dies is harmless: recovery starts after the checkpointed position
-/// and deletes what lies before it.
+/// deleted when the process dies is harmless: recovery reads from the checkpointed position on,
+/// and the restarted log thread deletes the segments before it on its first group.
 struct Janitor {
     tx: Option<std::sync::mpsc::Sender<Vec<PathBuf>>>,
     thread: Option<std::thread::JoinHandle<()>>,

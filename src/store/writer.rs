@@ -638,7 +638,22 @@ impl<'c> Writer<'c> {
         }
         let started = Instant::now();
         let pacing = self.writeback.as_ref().map(|w| w.during());
-        let result = self.conn.execute_batch("CHECKPOINT");
+        let result = match self.conn.execute_batch("CHECKPOINT") {
+            // Another connection holds DuckDB's checkpoint lock. Without a WAL, every commit
+            // stays in memory until a checkpoint: refused long enough (a soak's readers kept it
+            // refused for 30 s at a time) DuckDB ran out of memory mid-append and invalidated
+            // the database. So a checkpoint that must happen (a change to make durable, or
+            // twice the usual amount waiting) waits for the lock, for a bounded time.
+            Err(e) if lock_busy(&e) && (force || since >= self.cfg.checkpoint_bytes.saturating_mul(2)) => {
+                tracing::warn!(
+                    uncheckpointed_bytes = since,
+                    wait_ms = FORCE_CHECKPOINT_WAIT.as_millis() as u64,
+                    "checkpoint refused while other transactions hold DuckDB's checkpoint lock; waiting for them"
+                );
+                force_checkpoint(self.conn, FORCE_CHECKPOINT_WAIT)
+            }
+            other => other,
+        };
         drop(pacing);
         match result {
             Ok(()) => {
@@ -672,6 +687,38 @@ impl<'c> Writer<'c> {
             || self.pending.since.is_some_and(|s| s.elapsed() >= self.cfg.max_txn_delay)
             || (target > self.committed.0 && self.pending.last_pos().is_some_and(|(p, _)| p >= target))
     }
+}
+
+/// Longest wait of a forced checkpoint for other transactions (new ones wait meanwhile).
+const FORCE_CHECKPOINT_WAIT: Duration = Duration::from_secs(5);
+
+/// DuckDB refused a `CHECKPOINT` because other transactions hold its checkpoint lock.
+fn lock_busy(e: &duckdb::Error) -> bool {
+    e.to_string().contains("Cannot CHECKPOINT: there are other write transactions active")
+}
+
+/// `FORCE CHECKPOINT`: waits for the transactions holding the checkpoint lock to end (DuckDB
+/// blocks new ones meanwhile), interrupted after `wait` so the writer never hangs on a
+/// transaction that does not end.
+fn force_checkpoint(conn: &Connection, wait: Duration) -> Result<(), duckdb::Error> {
+    let interrupt = conn.interrupt_handle();
+    let (done, stop) = std::sync::mpsc::channel::<()>();
+    let watchdog = std::thread::Builder::new().name("duckdb-force-checkpoint".into()).spawn(move || {
+        let mut timeout = wait;
+        // Interrupt at `wait`, then every 50 ms until the checkpoint has returned.
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(timeout) {
+            interrupt.interrupt();
+            timeout = Duration::from_millis(50);
+        }
+    });
+    let Ok(watchdog) = watchdog else {
+        // No watchdog, no unbounded wait: try the plain checkpoint once more.
+        return conn.execute_batch("CHECKPOINT");
+    };
+    let result = conn.execute_batch("FORCE CHECKPOINT");
+    drop(done);
+    let _ = watchdog.join();
+    result
 }
 
 /// `Store::apply`: one closure, one transaction.
