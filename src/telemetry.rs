@@ -54,6 +54,8 @@ pub struct Metrics {
     pub queries: AtomicU64,
     /// Records DuckDB refused as data and the writer quarantined.
     pub quarantined: AtomicU64,
+    /// SQL readers ended so that a refused checkpoint could run (`store::evict`).
+    pub queries_evicted: AtomicU64,
     /// Late ancestor spans whose stored descendants the writer looked up (`store::fixups::adopt`).
     pub adopt_lookups: AtomicU64,
     /// ... and those skipped because the lookups' share of the writer's time was spent.
@@ -176,8 +178,13 @@ impl Metrics {
         let _ = writeln!(o, "agent_console_commit_seconds_bucket{{le=\"+Inf\"}} {commits}");
         let _ = writeln!(o, "agent_console_commit_seconds_sum {}", self.commit_us_sum.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(o, "agent_console_commit_seconds_count {commits}");
-        let counters: [(&str, &str, f64); 6] = [
+        let counters: [(&str, &str, f64); 7] = [
             ("queries_total", "SQL queries run through the read API.", self.queries.load(Relaxed) as f64),
+            (
+                "queries_evicted_total",
+                "SQL queries ended (503, retry) so that a checkpoint their snapshots held up could run.",
+                self.queries_evicted.load(Relaxed) as f64,
+            ),
             (
                 "quarantined_total",
                 "Records DuckDB refused as data (table quarantine).",

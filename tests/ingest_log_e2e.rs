@@ -724,6 +724,84 @@ async fn a_resume_before_kill_9_is_still_a_resume_after_restart() {
     bin.kill9();
 }
 
+/// The soak's failure: a reader that started before a committed update keeps that transaction,
+/// and with it a share of DuckDB's checkpoint lock, alive for its snapshot, so every plain
+/// checkpoint is refused while the reader runs (here a streamed CSV answer whose client reads
+/// nothing). A checkpoint that must happen evicts the reader: its body ends with the retry
+/// error, the checkpoint covers what was committed, and `/metrics` counts the eviction.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_checkpoint_evicts_readers_whose_snapshots_hold_its_lock() {
+    let app = common::spawn().await;
+    let store = app.running.as_ref().expect("running").store.clone();
+    let r = app.post("/v1/traces", "application/x-protobuf", request(7).encode_to_vec()).await;
+    assert_eq!(r.status(), 200);
+    store.flush(None).await.expect("flush");
+
+    // 100,000 rows of 2 kB: far more than the stream's channel and the sockets hold, so the
+    // query stops in the middle, its snapshot open, once the client stops reading. (It reads a
+    // table of the database: a query of `range` alone opens no transaction there.)
+    let stalled = app
+        .client
+        .post(format!("{}/api/sql?format=csv", app.http))
+        .json(&serde_json::json!({ "sql": "SELECT i, repeat('x', 2000) AS pad, (SELECT count(*) FROM spans) AS n FROM range(100000) t(i)" }))
+        .send()
+        .await
+        .expect("stream");
+    assert_eq!(stalled.status(), 200);
+
+    // A commit after the reader started (the writer updates its log position in every one).
+    let r = app.post("/v1/traces", "application/x-protobuf", request(8).encode_to_vec()).await;
+    assert_eq!(r.status(), 200);
+    let target = store.flush(None).await.expect("flush");
+    let refused = store.reader.connection().expect("connection").execute_batch("CHECKPOINT");
+    let refused = refused.expect_err("a plain checkpoint is refused while the reader runs").to_string();
+    assert!(refused.contains("Cannot CHECKPOINT"), "{refused}");
+    assert!(store.log_state().checkpointed_pos.load(Ordering::Acquire) < target, "nothing checkpointed yet");
+
+    store
+        .apply(|c| {
+            c.execute_batch("UPDATE tasks SET title = title WHERE false")?;
+            Ok(())
+        })
+        .await
+        .expect("apply");
+    let checkpointed = store.log_state().checkpointed_pos.load(Ordering::Acquire);
+    assert!(checkpointed >= target, "the apply's checkpoint covers position {target}: {checkpointed}");
+
+    // The stalled client now reads: what was buffered, then the error line and an aborted body.
+    let mut body = stalled.bytes_stream();
+    let mut tail = Vec::new();
+    let mut aborted = false;
+    while let Some(chunk) = body.next().await {
+        match chunk {
+            Ok(b) => {
+                tail.extend_from_slice(&b);
+                let keep = tail.len().saturating_sub(4096);
+                tail.drain(..keep);
+            }
+            Err(_) => {
+                aborted = true;
+                break;
+            }
+        }
+    }
+    let tail = String::from_utf8_lossy(&tail);
+    assert!(aborted, "the evicted stream's body is aborted");
+    assert!(tail.contains("#ERROR:") && tail.contains("DuckDB had to checkpoint"), "{tail}");
+
+    let metrics = app.client.get(format!("{}/metrics", app.http)).send().await.expect("metrics");
+    let metrics = metrics.text().await.expect("metrics body");
+    let evicted = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("agent_console_queries_evicted_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .expect("queries_evicted_total in /metrics");
+    assert!(evicted >= 1.0, "{evicted}");
+    // And the store still answers.
+    assert!(common::as_i64(&app.scalar("SELECT count(*) FROM spans").await) > 0);
+    app.shutdown().await;
+}
+
 /// Without DuckDB's WAL a commit is in memory until a checkpoint, and a plain `CHECKPOINT` is
 /// refused while another connection holds DuckDB's checkpoint lock (a write transaction). A
 /// change that must be durable (`Store::apply`) then waits for the lock (bounded) instead of

@@ -54,7 +54,12 @@ pub struct ApiError(pub StoreError);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0.http_status(), Json(serde_json::json!({ "error": self.0.to_string() }))).into_response()
+        let status = self.0.http_status();
+        let mut response = (status, Json(serde_json::json!({ "error": self.0.to_string() }))).into_response();
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response.headers_mut().insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+        }
+        response
     }
 }
 

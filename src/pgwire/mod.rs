@@ -69,6 +69,8 @@ impl From<StoreError> for PgError {
             StoreError::Query(m) => (duckdb_sqlstate(&m), m),
             StoreError::Timeout(ms) => ("57014", format!("canceling statement due to statement timeout ({ms} ms)")),
             StoreError::Overloaded | StoreError::Closed => ("53300", e.to_string()),
+            // serialization_failure: the class clients retry.
+            StoreError::Evicted => ("40001", e.to_string()),
             other => ("XX000", other.to_string()),
         };
         PgError::Sql { code, message }

@@ -45,10 +45,10 @@ pub mod replay;
 /// Default bytes of record batches the writer's queue may hold (`--writer-queue-mib`; besides
 /// its count bound): when DuckDB pauses (a commit, a checkpoint) the pipeline keeps publishing
 /// until this much is waiting.
-/// A checkpoint (`--checkpoint-mib`, or DuckDB's own 256 MB estimate) pauses the writer for
-/// 0.3-2 s on 2 cores. With 32 MiB (about 1 s at half load) the live stream's p99 was 145 ms;
-/// 64 MiB: 43 ms; 128 MiB: 31-57 ms, but the soak's 1,536 MiB RSS bound failed (1,544). See
-/// BENCHMARKS.md.
+/// A checkpoint (`--checkpoint-mib`) pauses the writer for 0.4-2.3 s on 2 cores; 64 MiB is
+/// about 1 s at half load. 192 MiB took the queue out of the live stream's tail, but the short
+/// soak's replay after each `kill -9` keeps the queue full and its RSS reached the 1,536 MiB
+/// bound (64 MiB: 1,385). See BENCHMARKS.md, "Re-measured 2026-12-05".
 pub const WRITER_QUEUE_BYTES: u64 = 64 << 20;
 
 /// How often an idle pipeline checks the log for records it was not handed.

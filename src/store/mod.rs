@@ -12,6 +12,7 @@
 //! for the Appender.
 
 pub mod arrow_rows;
+pub mod evict;
 pub mod fixups;
 pub mod reader;
 pub mod recovery;
@@ -60,6 +61,9 @@ pub enum StoreError {
     Unavailable(String),
     #[error("query timed out after {0} ms")]
     Timeout(u64),
+    /// The query was ended so that DuckDB could checkpoint (`evict.rs`).
+    #[error("query cancelled: DuckDB had to checkpoint and this query's snapshot held it up; retry")]
+    Evicted,
     #[error("{0}")]
     Refused(String),
     #[error("query failed: {0}")]
@@ -90,6 +94,8 @@ pub struct StoreConfig {
     /// DuckDB `memory_limit`, e.g. "2GB".
     pub memory_limit: String,
     pub threads: i64,
+    /// DuckDB `disabled_compression_methods` ("none" = every method).
+    pub disabled_compression: String,
     /// The ingest log (its directory is `<data_dir>/log` unless set).
     pub log: LogConfig,
     /// Bytes of mapped rows the log may hand to the pipeline in memory; beyond it records are
@@ -120,6 +126,7 @@ impl Default for StoreConfig {
             data_dir,
             memory_limit: "2GB".into(),
             threads: 2,
+            disabled_compression: "none".into(),
             handoff_bytes: 64 << 20,
             commit_max_rows: 100_000,
             commit_max_delay: Duration::from_millis(250),
@@ -175,6 +182,8 @@ pub struct StoreShared {
     pub fail_commits: AtomicU32,
     /// Bytes of record batches queued for the writer and not received yet (`pipeline::Stages`).
     pub writer_queued: Arc<AtomicU64>,
+    /// Open reader connections, which a refused checkpoint that must happen evicts.
+    pub readers: Arc<evict::Readers>,
 }
 
 /// Handle to the store. Clone freely.
@@ -319,6 +328,7 @@ impl Store {
             health: Health::default(),
             fail_commits: AtomicU32::new(0),
             writer_queued: Arc::new(AtomicU64::new(0)),
+            readers: Arc::new(evict::Readers::new(metrics.clone())),
         });
 
         // Record batches (one export each, up to megabytes) waiting for the writer: when DuckDB
@@ -355,6 +365,7 @@ impl Store {
         let (prx, inflight, lstate) = (chans.rx, chans.in_flight, log.state.clone());
         let pipeline_thread = spawn("pipeline", move || pipeline::run(stages, prx, inflight, lstate, cursor))?;
 
+        let readers = shared.readers.clone();
         let sender_for_close = chans.sender.clone();
         let writer_for_close = to_writer.clone();
         Ok((
@@ -365,7 +376,7 @@ impl Store {
                 to_writer,
                 pipeline: chans.sender,
                 shared,
-                reader: Arc::new(reader::Reader::new(read_conn, cfg.query.clone(), metrics)),
+                reader: Arc::new(reader::Reader::new(read_conn, cfg.query.clone(), metrics, readers)),
                 clock: clock_handle,
             },
             WriterHandle {

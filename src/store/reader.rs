@@ -107,6 +107,8 @@ pub struct Reader {
     base: Mutex<Connection>,
     limits: QueryLimits,
     metrics: Arc<Metrics>,
+    /// Every connection handed out, so a checkpoint can evict them (`evict.rs`).
+    readers: Arc<super::evict::Readers>,
     /// Blocking threads holding a connection for a query right now.
     in_flight: Arc<AtomicUsize>,
 }
@@ -165,8 +167,13 @@ impl Drop for Watchdog {
 }
 
 impl Reader {
-    pub fn new(base: Connection, limits: QueryLimits, metrics: Arc<Metrics>) -> Self {
-        Self { base: Mutex::new(base), limits, metrics, in_flight: Arc::new(AtomicUsize::new(0)) }
+    pub fn new(
+        base: Connection,
+        limits: QueryLimits,
+        metrics: Arc<Metrics>,
+        readers: Arc<super::evict::Readers>,
+    ) -> Self {
+        Self { base: Mutex::new(base), limits, metrics, readers, in_flight: Arc::new(AtomicUsize::new(0)) }
     }
 
     pub fn limits(&self) -> &QueryLimits {
@@ -184,10 +191,13 @@ impl Reader {
         InFlight(self.in_flight.clone())
     }
 
-    /// A fresh connection to the same database (for other read paths, e.g. the Postgres wire).
-    pub fn connection(&self) -> Result<Connection, StoreError> {
+    /// A fresh connection to the same database (for other read paths, e.g. the Postgres wire),
+    /// registered so that a checkpoint can evict it (`evict.rs`).
+    pub fn connection(&self) -> Result<super::evict::ReadConn, StoreError> {
         let base = self.base.lock().map_err(|_| StoreError::Unavailable("reader lock poisoned".into()))?;
-        Ok(super::recovery::clone_connection(&base)?)
+        let conn = super::recovery::clone_connection(&base)?;
+        drop(base);
+        Ok(self.readers.register(conn))
     }
 
     /// Refuse SQL longer than `max_sql_bytes`.
@@ -215,12 +225,13 @@ impl Reader {
         let timeout = self.limits.timeout;
         let watchdog = Watchdog::arm(conn.interrupt_handle(), timeout);
         let cancelled = watchdog.cancel_flag();
+        let eviction = conn.eviction();
         self.metrics.queries.fetch_add(1, Ordering::Relaxed);
         let tracked = self.track();
         let mut task = tokio::task::spawn_blocking(move || {
             let _tracked = tracked;
             let _watchdog = watchdog;
-            let r = f(&conn);
+            let r = conn.scoped(f);
             drop(conn);
             r
         });
@@ -228,6 +239,7 @@ impl Reader {
         tokio::select! {
             r = &mut task => match r {
                 Ok(Err(_)) if cancelled.load(Ordering::Acquire) => Err(timed_out()),
+                Ok(Err(_)) if eviction.is_evicted() => Err(StoreError::Evicted),
                 Ok(r) => r,
                 Err(e) => Err(StoreError::Unavailable(format!("query task failed: {e}"))),
             },

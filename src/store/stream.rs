@@ -139,10 +139,25 @@ pub fn send_within<T>(
     item: T,
     timeout: Duration,
 ) -> std::io::Result<()> {
-    match runtime.block_on(tokio::time::timeout(timeout, tx.send(item))) {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(_)) => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")),
-        Err(_) => Err(std::io::Error::new(
+    // A checkpoint that must run ends this reader (`evict.rs`), a sender waiting included.
+    let eviction = super::evict::current();
+    let evicted = async {
+        match &eviction {
+            Some(e) => e.evicted().await,
+            None => std::future::pending().await,
+        }
+    };
+    let send = async {
+        tokio::select! {
+            r = tokio::time::timeout(timeout, tx.send(item)) => Some(r),
+            _ = evicted => None,
+        }
+    };
+    match runtime.block_on(send) {
+        None => Err(std::io::Error::new(std::io::ErrorKind::Interrupted, StoreError::Evicted.to_string())),
+        Some(Ok(Ok(()))) => Ok(()),
+        Some(Ok(Err(_))) => Err(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")),
+        Some(Err(_)) => Err(std::io::Error::new(
             std::io::ErrorKind::TimedOut,
             format!("the client read nothing for {} s: query cancelled", timeout.as_secs_f64()),
         )),
@@ -183,18 +198,17 @@ impl Reader {
             let keep_open = tx.clone();
             let sink = ChannelWriter { tx, buf: Vec::with_capacity(CHUNK_BYTES), runtime, send_timeout };
             let mut ready = Some(ready_tx);
-            let result = produce(&conn, &spec, &mut ready, sink, &watchdog);
+            let result = conn.scoped(|c| produce(c, &spec, &mut ready, sink, &watchdog));
             let timeout = spec.timeout;
-            let result =
-                result.map_err(
-                    |e| {
-                        if watchdog.cancelled() {
-                            StoreError::Timeout(timeout.as_millis() as u64)
-                        } else {
-                            e
-                        }
-                    },
-                );
+            let result = result.map_err(|e| {
+                if watchdog.cancelled() {
+                    StoreError::Timeout(timeout.as_millis() as u64)
+                } else if conn.eviction().is_evicted() {
+                    StoreError::Evicted
+                } else {
+                    e
+                }
+            });
             // Close the DuckDB transaction before anything else.
             drop(conn);
             let recorded = match (result, ready.take()) {

@@ -644,13 +644,24 @@ impl<'c> Writer<'c> {
             // refused for 30 s at a time) DuckDB ran out of memory mid-append and invalidated
             // the database. So a checkpoint that must happen (a change to make durable, or
             // twice the usual amount waiting) waits for the lock, for a bounded time.
+            //
+            // What holds the lock is our own committed transactions, kept by DuckDB for the
+            // snapshots of readers that started before them; under a steady stream of readers
+            // there always is one. So the readers open now are evicted (`evict.rs`: they end
+            // with a 503 / SQLSTATE 40001 to retry), and new ones wait for the checkpoint.
             Err(e) if lock_busy(&e) && (force || since >= self.cfg.checkpoint_bytes.saturating_mul(2)) => {
+                let readers = self.shared.readers.clone();
+                let cutoff = readers.cutoff();
+                let evicted = readers.evict_before(cutoff);
                 tracing::warn!(
                     uncheckpointed_bytes = since,
+                    readers_evicted = evicted,
                     wait_ms = FORCE_CHECKPOINT_WAIT.as_millis() as u64,
-                    "checkpoint refused while other transactions hold DuckDB's checkpoint lock; waiting for them"
+                    "checkpoint refused while readers' snapshots hold DuckDB's checkpoint lock; ending those readers"
                 );
-                force_checkpoint(self.conn, FORCE_CHECKPOINT_WAIT)
+                force_checkpoint(self.conn, FORCE_CHECKPOINT_WAIT, move || {
+                    readers.evict_before(cutoff);
+                })
             }
             other => other,
         };
@@ -700,15 +711,24 @@ fn lock_busy(e: &duckdb::Error) -> bool {
 /// `FORCE CHECKPOINT`: waits for the transactions holding the checkpoint lock to end (DuckDB
 /// blocks new ones meanwhile), interrupted after `wait` so the writer never hangs on a
 /// transaction that does not end.
-fn force_checkpoint(conn: &Connection, wait: Duration) -> Result<(), duckdb::Error> {
+fn force_checkpoint(
+    conn: &Connection,
+    wait: Duration,
+    mut while_waiting: impl FnMut() + Send + 'static,
+) -> Result<(), duckdb::Error> {
     let interrupt = conn.interrupt_handle();
     let (done, stop) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::Builder::new().name("duckdb-force-checkpoint".into()).spawn(move || {
-        let mut timeout = wait;
-        // Interrupt at `wait`, then every 50 ms until the checkpoint has returned.
-        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(timeout) {
-            interrupt.interrupt();
-            timeout = Duration::from_millis(50);
+        const TICK: Duration = Duration::from_millis(50);
+        let deadline = Instant::now() + wait;
+        // Every 50 ms `while_waiting` (an interrupt stops only the statement running at that
+        // moment); past `wait`, interrupt the checkpoint itself until it has returned.
+        while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(TICK) {
+            if Instant::now() >= deadline {
+                interrupt.interrupt();
+            } else {
+                while_waiting();
+            }
         }
     });
     let Ok(watchdog) = watchdog else {
