@@ -136,10 +136,6 @@ pub struct ServeArgs {
     /// DuckDB worker threads.
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_THREADS", default_value_t = 2)]
     pub duckdb_threads: i64,
-    /// DuckDB compression methods its checkpoints do not try (DuckDB's
-    /// `disabled_compression_methods`, comma-separated, e.g. "fsst"); "none" = try all.
-    #[arg(long, env = "AGENT_CONSOLE_DUCKDB_DISABLED_COMPRESSION", default_value = "none")]
-    pub duckdb_disabled_compression: String,
     /// SQL API timeout, in ms.
     #[arg(long, env = "AGENT_CONSOLE_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
     pub query_timeout_ms: u64,
@@ -349,7 +345,6 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             memory_limit: self.duckdb_memory_limit.clone(),
             threads: self.duckdb_threads.max(1),
-            disabled_compression: self.duckdb_disabled_compression.clone(),
             log,
             handoff_bytes: (self.pipeline_handoff_mib << 20).max(1 << 20),
             writer_queue_bytes: (self.writer_queue_mib << 20).max(1 << 20),
@@ -404,7 +399,6 @@ fn unreachable_defaults() -> ServeArgs {
         checkpoint_writeback_ms: 10,
         duckdb_memory_limit: "2GB".into(),
         duckdb_threads: 2,
-        duckdb_disabled_compression: "none".into(),
         query_timeout_ms: 30_000,
         query_max_rows: 100_000,
         ingest_token: None,

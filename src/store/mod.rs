@@ -94,8 +94,6 @@ pub struct StoreConfig {
     /// DuckDB `memory_limit`, e.g. "2GB".
     pub memory_limit: String,
     pub threads: i64,
-    /// DuckDB `disabled_compression_methods` ("none" = every method).
-    pub disabled_compression: String,
     /// The ingest log (its directory is `<data_dir>/log` unless set).
     pub log: LogConfig,
     /// Bytes of mapped rows the log may hand to the pipeline in memory; beyond it records are
@@ -126,7 +124,6 @@ impl Default for StoreConfig {
             data_dir,
             memory_limit: "2GB".into(),
             threads: 2,
-            disabled_compression: "none".into(),
             handoff_bytes: 64 << 20,
             commit_max_rows: 100_000,
             commit_max_delay: Duration::from_millis(250),

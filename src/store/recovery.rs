@@ -38,8 +38,7 @@ fn config(path: &Path, cfg: &StoreConfig) -> Result<Config, StoreError> {
         .max_memory(&cfg.memory_limit)?
         .threads(cfg.threads)?
         .enable_autoload_extension(false)?
-        .with("temp_directory", tmp.to_string_lossy())?
-        .with("disabled_compression_methods", &cfg.disabled_compression)?)
+        .with("temp_directory", tmp.to_string_lossy())?)
 }
 
 /// The name the database file is attached under (what DuckDB named it when it was opened

@@ -647,20 +647,29 @@ impl<'c> Writer<'c> {
             //
             // What holds the lock is our own committed transactions, kept by DuckDB for the
             // snapshots of readers that started before them; under a steady stream of readers
-            // there always is one. So the readers open now are evicted (`evict.rs`: they end
-            // with a 503 / SQLSTATE 40001 to retry), and new ones wait for the checkpoint.
+            // there always is one. `FORCE CHECKPOINT` makes new readers wait; the ones open now
+            // get `EVICT_GRACE` to finish, then are evicted (`evict.rs`: they end with a 503 /
+            // SQLSTATE 40001 to retry).
             Err(e) if lock_busy(&e) && (force || since >= self.cfg.checkpoint_bytes.saturating_mul(2)) => {
                 let readers = self.shared.readers.clone();
                 let cutoff = readers.cutoff();
-                let evicted = readers.evict_before(cutoff);
                 tracing::warn!(
                     uncheckpointed_bytes = since,
-                    readers_evicted = evicted,
+                    readers_open = readers.open(),
                     wait_ms = FORCE_CHECKPOINT_WAIT.as_millis() as u64,
-                    "checkpoint refused while readers' snapshots hold DuckDB's checkpoint lock; ending those readers"
+                    "checkpoint refused while readers' snapshots hold DuckDB's checkpoint lock; forcing it"
                 );
-                force_checkpoint(self.conn, FORCE_CHECKPOINT_WAIT, move || {
-                    readers.evict_before(cutoff);
+                let mut told = false;
+                force_checkpoint(self.conn, FORCE_CHECKPOINT_WAIT, move |waited| {
+                    if waited < EVICT_GRACE {
+                        return true;
+                    }
+                    let n = readers.evict_before(cutoff);
+                    if n > 0 && !told {
+                        told = true;
+                        tracing::warn!(readers = n, "checkpoint: evicting readers still running after the grace");
+                    }
+                    n > 0
                 })
             }
             other => other,
@@ -703,31 +712,42 @@ impl<'c> Writer<'c> {
 /// Longest wait of a forced checkpoint for other transactions (new ones wait meanwhile).
 const FORCE_CHECKPOINT_WAIT: Duration = Duration::from_secs(5);
 
+/// Longest a forced checkpoint may take in all (a soak's, of 400-490 MB under load: 5-8 s).
+const FORCE_CHECKPOINT_MAX: Duration = Duration::from_secs(60);
+
+/// How long readers open when a checkpoint is forced may go on before they are evicted (new
+/// readers wait meanwhile, so this is also the longest a query waits for a checkpoint to begin).
+const EVICT_GRACE: Duration = Duration::from_millis(1000);
+
 /// DuckDB refused a `CHECKPOINT` because other transactions hold its checkpoint lock.
 fn lock_busy(e: &duckdb::Error) -> bool {
     e.to_string().contains("Cannot CHECKPOINT: there are other write transactions active")
 }
 
 /// `FORCE CHECKPOINT`: waits for the transactions holding the checkpoint lock to end (DuckDB
-/// blocks new ones meanwhile), interrupted after `wait` so the writer never hangs on a
-/// transaction that does not end.
+/// blocks new ones meanwhile). `waiting(time waited)` runs every 50 ms and says whether what
+/// holds the lock may still be there (readers not gone yet); while it does, the checkpoint is
+/// interrupted after `wait`, so the writer never hangs on a transaction that does not end. Once
+/// it does not, the checkpoint is writing and may take its time (an interrupt would not stop the
+/// writes, only make a finished checkpoint report failure), up to `FORCE_CHECKPOINT_MAX`.
 fn force_checkpoint(
     conn: &Connection,
     wait: Duration,
-    mut while_waiting: impl FnMut() + Send + 'static,
+    mut waiting: impl FnMut(Duration) -> bool + Send + 'static,
 ) -> Result<(), duckdb::Error> {
     let interrupt = conn.interrupt_handle();
     let (done, stop) = std::sync::mpsc::channel::<()>();
     let watchdog = std::thread::Builder::new().name("duckdb-force-checkpoint".into()).spawn(move || {
         const TICK: Duration = Duration::from_millis(50);
-        let deadline = Instant::now() + wait;
-        // Every 50 ms `while_waiting` (an interrupt stops only the statement running at that
-        // moment); past `wait`, interrupt the checkpoint itself until it has returned.
+        let started = Instant::now();
+        let mut holders = true;
         while let Err(RecvTimeoutError::Timeout) = stop.recv_timeout(TICK) {
-            if Instant::now() >= deadline {
+            let waited = started.elapsed();
+            if holders {
+                holders = waiting(waited);
+            }
+            if (holders && waited >= wait) || waited >= FORCE_CHECKPOINT_MAX {
                 interrupt.interrupt();
-            } else {
-                while_waiting();
             }
         }
     });
