@@ -642,15 +642,16 @@ impl<'c> Writer<'c> {
             // Another connection holds DuckDB's checkpoint lock. Without a WAL, every commit
             // stays in memory until a checkpoint: refused long enough (a soak's readers kept it
             // refused for 30 s at a time) DuckDB ran out of memory mid-append and invalidated
-            // the database. So a checkpoint that must happen (a change to make durable, or
-            // twice the usual amount waiting) waits for the lock, for a bounded time.
+            // the database. So a refused checkpoint is forced, waiting for the lock for a
+            // bounded time. (Forcing only at twice the usual amount, the soak's restarts, which
+            // replay up to that much, peaked over its RSS bound.)
             //
             // What holds the lock is our own committed transactions, kept by DuckDB for the
             // snapshots of readers that started before them; under a steady stream of readers
             // there always is one. `FORCE CHECKPOINT` makes new readers wait; the ones open now
             // get `EVICT_GRACE` to finish, then are evicted (`evict.rs`: they end with a 503 /
             // SQLSTATE 40001 to retry).
-            Err(e) if lock_busy(&e) && (force || since >= self.cfg.checkpoint_bytes.saturating_mul(2)) => {
+            Err(e) if lock_busy(&e) => {
                 let readers = self.shared.readers.clone();
                 let cutoff = readers.cutoff();
                 tracing::warn!(
