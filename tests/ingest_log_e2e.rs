@@ -724,6 +724,32 @@ async fn a_resume_before_kill_9_is_still_a_resume_after_restart() {
     bin.kill9();
 }
 
+/// A plain `CHECKPOINT` is refused (DuckDB's checkpoint lock is held) and nothing up to
+/// `target` is checkpointed yet.
+fn expect_checkpoint_refused(store: &agent_console::store::Store, target: u64) {
+    let refused = store.reader.connection().expect("connection").execute_batch("CHECKPOINT");
+    let refused = refused.expect_err("a plain checkpoint is refused while the lock is held").to_string();
+    assert!(refused.contains("Cannot CHECKPOINT"), "{refused}");
+    assert!(store.log_state().checkpointed_pos.load(Ordering::Acquire) < target, "nothing checkpointed yet");
+}
+
+/// A change the ingest log does not hold: `Store::apply` checkpoints before it answers.
+async fn apply_a_change(store: &agent_console::store::Store) {
+    store
+        .apply(|c| {
+            c.execute_batch("UPDATE tasks SET title = title WHERE false")?;
+            Ok(())
+        })
+        .await
+        .expect("apply");
+}
+
+/// The apply's checkpoint covers log position `target`.
+fn expect_checkpointed(store: &agent_console::store::Store, target: u64) {
+    let checkpointed = store.log_state().checkpointed_pos.load(Ordering::Acquire);
+    assert!(checkpointed >= target, "the apply's checkpoint covers position {target}: {checkpointed}");
+}
+
 /// The soak's failure: a reader that started before a committed update keeps that transaction,
 /// and with it a share of DuckDB's checkpoint lock, alive for its snapshot, so every plain
 /// checkpoint is refused while the reader runs (here a streamed CSV answer whose client reads
@@ -753,20 +779,10 @@ async fn a_checkpoint_evicts_readers_whose_snapshots_hold_its_lock() {
     let r = app.post("/v1/traces", "application/x-protobuf", request(8).encode_to_vec()).await;
     assert_eq!(r.status(), 200);
     let target = store.flush(None).await.expect("flush");
-    let refused = store.reader.connection().expect("connection").execute_batch("CHECKPOINT");
-    let refused = refused.expect_err("a plain checkpoint is refused while the reader runs").to_string();
-    assert!(refused.contains("Cannot CHECKPOINT"), "{refused}");
-    assert!(store.log_state().checkpointed_pos.load(Ordering::Acquire) < target, "nothing checkpointed yet");
+    expect_checkpoint_refused(&store, target);
 
-    store
-        .apply(|c| {
-            c.execute_batch("UPDATE tasks SET title = title WHERE false")?;
-            Ok(())
-        })
-        .await
-        .expect("apply");
-    let checkpointed = store.log_state().checkpointed_pos.load(Ordering::Acquire);
-    assert!(checkpointed >= target, "the apply's checkpoint covers position {target}: {checkpointed}");
+    apply_a_change(&store).await;
+    expect_checkpointed(&store, target);
 
     // The stalled client now reads: what was buffered, then the error line and an aborted body.
     let mut body = stalled.bytes_stream();
@@ -817,24 +833,14 @@ async fn a_checkpoint_waits_for_a_transaction_holding_its_lock() {
 
     let holder = store.reader.connection().expect("connection");
     holder.execute_batch("BEGIN TRANSACTION; UPDATE tasks SET title = title WHERE false;").expect("hold the lock");
-    let refused = store.reader.connection().expect("connection").execute_batch("CHECKPOINT");
-    let refused = refused.expect_err("a plain checkpoint is refused while the lock is held").to_string();
-    assert!(refused.contains("Cannot CHECKPOINT"), "{refused}");
-    assert!(store.log_state().checkpointed_pos.load(Ordering::Acquire) < target, "nothing checkpointed yet");
+    expect_checkpoint_refused(&store, target);
 
     let release = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(300));
         holder.execute_batch("COMMIT").expect("commit");
     });
-    store
-        .apply(|c| {
-            c.execute_batch("UPDATE tasks SET title = title WHERE false")?;
-            Ok(())
-        })
-        .await
-        .expect("apply");
+    apply_a_change(&store).await;
     release.join().expect("holder");
-    let checkpointed = store.log_state().checkpointed_pos.load(Ordering::Acquire);
-    assert!(checkpointed >= target, "the apply's checkpoint covers position {target}: {checkpointed}");
+    expect_checkpointed(&store, target);
     app.shutdown().await;
 }
