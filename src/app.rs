@@ -292,6 +292,20 @@ impl Running {
     pub fn cancel_token(&self) -> CancellationToken {
         self.cancel.clone()
     }
+
+    /// Cancelled when DuckDB invalidated the database: shut down and `start` again on the same
+    /// directory and addresses (`restart_args`); the ingest log replays what was not checkpointed.
+    pub fn restart_token(&self) -> CancellationToken {
+        self.store.shared.restart.clone()
+    }
+
+    /// `args` for starting again where this one runs (its bound addresses, port 0 resolved).
+    pub fn restart_args(&self, mut args: ServeArgs) -> ServeArgs {
+        args.grpc_addr = self.grpc_addr;
+        args.http_addr = self.http_addr;
+        args.pg_addr = self.pg_addr;
+        args
+    }
 }
 
 /// Issue 10, row 13: a non-loopback listener needs a token for every surface on it.

@@ -83,6 +83,10 @@ impl Format {
 /// Writes record batches of one schema in some encoding.
 pub trait BatchWriter: Send {
     fn write(&mut self, batch: &RecordBatch) -> Result<(), FormatError>;
+    /// True once the writer wants no more rows (a JSON answer at its caps).
+    fn full(&self) -> bool {
+        false
+    }
     /// Write any trailer and flush.
     fn finish(self: Box<Self>) -> Result<(), FormatError>;
 }
@@ -107,7 +111,7 @@ pub fn error_trailer(format: Format, message: &str) -> Option<bytes::Bytes> {
     }
 }
 
-/// A writer for `format` over `out`. JSON is not streamed this way (see `api::sql`).
+/// A writer for `format` over `out`. JSON answers have their own (`store::stream::JsonAnswer`).
 pub fn writer<W: Write + Send + 'static>(
     format: Format,
     schema: &SchemaRef,

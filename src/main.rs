@@ -38,14 +38,24 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     telemetry::init_tracing(&args.log, args.log_json);
-    let running = app::start(args).await.context("starting agent-console")?;
-    let cancel = running.cancel_token();
-    tokio::select! {
-        _ = shutdown_signal() => {}
-        _ = cancel.cancelled() => {}
+    let mut args = args;
+    loop {
+        let running = app::start(args.clone()).await.context("starting agent-console")?;
+        let (cancel, restart) = (running.cancel_token(), running.restart_token());
+        let again = tokio::select! {
+            _ = shutdown_signal() => false,
+            _ = cancel.cancelled() => false,
+            _ = restart.cancelled() => true,
+        };
+        // DuckDB invalidated the database: start again in this process, on the same directory
+        // and addresses. Everything acknowledged is in the ingest log and replayed.
+        args = running.restart_args(args);
+        running.shutdown().await;
+        if !again {
+            return Ok(());
+        }
+        tracing::warn!("restarting: DuckDB invalidated the database; reopening it and replaying the ingest log");
     }
-    running.shutdown().await;
-    Ok(())
 }
 
 async fn shutdown_signal() {

@@ -844,3 +844,51 @@ async fn a_checkpoint_waits_for_a_transaction_holding_its_lock() {
     expect_checkpointed(&store, target);
     app.shutdown().await;
 }
+
+/// A soak found DuckDB invalidating its database (a `COMMIT` that ran out of memory left a
+/// corrupt row group; the next checkpoint invalidated the database) while the writer retried
+/// forever. Now the writer stops and asks for a restart (the binary restarts in-process on the
+/// same addresses), the shutdown does not hang on it, and the restart replays the log: every
+/// acknowledged export is stored once, including those acknowledged after the invalidation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_invalidated_database_stops_the_writer_and_a_restart_stores_everything_acknowledged() {
+    let mut app = common::spawn().await;
+    for seq in 0..3 {
+        assert_eq!(
+            post(&app, "/v1/traces", "application/x-protobuf", request(seq).encode_to_vec()).await.status(),
+            200
+        );
+    }
+    app.flush().await;
+    let running = app.running.take().expect("running");
+    let restart = running.restart_token();
+    assert!(!restart.is_cancelled());
+    running.store.shared.invalidate_commits.store(1, Ordering::Release);
+    for seq in 3..6 {
+        assert_eq!(
+            post(&app, "/v1/traces", "application/x-protobuf", request(seq).encode_to_vec()).await.status(),
+            200
+        );
+    }
+    tokio::time::timeout(Duration::from_secs(60), restart.cancelled()).await.expect("the writer asked for a restart");
+    let health: Value =
+        app.client.get(format!("{}/healthz", app.http)).send().await.expect("h").json().await.expect("j");
+    assert_ne!(health["status"], "ok", "{health}");
+    // Exports are still acknowledged (the log takes them), and nothing is committed any more.
+    assert_eq!(post(&app, "/v1/traces", "application/x-protobuf", request(6).encode_to_vec()).await.status(), 200);
+    let args = running.restart_args({
+        let mut a = agent_console::config::ServeArgs::defaults();
+        a.data_dir = app.dir.path().to_path_buf();
+        a.duckdb_memory_limit = "512MB".into();
+        a
+    });
+    assert_eq!(args.http_addr, running.http_addr, "the restart keeps the addresses");
+    tokio::time::timeout(Duration::from_secs(60), running.shutdown()).await.expect("the shutdown does not hang");
+    let again = agent_console::app::start(args).await.expect("start again on the same directory");
+    assert!(!again.restart_token().is_cancelled());
+    let n = sql_at(&app.client, &app.http, "SELECT count(*) FROM spans").await;
+    assert_eq!(n[0][0], 7 * SPANS_PER_REQUEST as u64);
+    let dupes = sql_at(&app.client, &app.http, "SELECT count(*) - count(DISTINCT span_id) FROM spans").await;
+    assert_eq!(dupes[0][0], 0);
+    again.shutdown().await;
+}

@@ -215,6 +215,21 @@ async fn answers_are_capped_in_bytes() {
     let n = v["rows"].as_array().map(Vec::len).unwrap_or(0);
     assert!((9..=10).contains(&n), "{n} rows of 100 kB under a 1 MiB cap");
     assert_eq!(v["truncated_by"], "max_bytes");
+    // The answer is streamed (never held whole) and still one JSON document within the cap.
+    let r = app
+        .client
+        .post(format!("{}/api/sql", app.http))
+        .json(&serde_json::json!({ "sql": "SELECT repeat('x', 100000) AS s FROM range(1000)" }))
+        .send()
+        .await
+        .expect("sql request");
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers().get("transfer-encoding").and_then(|v| v.to_str().ok()), Some("chunked"));
+    let body = r.bytes().await.expect("body");
+    let v: serde_json::Value = serde_json::from_slice(&body).expect("one JSON document");
+    let rows = serde_json::to_string(&v["rows"]).expect("rows");
+    assert!(rows.len() <= 1024 * 1024, "rows {} bytes over the 1 MiB cap", rows.len());
+    assert_eq!(v["truncated"], true);
     app.shutdown().await;
 }
 

@@ -80,7 +80,7 @@ pub async fn export(
         },
     };
     let (sql, params) = export_sql(table, from, to).map_err(refused)?;
-    let spec = StreamSpec { sql, params, vet: false, max_rows: None, timeout: EXPORT_TIMEOUT, format };
+    let spec = StreamSpec { sql, params, vet: false, max_rows: None, max_bytes: None, timeout: EXPORT_TIMEOUT, format };
     let chunks = s.store.reader.stream(spec).await?;
     Ok(streamed(format, chunks, Some(format!("{table}.{}", format.extension()))))
 }

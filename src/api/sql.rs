@@ -1,9 +1,10 @@
 //! `POST /api/sql` with `{"sql": "..."}`. JSON by default: `{"columns":[{"name","type"}],
 //! "rows":[[...]], "truncated", "elapsed_ms"}`. CSV (`Accept: text/csv`) and Arrow IPC stream
-//! (`Accept: application/vnd.apache.arrow.stream`), or `?format=json|csv|arrow`, stream batch by
-//! batch. Read-only, capped (rows and bytes) and timed out by `store::reader` / `store::stream`;
-//! a streamed answer that fails after the 200 ends with an aborted body (CSV: a last `#ERROR:`
-//! line first).
+//! (`Accept: application/vnd.apache.arrow.stream`), or `?format=json|csv|arrow`. Every format
+//! streams batch by batch (`store::stream`), JSON too: the answer is never held whole. Read-only,
+//! capped (rows; a JSON answer also in bytes) and timed out. An error before the first rows is a
+//! plain 4xx/5xx with a JSON body; a streamed answer that fails after the 200 ends with an aborted
+//! body (CSV: a last `#ERROR:` line first).
 
 use axum::body::Body;
 use axum::extract::{Query, State};
@@ -64,23 +65,18 @@ pub async fn post_sql(
         return Err(ApiError(StoreError::Refused("sql is empty".into())));
     }
     let format = negotiate(params.format.as_deref(), &headers)?;
-    match format {
-        Format::Json => {
-            let body = s.store.query(sql.to_string()).await?.into_body();
-            Ok(([(axum::http::header::CONTENT_TYPE, "application/json")], body).into_response())
-        }
-        Format::Csv | Format::Arrow | Format::Parquet => {
-            let limits = s.store.reader.limits().clone();
-            let spec = StreamSpec {
-                sql: sql.to_string(),
-                params: Vec::new(),
-                vet: true,
-                max_rows: Some(limits.max_rows),
-                timeout: limits.timeout,
-                format,
-            };
-            let chunks = s.store.reader.stream(spec).await?;
-            Ok(streamed(format, chunks, None))
-        }
-    }
+    // Every format streams: a JSON answer is written as DuckDB's chunks arrive, so even a
+    // capped answer of `--query-max-bytes` is never held whole (`store::stream::JsonAnswer`).
+    let limits = s.store.reader.limits().clone();
+    let spec = StreamSpec {
+        sql: sql.to_string(),
+        params: Vec::new(),
+        vet: true,
+        max_rows: Some(limits.max_rows),
+        max_bytes: (format == Format::Json).then_some(limits.max_result_bytes),
+        timeout: limits.timeout,
+        format,
+    };
+    let chunks = s.store.reader.stream(spec).await?;
+    Ok(streamed(format, chunks, None))
 }

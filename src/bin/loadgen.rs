@@ -141,6 +141,7 @@ impl Http1 {
             .and_then(|c| c.parse().ok())
             .ok_or_else(|| anyhow!("bad status line {line:?}"))?;
         let mut len = 0usize;
+        let mut chunked = false;
         loop {
             line.clear();
             self.stream.read_line(&mut line).await?;
@@ -151,12 +152,31 @@ impl Http1 {
             if let Some((k, v)) = l.split_once(':') {
                 if k.eq_ignore_ascii_case("content-length") {
                     len = v.trim().parse().unwrap_or(0);
+                } else if k.eq_ignore_ascii_case("transfer-encoding") && v.to_ascii_lowercase().contains("chunked") {
+                    chunked = true;
                 }
             }
         }
-        let mut buf = vec![0u8; len];
-        self.stream.read_exact(&mut buf).await?;
-        Ok((status, buf))
+        if !chunked {
+            let mut buf = vec![0u8; len];
+            self.stream.read_exact(&mut buf).await?;
+            return Ok((status, buf));
+        }
+        // A streamed answer: chunks of `<hex size>\r\n<data>\r\n`, ended by a 0-size chunk.
+        let mut buf = Vec::new();
+        loop {
+            line.clear();
+            self.stream.read_line(&mut line).await?;
+            let size = line.trim_end().split(';').next().unwrap_or("");
+            let size = usize::from_str_radix(size.trim(), 16).map_err(|_| anyhow!("bad chunk size {line:?}"))?;
+            let start = buf.len();
+            buf.resize(start + size + 2, 0);
+            self.stream.read_exact(&mut buf[start..]).await?;
+            buf.truncate(start + size);
+            if size == 0 {
+                return Ok((status, buf));
+            }
+        }
     }
 }
 

@@ -177,6 +177,13 @@ pub struct StoreShared {
     /// Test hook: fail this many commits (as a full disk would).
     #[doc(hidden)]
     pub fail_commits: AtomicU32,
+    /// Test hook: fail this many commits the way a DuckDB that invalidated its database does.
+    #[doc(hidden)]
+    pub invalidate_commits: AtomicU32,
+    /// Cancelled when DuckDB invalidated the database (a commit or checkpoint failed past
+    /// repair): the writer stops, and the collector must be started again on the same directory
+    /// (the binary does it in-process), which replays the ingest log since the last checkpoint.
+    pub restart: tokio_util::sync::CancellationToken,
     /// Bytes of record batches queued for the writer and not received yet (`pipeline::Stages`).
     pub writer_queued: Arc<AtomicU64>,
     /// Open reader connections, which a refused checkpoint that must happen evicts.
@@ -324,6 +331,8 @@ impl Store {
             flush_target: AtomicU64::new(0),
             health: Health::default(),
             fail_commits: AtomicU32::new(0),
+            invalidate_commits: AtomicU32::new(0),
+            restart: tokio_util::sync::CancellationToken::new(),
             writer_queued: Arc::new(AtomicU64::new(0)),
             readers: Arc::new(evict::Readers::new(metrics.clone())),
         });

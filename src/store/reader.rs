@@ -13,6 +13,7 @@ use std::time::{Duration, Instant};
 
 use duckdb::arrow::array::{Array, AsArray};
 use duckdb::arrow::datatypes::{DataType, Schema, SchemaRef};
+use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::{Connection, InterruptHandle, Statement};
 use serde::Serialize;
 use serde_json::Value as Json;
@@ -82,24 +83,97 @@ pub struct QueryResult {
 }
 
 impl QueryResult {
-    /// The `POST /api/sql` body: `{"columns", "rows", "truncated", "truncated_by"?, "elapsed_ms"}`.
+    /// The `POST /api/sql` body (`json_head` + rows + `json_tail`).
     pub fn into_body(self) -> String {
-        let columns = serde_json::to_string(&self.columns).unwrap_or_else(|_| "[]".into());
-        let mut out = String::with_capacity(self.rows_json.len() + columns.len() + 96);
-        out.push_str("{\"columns\":");
-        out.push_str(&columns);
-        out.push_str(",\"rows\":");
+        let mut out = json_head(&self.columns);
         out.push_str(&self.rows_json);
-        out.push_str(",\"truncated\":");
-        out.push_str(if self.truncated { "true" } else { "false" });
-        if let Some(by) = self.truncated_by {
-            out.push_str(",\"truncated_by\":");
-            out.push_str(&Json::from(by).to_string());
-        }
-        out.push_str(",\"elapsed_ms\":");
-        out.push_str(&Json::from(self.elapsed_ms).to_string());
-        out.push('}');
+        out.push_str(&json_tail(self.truncated_by, self.elapsed_ms));
         out
+    }
+}
+
+/// A JSON answer up to its rows: `{"columns":[...],"rows":`.
+pub fn json_head(columns: &[Column]) -> String {
+    let columns = serde_json::to_string(columns).unwrap_or_else(|_| "[]".into());
+    format!("{{\"columns\":{columns},\"rows\":")
+}
+
+/// A JSON answer after its rows: `,"truncated":..,"truncated_by":..?,"elapsed_ms":..}`.
+pub fn json_tail(truncated_by: Option<&str>, elapsed_ms: f64) -> String {
+    let mut tail = String::with_capacity(64);
+    tail.push_str(",\"truncated\":");
+    tail.push_str(if truncated_by.is_some() { "true" } else { "false" });
+    if let Some(by) = truncated_by {
+        tail.push_str(",\"truncated_by\":");
+        tail.push_str(&Json::from(by).to_string());
+    }
+    tail.push_str(",\"elapsed_ms\":");
+    tail.push_str(&Json::from(elapsed_ms).to_string());
+    tail.push('}');
+    tail
+}
+
+/// The `columns` of a JSON answer: names as the client wrote them, DuckDB-style type names.
+pub fn json_columns(schema: &Schema, names: Vec<String>) -> Vec<Column> {
+    schema.fields().iter().zip(names).map(|(f, name)| Column { name, ty: sql_type_name(f.data_type()) }).collect()
+}
+
+/// The rows of a JSON answer (`[[...],[...]]`), written as DuckDB's chunks arrive, under the
+/// row cap and the byte cap (which counts the brackets and commas too). A row is encoded aside
+/// first, so the output never grows past the cap.
+pub struct JsonRows {
+    row: Vec<Json>,
+    line: Vec<u8>,
+    /// Rows written.
+    pub count: usize,
+    bytes: usize,
+    max_rows: usize,
+    max_bytes: usize,
+    /// Which cap cut the rows, once one did.
+    pub truncated_by: Option<&'static str>,
+}
+
+impl JsonRows {
+    pub fn new(max_rows: usize, max_bytes: usize) -> Self {
+        JsonRows { row: Vec::new(), line: Vec::new(), count: 0, bytes: 0, max_rows, max_bytes, truncated_by: None }
+    }
+
+    /// Write the opening `[`.
+    pub fn open(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        self.bytes = 1;
+        out.write_all(b"[")
+    }
+
+    /// Write `batch`'s rows; false once a cap is reached (the rest is not wanted).
+    pub fn write(&mut self, batch: &RecordBatch, out: &mut impl std::io::Write) -> std::io::Result<bool> {
+        let cols = batch.columns();
+        for i in 0..batch.num_rows() {
+            if self.count >= self.max_rows {
+                self.truncated_by = Some("max_rows");
+                return Ok(false);
+            }
+            self.row.clear();
+            self.row.extend(cols.iter().map(|c| json_value(c.as_ref(), i)));
+            self.line.clear();
+            serde_json::to_writer(&mut self.line, &self.row)?;
+            if self.bytes + self.line.len() + 2 > self.max_bytes {
+                self.truncated_by = Some("max_bytes");
+                return Ok(false);
+            }
+            if self.count > 0 {
+                out.write_all(b",")?;
+                self.bytes += 1;
+            }
+            out.write_all(&self.line)?;
+            self.bytes += self.line.len();
+            self.count += 1;
+        }
+        Ok(true)
+    }
+
+    /// Write the closing `]`.
+    pub fn close(&mut self, out: &mut impl std::io::Write) -> std::io::Result<()> {
+        out.write_all(b"]")
     }
 }
 
@@ -186,6 +260,11 @@ impl Reader {
     }
 
     /// Count a new worker in `in_flight` (dropped when it ends).
+    /// Count a query in `queries_total` (`with_connection` does; a streamed answer calls this).
+    pub(super) fn count_query(&self) {
+        self.metrics.queries.fetch_add(1, Ordering::Relaxed);
+    }
+
     pub fn track(&self) -> InFlight {
         self.in_flight.fetch_add(1, Ordering::Relaxed);
         InFlight(self.in_flight.clone())
@@ -393,37 +472,19 @@ fn run(conn: &Connection, sql: &str, limits: &QueryLimits) -> Result<QueryResult
     let arrow = stmt.stream_arrow([]).map_err(|e| StoreError::Query(e.to_string()))?;
     let schema = arrow.get_schema();
     let names = original_names(conn, sql, &schema);
-    let columns: Vec<Column> =
-        schema.fields().iter().zip(names).map(|(f, name)| Column { name, ty: sql_type_name(f.data_type()) }).collect();
-    let mut out = vec![b'['];
-    let mut row_count = 0usize;
-    let mut row = Vec::with_capacity(columns.len());
-    let mut truncated_by = None;
-    'batches: for batch in arrow {
+    let columns = json_columns(&schema, names);
+    let mut out = Vec::new();
+    let mut rows = JsonRows::new(max_rows, limits.max_result_bytes);
+    let io = |e: std::io::Error| StoreError::Query(e.to_string());
+    rows.open(&mut out).map_err(io)?;
+    for batch in arrow {
         let batch = batch.map_err(|e| StoreError::Query(e.to_string()))?;
-        let cols = batch.columns();
-        for i in 0..batch.num_rows() {
-            if row_count >= max_rows {
-                truncated_by = Some("max_rows");
-                break 'batches;
-            }
-            row.clear();
-            row.extend(cols.iter().map(|c| json_value(c.as_ref(), i)));
-            let before = out.len();
-            if row_count > 0 {
-                out.push(b',');
-            }
-            serde_json::to_writer(&mut out, &row).map_err(|e| StoreError::Query(e.to_string()))?;
-            if out.len() + 1 > limits.max_result_bytes {
-                out.truncate(before);
-                truncated_by = Some("max_bytes");
-                break 'batches;
-            }
-            row_count += 1;
+        if !rows.write(&batch, &mut out).map_err(io)? {
+            break;
         }
     }
-    out.push(b']');
-    out.shrink_to_fit();
+    rows.close(&mut out).map_err(io)?;
+    let (row_count, truncated_by) = (rows.count, rows.truncated_by);
     let rows_json = String::from_utf8(out).map_err(|e| StoreError::Query(e.to_string()))?;
     Ok(QueryResult { columns, rows_json, row_count, truncated: truncated_by.is_some(), truncated_by, elapsed_ms: 0.0 })
 }

@@ -1,4 +1,4 @@
-//! Streamed query results (CSV, Arrow IPC, Parquet). The query runs on a blocking thread with its
+//! Streamed query results (JSON answers of `POST /api/sql`, CSV, Arrow IPC, Parquet). The query runs on a blocking thread with its
 //! own connection and DuckDB's lazy Arrow stream (user SQL capped at `max_rows` inside DuckDB's
 //! plan); each batch is encoded straight into a bounded channel that feeds the HTTP body, so
 //! neither side holds the whole result. Errors found before the first rows exist (bad SQL,
@@ -24,7 +24,10 @@ use duckdb::arrow::record_batch::RecordBatch;
 use duckdb::Connection;
 use tokio::sync::{mpsc, oneshot};
 
-use super::reader::{check_type_depth, original_names, prepare_capped, renamed_schema, vet, Reader, Watchdog};
+use super::reader::{
+    check_type_depth, json_columns, json_head, json_tail, original_names, prepare_capped, renamed_schema, vet,
+    JsonRows, Reader, Watchdog,
+};
 use super::{sqlcompat, StoreError};
 use crate::formats::{self, Format};
 
@@ -37,6 +40,9 @@ pub struct StreamSpec {
     pub vet: bool,
     /// Stop after this many rows.
     pub max_rows: Option<usize>,
+    /// A JSON answer's byte cap (`QueryLimits::max_result_bytes`); other formats are not capped
+    /// in bytes.
+    pub max_bytes: Option<usize>,
     pub timeout: Duration,
     pub format: Format,
 }
@@ -184,6 +190,7 @@ impl Reader {
         self.check_size(&spec.sql)?;
         let conn = self.connection()?;
         let watchdog = Watchdog::arm(conn.interrupt_handle(), spec.timeout);
+        self.count_query();
         let tracked = self.track();
         let send_timeout = self.limits().send_timeout;
         let runtime = tokio::runtime::Handle::current();
@@ -248,6 +255,7 @@ fn produce(
     sink: ChannelWriter,
     watchdog: &Watchdog,
 ) -> Result<(), StoreError> {
+    let started = std::time::Instant::now();
     let query_err = |e: duckdb::Error| StoreError::Query(e.to_string());
     let sql = sqlcompat::rewrite(&spec.sql);
     if spec.vet {
@@ -262,8 +270,16 @@ fn produce(
     let raw_schema = stream.get_schema();
     let schema =
         if capped { renamed_schema(&raw_schema, &original_names(conn, &sql, &raw_schema)) } else { raw_schema.clone() };
-    let mut w = formats::writer(spec.format, &schema, sink).map_err(|e| StoreError::Query(e.to_string()))?;
-    let mut left = spec.max_rows.unwrap_or(usize::MAX);
+    let encode_err = |e: formats::FormatError| StoreError::Query(e.to_string());
+    let (mut w, mut left): (Box<dyn formats::BatchWriter>, usize) = match spec.format {
+        // The JSON answer applies the row cap itself (it reports which cap cut the rows).
+        Format::Json => {
+            let rows = JsonRows::new(spec.max_rows.unwrap_or(usize::MAX), spec.max_bytes.unwrap_or(usize::MAX));
+            let columns = json_columns(&schema, schema.fields().iter().map(|f| f.name().clone()).collect());
+            (Box::new(JsonAnswer::start(&columns, rows, sink, started).map_err(encode_err)?), usize::MAX)
+        }
+        f => (formats::writer(f, &schema, sink).map_err(encode_err)?, spec.max_rows.unwrap_or(usize::MAX)),
+    };
     for batch in stream {
         if watchdog.cancelled() {
             return Err(StoreError::Timeout(spec.timeout.as_millis() as u64));
@@ -282,7 +298,7 @@ fn produce(
         let batch = if batch.num_rows() > left { batch.slice(0, left) } else { batch };
         left -= batch.num_rows();
         w.write(&batch).map_err(|e| StoreError::Query(e.to_string()))?;
-        if left == 0 {
+        if left == 0 || w.full() {
             break;
         }
     }
@@ -290,4 +306,50 @@ fn produce(
         let _ = r.send(Ok(()));
     }
     w.finish().map_err(|e| StoreError::Query(e.to_string()))
+}
+
+/// A `POST /api/sql` JSON answer, streamed: `{"columns":[...],"rows":[` first, the rows as DuckDB's
+/// chunks arrive (so a capped answer of tens of MiB is never held whole), then `],"truncated":..,
+/// "elapsed_ms":..}`. The same shape and caps as `Reader::query` (`reader::JsonRows`).
+pub struct JsonAnswer<W: Write + Send> {
+    out: W,
+    rows: JsonRows,
+    started: std::time::Instant,
+    full: bool,
+}
+
+impl<W: Write + Send> JsonAnswer<W> {
+    pub fn start(
+        columns: &[super::reader::Column],
+        mut rows: JsonRows,
+        mut out: W,
+        started: std::time::Instant,
+    ) -> Result<Self, formats::FormatError> {
+        let enc = |e: std::io::Error| formats::FormatError::Encode(e.to_string());
+        out.write_all(json_head(columns).as_bytes()).map_err(enc)?;
+        rows.open(&mut out).map_err(enc)?;
+        Ok(JsonAnswer { out, rows, started, full: false })
+    }
+}
+
+impl<W: Write + Send> formats::BatchWriter for JsonAnswer<W> {
+    fn write(&mut self, batch: &RecordBatch) -> Result<(), formats::FormatError> {
+        if !self.full {
+            self.full =
+                !self.rows.write(batch, &mut self.out).map_err(|e| formats::FormatError::Encode(e.to_string()))?;
+        }
+        Ok(())
+    }
+
+    fn full(&self) -> bool {
+        self.full
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<(), formats::FormatError> {
+        let enc = |e: std::io::Error| formats::FormatError::Encode(e.to_string());
+        self.rows.close(&mut self.out).map_err(enc)?;
+        let elapsed_ms = self.started.elapsed().as_secs_f64() * 1e3;
+        self.out.write_all(json_tail(self.rows.truncated_by, elapsed_ms).as_bytes()).map_err(enc)?;
+        self.out.flush().map_err(enc)
+    }
 }

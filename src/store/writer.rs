@@ -454,6 +454,14 @@ fn append_items(
 }
 
 /// Is this a refusal of the data itself (no retry can fix it), rather than of the moment?
+/// DuckDB invalidated the database: nothing more can be committed on this instance. Seen in a
+/// soak: a `COMMIT` that ran out of memory (`could not allocate block`) left a row group whose
+/// column counts disagree, and the next checkpoint found it ("Corrupted in-memory column") and
+/// invalidated the database.
+fn is_invalidated(e: &dyn std::fmt::Display) -> bool {
+    e.to_string().contains("has been invalidated")
+}
+
 fn is_data_error(e: &StoreError) -> bool {
     let m = e.to_string();
     ["Conversion Error", "Out of Range", "Constraint Error", "Invalid Input Error", "overflow", "Arrow"]
@@ -473,6 +481,10 @@ struct Writer<'c> {
     dirty: bool,
     /// Log bytes committed at the last checkpoint.
     checkpointed_bytes: u64,
+    /// The log position of the last checkpoint (where a new start replays from).
+    checkpointed_pos: u64,
+    /// DuckDB invalidated the database: nothing is committed any more (`halt`).
+    halted: bool,
     committed: (u64, u64),
     adopt_budget: fixups::AdoptBudget,
     writeback: Option<super::writeback::Writeback>,
@@ -481,12 +493,23 @@ struct Writer<'c> {
 impl<'c> Writer<'c> {
     /// Run `items` as one transaction.
     fn try_commit(&mut self, items: &[Item]) -> Result<(), StoreError> {
+        if self.halted {
+            return Err(StoreError::Unavailable("DuckDB invalidated the database; restarting".into()));
+        }
         if self.app.is_none() {
             self.app = Some(Appenders::new(self.conn)?);
         }
         let Some(app) = self.app.as_mut() else { return Err(StoreError::Unavailable("no appenders".into())) };
         if self.shared.fail_commits.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
             return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
+        }
+        if self
+            .shared
+            .invalidate_commits
+            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
+            .is_ok()
+        {
+            return Err(StoreError::Db("FATAL Error: the database has been invalidated (injected, test)".into()));
         }
         self.conn.execute_batch("BEGIN TRANSACTION")?;
         match append_items(self.conn, app, items, &self.sessions_cache, &self.agents_cache, &mut self.adopt_budget) {
@@ -524,6 +547,10 @@ impl<'c> Writer<'c> {
 
     /// Commit everything pending (retrying record by record on failure).
     fn commit_pending(&mut self) {
+        if self.halted {
+            // In the log; a new start replays them.
+            self.pending = Pending::default();
+        }
         if self.pending.is_empty() {
             return;
         }
@@ -545,6 +572,7 @@ impl<'c> Writer<'c> {
                     "transaction committed"
                 );
             }
+            Err(e) if is_invalidated(&e) => self.halt(&e),
             Err(e) => {
                 self.shared.health.failed(&e);
                 tracing::error!(error = %e, records = pending.items.len(), "commit failed; retrying record by record");
@@ -552,6 +580,24 @@ impl<'c> Writer<'c> {
             }
         }
         self.maybe_checkpoint(false);
+    }
+
+    /// DuckDB invalidated the database: stop committing (every record past the last checkpoint
+    /// is in the ingest log, which a new start replays) and ask for that start
+    /// (`StoreShared::restart`). Retrying would only fail forever while the log fills up.
+    fn halt(&mut self, e: &dyn std::fmt::Display) {
+        if !self.halted {
+            tracing::error!(
+                error = %e,
+                checkpointed_position = self.checkpointed_pos,
+                "DuckDB invalidated the database: the writer stops; the collector restarts on the same directory and replays the ingest log from the last checkpoint"
+            );
+        }
+        self.halted = true;
+        self.pending = Pending::default();
+        self.app = None;
+        self.shared.health.failed(&StoreError::Unavailable(format!("restarting: {e}")));
+        self.shared.restart.cancel();
     }
 
     fn commit_one_by_one(&mut self, items: Vec<Item>) {
@@ -569,6 +615,10 @@ impl<'c> Writer<'c> {
                 Err(e) if is_data_error(&e) => {
                     self.quarantine(&items[i], &e);
                     i += 1;
+                }
+                Err(e) if is_invalidated(&e) => {
+                    self.halt(&e);
+                    return;
                 }
                 Err(e) => {
                     self.shared.health.failed(&e);
@@ -629,7 +679,7 @@ impl<'c> Writer<'c> {
     /// Checkpoint when `checkpoint_bytes` of log were committed since the last one (or `force`).
     /// False only when a checkpoint was tried and failed.
     fn maybe_checkpoint(&mut self, force: bool) -> bool {
-        if !self.dirty {
+        if !self.dirty || self.halted {
             return true;
         }
         let since = self.committed.1.saturating_sub(self.checkpointed_bytes);
@@ -683,12 +733,17 @@ impl<'c> Writer<'c> {
                 if let Some(log) = &self.shared.log {
                     log.checkpointed(self.committed.0);
                 }
+                self.checkpointed_pos = self.committed.0;
                 tracing::debug!(
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                     position = self.committed.0,
                     "checkpoint"
                 );
                 true
+            }
+            Err(e) if is_invalidated(&e) => {
+                self.halt(&e);
+                false
             }
             Err(e) => {
                 tracing::warn!(error = %e, "checkpoint failed; retried later");
@@ -818,6 +873,8 @@ pub fn run(
         pending: Pending::default(),
         dirty: false,
         checkpointed_bytes: start.1,
+        checkpointed_pos: start.0,
+        halted: false,
         committed: start,
         adopt_budget: fixups::AdoptBudget::new(),
         writeback: cfg.writeback.as_ref().and_then(|(path, every)| super::writeback::Writeback::start(path, *every)),
@@ -843,6 +900,9 @@ pub fn run(
                 w.pending.push(pos, batch)
             }
             Some(Msg::Flush) => w.commit_pending(),
+            Some(Msg::Apply(_, ack)) | Some(Msg::ApplyNow(_, ack)) if w.halted => {
+                let _ = ack.send(Err(StoreError::Unavailable("DuckDB invalidated the database; restarting".into())));
+            }
             Some(Msg::Apply(f, ack)) => {
                 w.commit_pending();
                 let result = apply_in_txn(w.conn, f);
