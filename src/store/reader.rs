@@ -66,9 +66,10 @@ pub struct Column {
     pub ty: String,
 }
 
-/// A query's answer in the shape of `POST /api/sql`. The rows are kept as their JSON text (one
-/// array of arrays), written while DuckDB's chunks stream in: the bytes cap counts exactly what the
-/// response carries, and a result is held once, not as values and then again as text.
+/// A query's answer held whole (`Reader::query`, for the collector's own callers; `POST /api/sql`
+/// streams the same shape, `stream::JsonAnswer`). The rows are kept as their JSON text (one array
+/// of arrays), written while DuckDB's chunks stream in (`JsonRows`), so the bytes cap counts the
+/// text itself and a result is held once, not as values and then again as text.
 #[derive(Debug, Clone, PartialEq)]
 pub struct QueryResult {
     pub columns: Vec<Column>,
@@ -80,16 +81,6 @@ pub struct QueryResult {
     /// Which cap: `max_rows` or `max_bytes` (absent when not truncated).
     pub truncated_by: Option<&'static str>,
     pub elapsed_ms: f64,
-}
-
-impl QueryResult {
-    /// The `POST /api/sql` body (`json_head` + rows + `json_tail`).
-    pub fn into_body(self) -> String {
-        let mut out = json_head(&self.columns);
-        out.push_str(&self.rows_json);
-        out.push_str(&json_tail(self.truncated_by, self.elapsed_ms));
-        out
-    }
 }
 
 /// A JSON answer up to its rows: `{"columns":[...],"rows":`.
