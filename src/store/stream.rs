@@ -1,6 +1,6 @@
-//! Streamed query results (JSON answers of `POST /api/sql`, CSV, Arrow IPC, Parquet). The query runs on a blocking thread with its
-//! own connection and DuckDB's lazy Arrow stream (user SQL capped at `max_rows` inside DuckDB's
-//! plan); each batch is encoded straight into a bounded channel that feeds the HTTP body, so
+//! Streamed query results (JSON answers of `POST /api/sql`, CSV, Arrow IPC, Parquet). The query
+//! runs on a blocking thread with its own connection and DuckDB's lazy Arrow stream (user SQL
+//! capped at `max_rows` inside DuckDB's plan); each batch is encoded straight into a bounded channel that feeds the HTTP body, so
 //! neither side holds the whole result. Errors found before the first rows exist (bad SQL,
 //! refused statements, a failure in the first batch) are returned as errors (a 4xx/5xx). Later
 //! ones end the body with an error the client sees:

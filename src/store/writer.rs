@@ -493,9 +493,6 @@ struct Writer<'c> {
 impl<'c> Writer<'c> {
     /// Run `items` as one transaction.
     fn try_commit(&mut self, items: &[Item]) -> Result<(), StoreError> {
-        if self.halted {
-            return Err(StoreError::Unavailable("DuckDB invalidated the database; restarting".into()));
-        }
         if self.app.is_none() {
             self.app = Some(Appenders::new(self.conn)?);
         }
