@@ -101,13 +101,15 @@ pub struct ServeArgs {
     /// beyond it exports are refused with 503 / UNAVAILABLE until DuckDB catches up.
     #[arg(long, env = "AGENT_CONSOLE_INGEST_LOG_MAX_PENDING_MIB", default_value_t = 1024)]
     pub ingest_log_max_pending_mib: u64,
-    /// Mapped rows the log may hand to the pipeline in memory, in MiB. Past half of it exports
-    /// wait (up to 1 s) for the pipeline before they are mapped; past all of it records are read
-    /// back from the log and mapped again.
+    /// Mapped rows the log may hand to the pipeline in memory, in MiB; one budget with
+    /// `--writer-queue-mib`. When the two together are within half of this of the budget,
+    /// exports wait (up to 1 s) for the pipeline before they are mapped; past the budget records
+    /// are read back from the log and mapped again.
     #[arg(long, env = "AGENT_CONSOLE_PIPELINE_HANDOFF_MIB", default_value_t = 64)]
     pub pipeline_handoff_mib: u64,
-    /// Processed rows waiting for the DuckDB writer, in MiB: while a checkpoint pauses the writer
-    /// the pipeline (and the live stream it feeds) keeps going until this much waits.
+    /// Processed rows waiting for the DuckDB writer, in MiB; one budget with
+    /// `--pipeline-handoff-mib`: while a checkpoint pauses the writer the pipeline (and the live
+    /// stream it feeds) keeps going until the two together are full.
     #[arg(long, env = "AGENT_CONSOLE_WRITER_QUEUE_MIB", default_value_t = 64)]
     pub writer_queue_mib: u64,
     /// Start even when a record in the middle of the ingest log is damaged, skipping it (its

@@ -486,9 +486,14 @@ async fn metric(app: &common::TestApp, name: &str) -> f64 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_pipeline_behind_paces_exports_then_takes_them_and_loses_nothing() {
-    // A small hand-off and a DuckDB that cannot commit: the writer's queue fills, the pipeline
-    // stops taking records, its hand-off passes half full, and exports start to wait.
-    let app = common::spawn_with(|a| a.pipeline_handoff_mib = 1).await;
+    // A small budget (hand-off + writer's queue) and a DuckDB that cannot commit: the writer's
+    // queue fills, the pipeline stops taking records, the two together come within half a
+    // hand-off of the budget, and exports start to wait.
+    let app = common::spawn_with(|a| {
+        a.pipeline_handoff_mib = 1;
+        a.writer_queue_mib = 1;
+    })
+    .await;
     let store = app.running.as_ref().expect("running").store.clone();
     store.shared.fail_commits.store(u32::MAX, Ordering::Release);
     assert_eq!(metric(&app, "agent_console_paced_requests_total").await, 0.0);

@@ -646,6 +646,40 @@ fn seed(data_dir: &std::path::Path, n: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// A one-thread runtime for the probes, shut down without blocking when dropped (the main
+/// runtime's context forbids a blocking drop).
+struct ProbeRuntime(Option<tokio::runtime::Runtime>);
+
+impl ProbeRuntime {
+    fn new() -> anyhow::Result<Self> {
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .thread_name("loadgen-probe")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(rt)))
+    }
+
+    fn spawn<F>(&self, f: F) -> tokio::task::JoinHandle<F::Output>
+    where
+        F: std::future::Future + Send + 'static,
+        F::Output: Send + 'static,
+    {
+        match &self.0 {
+            Some(rt) => rt.spawn(f),
+            None => tokio::spawn(f),
+        }
+    }
+}
+
+impl Drop for ProbeRuntime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_background();
+        }
+    }
+}
+
 /// The same allocator as the collector (the load generator shares its 2 cores).
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -707,14 +741,28 @@ async fn main() -> anyhow::Result<()> {
     let visibility = args.probe_visibility.then(|| tokio::spawn(probe_visibility(args.http.clone(), until)));
     let mut live = Vec::new();
     let mut probes = None;
+    // The probe and its subscribers run on a runtime of their own (one thread), so what they
+    // time is the collector, not the bulk clients' turns on the main runtime.
+    let probe_rt = ProbeRuntime::new()?;
     if args.live_subscribers > 0 {
         let sent: Arc<Vec<AtomicU64>> = Arc::new((0..100_000).map(|_| AtomicU64::new(0)).collect());
         let query = format!("type=span&session={PROBE_SESSION}");
         for _ in 0..args.live_subscribers {
-            let r = sse_connect(&args.http, &query).await?;
-            live.push(tokio::spawn(live_subscriber(r, sent.clone(), until + Duration::from_secs(2))));
+            let (http, query, sent) = (args.http.clone(), query.clone(), sent.clone());
+            let end = until + Duration::from_secs(2);
+            let (tx, rx) = tokio::sync::oneshot::channel();
+            live.push(probe_rt.spawn(async move {
+                let r = sse_connect(&http, &query).await;
+                let connected = r.is_ok();
+                let _ = tx.send(connected);
+                live_subscriber(r?, sent, end).await
+            }));
+            // Subscribed before the first probe is sent.
+            if !rx.await.unwrap_or(false) {
+                break;
+            }
         }
-        probes = Some(tokio::spawn(send_probes(args.http.clone(), sent, until)));
+        probes = Some(probe_rt.spawn(send_probes(args.http.clone(), sent, until)));
     }
     let mut alerts = None;
     if args.probe_alerts {

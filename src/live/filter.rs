@@ -54,6 +54,19 @@ impl Filter {
     }
 
     /// The same test on a not yet serialised message.
+    /// False when no message of `e` can match (its index names none of the session, agent or
+    /// task asked for): the subscriber skips the entry whole.
+    pub fn may_match_entry(&self, e: &super::message::Entry) -> bool {
+        if self.session.is_none() && self.agent.is_none() && self.task.is_none() {
+            return true;
+        }
+        let Some(ix) = e.index() else { return true };
+        fn has(want: &Option<String>, set: &[Box<str>]) -> bool {
+            want.as_ref().is_none_or(|w| set.iter().any(|s| **s == **w))
+        }
+        has(&self.session, &ix.sessions) && has(&self.agent, &ix.agents) && has(&self.task, &ix.tasks)
+    }
+
     pub fn matches_header(&self, h: &Header<'_>) -> bool {
         if h.kind == super::message::GAP {
             return true;

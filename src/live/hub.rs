@@ -417,7 +417,12 @@ impl Subscription {
             // Everything before where this subscriber resumes counts as gone through.
             self.cursor = self.cursor.max((e.first_id + skip as u64).saturating_sub(1));
         }
-        self.current = Some((e, skip));
+        if self.filter.may_match_entry(&e) {
+            self.current = Some((e, skip));
+        } else {
+            // Nothing in it for this subscriber: gone through whole, in one look.
+            self.cursor = self.cursor.max(e.last_id());
+        }
         Some((missed > 0).then(|| Arc::new(Message::control(self.cursor, message::GAP, &json!({ "missed": missed })))))
     }
 
@@ -604,5 +609,88 @@ mod tests {
         }
         assert!(got.iter().any(|(k, d)| *k == message::GAP && d.contains("\"missed\":2")), "{got:?}");
         assert!(got.iter().any(|(k, d)| *k == message::SESSION && d.contains("\"s1\"")), "{got:?}");
+    }
+
+    #[tokio::test]
+    async fn a_filtered_subscriber_skips_entries_that_name_nothing_it_asked_for() {
+        use crate::model::records::SessionUpdate;
+        let hub = test_hub(64, 0, 64, 8);
+        let batch = |sessions: &[(&str, &str)]| {
+            let updates = sessions
+                .iter()
+                .map(|(s, a)| SessionUpdate {
+                    session_id: (*s).into(),
+                    agent_id: Some((*a).into()),
+                    status: "running",
+                    ..Default::default()
+                })
+                .collect();
+            Arc::new(Batch { session_updates: updates, ..Batch::default() })
+        };
+        let params = |session: Option<&str>, agent: Option<&str>| LiveParamsLike { session, agent }.params();
+        let mut by_session = hub.subscribe(None, Filter::new(&params(Some("s2"), None)));
+        let mut by_agent = hub.subscribe(None, Filter::new(&params(None, Some("a3"))));
+        let mut all = hub.subscribe(None, Filter::default());
+        let entries = [
+            batch(&[("s1", "a1"), ("s2", "a2"), ("s1", "a1")]),
+            batch(&[("s3", "a3"), ("s4", "a3")]),
+            batch(&[("s2", "a9")]),
+        ];
+        let mut last = 0;
+        for b in &entries {
+            let e = Entry::batch(last + 1, b.clone());
+            let ix = e.index().expect("a batch entry is indexed");
+            assert!(!ix.sessions.is_empty() && !ix.agents.is_empty());
+            last = hub.push(last + 1, |id| Entry::batch(id, b.clone()));
+        }
+        let sessions = |sub: &mut Subscription, n: usize| {
+            let mut out = Vec::new();
+            for _ in 0..n {
+                let m = sub.walk_now().expect("a message");
+                out.push((m.id, m.session_id.clone().unwrap_or_default(), m.agent_id.clone().unwrap_or_default()));
+            }
+            out
+        };
+        let got = sessions(&mut by_session, 2);
+        assert_eq!(got.iter().map(|g| g.1.as_str()).collect::<Vec<_>>(), ["s2", "s2"]);
+        assert_eq!(got.iter().map(|g| g.2.as_str()).collect::<Vec<_>>(), ["a2", "a9"]);
+        assert!(by_session.walk_now().is_none(), "nothing else for s2");
+        assert_eq!(by_session.cursor, last, "skipped entries count as gone through (resume id)");
+        let got = sessions(&mut by_agent, 2);
+        assert_eq!(got.iter().map(|g| g.1.as_str()).collect::<Vec<_>>(), ["s3", "s4"]);
+        assert!(by_agent.walk_now().is_none());
+        assert_eq!(by_agent.cursor, last);
+        assert_eq!(sessions(&mut all, 6).len(), 6, "an unfiltered subscriber gets every message");
+    }
+
+    /// Query parameters for a filter.
+    struct LiveParamsLike<'a> {
+        session: Option<&'a str>,
+        agent: Option<&'a str>,
+    }
+
+    impl LiveParamsLike<'_> {
+        fn params(&self) -> crate::live::LiveParams {
+            crate::live::LiveParams {
+                session: self.session.map(str::to_owned),
+                agent: self.agent.map(str::to_owned),
+                ..Default::default()
+            }
+        }
+    }
+
+    impl Subscription {
+        /// The next message already published, without waiting.
+        fn walk_now(&mut self) -> Option<Arc<Message>> {
+            loop {
+                if let Some(m) = self.walk() {
+                    return Some(m);
+                }
+                match self.advance()? {
+                    Some(gap) => return Some(gap),
+                    None => continue,
+                }
+            }
+        }
     }
 }

@@ -343,6 +343,46 @@ pub struct Entry {
     pub bytes: u64,
     source: Source,
     cache: OnceLock<Box<[OnceLock<Arc<Message>>]>>,
+    /// The sessions, agents and tasks the entry's messages name, made on first use: a filtered
+    /// subscriber skips an entry that cannot match in one look instead of one per message.
+    index: OnceLock<Option<EntryIndex>>,
+}
+
+/// What a batch entry's messages name (`Entry::index`).
+#[derive(Debug, Default)]
+pub struct EntryIndex {
+    pub sessions: Vec<Box<str>>,
+    pub agents: Vec<Box<str>>,
+    pub tasks: Vec<Box<str>>,
+}
+
+/// Distinct values an index keeps per field; an entry naming more is not indexed (every
+/// subscriber looks at its messages one by one, as without an index).
+const INDEX_MAX: usize = 64;
+
+impl EntryIndex {
+    fn of(e: &Entry) -> Option<Self> {
+        let mut ix = EntryIndex::default();
+        fn add(set: &mut Vec<Box<str>>, v: Option<&str>) -> bool {
+            match v {
+                Some(v) if !set.iter().any(|s| &**s == v) => {
+                    set.push(v.into());
+                    set.len() <= INDEX_MAX
+                }
+                _ => true,
+            }
+        }
+        for i in 0..e.len as usize {
+            let h = e.header(i)?;
+            if !(add(&mut ix.sessions, h.session_id)
+                && add(&mut ix.agents, h.agent_id)
+                && add(&mut ix.tasks, h.task_id))
+            {
+                return None;
+            }
+        }
+        Some(ix)
+    }
 }
 
 impl std::fmt::Debug for Entry {
@@ -360,17 +400,42 @@ impl Entry {
     pub fn batch_with(first_id: u64, b: Arc<Batch>, extra: Extras) -> Self {
         let len = count(&b);
         let bytes = retained_bytes(&b, len);
-        Entry { first_id, len, seq: 0, bytes, source: Source::Batch(b, extra), cache: OnceLock::new() }
+        Entry {
+            first_id,
+            len,
+            seq: 0,
+            bytes,
+            source: Source::Batch(b, extra),
+            cache: OnceLock::new(),
+            index: OnceLock::new(),
+        }
     }
 
     pub fn one(id: u64, d: Draft) -> Self {
         let bytes = d.data.len() as u64 * 2 + 256;
-        Entry { first_id: id, len: 1, seq: 0, bytes, source: Source::One(d), cache: OnceLock::new() }
+        Entry {
+            first_id: id,
+            len: 1,
+            seq: 0,
+            bytes,
+            source: Source::One(d),
+            cache: OnceLock::new(),
+            index: OnceLock::new(),
+        }
     }
 
     /// Id of the last message in this entry.
     pub fn last_id(&self) -> u64 {
         self.first_id + self.len.saturating_sub(1)
+    }
+
+    /// What a batch entry's messages name (made once, by the first subscriber that asks); None
+    /// for a hub-made message and for an entry naming too many to index.
+    pub fn index(&self) -> Option<&EntryIndex> {
+        match &self.source {
+            Source::Batch(..) => self.index.get_or_init(|| EntryIndex::of(self)).as_ref(),
+            Source::One(_) => None,
+        }
     }
 
     /// The filter view of message `i` (0-based within the entry).

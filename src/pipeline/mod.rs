@@ -51,6 +51,9 @@ pub mod replay;
 /// bound (64 MiB: 1,385). See BENCHMARKS.md, "Re-measured 2026-12-05".
 pub const WRITER_QUEUE_BYTES: u64 = 64 << 20;
 
+/// Default bytes of mapped rows the log thread may hand the pipeline (`--pipeline-handoff-mib`).
+pub const HANDOFF_BYTES: u64 = 64 << 20;
+
 /// How often an idle pipeline checks the log for records it was not handed.
 const POLL: Duration = Duration::from_millis(50);
 
@@ -72,11 +75,13 @@ pub enum Input {
 }
 
 /// The sending side of the log -> pipeline hand-off, bounded by an estimate of the bytes the
-/// mapped rows hold.
+/// mapped rows hold. The hand-off and the writer's queue share one budget (`Budget`): a batch the
+/// pipeline moves from one to the other takes no new memory, so while a checkpoint pauses the
+/// writer the pipeline (and the live stream) keeps going on the whole of it.
 pub struct Handoff {
     tx: SyncSender<Input>,
     in_flight: Arc<AtomicU64>,
-    max_bytes: u64,
+    budget: Budget,
     pub dropped: Arc<AtomicU64>,
 }
 
@@ -109,7 +114,7 @@ impl Handoff {
     /// Called on the log thread for every durable record: never blocks.
     pub fn forward(&self, mut d: Durable<Batch>) {
         let size = d.item.as_ref().map(batch_bytes).unwrap_or(0);
-        if self.in_flight.load(Ordering::Acquire) + size > self.max_bytes {
+        if self.budget.used() + size > self.budget.total {
             // Too much waiting: the pipeline reads this one back from the log.
             d.item = None;
             self.dropped.fetch_add(1, Ordering::Relaxed);
@@ -170,16 +175,37 @@ pub struct Channels {
     pub in_flight: Arc<AtomicU64>,
 }
 
-pub fn channels(handoff_bytes: u64) -> Channels {
+/// The memory the hand-off and the writer's queue share: mapped rows in either count against
+/// `total` (`--pipeline-handoff-mib` + `--writer-queue-mib`).
+#[derive(Clone)]
+pub struct Budget {
+    /// Bytes handed over by the log thread and not yet taken by the pipeline.
+    pub handoff: Arc<AtomicU64>,
+    /// Bytes queued for the DuckDB writer (it subtracts what it receives, and zeroes it when it
+    /// stops).
+    pub writer: Arc<AtomicU64>,
+    pub total: u64,
+}
+
+impl Budget {
+    pub fn new(handoff_bytes: u64, writer_bytes: u64) -> Self {
+        Self {
+            handoff: Arc::new(AtomicU64::new(0)),
+            writer: Arc::new(AtomicU64::new(0)),
+            total: handoff_bytes.saturating_add(writer_bytes),
+        }
+    }
+
+    pub fn used(&self) -> u64 {
+        self.handoff.load(Ordering::Acquire).saturating_add(self.writer.load(Ordering::Acquire))
+    }
+}
+
+pub fn channels(budget: Budget) -> Channels {
     let (tx, rx) = std::sync::mpsc::sync_channel(4096);
-    let in_flight = Arc::new(AtomicU64::new(0));
+    let in_flight = budget.handoff.clone();
     Channels {
-        handoff: Handoff {
-            tx: tx.clone(),
-            in_flight: in_flight.clone(),
-            max_bytes: handoff_bytes,
-            dropped: Arc::new(AtomicU64::new(0)),
-        },
+        handoff: Handoff { tx: tx.clone(), in_flight: in_flight.clone(), budget, dropped: Arc::new(AtomicU64::new(0)) },
         sender: PipelineSender { tx },
         rx,
         in_flight,
@@ -201,10 +227,9 @@ pub struct Stages {
     last_tick_us: i64,
     hooks: Vec<CommitHook>,
     to_store: SyncSender<writer::Msg>,
-    /// Bytes queued for the writer (it subtracts what it receives, and zeroes it when it stops).
-    writer_queued: Arc<AtomicU64>,
-    /// ... and how many it may hold before the pipeline waits.
-    writer_queue_max: u64,
+    /// Bytes queued for the writer, counted in the budget it shares with the hand-off: the
+    /// pipeline waits only when the two together are over it.
+    budget: Budget,
 }
 
 impl Stages {
@@ -229,15 +254,13 @@ impl Stages {
             last_tick_us: i64::MIN / 2,
             hooks,
             to_store,
-            writer_queued: Arc::new(AtomicU64::new(0)),
-            writer_queue_max: WRITER_QUEUE_BYTES,
+            budget: Budget::new(HANDOFF_BYTES, WRITER_QUEUE_BYTES),
         }
     }
 
-    /// Count the writer's queue in this counter (shared with the writer), up to `max` bytes.
-    pub fn with_writer_queue(mut self, queued: Arc<AtomicU64>, max: u64) -> Self {
-        self.writer_queued = queued;
-        self.writer_queue_max = max;
+    /// Count the writer's queue in this budget (shared with the writer and the hand-off).
+    pub fn with_budget(mut self, budget: Budget) -> Self {
+        self.budget = budget;
         self
     }
 
@@ -353,13 +376,15 @@ impl Stages {
     fn stage_store(&self, pos: Option<(u64, u64)>, batch: Arc<Batch>) -> Result<(), StoreError> {
         // Bounded in bytes too: a queue of 256 prompt-heavy batches would hold far more than
         // 256 small ones.
-        while self.writer_queued.load(Ordering::Acquire) > self.writer_queue_max {
+        // A batch taken from the hand-off left it before it comes here, so moving it costs the
+        // budget nothing; rows read back from the log (or made by a tick) are new memory.
+        while self.budget.used() > self.budget.total {
             std::thread::sleep(Duration::from_millis(1));
         }
         let size = batch_bytes(&batch);
-        self.writer_queued.fetch_add(size, Ordering::AcqRel);
+        self.budget.writer.fetch_add(size, Ordering::AcqRel);
         self.to_store.send(writer::Msg::Batch { pos, batch }).map_err(|_| {
-            self.writer_queued.store(0, Ordering::Release);
+            self.budget.writer.store(0, Ordering::Release);
             StoreError::Closed
         })
     }

@@ -103,7 +103,11 @@ async fn prepare(
         return Err(IngestError::TooLarge { limit: s.max_request_bytes });
     }
     let raw = read_body(body, s.max_request_bytes).await?;
-    let bytes = decode::decompress(raw, header_str(headers, header::CONTENT_ENCODING), s.max_request_bytes)?;
+    let content_encoding = header_str(headers, header::CONTENT_ENCODING).map(str::to_owned);
+    let max = s.max_request_bytes;
+    // Compressed bodies weigh what they may become; identity ones cost nothing to "decompress".
+    let weight = if content_encoding.is_some() { raw.len().saturating_mul(8) } else { 0 };
+    let bytes = s.ingest.offload(weight, move || decode::decompress(raw, content_encoding.as_deref(), max)).await??;
     let signal = match signal {
         Some(sig) => sig,
         // An empty export is a valid (empty) request of any signal.
@@ -123,7 +127,7 @@ async fn prepare(
     let objects = prescan::json_objects(&bytes);
     let estimate = memory_estimate(bytes.len(), objects / 4).saturating_add((objects as usize).saturating_mul(192));
     let reserved = s.ingest.reserve(estimate).await?;
-    let payload = decode::decode(signal, enc, &bytes)?;
+    let payload = s.ingest.offload(bytes.len(), move || decode::decode(signal, enc, &bytes)).await??;
     Ok((enc, Export { payload, raw: None }, reserved))
 }
 

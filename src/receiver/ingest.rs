@@ -199,6 +199,66 @@ pub fn memory_estimate(wire_bytes: usize, records: u64) -> usize {
     wire_bytes.saturating_mul(3).saturating_add((records as usize).saturating_mul(1024))
 }
 
+/// Work above this weight (wire bytes to decode or decompress, about 1 KiB per record to map)
+/// runs on tokio's blocking pool: the runtime's workers (one per core) then stay free for the
+/// small requests that wait behind a bulk export otherwise (hook calls, the live stream, the
+/// API). Measured: a 512-span export takes a worker for 3-5 ms, and several in a row held
+/// probes for tens of milliseconds (BENCHMARKS.md, issue 11).
+pub const OFFLOAD_WEIGHT: usize = 64 * 1024;
+
+/// `Ingest::offload`, with its semaphore of heavy-task slots.
+async fn offload<T: Send + 'static>(
+    heavy: &Arc<Semaphore>,
+    weight: usize,
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, IngestError> {
+    if weight < OFFLOAD_WEIGHT {
+        return Ok(f());
+    }
+    let permit = heavy.clone().acquire_owned().await.map_err(|_| IngestError::Unavailable("shutting down".into()))?;
+    tokio::task::spawn_blocking(move || {
+        let _permit = permit;
+        f()
+    })
+    .await
+    .map_err(|e| IngestError::Unavailable(format!("decoding task failed: {e}")))
+}
+
+/// Exports mapped into one batch: the rows, one outcome per export, and the log's parts.
+struct Mapped {
+    batch: Batch,
+    outcomes: Vec<Outcome>,
+    parts: Vec<Part>,
+}
+
+/// Map exports that belong together (pure; the caller counts a refusal, named by its signal).
+fn map_exports(exports: Vec<Export>, received: i64, max_records: u64) -> Result<Mapped, (Signal, IngestError)> {
+    let mut merged = Batch::default();
+    let mut outcomes = Vec::with_capacity(exports.len());
+    let mut parts = Vec::with_capacity(exports.len());
+    for Export { payload, raw } in exports {
+        let signal = payload.signal();
+        let total = payload.record_count();
+        if total > max_records {
+            return Err((signal, IngestError::TooManyRecords { records: total, limit: max_records }));
+        }
+        let mapped = match &payload {
+            Payload::Traces(r) => normalize::traces(r, received),
+            Payload::Logs(r) => normalize::logs(r, received),
+            Payload::Metrics(r) => normalize::metrics(r, received),
+        };
+        let rejected = mapped.rejected.min(total);
+        if !mapped.batch.is_empty() {
+            let bytes = raw.unwrap_or_else(|| payload.encode());
+            parts.push(Part { kind: payload.kind(), bytes });
+        }
+        drop(payload);
+        merged.append(mapped.batch);
+        outcomes.push(Outcome { signal, accepted: total - rejected, rejected, message: mapped.error_message });
+    }
+    Ok(Mapped { batch: merged, outcomes, parts })
+}
+
 /// Shared state of the ingest path.
 #[derive(Clone)]
 pub struct Ingest {
@@ -208,16 +268,38 @@ pub struct Ingest {
     limits: IngestLimits,
     budget: Arc<Semaphore>,
     budget_kib: u32,
+    /// Heavy work runs on at most this many blocking threads at once (one per core): more would
+    /// only take CPU from DuckDB's checkpoint, whose pauses the writer's queue has to absorb.
+    heavy: Arc<Semaphore>,
 }
 
 impl Ingest {
     pub fn new(store: Store, metrics: Arc<Metrics>, clock: Clock, limits: IngestLimits) -> Self {
         let budget_kib = u32::try_from((limits.max_inflight_bytes / 1024).max(1)).unwrap_or(u32::MAX);
-        Self { store, metrics, clock, limits, budget: Arc::new(Semaphore::new(budget_kib as usize)), budget_kib }
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        Self {
+            store,
+            metrics,
+            clock,
+            limits,
+            budget: Arc::new(Semaphore::new(budget_kib as usize)),
+            budget_kib,
+            heavy: Arc::new(Semaphore::new(cores)),
+        }
     }
 
     pub fn limits(&self) -> IngestLimits {
         self.limits
+    }
+
+    /// Run `f` here when it is light (under `OFFLOAD_WEIGHT`), else on the blocking pool, one
+    /// heavy task per core at a time.
+    pub async fn offload<T: Send + 'static>(
+        &self,
+        weight: usize,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> Result<T, IngestError> {
+        offload(&self.heavy, weight, f).await
     }
 
     /// Count a refusal made before `export` (decode, size, media type).
@@ -244,7 +326,8 @@ impl Ingest {
             .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
         self.check_records(records)?;
         let reserved = self.reserve(memory_estimate(bytes.len(), records)).await?;
-        let payload = decode::decode(signal, Encoding::Protobuf, &bytes)?;
+        let wire = bytes.clone();
+        let payload = self.offload(bytes.len(), move || decode::decode(signal, Encoding::Protobuf, &wire)).await??;
         Ok((Export { payload, raw: Some(bytes) }, reserved))
     }
 
@@ -296,30 +379,16 @@ impl Ingest {
     /// half of them.
     pub async fn export_all(&self, exports: Vec<Export>) -> Result<Vec<Outcome>, IngestError> {
         let received = (self.clock)();
-        let mut merged = Batch::default();
-        let mut outcomes = Vec::with_capacity(exports.len());
-        let mut parts = Vec::with_capacity(exports.len());
-        for Export { payload, raw } in exports {
-            let signal = payload.signal();
-            let total = payload.record_count();
-            if let Err(e) = self.check_records(total) {
-                self.refused(signal, &e);
-                return Err(e);
-            }
-            let mapped = match &payload {
-                Payload::Traces(r) => normalize::traces(r, received),
-                Payload::Logs(r) => normalize::logs(r, received),
-                Payload::Metrics(r) => normalize::metrics(r, received),
+        let max_records = self.limits.max_records;
+        let weight = exports.iter().map(|e| e.payload.record_count() as usize).sum::<usize>().saturating_mul(1024);
+        let Mapped { batch: merged, outcomes, parts } =
+            match self.offload(weight, move || map_exports(exports, received, max_records)).await? {
+                Ok(m) => m,
+                Err((signal, e)) => {
+                    self.refused(signal, &e);
+                    return Err(e);
+                }
             };
-            let rejected = mapped.rejected.min(total);
-            if !mapped.batch.is_empty() {
-                let bytes = raw.unwrap_or_else(|| payload.encode());
-                parts.push(Part { kind: payload.kind(), bytes });
-            }
-            drop(payload);
-            merged.append(mapped.batch);
-            outcomes.push(Outcome { signal, accepted: total - rejected, rejected, message: mapped.error_message });
-        }
         if !parts.is_empty() {
             let record = Record { received_us: received, parts };
             if let Err(e) = self.store.append(record, merged).await {
@@ -337,5 +406,32 @@ impl Ingest {
             }
         }
         Ok(outcomes)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn light_work_runs_in_place_and_heavy_work_on_the_blocking_pool_one_slot_each() {
+        let heavy = Arc::new(Semaphore::new(1));
+        let here = std::thread::current().id();
+        let light = offload(&heavy, OFFLOAD_WEIGHT - 1, || std::thread::current().id()).await.expect("light");
+        assert_eq!(light, here, "light work stays on the calling worker");
+        let h = heavy.clone();
+        let (on, free) = offload(&heavy, OFFLOAD_WEIGHT, move || (std::thread::current().id(), h.available_permits()))
+            .await
+            .expect("heavy");
+        assert_ne!(on, here, "heavy work leaves the runtime's worker");
+        assert_eq!(free, 0, "heavy work holds the one slot while it runs");
+        assert_eq!(heavy.available_permits(), 1, "and gives it back");
+        // A panic in heavy work is an error for this request, not a lost worker.
+        let err = offload(&heavy, OFFLOAD_WEIGHT, || -> u8 { panic!("bad input") }).await.expect_err("panicked");
+        assert!(matches!(err, IngestError::Unavailable(_)), "{err:?}");
+        assert_eq!(heavy.available_permits(), 1);
+        heavy.close();
+        let closed = offload(&heavy, OFFLOAD_WEIGHT, || 1).await.expect_err("closed");
+        assert!(matches!(closed, IngestError::Unavailable(_)));
     }
 }

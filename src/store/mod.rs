@@ -194,10 +194,10 @@ pub struct StoreShared {
 #[derive(Clone)]
 pub struct Store {
     log: IngestLog<Batch>,
-    /// Bytes of mapped rows handed to the pipeline and not taken yet, and the level above which
+    /// Mapped rows handed to the pipeline or queued for the writer, and the level above which
     /// the pipeline counts as behind (`behind`).
-    handoff_in_flight: Arc<AtomicU64>,
-    handoff_high: u64,
+    budget: pipeline::Budget,
+    behind_at: u64,
     to_writer: SyncSender<Msg>,
     pipeline: PipelineSender,
     pub shared: Arc<StoreShared>,
@@ -311,7 +311,8 @@ impl Store {
             tracing::warn!(error = %e, "cannot publish the price table");
         }
 
-        let chans = pipeline::channels(cfg.handoff_bytes);
+        let budget = pipeline::Budget::new(cfg.handoff_bytes, cfg.writer_queue_bytes);
+        let chans = pipeline::channels(budget.clone());
         let handoff = chans.handoff;
         // The log lives in the data directory, always next to the database it feeds.
         let log_cfg = LogConfig { dir: cfg.data_dir.join("log"), ..cfg.log.clone() };
@@ -333,7 +334,7 @@ impl Store {
             fail_commits: AtomicU32::new(0),
             invalidate_commits: AtomicU32::new(0),
             restart: tokio_util::sync::CancellationToken::new(),
-            writer_queued: Arc::new(AtomicU64::new(0)),
+            writer_queued: budget.writer.clone(),
             readers: Arc::new(evict::Readers::new(metrics.clone())),
         });
 
@@ -355,7 +356,7 @@ impl Store {
         let writer = spawn("duckdb-writer", move || writer::run(conn, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
-            .with_writer_queue(shared.writer_queued.clone(), cfg.writer_queue_bytes)
+            .with_budget(budget.clone())
             .with_hook_records(hook_records)
             .with_imports(imports)
             .with_openclaw_runs(openclaw_runs)
@@ -367,7 +368,6 @@ impl Store {
             }));
         let cursor = log.cursor(opened.start_pos, 0, cfg.log.skip_damaged);
         let clock_handle = clock.clone();
-        let handoff_in_flight = chans.in_flight.clone();
         let (prx, inflight, lstate) = (chans.rx, chans.in_flight, log.state.clone());
         let pipeline_thread = spawn("pipeline", move || pipeline::run(stages, prx, inflight, lstate, cursor))?;
 
@@ -377,8 +377,8 @@ impl Store {
         Ok((
             Store {
                 log,
-                handoff_in_flight,
-                handoff_high: cfg.handoff_bytes / 2,
+                behind_at: budget.total.saturating_sub(cfg.handoff_bytes / 2),
+                budget,
                 to_writer,
                 pipeline: chans.sender,
                 shared,
@@ -400,11 +400,12 @@ impl Store {
         &self.clock
     }
 
-    /// The pipeline is behind: its hand-off holds more than half of what it may. A record
-    /// acknowledged now would likely be dropped from the hand-off and mapped a second time when
-    /// the pipeline reads it back from the log (`receiver::ingest` waits a little instead).
+    /// The pipeline is behind: the hand-off and the writer's queue together are within half a
+    /// hand-off of their shared budget. A record acknowledged now would likely be dropped from the
+    /// hand-off and mapped a second time when the pipeline reads it back from the log
+    /// (`receiver::ingest` waits a little instead).
     pub fn behind(&self) -> bool {
-        self.handoff_in_flight.load(Ordering::Acquire) > self.handoff_high
+        self.budget.used() > self.behind_at
     }
 
     /// Make one record durable (the acknowledgement); `batch` is what it maps to.
