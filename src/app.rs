@@ -42,6 +42,8 @@ pub enum AppError {
     Net(#[from] crate::net::NetError),
     #[error("alerts: {0}")]
     Alerts(#[from] crate::alerts::AlertError),
+    #[error("cannot start the ingest threads: {0}")]
+    Threads(std::io::Error),
 }
 
 /// A running collector.
@@ -121,7 +123,8 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     tracing::info!(%http_addr, "OTLP/HTTP and query API listening");
     tracing::info!(%pg_addr, tls = pg.tls_enabled(), "Postgres wire protocol listening");
 
-    let ingest = Ingest::new(store.clone(), metrics.clone(), clock, args.ingest_limits());
+    let heavy = crate::receiver::heavy::HeavyPool::per_core().map_err(AppError::Threads)?;
+    let ingest = Ingest::new(store.clone(), metrics.clone(), clock, args.ingest_limits(), heavy);
     let ingest_token = Arc::new(Token::new(args.ingest_token.clone()));
     let read_token = Arc::new(Token::new(args.read_token.clone()));
     let control_token = Arc::new(Token::named(

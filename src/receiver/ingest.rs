@@ -22,6 +22,7 @@ use prost::Message;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::decode::{self, Encoding};
+use super::heavy::HeavyPool;
 use super::prescan;
 use crate::ingest_log::{Part, PartKind, Record};
 use crate::model::normalize;
@@ -199,31 +200,6 @@ pub fn memory_estimate(wire_bytes: usize, records: u64) -> usize {
     wire_bytes.saturating_mul(3).saturating_add((records as usize).saturating_mul(1024))
 }
 
-/// Work above this weight (wire bytes to decode or decompress, about 1 KiB per record to map)
-/// runs on tokio's blocking pool: the runtime's workers (one per core) then stay free for the
-/// small requests that wait behind a bulk export otherwise (hook calls, the live stream, the
-/// API). Measured: a 512-span export takes a worker for 3-5 ms, and several in a row held
-/// probes for tens of milliseconds (BENCHMARKS.md, issue 11).
-pub const OFFLOAD_WEIGHT: usize = 64 * 1024;
-
-/// `Ingest::offload`, with its semaphore of heavy-task slots.
-async fn offload<T: Send + 'static>(
-    heavy: &Arc<Semaphore>,
-    weight: usize,
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, IngestError> {
-    if weight < OFFLOAD_WEIGHT {
-        return Ok(f());
-    }
-    let permit = heavy.clone().acquire_owned().await.map_err(|_| IngestError::Unavailable("shutting down".into()))?;
-    tokio::task::spawn_blocking(move || {
-        let _permit = permit;
-        f()
-    })
-    .await
-    .map_err(|e| IngestError::Unavailable(format!("decoding task failed: {e}")))
-}
-
 /// Exports mapped into one batch: the rows, one outcome per export, and the log's parts.
 struct Mapped {
     batch: Batch,
@@ -268,15 +244,13 @@ pub struct Ingest {
     limits: IngestLimits,
     budget: Arc<Semaphore>,
     budget_kib: u32,
-    /// Heavy work runs on at most this many blocking threads at once (one per core): more would
-    /// only take CPU from DuckDB's checkpoint, whose pauses the writer's queue has to absorb.
-    heavy: Arc<Semaphore>,
+    /// Where bulk exports are decompressed, decoded and mapped (`heavy`).
+    heavy: Arc<HeavyPool>,
 }
 
 impl Ingest {
-    pub fn new(store: Store, metrics: Arc<Metrics>, clock: Clock, limits: IngestLimits) -> Self {
+    pub fn new(store: Store, metrics: Arc<Metrics>, clock: Clock, limits: IngestLimits, heavy: HeavyPool) -> Self {
         let budget_kib = u32::try_from((limits.max_inflight_bytes / 1024).max(1)).unwrap_or(u32::MAX);
-        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         Self {
             store,
             metrics,
@@ -284,7 +258,7 @@ impl Ingest {
             limits,
             budget: Arc::new(Semaphore::new(budget_kib as usize)),
             budget_kib,
-            heavy: Arc::new(Semaphore::new(cores)),
+            heavy: Arc::new(heavy),
         }
     }
 
@@ -292,14 +266,13 @@ impl Ingest {
         self.limits
     }
 
-    /// Run `f` here when it is light (under `OFFLOAD_WEIGHT`), else on the blocking pool, one
-    /// heavy task per core at a time.
+    /// Run `f` here when it is light, else on the heavy pool (`heavy::HeavyPool::run`).
     pub async fn offload<T: Send + 'static>(
         &self,
         weight: usize,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> Result<T, IngestError> {
-        offload(&self.heavy, weight, f).await
+        self.heavy.run(weight, f).await
     }
 
     /// Count a refusal made before `export` (decode, size, media type).
@@ -406,32 +379,5 @@ impl Ingest {
             }
         }
         Ok(outcomes)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-    async fn light_work_runs_in_place_and_heavy_work_on_the_blocking_pool_one_slot_each() {
-        let heavy = Arc::new(Semaphore::new(1));
-        let here = std::thread::current().id();
-        let light = offload(&heavy, OFFLOAD_WEIGHT - 1, || std::thread::current().id()).await.expect("light");
-        assert_eq!(light, here, "light work stays on the calling worker");
-        let h = heavy.clone();
-        let (on, free) = offload(&heavy, OFFLOAD_WEIGHT, move || (std::thread::current().id(), h.available_permits()))
-            .await
-            .expect("heavy");
-        assert_ne!(on, here, "heavy work leaves the runtime's worker");
-        assert_eq!(free, 0, "heavy work holds the one slot while it runs");
-        assert_eq!(heavy.available_permits(), 1, "and gives it back");
-        // A panic in heavy work is an error for this request, not a lost worker.
-        let err = offload(&heavy, OFFLOAD_WEIGHT, || -> u8 { panic!("bad input") }).await.expect_err("panicked");
-        assert!(matches!(err, IngestError::Unavailable(_)), "{err:?}");
-        assert_eq!(heavy.available_permits(), 1);
-        heavy.close();
-        let closed = offload(&heavy, OFFLOAD_WEIGHT, || 1).await.expect_err("closed");
-        assert!(matches!(closed, IngestError::Unavailable(_)));
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod decode;
 pub mod grpc;
+pub mod heavy;
 pub mod hooks;
 pub mod http;
 pub mod ingest;
