@@ -43,8 +43,8 @@ pub mod openclaw_runs;
 pub mod replay;
 
 /// Default bytes of record batches the writer's queue may hold (`--writer-queue-mib`; besides
-/// its count bound): when DuckDB pauses (a commit, a checkpoint) the pipeline keeps publishing
-/// until this much is waiting.
+/// its count bound). It shares one budget with the hand-off (`Budget`): when DuckDB pauses (a
+/// commit, a checkpoint) the pipeline keeps publishing until the two together are full.
 /// A checkpoint (`--checkpoint-mib`) pauses the writer for 0.4-2.3 s on 2 cores; 64 MiB is
 /// about 1 s at half load. 192 MiB took the queue out of the live stream's tail, but the short
 /// soak's replay after each `kill -9` keeps the queue full and its RSS reached the 1,536 MiB
@@ -80,7 +80,6 @@ pub enum Input {
 /// writer the pipeline (and the live stream) keeps going on the whole of it.
 pub struct Handoff {
     tx: SyncSender<Input>,
-    in_flight: Arc<AtomicU64>,
     budget: Budget,
     pub dropped: Arc<AtomicU64>,
 }
@@ -119,13 +118,13 @@ impl Handoff {
             d.item = None;
             self.dropped.fetch_add(1, Ordering::Relaxed);
         } else {
-            self.in_flight.fetch_add(size, Ordering::AcqRel);
+            self.budget.handoff.fetch_add(size, Ordering::AcqRel);
         }
         let sent_size = d.item.as_ref().map(|_| size).unwrap_or(0);
         match self.tx.try_send(Input::Record(d)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
-                self.in_flight.fetch_sub(sent_size, Ordering::AcqRel);
+                self.budget.handoff.fetch_sub(sent_size, Ordering::AcqRel);
                 self.dropped.fetch_add(1, Ordering::Relaxed);
             }
         }
@@ -205,7 +204,7 @@ pub fn channels(budget: Budget) -> Channels {
     let (tx, rx) = std::sync::mpsc::sync_channel(4096);
     let in_flight = budget.handoff.clone();
     Channels {
-        handoff: Handoff { tx: tx.clone(), in_flight: in_flight.clone(), budget, dropped: Arc::new(AtomicU64::new(0)) },
+        handoff: Handoff { tx: tx.clone(), budget, dropped: Arc::new(AtomicU64::new(0)) },
         sender: PipelineSender { tx },
         rx,
         in_flight,
