@@ -311,6 +311,71 @@ impl Running {
     }
 }
 
+/// Attempts, one every `RESTART_EVERY`, to start again after DuckDB invalidated the database,
+/// before `serve` gives up.
+pub const RESTART_ATTEMPTS: u32 = 60;
+/// The pause between two such attempts.
+pub const RESTART_EVERY: Duration = Duration::from_secs(1);
+
+/// Serve until `stop` resolves or the collector stops itself, starting again in this process,
+/// on the same directory and addresses, whenever DuckDB invalidates the database (everything
+/// acknowledged is in the ingest log and replayed). `started` sees each instance once it serves,
+/// with the number of attempts that failed before it.
+///
+/// A start right after an invalidation can fail: DuckDB hands back its invalidated instance
+/// while any handle on it is still open (a reader finishing its query), and a full disk fails
+/// the reopen too. So a failed restart is tried again, `RESTART_ATTEMPTS` times; the first start
+/// is not (a bad flag or a busy port should fail at once).
+pub async fn serve(
+    args: ServeArgs,
+    stop: impl std::future::Future<Output = ()>,
+    started: impl FnMut(&Running, u32),
+) -> Result<(), AppError> {
+    serve_with(args, stop, started, start).await
+}
+
+/// `serve`, starting each instance with `start_one` (`start`; tests wrap it to make a restart
+/// fail the way a full disk or a lingering handle does).
+pub async fn serve_with<F: std::future::Future<Output = Result<Running, AppError>>>(
+    mut args: ServeArgs,
+    stop: impl std::future::Future<Output = ()>,
+    mut started: impl FnMut(&Running, u32),
+    mut start_one: impl FnMut(ServeArgs) -> F,
+) -> Result<(), AppError> {
+    tokio::pin!(stop);
+    let mut restarts_failed = None::<u32>;
+    loop {
+        let running = match start_one(args.clone()).await {
+            Ok(running) => running,
+            Err(e) if restarts_failed.is_some_and(|n| n < RESTART_ATTEMPTS) => {
+                let n = restarts_failed.map_or(1, |n| n + 1);
+                restarts_failed = Some(n);
+                tracing::warn!(error = %e, attempt = n, "restart failed; trying again");
+                tokio::select! {
+                    _ = &mut stop => return Err(e),
+                    _ = tokio::time::sleep(RESTART_EVERY) => {}
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        started(&running, restarts_failed.unwrap_or(0));
+        let (cancel, restart) = (running.cancel_token(), running.restart_token());
+        let again = tokio::select! {
+            _ = &mut stop => false,
+            _ = cancel.cancelled() => false,
+            _ = restart.cancelled() => true,
+        };
+        args = running.restart_args(args);
+        running.shutdown().await;
+        if !again {
+            return Ok(());
+        }
+        restarts_failed = Some(0);
+        tracing::warn!("restarting: DuckDB invalidated the database; reopening it and replaying the ingest log");
+    }
+}
+
 /// Issue 10, row 13: a non-loopback listener needs a token for every surface on it.
 fn check_exposure(args: &ServeArgs) -> Result<(), crate::net::NetError> {
     use crate::net::Surface;

@@ -38,43 +38,8 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     telemetry::init_tracing(&args.log, args.log_json);
-    let mut args = args;
-    let mut restarts_failed = None::<u32>;
-    loop {
-        let running = match app::start(args.clone()).await {
-            Ok(running) => running,
-            // After an invalidation DuckDB hands back its invalidated instance while any handle
-            // on it is still open (a reader finishing its query), and a full disk fails the
-            // reopen too: try again for a while before giving up.
-            Err(e) if restarts_failed.is_some_and(|n| n < RESTART_ATTEMPTS) => {
-                let n = restarts_failed.map_or(1, |n| n + 1);
-                restarts_failed = Some(n);
-                tracing::warn!(error = %e, attempt = n, "restart failed; trying again in 1 s");
-                tokio::time::sleep(std::time::Duration::from_secs(1)).await;
-                continue;
-            }
-            Err(e) => return Err(anyhow::Error::from(e).context("starting agent-console")),
-        };
-        let (cancel, restart) = (running.cancel_token(), running.restart_token());
-        let again = tokio::select! {
-            _ = shutdown_signal() => false,
-            _ = cancel.cancelled() => false,
-            _ = restart.cancelled() => true,
-        };
-        // DuckDB invalidated the database: start again in this process, on the same directory
-        // and addresses. Everything acknowledged is in the ingest log and replayed.
-        args = running.restart_args(args);
-        running.shutdown().await;
-        if !again {
-            return Ok(());
-        }
-        restarts_failed = Some(0);
-        tracing::warn!("restarting: DuckDB invalidated the database; reopening it and replaying the ingest log");
-    }
+    app::serve(args, shutdown_signal(), |_, _| {}).await.context("starting agent-console")
 }
-
-/// Attempts, one a second, to reopen after an invalidation before the process gives up.
-const RESTART_ATTEMPTS: u32 = 60;
 
 async fn shutdown_signal() {
     let ctrl_c = async {

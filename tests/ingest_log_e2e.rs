@@ -897,3 +897,93 @@ async fn an_invalidated_database_stops_the_writer_and_a_restart_stores_everythin
     assert_eq!(dupes[0][0], 0);
     again.shutdown().await;
 }
+
+/// The in-process restart after an invalidation (`app::serve`, what the binary runs) must not
+/// give up when a reopen fails. A soak found it failing: DuckDB hands back its invalidated
+/// instance while a handle on it is still open, and a full disk fails the reopen too. Here the
+/// first two reopens fail (injected into the start `serve_with` calls); `serve` tries again every
+/// second, then the collector starts on the same addresses and stores every acknowledged export
+/// once, including those acknowledged after the invalidation.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restart_whose_reopen_fails_is_tried_again_and_stores_everything_acknowledged() {
+    use agent_console::app::{self, AppError};
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = agent_console::config::ServeArgs::defaults();
+    args.data_dir = dir.path().to_path_buf();
+    args.duckdb_memory_limit = "512MB".into();
+    for a in [&mut args.grpc_addr, &mut args.http_addr, &mut args.pg_addr] {
+        *a = "127.0.0.1:0".parse().expect("addr");
+    }
+    let (tx, mut started) =
+        tokio::sync::mpsc::unbounded_channel::<(std::net::SocketAddr, Arc<agent_console::store::StoreShared>, u32)>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let starts = Arc::new(AtomicU64::new(0));
+    let counted = starts.clone();
+    let serve = tokio::spawn(app::serve_with(
+        args,
+        async move {
+            let _ = stopped.await;
+        },
+        move |r, failed| {
+            let _ = tx.send((r.http_addr, r.store.shared.clone(), failed));
+        },
+        move |a| {
+            let n = counted.fetch_add(1, Ordering::AcqRel) + 1;
+            async move {
+                if n == 2 || n == 3 {
+                    Err(AppError::Threads(std::io::Error::other("injected: the old database is still open")))
+                } else {
+                    app::start(a).await
+                }
+            }
+        },
+    ));
+    let (http, shared, failed) = started.recv().await.expect("first start");
+    assert_eq!(failed, 0);
+    let client = reqwest::Client::new();
+    // `None`: the collector was restarting (the restart follows the first commit that fails).
+    let post = |seq: u64| {
+        let client = client.clone();
+        async move {
+            client
+                .post(format!("http://{http}/v1/traces"))
+                .header("content-type", "application/x-protobuf")
+                .body(request(seq).encode_to_vec())
+                .send()
+                .await
+                .ok()
+                .map(|r| r.status())
+        }
+    };
+    for seq in 0..3 {
+        assert_eq!(post(seq).await, Some(reqwest::StatusCode::OK));
+    }
+    shared.invalidate_commits.store(1, Ordering::Release);
+    // The first one is acknowledged before any commit can fail (the log takes it).
+    assert_eq!(post(3).await, Some(reqwest::StatusCode::OK));
+    let (mut acked, mut unanswered) = (4u64, 0u64);
+    for seq in 4..6 {
+        match post(seq).await {
+            Some(s) if s == reqwest::StatusCode::OK => acked += 1,
+            Some(s) => panic!("export {seq}: {s}"),
+            None => unanswered += 1,
+        }
+    }
+    drop(shared);
+    let (http2, _, failed) =
+        tokio::time::timeout(Duration::from_secs(60), started.recv()).await.expect("restarted").expect("second start");
+    assert_eq!(http2, http, "the restart keeps the addresses");
+    assert_eq!(failed, 2, "two reopens failed and were tried again");
+    assert_eq!(starts.load(Ordering::Acquire), 4);
+    let base = format!("http://{http}");
+    let n = sql_at(&client, &base, "SELECT count(*) FROM spans").await;
+    // Every acknowledged export; one cut off by the restart may or may not have been logged.
+    let stored = n[0][0].as_u64().expect("count");
+    let per = SPANS_PER_REQUEST as u64;
+    assert!(stored >= acked * per && stored <= (acked + unanswered) * per, "{stored} spans, {acked} acked");
+    assert_eq!(stored % per, 0);
+    let dupes = sql_at(&client, &base, "SELECT count(*) - count(DISTINCT span_id) FROM spans").await;
+    assert_eq!(dupes[0][0], 0);
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(60), serve).await.expect("serve stops").expect("join").expect("serve ok");
+}

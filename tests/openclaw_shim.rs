@@ -588,7 +588,11 @@ async fn assert_served(app: &common::TestApp, n: i64, what: &str) {
     assert_eq!(common::as_i64(&r[1]), n * CALL.1, "{what}: output tokens");
     assert_eq!(common::as_f64(&r[2]), n as f64 * CALL.2, "{what}: cost, exactly");
     let all = common::as_i64(&app.scalar("SELECT count(*) FROM model_calls").await);
-    assert_eq!(all, common::as_i64(&r[3]), "{what}: no other model calls");
+    if all != common::as_i64(&r[3]) {
+        // Seen once in a full `cargo test` (4 calls, 3 in these sessions): show what the other is.
+        let rows = app.rows("SELECT session_id, source, request_id, input_tokens, time FROM model_calls").await;
+        panic!("{what}: no other model calls; stored: {rows:?}");
+    }
 }
 
 fn kv(key: &str, v: any_value::Value) -> KeyValue {

@@ -89,6 +89,10 @@ struct Args {
     /// budget rule is created, and a $100 model call in a fresh session is sent every 200 ms.
     #[arg(long, default_value_t = false, env = "AGENT_CONSOLE_LOADGEN_PROBE_ALERTS")]
     probe_alerts: bool,
+    /// Print each live probe whose acknowledgement or SSE delivery took longer than this many
+    /// ms, with its time into the run, to stderr: where a latency tail comes from (0: off).
+    #[arg(long, default_value_t = 0, env = "AGENT_CONSOLE_LOADGEN_TRACE_SLOW_MS")]
+    trace_slow_ms: u64,
     /// Database directory for --seed-model-calls.
     #[arg(long, default_value = "./agent-console-data", env = "AGENT_CONSOLE_DATA_DIR")]
     data_dir: std::path::PathBuf,
@@ -392,6 +396,15 @@ async fn sse_connect(http: &str, query: &str) -> anyhow::Result<BufReader<TcpStr
     }
 }
 
+/// `--trace-slow-ms` in ns (0: off), set once at start.
+static TRACE_SLOW_NS: AtomicU64 = AtomicU64::new(0);
+
+/// Is this latency one `--trace-slow-ms` asks to print?
+fn slow(ns: u64) -> bool {
+    let limit = TRACE_SLOW_NS.load(Relaxed);
+    limit > 0 && ns > limit
+}
+
 /// Read SSE lines until `until`; each line `seq_of` maps to a probe's sequence number gives one
 /// latency sample against that probe's send time.
 async fn latency_reader(
@@ -416,6 +429,13 @@ async fn latency_reader(
         let t = sent.get(seq).map_or(0, |a| a.load(Relaxed));
         if t > 0 {
             lat.push(at.saturating_sub(t) as f64 / 1e6);
+            if slow(at.saturating_sub(t)) {
+                eprintln!(
+                    "slow delivery: probe {seq} sent at +{} ms took {:.1} ms",
+                    seq * 50,
+                    at.saturating_sub(t) as f64 / 1e6
+                );
+            }
         }
     }
     Ok(lat)
@@ -559,6 +579,13 @@ async fn send_probes(http: String, sent: Arc<Vec<AtomicU64>>, until: Instant) ->
             bail!("probe answered {status}");
         }
         acks.push(t.elapsed().as_secs_f64() * 1e3);
+        if slow(t.elapsed().as_nanos() as u64) {
+            eprintln!(
+                "slow acknowledgement: probe {seq} sent at +{} ms took {:.1} ms",
+                seq * 50,
+                t.elapsed().as_secs_f64() * 1e3
+            );
+        }
         seq += 1;
     }
     Ok((seq, acks))
@@ -687,6 +714,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Arc::new(Args::parse());
+    TRACE_SLOW_NS.store(args.trace_slow_ms.saturating_mul(1_000_000), Relaxed);
     if let Some(n) = args.seed_model_calls {
         return seed(&args.data_dir, n);
     }

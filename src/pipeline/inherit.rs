@@ -156,6 +156,22 @@ impl Inherit {
         Self::with_horizon(max_nodes, now)
     }
 
+    /// A memory that starts now over a store whose newest stored span started at
+    /// `newest_stored_us` (`None`: no span stored). The writer looks for a span's stored
+    /// descendants only among rows that started at most `skew_us` before it
+    /// (`store::fixups::SKEW_US`), so a span that started more than `skew_us` after the newest
+    /// row stored before this start cannot find one, and is not looked up: on a fresh store no
+    /// span is. (Without this, every span of a load whose clocks ran a little ahead of the
+    /// collector's start cost a scan, and the first commits spent their whole lookup budget.)
+    pub fn over_store(max_nodes: usize, newest_stored_us: Option<i64>, skew_us: i64) -> Self {
+        let now = Self::new(max_nodes).horizon_us;
+        let horizon = match newest_stored_us {
+            None => i64::MIN,
+            Some(t) => now.min(t.saturating_add(skew_us).saturating_add(1)),
+        };
+        Self::with_horizon(max_nodes, horizon)
+    }
+
     /// A memory whose coverage starts at `horizon_us`.
     pub fn with_horizon(max_nodes: usize, horizon_us: i64) -> Self {
         Self {
@@ -667,6 +683,33 @@ mod tests {
         );
         assert_eq!(a.session_id, None, "the session was the trace's fallback: nothing to give");
         assert_eq!((a.start_us, a.end_us), (50, 60));
+    }
+
+    #[test]
+    fn the_horizon_follows_what_the_store_holds() {
+        const SKEW: i64 = 60_000_000;
+        let now = Inherit::new(10).horizon_us;
+        let adopts = |inh: &mut Inherit, start_us: i64| {
+            let mut b = Batch { spans: vec![agent_span("t", "a", start_us)], ..Default::default() };
+            inh.apply(&mut b);
+            b.adopts.len()
+        };
+        // A fresh store: nothing stored before this start, so no span looks there, however old.
+        let mut fresh = Inherit::over_store(10, None, SKEW);
+        assert_eq!(fresh.horizon_us, i64::MIN);
+        assert_eq!(adopts(&mut fresh, 0), 0);
+        // The newest stored span started an hour ago: a span up to a skew after it may find
+        // descendants in the store (the writer's lookup window reaches back a skew); one that
+        // started later cannot.
+        let newest = now - 3_600_000_000;
+        let mut old = Inherit::over_store(10, Some(newest), SKEW);
+        assert_eq!(old.horizon_us, newest + SKEW + 1);
+        assert_eq!(adopts(&mut old, newest + SKEW), 1);
+        assert_eq!(adopts(&mut Inherit::over_store(10, Some(newest), SKEW), newest + SKEW + 1), 0);
+        // Stored rows from a clock ahead of ours: never later than the start (spans that started
+        // after it have their stored descendants in the memory).
+        let ahead = Inherit::over_store(10, Some(i64::MAX), SKEW);
+        assert!(ahead.horizon_us >= now && ahead.horizon_us < now + 60_000_000, "{}", ahead.horizon_us);
     }
 
     #[test]

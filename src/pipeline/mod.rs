@@ -257,6 +257,12 @@ impl Stages {
         }
     }
 
+    /// Start the inheritance memory with this horizon (`inherit::Inherit::over_store`).
+    pub fn with_inherit(mut self, inherit: inherit::Inherit) -> Self {
+        self.inherit = inherit;
+        self
+    }
+
     /// Count the writer's queue in this budget (shared with the writer and the hand-off).
     pub fn with_budget(mut self, budget: Budget) -> Self {
         self.budget = budget;

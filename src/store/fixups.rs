@@ -19,7 +19,7 @@ use duckdb::{params, Appender, Connection};
 use crate::model::records::{Adopt, Fixup};
 
 /// Clock skew allowed between an adopting span and its descendants (µs).
-const SKEW_US: i64 = 60_000_000;
+pub const SKEW_US: i64 = 60_000_000;
 
 pub const STAGE_DDL: &str = "
     CREATE TEMP TABLE IF NOT EXISTS inherit_stage (trace_id VARCHAR, span_id VARCHAR, agent_id VARCHAR,
@@ -148,6 +148,11 @@ impl Default for AdoptBudget {
     fn default() -> Self {
         Self::new()
     }
+}
+
+/// When the newest stored span started (µs), for the pipeline's `Inherit::over_store`.
+pub fn newest_span_us(conn: &Connection) -> Result<Option<i64>, duckdb::Error> {
+    conn.query_row("SELECT epoch_us(max(time)) FROM spans", [], |r| r.get::<_, Option<i64>>(0))
 }
 
 /// Apply `fixups` inside the caller's transaction.

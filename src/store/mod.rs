@@ -307,6 +307,12 @@ impl Store {
             tracing::warn!(error = %e, "cannot restore imported keys");
             Default::default()
         });
+        // Spans that started after the newest stored one (plus the lookup's skew) need no lookup of
+        // stored descendants (`Inherit::over_store`); unknown: every span older than now does.
+        let newest_span = fixups::newest_span_us(&conn).unwrap_or_else(|e| {
+            tracing::warn!(error = %e, "cannot read the newest stored span");
+            Some(i64::MAX)
+        });
         if let Err(e) = reprice::publish_prices(&conn, &prices) {
             tracing::warn!(error = %e, "cannot publish the price table");
         }
@@ -357,6 +363,11 @@ impl Store {
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
             .with_budget(budget.clone())
+            .with_inherit(pipeline::inherit::Inherit::over_store(
+                pipeline::inherit::DEFAULT_MAX_NODES,
+                newest_span,
+                fixups::SKEW_US,
+            ))
             .with_hook_records(hook_records)
             .with_imports(imports)
             .with_openclaw_runs(openclaw_runs)
