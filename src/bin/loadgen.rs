@@ -9,7 +9,8 @@
 //! with N synthetic model calls over 30 days first (for the rollup benchmark), then exits.
 //!
 //! `--live-subscribers N` holds N SSE subscribers filtered to a probe session and reports
-//! export-to-delivery latency of a probe span sent every 50 ms; `--idle-subscribers N` reports
+//! export-to-delivery latency of a probe span sent every 50 ms (`--trace-slow-ms T` prints each
+//! probe slower than T ms, to find when in the run a tail happens); `--idle-subscribers N` reports
 //! the collector's RSS growth for N idle SSE subscribers.
 //!
 //! `--probe-alerts` creates a session budget rule (`loadgen-alert-probe`, $50) through the API,
