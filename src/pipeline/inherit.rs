@@ -147,13 +147,17 @@ fn fill(ctx: &mut Context, f: &Found) -> bool {
     changed
 }
 
+/// The wall clock in µs since the Unix epoch (0 before it).
+fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+}
+
 impl Inherit {
     /// A memory that starts now: spans that started earlier may have stored descendants.
     pub fn new(max_nodes: usize) -> Self {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX));
-        Self::with_horizon(max_nodes, now)
+        Self::with_horizon(max_nodes, now_us())
     }
 
     /// A memory that starts now over a store whose newest stored span started at
@@ -164,10 +168,9 @@ impl Inherit {
     /// span is. (Without this, every span of a load whose clocks ran a little ahead of the
     /// collector's start cost a scan, and the first commits spent their whole lookup budget.)
     pub fn over_store(max_nodes: usize, newest_stored_us: Option<i64>, skew_us: i64) -> Self {
-        let now = Self::new(max_nodes).horizon_us;
         let horizon = match newest_stored_us {
             None => i64::MIN,
-            Some(t) => now.min(t.saturating_add(skew_us).saturating_add(1)),
+            Some(t) => now_us().min(t.saturating_add(skew_us).saturating_add(1)),
         };
         Self::with_horizon(max_nodes, horizon)
     }
@@ -688,7 +691,7 @@ mod tests {
     #[test]
     fn the_horizon_follows_what_the_store_holds() {
         const SKEW: i64 = 60_000_000;
-        let now = Inherit::new(10).horizon_us;
+        let now = now_us();
         let adopts = |inh: &mut Inherit, start_us: i64| {
             let mut b = Batch { spans: vec![agent_span("t", "a", start_us)], ..Default::default() };
             inh.apply(&mut b);
