@@ -157,9 +157,19 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
             eprintln!("  {line}");
         }
     }
-    // Row order is log order: the DuckDB writer appends records in position order.
-    let rows = sql_at(&http, &bin.http, "SELECT span_id FROM spans ORDER BY rowid").await;
-    let stored: Vec<String> = rows.into_iter().map(|r| r[0].as_str().unwrap_or_default().to_string()).collect();
+    // Row order is log order: the DuckDB writer appends records in position order. Read in pages:
+    // a fast box sends more spans than one SQL answer may hold (its row cap).
+    const PAGE: usize = 50_000;
+    let mut stored: Vec<String> = Vec::new();
+    loop {
+        let sql = format!("SELECT span_id FROM spans ORDER BY rowid LIMIT {PAGE} OFFSET {}", stored.len());
+        let rows = sql_at(&http, &bin.http, &sql).await;
+        let n = rows.len();
+        stored.extend(rows.into_iter().map(|r| r[0].as_str().unwrap_or_default().to_string()));
+        if n < PAGE {
+            break;
+        }
+    }
     let mut counts: HashMap<&str, usize> = HashMap::new();
     for s in &stored {
         *counts.entry(s.as_str()).or_default() += 1;

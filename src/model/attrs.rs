@@ -7,9 +7,9 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::LazyLock;
 
 use base64::Engine as _;
-use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
 
 use super::semconv;
+use super::view::{AnyValue, KeyValue, Value};
 
 /// FNV-1a: short keys, no DoS concern (fixed key tables, series ids).
 #[derive(Default)]
@@ -67,15 +67,15 @@ fn slot_of(key: &'static str) -> Option<usize> {
 
 /// The known attributes of one record (span, log record, data point or resource).
 pub struct AttrIndex<'a> {
-    slots: [Option<&'a AnyValue>; SLOTS],
+    slots: [Option<&'a AnyValue<'a>>; SLOTS],
 }
 
 impl<'a> AttrIndex<'a> {
-    pub fn build(kvs: &'a [KeyValue]) -> Self {
+    pub fn build(kvs: &'a [KeyValue<'a>]) -> Self {
         let mut slots = [None; SLOTS];
         let table = &*KEY_SLOTS;
         for kv in kvs {
-            if let Some(i) = table.get(kv.key.as_str()) {
+            if let Some(i) = table.get(kv.key) {
                 if let Some(v) = kv.value.as_ref() {
                     if v.value.is_some() {
                         slots[*i] = Some(v);
@@ -93,7 +93,7 @@ impl<'a> AttrIndex<'a> {
     /// The value of a known key. Keys are the normaliser's constants, so their slot is cached by
     /// the key's address (a static string never moves or is freed): no hashing of the key's bytes
     /// and no string compare per lookup (those were a quarter of the mapping time).
-    pub fn get(&self, key: &'static str) -> Option<&'a AnyValue> {
+    pub fn get(&self, key: &'static str) -> Option<&'a AnyValue<'a>> {
         slot_of(key).and_then(|i| self.slots[i])
     }
 
@@ -128,9 +128,9 @@ impl<'a> AttrIndex<'a> {
 }
 
 /// A string attribute; other scalar kinds are not strings (use the typed getters).
-pub fn as_str(v: &AnyValue) -> Option<&str> {
+pub fn as_str<'a>(v: &AnyValue<'a>) -> Option<&'a str> {
     match v.value.as_ref()? {
-        Value::StringValue(s) => Some(s.as_str()),
+        Value::StringValue(s) => Some(s),
         _ => None,
     }
 }
@@ -178,7 +178,7 @@ pub fn as_bool(v: &AnyValue) -> Option<bool> {
 /// Render a value as display text (log bodies): strings verbatim, everything else as JSON.
 pub fn display_text(v: &AnyValue) -> String {
     match v.value.as_ref() {
-        Some(Value::StringValue(s)) => s.clone(),
+        Some(Value::StringValue(s)) => s.to_string(),
         None => String::new(),
         Some(_) => {
             let mut out = String::new();
@@ -204,7 +204,7 @@ fn write_kvs_json(kvs: &[KeyValue], out: &mut String, depth: usize) {
         if i > 0 {
             out.push(',');
         }
-        write_json_str(&kv.key, out);
+        write_json_str(kv.key, out);
         out.push(':');
         match kv.value.as_ref() {
             Some(v) => write_any_json(v, out, depth + 1),
@@ -240,7 +240,7 @@ fn write_any_json(v: &AnyValue, out: &mut String, depth: usize) {
         }
         Some(Value::ArrayValue(a)) => {
             out.push('[');
-            for (i, item) in a.values.iter().enumerate() {
+            for (i, item) in a.iter().enumerate() {
                 if i > 0 {
                     out.push(',');
                 }
@@ -248,9 +248,8 @@ fn write_any_json(v: &AnyValue, out: &mut String, depth: usize) {
             }
             out.push(']');
         }
-        Some(Value::KvlistValue(kv)) => write_kvs_json(&kv.values, out, depth + 1),
-        #[allow(unreachable_patterns)]
-        Some(_) => out.push_str("null"),
+        Some(Value::KvlistValue(kv)) => write_kvs_json(kv, out, depth + 1),
+        Some(Value::Other) => out.push_str("null"),
     }
 }
 
@@ -301,10 +300,9 @@ pub fn write_json_str(s: &str, out: &mut String) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use opentelemetry_proto::tonic::common::v1::{ArrayValue, KeyValueList};
 
-    fn kv(k: &str, v: Value) -> KeyValue {
-        KeyValue { key: k.into(), value: Some(AnyValue { value: Some(v) }), ..Default::default() }
+    fn kv<'a>(key: &'a str, v: Value<'a>) -> KeyValue<'a> {
+        KeyValue { key, value: Some(AnyValue { value: Some(v) }) }
     }
 
     #[test]
@@ -315,7 +313,7 @@ mod tests {
             }
             assert_eq!(slot_of("not.a.key.the.index.keeps"), None);
         }
-        let kvs = [kv(semconv::SERVICE_NAME, Value::StringValue("svc".into()))];
+        let kvs = [kv(semconv::SERVICE_NAME, Value::StringValue("svc"))];
         let idx = AttrIndex::build(&kvs);
         assert_eq!(idx.str(semconv::SERVICE_NAME), Some("svc"));
     }
@@ -343,19 +341,14 @@ mod tests {
     #[test]
     fn json_of_every_value_kind() {
         let attrs = vec![
-            kv("s", Value::StringValue("a\"b\n\u{1}".into())),
+            kv("s", Value::StringValue("a\"b\n\u{1}")),
             kv("b", Value::BoolValue(true)),
             kv("i", Value::IntValue(-7)),
             kv("d", Value::DoubleValue(1.5)),
             kv("nan", Value::DoubleValue(f64::NAN)),
-            kv("bytes", Value::BytesValue(vec![1, 2, 3])),
-            kv(
-                "arr",
-                Value::ArrayValue(ArrayValue {
-                    values: vec![AnyValue { value: Some(Value::IntValue(1)) }, AnyValue { value: None }],
-                }),
-            ),
-            kv("kv", Value::KvlistValue(KeyValueList { values: vec![kv("x", Value::StringValue("y".into()))] })),
+            kv("bytes", Value::BytesValue(&[1, 2, 3])),
+            kv("arr", Value::ArrayValue(vec![AnyValue { value: Some(Value::IntValue(1)) }, AnyValue { value: None }])),
+            kv("kv", Value::KvlistValue(vec![kv("x", Value::StringValue("y"))])),
         ];
         let json = attrs_json(&attrs);
         let parsed: serde_json::Value = serde_json::from_str(&json).expect("valid json");
@@ -371,7 +364,7 @@ mod tests {
 
     #[test]
     fn coercions() {
-        let s = |x: &str| AnyValue { value: Some(Value::StringValue(x.into())) };
+        let s = |x: &'static str| AnyValue { value: Some(Value::StringValue(x)) };
         assert_eq!(as_i64(&s(" 2100 ")), Some(2100));
         assert_eq!(as_i64(&s("1e3")), Some(1000));
         assert_eq!(as_i64(&s("x")), None);
@@ -385,9 +378,9 @@ mod tests {
     #[test]
     fn index_finds_known_keys_only() {
         let attrs = vec![
-            kv("session.id", Value::StringValue("s1".into())),
-            kv("unrelated", Value::StringValue("x".into())),
-            kv("input_tokens", Value::StringValue("12".into())),
+            kv("session.id", Value::StringValue("s1")),
+            kv("unrelated", Value::StringValue("x")),
+            kv("input_tokens", Value::StringValue("12")),
         ];
         let idx = AttrIndex::build(&attrs);
         assert_eq!(idx.str("session.id"), Some("s1"));

@@ -6,6 +6,7 @@
 //! - `normalize`: OTLP export request -> `records::Batch` (+ rejected count).
 //! - `dedup`: drops model/tool calls reported twice (nested spans, two signals).
 //! - `openclaw`: OpenClaw shim run records and plugin usage spans; counting a run once.
+//! - `view`: borrowed OTLP attributes and traces, and the zero-copy trace decoder.
 
 pub mod attrs;
 pub mod dedup;
@@ -16,3 +17,4 @@ pub mod openclaw;
 pub mod records;
 pub mod semconv;
 pub mod validate;
+pub mod view;

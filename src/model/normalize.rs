@@ -9,16 +9,15 @@ use std::sync::Arc;
 use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
 use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-use opentelemetry_proto::tonic::common::v1::{InstrumentationScope, KeyValue};
 use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, Metric};
-use opentelemetry_proto::tonic::resource::v1::Resource;
-use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode, Span};
+use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 
 use super::attrs::{self, AttrIndex};
 use super::fastmap::FastMap;
 use super::ids::{SpanId, TraceId};
 use super::records::*;
 use super::semconv as k;
+use super::view::{self, KeyValue, Span, TracesRequest};
 
 /// Bumped whenever the mapping rules change meaning (stored with each migration run).
 pub const MAPPING_VERSION: u32 = 1;
@@ -58,8 +57,7 @@ struct Res<'a> {
 }
 
 impl<'a> Res<'a> {
-    fn new(resource: Option<&'a Resource>) -> Self {
-        let kvs: &[KeyValue] = resource.map(|r| r.attributes.as_slice()).unwrap_or(&[]);
+    fn new(kvs: &'a [KeyValue<'a>]) -> Self {
         let idx = AttrIndex::build(kvs);
         let service = idx.str(k::SERVICE_NAME).map(Arc::from);
         let claude_code = service.as_deref().is_some_and(|s: &str| s.starts_with(k::CC_SERVICE_PREFIX));
@@ -74,8 +72,8 @@ struct Scope {
 }
 
 impl Scope {
-    fn new(scope: Option<&InstrumentationScope>) -> Self {
-        let name = scope.map(|s| s.name.as_str()).filter(|s| !s.is_empty());
+    fn new(name: Option<&str>) -> Self {
+        let name = name.filter(|s| !s.is_empty());
         Self { claude_code: name.is_some_and(|n| n.starts_with(k::CC_SCOPE_PREFIX)), name: name.map(Arc::from) }
     }
 }
@@ -474,12 +472,23 @@ fn span_kind(kind: i32) -> &'static str {
 
 /// Map a trace export.
 pub fn traces(req: &ExportTraceServiceRequest, received_us: i64) -> Mapped {
+    traces_view(&TracesRequest::of(req), received_us)
+}
+
+/// Map a protobuf traces export straight from its bytes (`view::decode_traces`: no copy of its
+/// strings). What the ingest path and replay run.
+pub fn traces_pb(bytes: &[u8], received_us: i64) -> Result<Mapped, view::DecodeError> {
+    Ok(traces_view(&view::decode_traces(bytes)?, received_us))
+}
+
+/// Map a traces export.
+pub fn traces_view(req: &TracesRequest<'_>, received_us: i64) -> Mapped {
     let mut out = Mapped::default();
     let mut seen = SeenSet::default();
     for rs in &req.resource_spans {
-        let res = Res::new(rs.resource.as_ref());
+        let res = Res::new(rs.resource.as_deref().unwrap_or(&[]));
         for ss in &rs.scope_spans {
-            let scope = Scope::new(ss.scope.as_ref());
+            let scope = Scope::new(ss.scope);
             for span in &ss.spans {
                 let mark = super::validate::Mark::of(&out.batch);
                 if let Err(e) = map_span(span, &res, &scope, received_us, &mut out.batch, &mut seen) {
@@ -503,9 +512,9 @@ fn map_span(
     batch: &mut Batch,
     seen: &mut SeenSet,
 ) -> Result<(), super::ids::IdError> {
-    let trace_id = TraceId::parse(&span.trace_id)?.to_hex();
-    let span_id = SpanId::parse(&span.span_id)?.to_hex();
-    let parent_span_id = SpanId::parse_optional(&span.parent_span_id)?.map(|p| p.to_hex());
+    let trace_id = TraceId::parse(span.trace_id)?.to_hex();
+    let span_id = SpanId::parse(span.span_id)?.to_hex();
+    let parent_span_id = SpanId::parse_optional(span.parent_span_id)?.map(|p| p.to_hex());
     let idx = AttrIndex::build(&span.attributes);
     let mut start_us = ns_to_us(span.start_time_unix_nano);
     let mut end_us = ns_to_us(span.end_time_unix_nano);
@@ -515,8 +524,8 @@ fn map_span(
     if end_us < start_us {
         end_us = start_us;
     }
-    let openclaw_usage = super::openclaw::is_plugin_usage(&span.name);
-    let span_type = if openclaw_usage { SpanType::Llm } else { classify(&idx, &span.name) };
+    let openclaw_usage = super::openclaw::is_plugin_usage(span.name);
+    let span_type = if openclaw_usage { SpanType::Llm } else { classify(&idx, span.name) };
     let claude_code = res.claude_code || scope.claude_code;
     let model = if openclaw_usage { super::openclaw::plugin_model(&span.attributes, &idx) } else { pick_model(&idx) };
     let status = span.status.as_ref();
@@ -527,8 +536,7 @@ fn map_span(
     };
     let error_type = idx.str(k::ERROR_TYPE);
     let error = status_code == "error" || error_type.is_some() || idx.bool(k::SUCCESS) == Some(false);
-    let span_agent =
-        (span_type == SpanType::Agent && !claude_code).then(|| agent_span_name(&idx, &span.name)).flatten();
+    let span_agent = (span_type == SpanType::Agent && !claude_code).then(|| agent_span_name(&idx, span.name)).flatten();
     let mut ctx = context(&idx, res, Some(trace_id.clone()), span_agent);
     let duration_ms = (end_us - start_us) as f64 / 1000.0;
 
@@ -577,7 +585,7 @@ fn map_span(
             .first_str(k::TOOL_NAME)
             .map(|(_, v)| v)
             .or_else(|| idx.str(k::TRACELOOP_ENTITY_NAME))
-            .unwrap_or(span.name.as_str())
+            .unwrap_or(span.name)
             .to_string();
         batch.tool_calls.push(ToolCallRow {
             time_us: end_us,
@@ -589,14 +597,7 @@ fn map_span(
             duration_ms: Some(duration_ms),
             success: Some(!error),
             error: if error {
-                Some(
-                    status
-                        .map(|s| s.message.as_str())
-                        .filter(|m| !m.is_empty())
-                        .or(error_type)
-                        .unwrap_or("error")
-                        .to_string(),
-                )
+                Some(status.map(|s| s.message).filter(|m| !m.is_empty()).or(error_type).unwrap_or("error").to_string())
             } else {
                 None
             },
@@ -609,13 +610,13 @@ fn map_span(
         trace_id,
         span_id,
         parent_span_id,
-        name: span.name.clone(),
+        name: span.name.to_string(),
         kind: span_kind(span.kind),
         start_us,
         end_us,
         duration_ms,
         status_code,
-        status_message: status.map(|s| s.message.clone()).filter(|m| !m.is_empty()),
+        status_message: status.map(|s| s.message.to_string()).filter(|m| !m.is_empty()),
         scope_name: scope.name.clone(),
         span_type,
         model,
@@ -638,7 +639,7 @@ fn span_events_json(span: &Span) -> String {
         out.push_str("{\"time_unix_nano\":");
         out.push_str(&e.time_unix_nano.to_string());
         out.push_str(",\"name\":");
-        attrs::write_json_str(&e.name, &mut out);
+        attrs::write_json_str(e.name, &mut out);
         out.push_str(",\"attributes\":");
         out.push_str(&attrs::attrs_json(&e.attributes));
         out.push('}');
@@ -654,9 +655,9 @@ fn span_links_json(span: &Span) -> String {
             out.push(',');
         }
         out.push_str("{\"trace_id\":");
-        attrs::write_json_str(&super::ids::hex_lower(&l.trace_id), &mut out);
+        attrs::write_json_str(&super::ids::hex_lower(l.trace_id), &mut out);
         out.push_str(",\"span_id\":");
-        attrs::write_json_str(&super::ids::hex_lower(&l.span_id), &mut out);
+        attrs::write_json_str(&super::ids::hex_lower(l.span_id), &mut out);
         out.push_str(",\"attributes\":");
         out.push_str(&attrs::attrs_json(&l.attributes));
         out.push('}');
@@ -686,9 +687,10 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
     let mut out = Mapped::default();
     let mut seen = SeenSet::default();
     for rl in &req.resource_logs {
-        let res = Res::new(rl.resource.as_ref());
+        let res_kvs = view::kvs_of(rl.resource.as_ref().map_or(&[][..], |r| &r.attributes));
+        let res = Res::new(&res_kvs);
         for sl in &rl.scope_logs {
-            let scope = Scope::new(sl.scope.as_ref());
+            let scope = Scope::new(sl.scope.as_ref().map(|s| s.name.as_str()));
             let claude_code = res.claude_code || scope.claude_code;
             for rec in &sl.log_records {
                 let trace_id = match TraceId::parse_optional(&rec.trace_id) {
@@ -705,7 +707,8 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
                         continue;
                     }
                 };
-                let idx = AttrIndex::build(&rec.attributes);
+                let rec_kvs = view::kvs_of(&rec.attributes);
+                let idx = AttrIndex::build(&rec_kvs);
                 let observed_us = match ns_to_us(rec.observed_time_unix_nano) {
                     0 => received_us,
                     t => t,
@@ -714,8 +717,9 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
                     0 => observed_us,
                     t => t,
                 };
-                let body_str = rec.body.as_ref().and_then(attrs::as_str);
-                let body = rec.body.as_ref().map(attrs::display_text).filter(|b| !b.is_empty());
+                let body_view = rec.body.as_ref().map(view::any_of);
+                let body_str = body_view.as_ref().and_then(attrs::as_str);
+                let body = body_view.as_ref().map(attrs::display_text).filter(|b| !b.is_empty());
                 let event_name = log_event_name(&rec.event_name, body_str, &idx, claude_code);
                 let ctx = context(&idx, &res, trace_id.clone(), None);
                 let mark = super::validate::Mark::of(&out.batch);
@@ -737,7 +741,7 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
                     body,
                     scope_name: scope.name.clone(),
                     ctx,
-                    attributes: attrs::attrs_json(&rec.attributes),
+                    attributes: attrs::attrs_json(&rec_kvs),
                     resource_attributes: res.json.clone(),
                 });
             }
@@ -820,9 +824,10 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_us: i64) -> Mapped {
     let mut out = Mapped::default();
     let mut seen = SeenSet::default();
     for rm in &req.resource_metrics {
-        let res = Res::new(rm.resource.as_ref());
+        let res_kvs = view::kvs_of(rm.resource.as_ref().map_or(&[][..], |r| &r.attributes));
+        let res = Res::new(&res_kvs);
         for sm in &rm.scope_metrics {
-            let scope = Scope::new(sm.scope.as_ref());
+            let scope = Scope::new(sm.scope.as_ref().map(|s| s.name.as_str()));
             for metric in &sm.metrics {
                 map_metric(metric, &res, &scope, received_us, &mut out, &mut seen);
             }
@@ -853,7 +858,7 @@ fn series_id(res: &Res, scope: &Scope, name: &str, attrs_json: &str) -> String {
 }
 
 struct PointCommon<'a> {
-    attributes: &'a [KeyValue],
+    attributes: &'a [opentelemetry_proto::tonic::common::v1::KeyValue],
     start_ns: u64,
     time_ns: u64,
 }
@@ -872,13 +877,14 @@ fn map_metric(metric: &Metric, res: &Res, scope: &Scope, received_us: i64, out: 
                     min: Option<f64>,
                     max: Option<f64>,
                     distribution: Option<String>| {
-        let idx = AttrIndex::build(common.attributes);
+        let kvs = view::kvs_of(common.attributes);
+        let idx = AttrIndex::build(&kvs);
         let ctx = context(&idx, res, None, None);
         let time_us = match ns_to_us(common.time_ns) {
             0 => received_us,
             t => t,
         };
-        let attributes = attrs::attrs_json(common.attributes);
+        let attributes = attrs::attrs_json(&kvs);
         seen.note(&ctx, time_us);
         out.batch.points.push(PointRow {
             time_us,
@@ -992,9 +998,10 @@ fn map_metric(metric: &Metric, res: &Res, scope: &Scope, received_us: i64, out: 
 mod tests {
     use super::*;
     use crate::fixtures::{kv, kv_int, kv_str, shared_fixture};
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue};
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, KeyValue};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
-    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Status};
+    use opentelemetry_proto::tonic::resource::v1::Resource;
+    use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span, Status};
     use prost::Message;
 
     const NOW: i64 = 1_800_000_000_000_000;

@@ -27,8 +27,8 @@ use std::collections::VecDeque;
 
 use super::fastmap::{FastMap, FastSet};
 
+use super::view::{AnyValue, KeyValue};
 use agent_console_conventions::{attr, openclaw as oc};
-use opentelemetry_proto::tonic::common::v1::{AnyValue, KeyValue};
 
 use super::attrs::{self, AttrIndex};
 use super::normalize::{canonical_provider, pick_model, provider_from_model};
@@ -67,11 +67,11 @@ pub fn shim_run_id(c: &ModelCallRow) -> Option<&str> {
     (c.source == "log" && c.operation.as_deref() == Some(oc::RUN_OPERATION)).then_some(c.ctx.run_id.as_deref())?
 }
 
-fn find<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a AnyValue> {
+fn find<'a>(kvs: &'a [KeyValue<'a>], key: &str) -> Option<&'a AnyValue<'a>> {
     kvs.iter().rev().find(|kv| kv.key == key).and_then(|kv| kv.value.as_ref())
 }
 
-fn find_str<'a>(kvs: &'a [KeyValue], key: &str) -> Option<&'a str> {
+fn find_str<'a>(kvs: &'a [KeyValue<'a>], key: &str) -> Option<&'a str> {
     find(kvs, key).and_then(attrs::as_str).map(str::trim).filter(|s| !s.is_empty())
 }
 
@@ -412,7 +412,7 @@ mod tests {
     use crate::model::normalize;
     use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
     use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
-    use opentelemetry_proto::tonic::common::v1::{any_value::Value, InstrumentationScope};
+    use opentelemetry_proto::tonic::common::v1::{any_value::Value, AnyValue, InstrumentationScope, KeyValue};
     use opentelemetry_proto::tonic::logs::v1::{LogRecord, ResourceLogs, ScopeLogs};
     use opentelemetry_proto::tonic::resource::v1::Resource;
     use opentelemetry_proto::tonic::trace::v1::{ResourceSpans, ScopeSpans, Span};

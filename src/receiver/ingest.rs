@@ -35,6 +35,13 @@ use crate::telemetry::{Metrics, Refusal, Signal};
 #[derive(Debug)]
 pub enum Payload {
     Traces(ExportTraceServiceRequest),
+    /// A protobuf traces export as received, with its span count (prescan): decoded without a
+    /// copy of its strings where it is mapped (`normalize::traces_pb`), so its strings are never
+    /// allocated one by one.
+    TracesPb {
+        bytes: Bytes,
+        spans: u64,
+    },
     Logs(ExportLogsServiceRequest),
     Metrics(ExportMetricsServiceRequest),
 }
@@ -42,7 +49,7 @@ pub enum Payload {
 impl Payload {
     pub fn signal(&self) -> Signal {
         match self {
-            Payload::Traces(_) => Signal::Traces,
+            Payload::Traces(_) | Payload::TracesPb { .. } => Signal::Traces,
             Payload::Logs(_) => Signal::Logs,
             Payload::Metrics(_) => Signal::Metrics,
         }
@@ -50,7 +57,7 @@ impl Payload {
 
     fn kind(&self) -> PartKind {
         match self {
-            Payload::Traces(_) => PartKind::Traces,
+            Payload::Traces(_) | Payload::TracesPb { .. } => PartKind::Traces,
             Payload::Logs(_) => PartKind::Logs,
             Payload::Metrics(_) => PartKind::Metrics,
         }
@@ -58,6 +65,7 @@ impl Payload {
 
     fn encode(&self) -> Bytes {
         Bytes::from(match self {
+            Payload::TracesPb { bytes, .. } => return bytes.clone(),
             Payload::Traces(r) => r.encode_to_vec(),
             Payload::Logs(r) => r.encode_to_vec(),
             Payload::Metrics(r) => r.encode_to_vec(),
@@ -67,6 +75,7 @@ impl Payload {
     /// Spans, log records or data points in the request.
     pub fn record_count(&self) -> u64 {
         match self {
+            Payload::TracesPb { spans, .. } => *spans,
             Payload::Traces(r) => {
                 r.resource_spans.iter().flat_map(|r| &r.scope_spans).map(|s| s.spans.len() as u64).sum()
             }
@@ -219,6 +228,8 @@ fn map_exports(exports: Vec<Export>, received: i64, max_records: u64) -> Result<
             return Err((signal, IngestError::TooManyRecords { records: total, limit: max_records }));
         }
         let mapped = match &payload {
+            Payload::TracesPb { bytes, .. } => normalize::traces_pb(bytes, received)
+                .map_err(|e| (signal, IngestError::Decode(format!("invalid protobuf traces: {e}"))))?,
             Payload::Traces(r) => normalize::traces(r, received),
             Payload::Logs(r) => normalize::logs(r, received),
             Payload::Metrics(r) => normalize::metrics(r, received),
@@ -287,9 +298,9 @@ impl Ingest {
     }
 
     /// A protobuf export's bytes (either front door, after decompression): count its records
-    /// before decoding (refuse too many), reserve memory for what it becomes, decode. The bytes
-    /// stay with the export: the log stores them as received. The reservation is held until the
-    /// rows are handed over.
+    /// before decoding (refuse too many), reserve memory for what it becomes, decode (traces: where
+    /// they are mapped, `Payload::TracesPb`). The bytes stay with the export: the log stores them as
+    /// received. The reservation is held until the rows are handed over.
     pub async fn prepare_protobuf(
         &self,
         signal: Signal,
@@ -299,6 +310,11 @@ impl Ingest {
             .map_err(|e| IngestError::Decode(format!("invalid protobuf {}: {e}", signal.as_str())))?;
         self.check_records(records)?;
         let reserved = self.reserve(memory_estimate(bytes.len(), records)).await?;
+        if signal == Signal::Traces {
+            // Decoded where it is mapped, straight from these bytes (`Payload::TracesPb`).
+            let payload = Payload::TracesPb { bytes: bytes.clone(), spans: records };
+            return Ok((Export { payload, raw: Some(bytes) }, reserved));
+        }
         let wire = bytes.clone();
         let payload = self.offload(bytes.len(), move || decode::decode(signal, Encoding::Protobuf, &wire)).await??;
         Ok((Export { payload, raw: Some(bytes) }, reserved))

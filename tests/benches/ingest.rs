@@ -1,5 +1,6 @@
 //! Micro-benchmarks of the ingest stages alone, on 512 realistic ~1 KB GenAI spans
-//! (`fixtures::genai_traces`): protobuf decode, mapping to the agent model, Arrow batch build,
+//! (`fixtures::genai_traces`): protobuf decode (prost, and the zero-copy view the ingest path
+//! uses), mapping to the agent model, Arrow batch build,
 //! the pipeline's dedup stage, the ingest log append (the acknowledgement) and append + DuckDB commit.
 
 use criterion::{criterion_group, criterion_main, BatchSize, Criterion, Throughput};
@@ -7,7 +8,7 @@ use prost::Message;
 
 use agent_console::fixtures::{genai_traces, Rng};
 use agent_console::ingest_log::{PartKind, Record};
-use agent_console::model::normalize;
+use agent_console::model::{normalize, view};
 use agent_console::store::{arrow_rows, Store, StoreConfig};
 use agent_console::telemetry::Metrics;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
@@ -24,7 +25,16 @@ fn stages(c: &mut Criterion) {
     g.bench_function("decode_protobuf", |b| {
         b.iter(|| ExportTraceServiceRequest::decode(&bytes[..]).map(|r| r.resource_spans.len()))
     });
-    g.bench_function("map_to_model", |b| b.iter(|| normalize::traces(&req, 0).batch.spans.len()));
+    // What the ingest path runs on protobuf traces: a zero-copy view of the bytes, then the mapper.
+    g.bench_function("decode_view", |b| b.iter(|| view::decode_traces(&bytes).map(|r| r.resource_spans.len())));
+    let decoded = view::decode_traces(&bytes).expect("view");
+    g.bench_function("map_to_model", |b| b.iter(|| normalize::traces_view(&decoded, 0).batch.spans.len()));
+    g.bench_function("decode_and_map_prost", |b| {
+        b.iter(|| ExportTraceServiceRequest::decode(&bytes[..]).map(|r| normalize::traces(&r, 0).batch.spans.len()))
+    });
+    g.bench_function("decode_and_map_view", |b| {
+        b.iter(|| normalize::traces_pb(&bytes, 0).map(|m| m.batch.spans.len()))
+    });
     let mapped = normalize::traces(&req, 0).batch;
     // The pipeline's dedup stage on fresh batches against a long-lived window (as in the pipeline).
     let mut dedup = agent_console::model::dedup::Deduper::default();

@@ -78,6 +78,7 @@ impl TestApp {
 
     pub async fn rows(&self, sql: &str) -> Vec<Vec<Value>> {
         let v = self.sql(sql).await;
+        assert_ne!(v["truncated"], Value::Bool(true), "{sql}: the answer was cut at the row cap");
         serde_json::from_value(v["rows"].clone()).expect("rows")
     }
 
@@ -237,5 +238,7 @@ pub async fn sql_at(client: &reqwest::Client, http: &str, sql: &str) -> Vec<Vec<
     let status = r.status();
     let v: Value = r.json().await.expect("json");
     assert_eq!(status, 200, "{sql}: {v}");
+    // A test must never read a silently partial answer (the row cap): page the query instead.
+    assert_ne!(v["truncated"], Value::Bool(true), "{sql}: the answer was cut at the row cap");
     serde_json::from_value(v["rows"].clone()).expect("rows")
 }

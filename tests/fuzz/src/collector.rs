@@ -26,7 +26,21 @@ pub fn signal_of(selector: u8) -> Signal {
 /// Decode `body` as `signal` in `enc`, then map and replay it.
 pub fn decode_and_map(signal: Signal, enc: Encoding, body: &[u8]) {
     let _ = decode::sniff(enc, body);
-    if let Ok(payload) = decode::decode(signal, enc, body) {
+    let decoded = decode::decode(signal, enc, body);
+    if let (Signal::Traces, Encoding::Protobuf) = (signal, enc) {
+        // The ingest path maps protobuf traces from a zero-copy view of the bytes: it must accept
+        // what prost accepts and map it to the same rows.
+        let view = normalize::traces_pb(body, RECEIVED_US);
+        match (&decoded, &view) {
+            (Ok(Payload::Traces(r)), Ok(v)) => {
+                assert_eq!(rows(&v.batch), rows(&normalize::traces(r, RECEIVED_US).batch), "view and prost map alike")
+            }
+            (Ok(_), Err(e)) => panic!("prost decodes what the view refuses: {e}"),
+            (Err(e), Ok(_)) => assert!(e.to_string().contains("recursion"), "the view decodes what prost refuses: {e}"),
+            _ => {}
+        }
+    }
+    if let Ok(payload) = decoded {
         map_and_replay(&payload);
     }
 }
@@ -36,6 +50,10 @@ pub fn map_and_replay(payload: &Payload) {
     let _ = payload.record_count();
     let (mapped, kind, bytes) = match payload {
         Payload::Traces(r) => (normalize::traces(r, RECEIVED_US), PartKind::Traces, r.encode_to_vec()),
+        Payload::TracesPb { bytes, .. } => match normalize::traces_pb(bytes, RECEIVED_US) {
+            Ok(m) => (m, PartKind::Traces, bytes.to_vec()),
+            Err(_) => return,
+        },
         Payload::Logs(r) => (normalize::logs(r, RECEIVED_US), PartKind::Logs, r.encode_to_vec()),
         Payload::Metrics(r) => (normalize::metrics(r, RECEIVED_US), PartKind::Metrics, r.encode_to_vec()),
     };
