@@ -470,7 +470,8 @@ fn span_kind(kind: i32) -> &'static str {
     }
 }
 
-/// Map a trace export.
+/// Map a trace export prost decoded or built (OTLP/JSON, a hook's tool span, imports, tests),
+/// through a view of it.
 pub fn traces(req: &ExportTraceServiceRequest, received_us: i64) -> Mapped {
     traces_view(&TracesRequest::of(req), received_us)
 }

@@ -342,12 +342,8 @@ fn string<'a>(r: &mut Reader<'a>, field: &'static str, wire: u8) -> Result<&'a s
     utf8(field, r.len_delimited()?)
 }
 
+/// A length-delimited field's bytes: a `bytes` field, or an embedded message to decode.
 fn bytes<'a>(r: &mut Reader<'a>, field: &'static str, wire: u8) -> Result<&'a [u8], DecodeError> {
-    expect(field, wire, LEN)?;
-    r.len_delimited()
-}
-
-fn message<'a>(r: &mut Reader<'a>, field: &'static str, wire: u8) -> Result<&'a [u8], DecodeError> {
     expect(field, wire, LEN)?;
     r.len_delimited()
 }
@@ -378,7 +374,7 @@ pub fn decode_traces(buf: &[u8]) -> Result<TracesRequest<'_>, DecodeError> {
         match r.key()? {
             (1, w) => {
                 let mut rs = ResourceSpans::default();
-                merge_resource_spans(&mut rs, message(&mut r, "ExportTraceServiceRequest.resource_spans", w)?, 1)?;
+                merge_resource_spans(&mut rs, bytes(&mut r, "ExportTraceServiceRequest.resource_spans", w)?, 1)?;
                 out.resource_spans.push(rs);
             }
             (t, w) => r.skip(t, w)?,
@@ -393,12 +389,12 @@ fn merge_resource_spans<'a>(rs: &mut ResourceSpans<'a>, buf: &'a [u8], depth: u3
     while !r.done() {
         match r.key()? {
             (1, w) => {
-                let b = message(&mut r, "ResourceSpans.resource", w)?;
+                let b = bytes(&mut r, "ResourceSpans.resource", w)?;
                 merge_resource(rs.resource.get_or_insert_with(Vec::new), b, depth)?;
             }
             (2, w) => {
                 let mut ss = ScopeSpans::default();
-                merge_scope_spans(&mut ss, message(&mut r, "ResourceSpans.scope_spans", w)?, depth)?;
+                merge_scope_spans(&mut ss, bytes(&mut r, "ResourceSpans.scope_spans", w)?, depth)?;
                 rs.scope_spans.push(ss);
             }
             (t, w) => r.skip(t, w)?,
@@ -412,7 +408,7 @@ fn merge_resource<'a>(attrs: &mut Vec<KeyValue<'a>>, buf: &'a [u8], depth: u32) 
     let mut r = Reader::new(buf);
     while !r.done() {
         match r.key()? {
-            (1, w) => attrs.push(key_value(message(&mut r, "Resource.attributes", w)?, depth)?),
+            (1, w) => attrs.push(key_value(bytes(&mut r, "Resource.attributes", w)?, depth)?),
             (2, w) => {
                 varint(&mut r, "Resource.dropped_attributes_count", w)?;
             }
@@ -428,12 +424,12 @@ fn merge_scope_spans<'a>(ss: &mut ScopeSpans<'a>, buf: &'a [u8], depth: u32) -> 
     while !r.done() {
         match r.key()? {
             (1, w) => {
-                let b = message(&mut r, "ScopeSpans.scope", w)?;
+                let b = bytes(&mut r, "ScopeSpans.scope", w)?;
                 merge_scope(ss.scope.get_or_insert(""), b, depth)?;
             }
             (2, w) => {
                 let mut span = Span::default();
-                merge_span(&mut span, message(&mut r, "ScopeSpans.spans", w)?, depth)?;
+                merge_span(&mut span, bytes(&mut r, "ScopeSpans.spans", w)?, depth)?;
                 ss.spans.push(span);
             }
             (t, w) => r.skip(t, w)?,
@@ -454,7 +450,7 @@ fn merge_scope<'a>(name: &mut &'a str, buf: &'a [u8], depth: u32) -> Result<(), 
                 string(&mut r, "InstrumentationScope.version", w)?;
             }
             (3, w) => {
-                key_value(message(&mut r, "InstrumentationScope.attributes", w)?, depth)?;
+                key_value(bytes(&mut r, "InstrumentationScope.attributes", w)?, depth)?;
             }
             (4, w) => {
                 varint(&mut r, "InstrumentationScope.dropped_attributes_count", w)?;
@@ -481,7 +477,7 @@ fn merge_span<'a>(s: &mut Span<'a>, buf: &'a [u8], depth: u32) -> Result<(), Dec
             (7, w) => s.start_time_unix_nano = fixed64(&mut r, "Span.start_time_unix_nano", w)?,
             (8, w) => s.end_time_unix_nano = fixed64(&mut r, "Span.end_time_unix_nano", w)?,
             (9, w) => {
-                let kv = key_value(message(&mut r, "Span.attributes", w)?, depth)?;
+                let kv = key_value(bytes(&mut r, "Span.attributes", w)?, depth)?;
                 if s.attributes.capacity() == 0 {
                     // Spans carry ~10-30 attributes: one allocation instead of growing by doubling.
                     s.attributes.reserve(SPAN_ATTRS_GUESS);
@@ -493,16 +489,16 @@ fn merge_span<'a>(s: &mut Span<'a>, buf: &'a [u8], depth: u32) -> Result<(), Dec
             }
             (11, w) => {
                 let mut e = Event::default();
-                merge_event(&mut e, message(&mut r, "Span.events", w)?, depth)?;
+                merge_event(&mut e, bytes(&mut r, "Span.events", w)?, depth)?;
                 s.events.push(e);
             }
             (13, w) => {
                 let mut l = Link::default();
-                merge_link(&mut l, message(&mut r, "Span.links", w)?, depth)?;
+                merge_link(&mut l, bytes(&mut r, "Span.links", w)?, depth)?;
                 s.links.push(l);
             }
             (15, w) => {
-                let b = message(&mut r, "Span.status", w)?;
+                let b = bytes(&mut r, "Span.status", w)?;
                 merge_status(s.status.get_or_insert_with(Status::default), b, depth)?;
             }
             (16, w) => {
@@ -522,7 +518,7 @@ fn merge_event<'a>(e: &mut Event<'a>, buf: &'a [u8], depth: u32) -> Result<(), D
         match r.key()? {
             (1, w) => e.time_unix_nano = fixed64(&mut r, "Span.Event.time_unix_nano", w)?,
             (2, w) => e.name = string(&mut r, "Span.Event.name", w)?,
-            (3, w) => e.attributes.push(key_value(message(&mut r, "Span.Event.attributes", w)?, depth)?),
+            (3, w) => e.attributes.push(key_value(bytes(&mut r, "Span.Event.attributes", w)?, depth)?),
             (4, w) => {
                 varint(&mut r, "Span.Event.dropped_attributes_count", w)?;
             }
@@ -542,7 +538,7 @@ fn merge_link<'a>(l: &mut Link<'a>, buf: &'a [u8], depth: u32) -> Result<(), Dec
             (3, w) => {
                 string(&mut r, "Span.Link.trace_state", w)?;
             }
-            (4, w) => l.attributes.push(key_value(message(&mut r, "Span.Link.attributes", w)?, depth)?),
+            (4, w) => l.attributes.push(key_value(bytes(&mut r, "Span.Link.attributes", w)?, depth)?),
             (5, w) => {
                 varint(&mut r, "Span.Link.dropped_attributes_count", w)?;
             }
@@ -582,7 +578,7 @@ fn merge_key_value<'a>(kv: &mut KeyValue<'a>, buf: &'a [u8], depth: u32) -> Resu
         match r.key()? {
             (1, w) => kv.key = string(&mut r, "KeyValue.key", w)?,
             (2, w) => {
-                let b = message(&mut r, "KeyValue.value", w)?;
+                let b = bytes(&mut r, "KeyValue.value", w)?;
                 merge_any(kv.value.get_or_insert_with(AnyValue::default), b, depth)?;
             }
             (3, w) => {
@@ -604,7 +600,7 @@ fn merge_any<'a>(v: &mut AnyValue<'a>, buf: &'a [u8], depth: u32) -> Result<(), 
             (3, w) => v.value = Some(Value::IntValue(varint(&mut r, "AnyValue.int_value", w)? as i64)),
             (4, w) => v.value = Some(Value::DoubleValue(f64::from_bits(fixed64(&mut r, "AnyValue.double_value", w)?))),
             (5, w) => {
-                let b = message(&mut r, "AnyValue.array_value", w)?;
+                let b = bytes(&mut r, "AnyValue.array_value", w)?;
                 if !matches!(v.value, Some(Value::ArrayValue(_))) {
                     v.value = Some(Value::ArrayValue(Vec::new()));
                 }
@@ -613,7 +609,7 @@ fn merge_any<'a>(v: &mut AnyValue<'a>, buf: &'a [u8], depth: u32) -> Result<(), 
                 }
             }
             (6, w) => {
-                let b = message(&mut r, "AnyValue.kvlist_value", w)?;
+                let b = bytes(&mut r, "AnyValue.kvlist_value", w)?;
                 if !matches!(v.value, Some(Value::KvlistValue(_))) {
                     v.value = Some(Value::KvlistValue(Vec::new()));
                 }
@@ -639,7 +635,7 @@ fn merge_array<'a>(items: &mut Vec<AnyValue<'a>>, buf: &'a [u8], depth: u32) -> 
         match r.key()? {
             (1, w) => {
                 let mut item = AnyValue::default();
-                merge_any(&mut item, message(&mut r, "ArrayValue.values", w)?, depth)?;
+                merge_any(&mut item, bytes(&mut r, "ArrayValue.values", w)?, depth)?;
                 items.push(item);
             }
             (t, w) => r.skip(t, w)?,
@@ -653,7 +649,7 @@ fn merge_kvlist<'a>(items: &mut Vec<KeyValue<'a>>, buf: &'a [u8], depth: u32) ->
     let mut r = Reader::new(buf);
     while !r.done() {
         match r.key()? {
-            (1, w) => items.push(key_value(message(&mut r, "KeyValueList.values", w)?, depth)?),
+            (1, w) => items.push(key_value(bytes(&mut r, "KeyValueList.values", w)?, depth)?),
             (t, w) => r.skip(t, w)?,
         }
     }
