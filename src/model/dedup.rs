@@ -40,7 +40,42 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
     }
 }
 
-type SpanKey = (String, String);
+/// A trace or span id as a map key without an allocation: ids are lowercase hex as the mapping
+/// writes them (OTLP's bytes), kept as their value and length ("0a" and "000a" stay apart);
+/// anything else (a hook's or a test's own ids) is kept as text. Every span of every batch passes
+/// through `parents`, and two strings per span were this stage's largest cost (BENCHMARKS.md).
+#[derive(Clone, PartialEq, Eq, Hash, Debug)]
+enum Id {
+    Hex(u128, u8),
+    Text(Box<str>),
+}
+
+impl Id {
+    fn of(s: &str) -> Self {
+        let b = s.as_bytes();
+        if !b.is_empty() && b.len() <= 32 {
+            let mut v: u128 = 0;
+            let mut hex = true;
+            for &c in b {
+                let d = match c {
+                    b'0'..=b'9' => c - b'0',
+                    b'a'..=b'f' => c - b'a' + 10,
+                    _ => {
+                        hex = false;
+                        break;
+                    }
+                };
+                v = (v << 4) | u128::from(d);
+            }
+            if hex {
+                return Id::Hex(v, b.len() as u8);
+            }
+        }
+        Id::Text(s.into())
+    }
+}
+
+type SpanKey = (Id, Id);
 type Tokens = (Option<i64>, Option<i64>);
 
 fn tokens(c: &ModelCallRow) -> Tokens {
@@ -57,7 +92,7 @@ fn related(a: Tokens, b: Tokens) -> bool {
 }
 
 fn span_key(c: &ModelCallRow) -> Option<SpanKey> {
-    Some((c.trace_id.clone()?, c.span_id.clone()?))
+    Some((Id::of(c.trace_id.as_deref()?), Id::of(c.span_id.as_deref()?)))
 }
 
 /// Fill what `keep` lacks from `lose` (context from the framework span, model from the SDK span).
@@ -83,7 +118,7 @@ fn merge(keep: &mut ModelCallRow, lose: &ModelCallRow) {
 }
 
 pub struct Deduper {
-    parents: Bounded<SpanKey, Option<String>>,
+    parents: Bounded<SpanKey, Option<Id>>,
     llm_calls: Bounded<SpanKey, Tokens>,
     llm_ancestors: Bounded<SpanKey, Tokens>,
     content: Bounded<(String, [Option<i64>; 4]), &'static str>,
@@ -139,12 +174,12 @@ impl Deduper {
     pub fn filter(&mut self, batch: &mut Batch) -> usize {
         let openclaw_plugin_spans = self.openclaw.note_batch(batch);
         for s in &batch.spans {
-            self.parents.insert((s.trace_id.clone(), s.span_id.clone()), s.parent_span_id.clone());
+            self.parents.insert((Id::of(&s.trace_id), Id::of(&s.span_id)), s.parent_span_id.as_deref().map(Id::of));
         }
         for c in &batch.model_calls {
             if let (Some(k), Some(p)) = (span_key(c), &c.parent_span_id) {
                 if self.parents.get(&k).is_none() {
-                    self.parents.insert(k, Some(p.clone()));
+                    self.parents.insert(k, Some(Id::of(p)));
                 }
             }
         }
@@ -252,6 +287,17 @@ mod tests {
     use super::*;
     use crate::model::records::{Context, SpanRow, SpanType, ToolCallRow};
     use std::sync::Arc;
+
+    #[test]
+    fn ids_are_keys_by_value_and_length_and_other_text_stays_text() {
+        assert_eq!(Id::of("0a"), Id::Hex(10, 2));
+        assert_ne!(Id::of("0a"), Id::of("000a"), "leading zeros are part of the id");
+        assert_eq!(Id::of("ffffffffffffffffffffffffffffffff"), Id::Hex(u128::MAX, 32));
+        assert_eq!(Id::of("0A"), Id::Text("0A".into()), "only the mapping's lowercase hex is packed");
+        assert_eq!(Id::of("1234567890abcdef1234567890abcdef0"), Id::Text("1234567890abcdef1234567890abcdef0".into()));
+        assert_eq!(Id::of(""), Id::Text("".into()));
+        assert_eq!(Id::of("toolu_01"), Id::Text("toolu_01".into()));
+    }
 
     fn span(id: &str, parent: Option<&str>) -> SpanRow {
         SpanRow {
