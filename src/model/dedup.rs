@@ -43,7 +43,8 @@ impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
 /// A trace or span id as a map key without an allocation: ids are lowercase hex as the mapping
 /// writes them (OTLP's bytes), kept as their value and length ("0a" and "000a" stay apart);
 /// anything else (a hook's or a test's own ids) is kept as text. Every span of every batch passes
-/// through `parents`, and two strings per span were this stage's largest cost (BENCHMARKS.md).
+/// through `parents`, and as strings that was five allocations a span (trace, span and parent
+/// id, and the key again in the window's order): this stage's largest cost (BENCHMARKS.md).
 #[derive(Clone, PartialEq, Eq, Hash, Debug)]
 enum Id {
     Hex(u128, u8),
