@@ -123,7 +123,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     tracing::info!(%http_addr, "OTLP/HTTP and query API listening");
     tracing::info!(%pg_addr, tls = pg.tls_enabled(), "Postgres wire protocol listening");
 
-    let heavy = crate::receiver::heavy::HeavyPool::per_core().map_err(AppError::Threads)?;
+    let heavy = crate::receiver::heavy::HeavyPool::per_core(args.ingest_nice).map_err(AppError::Threads)?;
     let ingest = Ingest::new(store.clone(), metrics.clone(), clock, args.ingest_limits(), heavy);
     let ingest_token = Arc::new(Token::new(args.ingest_token.clone()));
     let read_token = Arc::new(Token::new(args.read_token.clone()));

@@ -135,9 +135,17 @@ pub struct ServeArgs {
     /// DuckDB memory limit.
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_MEMORY_LIMIT", default_value = "2GB")]
     pub duckdb_memory_limit: String,
-    /// DuckDB worker threads.
-    #[arg(long, env = "AGENT_CONSOLE_DUCKDB_THREADS", default_value_t = 2)]
+    /// DuckDB worker threads; 0 = one less than the cores, at least 1. With one thread DuckDB
+    /// appends a transaction's rows straight into its storage (with more it stages them once more
+    /// to keep their order across threads) and the writer hands no work to other threads: on two
+    /// cores that stores ~10% more spans per second, and large ad-hoc scans take about twice as
+    /// long when the box is otherwise idle (BENCHMARKS.md, issue 11).
+    #[arg(long, env = "AGENT_CONSOLE_DUCKDB_THREADS", default_value_t = 0)]
     pub duckdb_threads: i64,
+    /// How many nice steps below the collector's priority the threads that decode and map bulk
+    /// exports run, so that on a busy box the DuckDB writer is not queued behind them (0 = same).
+    #[arg(long, env = "AGENT_CONSOLE_INGEST_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    pub ingest_nice: i32,
     /// SQL API timeout, in ms.
     #[arg(long, env = "AGENT_CONSOLE_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
     pub query_timeout_ms: u64,
@@ -346,7 +354,7 @@ impl ServeArgs {
         StoreConfig {
             data_dir: self.data_dir.clone(),
             memory_limit: self.duckdb_memory_limit.clone(),
-            threads: self.duckdb_threads.max(1),
+            threads: duckdb_threads(self.duckdb_threads),
             log,
             handoff_bytes: (self.pipeline_handoff_mib << 20).max(1 << 20),
             writer_queue_bytes: (self.writer_queue_mib << 20).max(1 << 20),
@@ -375,6 +383,15 @@ impl ServeArgs {
     }
 }
 
+/// `--duckdb-threads`: as given, or for 0 one less than the cores (at least 1).
+fn duckdb_threads(flag: i64) -> i64 {
+    if flag > 0 {
+        return flag;
+    }
+    let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+    i64::try_from(cores.saturating_sub(1).max(1)).unwrap_or(1)
+}
+
 fn default_live_retention_mib() -> u64 {
     64
 }
@@ -400,7 +417,8 @@ fn unreachable_defaults() -> ServeArgs {
         checkpoint_mib: 256,
         checkpoint_writeback_ms: 10,
         duckdb_memory_limit: "2GB".into(),
-        duckdb_threads: 2,
+        duckdb_threads: 0,
+        ingest_nice: 10,
         query_timeout_ms: 30_000,
         query_max_rows: 100_000,
         ingest_token: None,
@@ -502,6 +520,9 @@ mod tests {
         assert_eq!(c.writer_queue_bytes, 192 << 20);
         assert_eq!(c.checkpoint_writeback, None, "0 turns the write-back off");
         assert_eq!(c.checkpoint_bytes, 64 << 20);
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
+        assert_eq!(d.threads, (cores - 1).max(1), "by default DuckDB leaves a core to the ingest threads");
+        assert_eq!(parse(&["--duckdb-threads", "3"]).threads, 3);
     }
 
     #[test]

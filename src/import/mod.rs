@@ -383,7 +383,7 @@ fn open_direct(data_dir: &Path) -> Result<Sink, ImportError> {
     let (store, writer) = Store::open(&cfg, prices, metrics.clone(), Vec::new())
         .map_err(|e| ImportError::Locked { path: data_dir.to_path_buf(), message: e.to_string() })?;
     let clock = store.clock().clone();
-    let heavy = crate::receiver::heavy::HeavyPool::new(1).map_err(|e| ImportError::Store(e.to_string()))?;
+    let heavy = crate::receiver::heavy::HeavyPool::new(1, 0).map_err(|e| ImportError::Store(e.to_string()))?;
     let ingest = Ingest::new(store, metrics, clock, IngestLimits::default(), heavy);
     Ok(Sink::Direct { ingest, writer: Some(Box::new(writer)) })
 }

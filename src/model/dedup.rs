@@ -5,8 +5,7 @@
 //! run reported by the plugin and the shim, is in `openclaw.rs`). No I/O: the single store writer
 //! owns one and runs every batch through it before appending.
 
-use std::collections::VecDeque;
-use std::hash::Hash;
+use std::hash::{BuildHasher, Hash};
 
 use super::fastmap::{FastMap, FastSet};
 use super::records::{Batch, ModelCallRow};
@@ -14,69 +13,72 @@ use super::records::{Batch, ModelCallRow};
 /// How many levels up a span tree two LLM spans may be apart and still be the same call.
 const MAX_DEPTH: usize = 4;
 
-/// A map that forgets its oldest entries beyond `cap`.
+/// A map that remembers at least its `cap` most recent keys and at most twice that: two
+/// generations, the older dropped whole when the newer is full. Every span of every batch passes
+/// through `parents`; a queue of keys with a removal per insert cost a second random probe of a
+/// large map per span (this stage's largest cost, BENCHMARKS.md).
 struct Bounded<K, V> {
-    map: FastMap<K, V>,
-    order: VecDeque<K>,
+    young: FastMap<K, V>,
+    old: FastMap<K, V>,
     cap: usize,
 }
 
-impl<K: Hash + Eq + Clone, V> Bounded<K, V> {
+impl<K: Hash + Eq, V> Bounded<K, V> {
     fn new(cap: usize) -> Self {
-        Self { map: FastMap::default(), order: VecDeque::new(), cap }
+        Self { young: FastMap::default(), old: FastMap::default(), cap: cap.max(1) }
     }
     fn get(&self, k: &K) -> Option<&V> {
-        self.map.get(k)
+        self.young.get(k).or_else(|| self.old.get(k))
     }
     fn insert(&mut self, k: K, v: V) {
-        if self.map.insert(k.clone(), v).is_none() {
-            self.order.push_back(k);
-            while self.order.len() > self.cap {
-                if let Some(old) = self.order.pop_front() {
-                    self.map.remove(&old);
-                }
-            }
+        self.young.insert(k, v);
+        if self.young.len() >= self.cap {
+            let cap = self.cap;
+            self.old = std::mem::replace(&mut self.young, FastMap::with_capacity_and_hasher(cap, Default::default()));
         }
     }
 }
 
-/// A trace or span id as a map key without an allocation: ids are lowercase hex as the mapping
-/// writes them (OTLP's bytes), kept as their value and length ("0a" and "000a" stay apart);
-/// anything else (a hook's or a test's own ids) is kept as text. Every span of every batch passes
-/// through `parents`, and as strings that was five allocations a span (trace, span and parent
-/// id, and the key again in the window's order): this stage's largest cost (BENCHMARKS.md).
-#[derive(Clone, PartialEq, Eq, Hash, Debug)]
-enum Id {
-    Hex(u128, u8),
-    Text(Box<str>),
+/// A (trace id, span id) pair as a 128-bit fingerprint (XXH3-128 with a per-process random
+/// seed), so a key is 16 bytes whatever the ids look like (OTLP hex, a hook's or a test's own
+/// text), and a span's parent key is the fingerprint of (trace id, parent id). As strings the
+/// window held three allocations a span and a key of 64 bytes. Two distinct pairs share a
+/// fingerprint with a probability of about 2^-128; the window holds a few hundred thousand.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+struct SpanKey(u128);
+
+struct Fingerprint {
+    seed: u64,
 }
 
-impl Id {
-    fn of(s: &str) -> Self {
-        let b = s.as_bytes();
-        if !b.is_empty() && b.len() <= 32 {
-            let mut v: u128 = 0;
-            let mut hex = true;
-            for &c in b {
-                let d = match c {
-                    b'0'..=b'9' => c - b'0',
-                    b'a'..=b'f' => c - b'a' + 10,
-                    _ => {
-                        hex = false;
-                        break;
-                    }
-                };
-                v = (v << 4) | u128::from(d);
-            }
-            if hex {
-                return Id::Hex(v, b.len() as u8);
-            }
-        }
-        Id::Text(s.into())
+impl Default for Fingerprint {
+    fn default() -> Self {
+        Self { seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) }
     }
 }
 
-type SpanKey = (Id, Id);
+impl Fingerprint {
+    fn key(&self, trace: &str, span: &str) -> SpanKey {
+        // trace, 0xFF, span: a byte that UTF-8 never holds, so the split is unambiguous.
+        let n = trace.len() + 1 + span.len();
+        let mut stack = [0u8; 128];
+        let mut heap = Vec::new();
+        let buf: &mut [u8] = if n <= stack.len() {
+            &mut stack[..n]
+        } else {
+            heap.resize(n, 0);
+            &mut heap
+        };
+        buf[..trace.len()].copy_from_slice(trace.as_bytes());
+        buf[trace.len()] = 0xff;
+        buf[trace.len() + 1..].copy_from_slice(span.as_bytes());
+        SpanKey(twox_hash::XxHash3_128::oneshot_with_seed(self.seed, buf))
+    }
+    fn call(&self, c: &ModelCallRow) -> Option<SpanKey> {
+        Some(self.key(c.trace_id.as_deref()?, c.span_id.as_deref()?))
+    }
+}
+
 type Tokens = (Option<i64>, Option<i64>);
 
 fn tokens(c: &ModelCallRow) -> Tokens {
@@ -90,10 +92,6 @@ fn has_tokens(t: Tokens) -> bool {
 /// Same call seen at two levels: equal usage, or one level carries none.
 fn related(a: Tokens, b: Tokens) -> bool {
     a == b || !has_tokens(a) || !has_tokens(b)
-}
-
-fn span_key(c: &ModelCallRow) -> Option<SpanKey> {
-    Some((Id::of(c.trace_id.as_deref()?), Id::of(c.span_id.as_deref()?)))
 }
 
 /// Fill what `keep` lacks from `lose` (context from the framework span, model from the SDK span).
@@ -119,7 +117,8 @@ fn merge(keep: &mut ModelCallRow, lose: &ModelCallRow) {
 }
 
 pub struct Deduper {
-    parents: Bounded<SpanKey, Option<Id>>,
+    ids: Fingerprint,
+    parents: Bounded<SpanKey, SpanKey>,
     llm_calls: Bounded<SpanKey, Tokens>,
     llm_ancestors: Bounded<SpanKey, Tokens>,
     content: Bounded<(String, [Option<i64>; 4]), &'static str>,
@@ -136,6 +135,7 @@ impl Default for Deduper {
 impl Deduper {
     pub fn new(cap: usize) -> Self {
         Self {
+            ids: Fingerprint::default(),
             parents: Bounded::new(cap),
             llm_calls: Bounded::new(cap / 4 + 1),
             llm_ancestors: Bounded::new(cap / 4 + 1),
@@ -158,14 +158,14 @@ impl Deduper {
 
     fn ancestors(&self, key: &SpanKey) -> Vec<SpanKey> {
         let mut out = Vec::new();
-        let mut cur = key.clone();
-        for _ in 0..MAX_DEPTH {
+        let mut cur = *key;
+        while out.len() < MAX_DEPTH {
             match self.parents.get(&cur) {
-                Some(Some(parent)) => {
-                    cur = (cur.0.clone(), parent.clone());
-                    out.push(cur.clone());
+                Some(&parent) => {
+                    cur = parent;
+                    out.push(cur);
                 }
-                _ => break,
+                None => break,
             }
         }
         out
@@ -175,12 +175,14 @@ impl Deduper {
     pub fn filter(&mut self, batch: &mut Batch) -> usize {
         let openclaw_plugin_spans = self.openclaw.note_batch(batch);
         for s in &batch.spans {
-            self.parents.insert((Id::of(&s.trace_id), Id::of(&s.span_id)), s.parent_span_id.as_deref().map(Id::of));
+            if let Some(p) = s.parent_span_id.as_deref() {
+                self.parents.insert(self.ids.key(&s.trace_id, &s.span_id), self.ids.key(&s.trace_id, p));
+            }
         }
         for c in &batch.model_calls {
-            if let (Some(k), Some(p)) = (span_key(c), &c.parent_span_id) {
+            if let (Some(k), Some(t), Some(p)) = (self.ids.call(c), &c.trace_id, &c.parent_span_id) {
                 if self.parents.get(&k).is_none() {
-                    self.parents.insert(k, Some(Id::of(p)));
+                    self.parents.insert(k, self.ids.key(t, p));
                 }
             }
         }
@@ -189,15 +191,15 @@ impl Deduper {
         let mut drop = vec![false; n];
         let mut in_batch: FastMap<SpanKey, usize> = FastMap::default();
         for (i, c) in calls.iter().enumerate().filter(|(_, c)| c.source == "span") {
-            if let Some(k) = span_key(c) {
+            if let Some(k) = self.ids.call(c) {
                 in_batch.entry(k).or_insert(i);
             }
         }
         let mut keys_now: FastSet<SpanKey> = FastSet::default();
         for i in 0..n {
-            let Some(key) = span_key(&calls[i]).filter(|_| calls[i].source == "span") else { continue };
+            let Some(key) = self.ids.call(&calls[i]).filter(|_| calls[i].source == "span") else { continue };
             // The same span again (an exporter retry, a replay) is the same call.
-            if self.llm_calls.get(&key).is_some() || !keys_now.insert(key.clone()) {
+            if self.llm_calls.get(&key).is_some() || !keys_now.insert(key) {
                 drop[i] = true;
                 continue;
             }
@@ -241,7 +243,7 @@ impl Deduper {
                 drop[i] = true;
                 continue;
             }
-            if let Some(key) = span_key(c).filter(|_| c.source == "span") {
+            if let Some(key) = self.ids.call(c).filter(|_| c.source == "span") {
                 let t = tokens(c);
                 for anc in self.ancestors(&key) {
                     self.llm_ancestors.insert(anc, t);
@@ -290,14 +292,24 @@ mod tests {
     use std::sync::Arc;
 
     #[test]
-    fn ids_are_keys_by_value_and_length_and_other_text_stays_text() {
-        assert_eq!(Id::of("0a"), Id::Hex(10, 2));
-        assert_ne!(Id::of("0a"), Id::of("000a"), "leading zeros are part of the id");
-        assert_eq!(Id::of("ffffffffffffffffffffffffffffffff"), Id::Hex(u128::MAX, 32));
-        assert_eq!(Id::of("0A"), Id::Text("0A".into()), "only the mapping's lowercase hex is packed");
-        assert_eq!(Id::of("1234567890abcdef1234567890abcdef0"), Id::Text("1234567890abcdef1234567890abcdef0".into()));
-        assert_eq!(Id::of(""), Id::Text("".into()));
-        assert_eq!(Id::of("toolu_01"), Id::Text("toolu_01".into()));
+    fn fingerprints_tell_pairs_apart_and_windows_keep_at_least_their_cap() {
+        let f = Fingerprint::default();
+        assert_eq!(f.key("t", "a"), f.key("t", "a"));
+        assert_ne!(f.key("t", "ab"), f.key("ta", "b"), "the trace id's length is part of the key");
+        assert_ne!(f.key("0a", "1"), f.key("000a", "1"), "leading zeros are part of the id");
+        assert_ne!(f.key("0A", "1"), f.key("0a", "1"));
+        let long = "x".repeat(300);
+        assert_eq!(f.key(&long, "a"), f.key(&long, "a"), "ids longer than the stack buffer");
+        assert_ne!(f.key(&long, "a"), f.key(&long, "b"));
+        let mut w: Bounded<u32, u32> = Bounded::new(3);
+        for k in 0..10 {
+            w.insert(k, k * 2);
+            for recent in k.saturating_sub(2)..=k {
+                assert_eq!(w.get(&recent), Some(&(recent * 2)), "key {recent} after inserting {k}");
+            }
+            assert!(w.young.len() + w.old.len() <= 6, "at most twice the cap");
+        }
+        assert_eq!(w.get(&0), None, "the oldest generation is forgotten");
     }
 
     fn span(id: &str, parent: Option<&str>) -> SpanRow {

@@ -5,6 +5,11 @@
 //! DuckDB's checkpoint than it did on the workers. Fixed threads rather than tokio's elastic
 //! blocking pool: each allocating thread keeps its own allocator heap, and a pool that grows and
 //! shrinks under load spreads the same work over more of them (BENCHMARKS.md, issue 11).
+//!
+//! The threads run at a lower priority (`--ingest-nice`): on a busy box the DuckDB writer is the
+//! one serial stage every stored row waits for, and it lost a quarter of its time queued behind
+//! this work. What they map is paced to what is stored anyway (`Ingest::pace`), so they only
+//! yield the core to the writer; hook calls and probes are light and never come here.
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -27,19 +32,23 @@ pub struct HeavyPool {
 }
 
 impl HeavyPool {
-    pub fn new(threads: usize) -> std::io::Result<Self> {
+    /// `threads` threads, each `nice` steps below the priority of the thread that starts them.
+    pub fn new(threads: usize, nice: i32) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
         for i in 0..threads.max(1) {
             let rx = rx.clone();
-            std::thread::Builder::new().name(format!("ingest-heavy-{i}")).spawn(move || work(&rx))?;
+            std::thread::Builder::new().name(format!("ingest-heavy-{i}")).spawn(move || {
+                lower_priority(nice);
+                work(&rx)
+            })?;
         }
         Ok(Self { tx })
     }
 
     /// One thread per core.
-    pub fn per_core() -> std::io::Result<Self> {
-        Self::new(std::thread::available_parallelism().map_or(2, |n| n.get()))
+    pub fn per_core(nice: i32) -> std::io::Result<Self> {
+        Self::new(std::thread::available_parallelism().map_or(2, |n| n.get()), nice)
     }
 
     /// Run `f` here when it is light (under `OFFLOAD_WEIGHT`), else on the pool. A panic in `f`
@@ -68,6 +77,21 @@ impl HeavyPool {
     }
 }
 
+/// Lower the calling thread's priority by `nice` steps (Linux nice values are per thread; 19 is
+/// the lowest). Raising a priority back needs a privilege, so this only ever lowers it; a refusal
+/// is logged and the thread runs at its priority as it is.
+fn lower_priority(nice: i32) {
+    if nice <= 0 {
+        return;
+    }
+    let tid = rustix::thread::gettid();
+    let result = rustix::process::getpriority_process(Some(tid))
+        .and_then(|now| rustix::process::setpriority_process(Some(tid), now.saturating_add(nice).min(19)));
+    if let Err(e) = result {
+        tracing::warn!(error = %e, nice, "cannot lower the priority of an ingest thread");
+    }
+}
+
 fn work(rx: &Mutex<Receiver<Job>>) {
     loop {
         // The lock is held only while waiting for the next job, never while running one.
@@ -85,7 +109,7 @@ mod tests {
 
     #[tokio::test]
     async fn light_work_runs_in_place_and_heavy_work_on_the_pool() {
-        let pool = HeavyPool::new(1).expect("pool");
+        let pool = HeavyPool::new(1, 3).expect("pool");
         let here = std::thread::current().id();
         let light = pool.run(OFFLOAD_WEIGHT - 1, || std::thread::current().id()).await.expect("light");
         assert_eq!(light, here, "light work stays where it is");
@@ -96,5 +120,13 @@ mod tests {
         assert!(matches!(err, IngestError::Unavailable(_)), "{err:?}");
         let again = pool.run(OFFLOAD_WEIGHT, || std::thread::current().name().map(str::to_owned)).await.expect("after");
         assert_eq!(again.as_deref(), Some("ingest-heavy-0"));
+        // The pool's thread runs 3 steps below this one (or at the lowest, 19).
+        let here_nice = rustix::process::getpriority_process(Some(rustix::thread::gettid())).expect("nice");
+        let pool_nice = pool
+            .run(OFFLOAD_WEIGHT, || rustix::process::getpriority_process(Some(rustix::thread::gettid())))
+            .await
+            .expect("ran")
+            .expect("nice");
+        assert_eq!(pool_nice, (here_nice + 3).min(19));
     }
 }
