@@ -143,8 +143,10 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_THREADS", default_value_t = 0)]
     pub duckdb_threads: i64,
     /// How many nice steps below the collector's priority the threads that decode and map bulk
-    /// exports run, so that on a busy box the DuckDB writer is not queued behind them (0 = same).
-    #[arg(long, env = "AGENT_CONSOLE_INGEST_NICE", default_value_t = 10, value_parser = clap::value_parser!(i32).range(0..=19))]
+    /// exports run (0 = same). On a box whose only job is ingest, 10 stores ~10% more spans per
+    /// second (the DuckDB writer is not queued behind them); with readers and live subscribers on
+    /// the same cores it lets them starve ingest, hence 0 by default (BENCHMARKS.md, issue 11).
+    #[arg(long, env = "AGENT_CONSOLE_INGEST_NICE", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub ingest_nice: i32,
     /// SQL API timeout, in ms.
     #[arg(long, env = "AGENT_CONSOLE_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
@@ -418,7 +420,7 @@ fn unreachable_defaults() -> ServeArgs {
         checkpoint_writeback_ms: 10,
         duckdb_memory_limit: "2GB".into(),
         duckdb_threads: 0,
-        ingest_nice: 10,
+        ingest_nice: 0,
         query_timeout_ms: 30_000,
         query_max_rows: 100_000,
         ingest_token: None,

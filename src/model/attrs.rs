@@ -191,9 +191,35 @@ pub fn display_text(v: &AnyValue) -> String {
 /// `{"key": value, ...}` for a list of attributes; keys keep their order, a repeated key keeps
 /// its last value when read back.
 pub fn attrs_json(kvs: &[KeyValue]) -> String {
-    let mut out = String::with_capacity(kvs.len() * 48 + 2);
+    let mut out = String::with_capacity(kvs_json_len(kvs, 0));
     write_kvs_json(kvs, &mut out, 0);
     out
+}
+
+/// About how long `write_kvs_json` makes `kvs` (exact for plain strings without escapes, a little
+/// over for numbers), so the JSON is written into one allocation: growing it by doubling copied
+/// each span's attributes several times (BENCHMARKS.md, issue 11).
+fn kvs_json_len(kvs: &[KeyValue], depth: usize) -> usize {
+    2 + kvs
+        .iter()
+        .map(|kv| kv.key.len() + 4 + kv.value.as_ref().map_or(4, |v| any_json_len(v, depth + 1)))
+        .sum::<usize>()
+}
+
+fn any_json_len(v: &AnyValue, depth: usize) -> usize {
+    if depth > MAX_DEPTH {
+        return 4;
+    }
+    match v.value.as_ref() {
+        Some(Value::StringValue(s)) => s.len() + 2,
+        Some(Value::BoolValue(_)) => 5,
+        Some(Value::IntValue(_)) => 20,
+        Some(Value::DoubleValue(_)) => 24,
+        Some(Value::BytesValue(b)) => b.len().div_ceil(3) * 4 + 2,
+        Some(Value::ArrayValue(a)) => 2 + a.iter().map(|item| any_json_len(item, depth + 1) + 1).sum::<usize>(),
+        Some(Value::KvlistValue(kv)) => kvs_json_len(kv, depth + 1),
+        None | Some(Value::Other) => 4,
+    }
 }
 
 const MAX_DEPTH: usize = 32;

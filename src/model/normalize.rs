@@ -485,6 +485,8 @@ pub fn traces_pb(bytes: &[u8], received_us: i64) -> Result<Mapped, view::DecodeE
 /// Map a traces export.
 pub fn traces_view(req: &TracesRequest<'_>, received_us: i64) -> Mapped {
     let mut out = Mapped::default();
+    // One allocation for the span rows rather than ~10 doublings that copy every row so far.
+    out.batch.spans.reserve(req.resource_spans.iter().flat_map(|rs| &rs.scope_spans).map(|ss| ss.spans.len()).sum());
     let mut seen = SeenSet::default();
     for rs in &req.resource_spans {
         let res = Res::new(rs.resource.as_deref().unwrap_or(&[]));

@@ -17,6 +17,8 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1 as pb;
 
 /// Room made for a span's attributes at its first one.
+/// Wire bytes a span takes, at the low end (for the initial capacity of a scope's spans).
+const SPAN_WIRE_BYTES_GUESS: usize = 512;
 const SPAN_ATTRS_GUESS: usize = 24;
 
 /// prost's own limit on message nesting.
@@ -430,6 +432,11 @@ fn merge_scope_spans<'a>(ss: &mut ScopeSpans<'a>, buf: &'a [u8], depth: u32) -> 
             (2, w) => {
                 let mut span = Span::default();
                 merge_span(&mut span, bytes(&mut r, "ScopeSpans.spans", w)?, depth)?;
+                if ss.spans.capacity() == 0 {
+                    // A span is ~0.3-1 KB on the wire: room for the likely count at once instead of
+                    // ~10 doublings, each copying every span so far. Bounded by the bytes received.
+                    ss.spans.reserve(buf.len() / SPAN_WIRE_BYTES_GUESS);
+                }
                 ss.spans.push(span);
             }
             (t, w) => r.skip(t, w)?,

@@ -6,10 +6,10 @@
 //! blocking pool: each allocating thread keeps its own allocator heap, and a pool that grows and
 //! shrinks under load spreads the same work over more of them (BENCHMARKS.md, issue 11).
 //!
-//! The threads run at a lower priority (`--ingest-nice`): on a busy box the DuckDB writer is the
-//! one serial stage every stored row waits for, and it lost a quarter of its time queued behind
-//! this work. What they map is paced to what is stored anyway (`Ingest::pace`), so they only
-//! yield the core to the writer; hook calls and probes are light and never come here.
+//! `--ingest-nice` can run the threads at a lower priority: on a busy box the DuckDB writer is
+//! the one serial stage every stored row waits for, and it lost a quarter of its time queued
+//! behind this work. Off by default: with readers and live subscribers on the same cores, the
+//! lower priority let them starve ingest (BENCHMARKS.md, issue 11).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
