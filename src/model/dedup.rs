@@ -2,8 +2,8 @@
 //! wrapping the SDK's LLM span with the same usage), Claude Code can report one call as a span
 //! and as an `api_request` event, and a tool call can arrive from native telemetry and a hook.
 //! `Deduper` remembers a bounded window of recent calls and drops the repeats (OpenClaw's rule, a
-//! run reported by the plugin and the shim, is in `openclaw.rs`). No I/O: the single store writer
-//! owns one and runs every batch through it before appending.
+//! run reported by the plugin and the shim, is in `openclaw.rs`). No I/O: the pipeline thread
+//! owns one and runs every batch through it (`Stages::stage_dedup`) before the batch is stored.
 
 use std::hash::{BuildHasher, Hash};
 
