@@ -17,9 +17,9 @@ use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 use opentelemetry_proto::tonic::common::v1 as pb;
 
 /// Room made for a span's attributes at its first one.
+const SPAN_ATTRS_GUESS: usize = 24;
 /// Wire bytes a span takes, at the low end (for the initial capacity of a scope's spans).
 const SPAN_WIRE_BYTES_GUESS: usize = 512;
-const SPAN_ATTRS_GUESS: usize = 24;
 
 /// prost's own limit on message nesting.
 const RECURSION_LIMIT: u32 = 100;
