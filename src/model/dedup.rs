@@ -58,9 +58,10 @@ impl Default for Fingerprint {
 }
 
 impl Fingerprint {
-    fn key(&self, trace: &str, span: &str) -> SpanKey {
-        // trace, 0xFF, span: a byte that UTF-8 never holds, so the split is unambiguous.
-        let n = trace.len() + 1 + span.len();
+    /// The fingerprint of `a`, 0xFF, `b` (a byte that UTF-8 never holds, so the split is
+    /// unambiguous when `a` is text).
+    fn pair(&self, a: &[u8], b: &[u8]) -> SpanKey {
+        let n = a.len() + 1 + b.len();
         let mut stack = [0u8; 128];
         let mut heap = Vec::new();
         let buf: &mut [u8] = if n <= stack.len() {
@@ -69,13 +70,40 @@ impl Fingerprint {
             heap.resize(n, 0);
             &mut heap
         };
-        buf[..trace.len()].copy_from_slice(trace.as_bytes());
-        buf[trace.len()] = 0xff;
-        buf[trace.len() + 1..].copy_from_slice(span.as_bytes());
+        buf[..a.len()].copy_from_slice(a);
+        buf[a.len()] = 0xff;
+        buf[a.len() + 1..].copy_from_slice(b);
         SpanKey(twox_hash::XxHash3_128::oneshot_with_seed(self.seed, buf))
+    }
+    fn key(&self, trace: &str, span: &str) -> SpanKey {
+        self.pair(trace.as_bytes(), span.as_bytes())
     }
     fn call(&self, c: &ModelCallRow) -> Option<SpanKey> {
         Some(self.key(c.trace_id.as_deref()?, c.span_id.as_deref()?))
+    }
+    /// A session and a call's four token counts (each a presence byte and 8 bytes).
+    fn content(&self, session: &str, t: &[Option<i64>; 4]) -> SpanKey {
+        let mut b = [0u8; 36];
+        for (chunk, v) in b.chunks_exact_mut(9).zip(t) {
+            if let Some(v) = v {
+                chunk[0] = 1;
+                chunk[1..].copy_from_slice(&v.to_le_bytes());
+            }
+        }
+        self.pair(session.as_bytes(), &b)
+    }
+}
+
+/// Up to `MAX_DEPTH` ancestors of a span, nearest first (no allocation).
+#[derive(Clone, Copy)]
+struct Ancestors {
+    keys: [SpanKey; MAX_DEPTH],
+    len: usize,
+}
+
+impl Ancestors {
+    fn iter(&self) -> impl Iterator<Item = SpanKey> + '_ {
+        self.keys[..self.len].iter().copied()
     }
 }
 
@@ -121,8 +149,10 @@ pub struct Deduper {
     parents: Bounded<SpanKey, SpanKey>,
     llm_calls: Bounded<SpanKey, Tokens>,
     llm_ancestors: Bounded<SpanKey, Tokens>,
-    content: Bounded<(String, [Option<i64>; 4]), &'static str>,
-    tool_ids: Bounded<String, ()>,
+    /// (session, token counts) -> the source that reported them.
+    content: Bounded<SpanKey, &'static str>,
+    /// Tool call ids (fingerprints).
+    tool_ids: Bounded<SpanKey, ()>,
     openclaw: super::openclaw::RunDedup,
 }
 
@@ -156,14 +186,15 @@ impl Deduper {
         self.openclaw.restore_totals(totals);
     }
 
-    fn ancestors(&self, key: &SpanKey) -> Vec<SpanKey> {
-        let mut out = Vec::new();
-        let mut cur = *key;
-        while out.len() < MAX_DEPTH {
+    fn ancestors(&self, key: SpanKey) -> Ancestors {
+        let mut out = Ancestors { keys: [SpanKey(0); MAX_DEPTH], len: 0 };
+        let mut cur = key;
+        while out.len < MAX_DEPTH {
             match self.parents.get(&cur) {
                 Some(&parent) => {
                     cur = parent;
-                    out.push(cur);
+                    out.keys[out.len] = cur;
+                    out.len += 1;
                 }
                 None => break,
             }
@@ -179,31 +210,39 @@ impl Deduper {
                 self.parents.insert(self.ids.key(&s.trace_id, &s.span_id), self.ids.key(&s.trace_id, p));
             }
         }
-        for c in &batch.model_calls {
-            if let (Some(k), Some(t), Some(p)) = (self.ids.call(c), &c.trace_id, &c.parent_span_id) {
-                if self.parents.get(&k).is_none() {
-                    self.parents.insert(k, self.ids.key(t, p));
+        // Each call's fingerprint, computed once; `span_keys` only for calls reported as spans.
+        let call_keys: Vec<Option<SpanKey>> = batch.model_calls.iter().map(|c| self.ids.call(c)).collect();
+        for (c, k) in batch.model_calls.iter().zip(&call_keys) {
+            if let (Some(k), Some(t), Some(p)) = (k, &c.trace_id, &c.parent_span_id) {
+                if self.parents.get(k).is_none() {
+                    self.parents.insert(*k, self.ids.key(t, p));
                 }
             }
         }
         let calls = &mut batch.model_calls;
+        let span_keys: Vec<Option<SpanKey>> =
+            calls.iter().zip(call_keys).map(|(c, k)| k.filter(|_| c.source == "span")).collect();
+        let ancestors: Vec<Ancestors> = span_keys
+            .iter()
+            .map(|k| k.map_or(Ancestors { keys: [SpanKey(0); MAX_DEPTH], len: 0 }, |k| self.ancestors(k)))
+            .collect();
         let n = calls.len();
         let mut drop = vec![false; n];
         let mut in_batch: FastMap<SpanKey, usize> = FastMap::default();
-        for (i, c) in calls.iter().enumerate().filter(|(_, c)| c.source == "span") {
-            if let Some(k) = self.ids.call(c) {
-                in_batch.entry(k).or_insert(i);
+        for (i, k) in span_keys.iter().enumerate() {
+            if let Some(k) = k {
+                in_batch.entry(*k).or_insert(i);
             }
         }
         let mut keys_now: FastSet<SpanKey> = FastSet::default();
         for i in 0..n {
-            let Some(key) = self.ids.call(&calls[i]).filter(|_| calls[i].source == "span") else { continue };
+            let Some(key) = span_keys[i] else { continue };
             // The same span again (an exporter retry, a replay) is the same call.
             if self.llm_calls.get(&key).is_some() || !keys_now.insert(key) {
                 drop[i] = true;
                 continue;
             }
-            for anc in self.ancestors(&key) {
+            for anc in ancestors[i].iter() {
                 if let Some(&j) = in_batch.get(&anc) {
                     if j != i && !drop[j] && related(tokens(&calls[i]), tokens(&calls[j])) {
                         let (keep, lose) = if has_tokens(tokens(&calls[i])) || !has_tokens(tokens(&calls[j])) {
@@ -243,9 +282,9 @@ impl Deduper {
                 drop[i] = true;
                 continue;
             }
-            if let Some(key) = self.ids.call(c).filter(|_| c.source == "span") {
+            if let Some(key) = span_keys[i] {
                 let t = tokens(c);
-                for anc in self.ancestors(&key) {
+                for anc in ancestors[i].iter() {
                     self.llm_ancestors.insert(anc, t);
                 }
                 self.llm_calls.insert(key, t);
@@ -253,7 +292,7 @@ impl Deduper {
             if let Some(session) = &c.ctx.session_id {
                 let t = [c.input_tokens, c.output_tokens, c.cache_read_tokens, c.cache_write_tokens];
                 if t.iter().any(Option::is_some) {
-                    let ck = (session.clone(), t);
+                    let ck = self.ids.content(session, &t);
                     match self.content.get(&ck) {
                         Some(src) if *src != c.source => drop[i] = true,
                         Some(_) => {}
@@ -269,10 +308,11 @@ impl Deduper {
             dropped += usize::from(d);
             !d
         });
-        let mut seen_now: FastSet<String> = FastSet::default();
+        let mut seen_now: FastSet<SpanKey> = FastSet::default();
         batch.tool_calls.retain(|t| {
             let Some(id) = &t.tool_call_id else { return true };
-            if self.tool_ids.get(id).is_some() || !seen_now.insert(id.clone()) {
+            let id = self.ids.pair(id.as_bytes(), &[]);
+            if self.tool_ids.get(&id).is_some() || !seen_now.insert(id) {
                 dropped += 1;
                 return false;
             }

@@ -41,10 +41,33 @@ pub const DEFAULT_MAX_NODES: usize = 200_000;
 /// Forgotten trace ids remembered (about 100 bytes each: 6.5 MB at most).
 const MAX_FORGOTTEN: usize = 65_536;
 
+/// A span id as a 128-bit fingerprint (XXH3-128, per-process random seed): the key of a trace's
+/// nodes and a node's parent, so remembering a span copies none of its ids (two of a trace's
+/// spans share one with a probability of about 2^-128 per pair).
+type SpanFp = u128;
+
+#[derive(Debug)]
+struct Fingerprint {
+    seed: u64,
+}
+
+impl Default for Fingerprint {
+    fn default() -> Self {
+        use std::hash::BuildHasher;
+        Self { seed: std::collections::hash_map::RandomState::new().hash_one(0x1e7_u64) }
+    }
+}
+
+impl Fingerprint {
+    fn of(&self, span_id: &str) -> SpanFp {
+        twox_hash::XxHash3_128::oneshot_with_seed(self.seed, span_id.as_bytes())
+    }
+}
+
 /// What a span carries of its own.
 #[derive(Debug, Clone, Default)]
 struct Node {
-    parent: Option<String>,
+    parent: Option<SpanFp>,
     agent: Option<(String, Option<String>)>,
     session: Option<String>,
     task: Option<String>,
@@ -54,7 +77,7 @@ struct Node {
 #[derive(Debug, Clone)]
 struct Waiting {
     span_id: String,
-    parent: String,
+    parent: SpanFp,
     need_agent: bool,
     need_session: bool,
     need_task: bool,
@@ -65,7 +88,7 @@ struct Waiting {
 
 #[derive(Debug, Default)]
 struct TraceMem {
-    nodes: FastMap<String, Node>,
+    nodes: FastMap<SpanFp, Node>,
     waiting: Vec<Waiting>,
     /// The latest span start remembered (what forgetting the trace raises the horizon to).
     newest_us: i64,
@@ -84,6 +107,7 @@ struct Found {
 /// The stage's memory (owned by the pipeline thread).
 #[derive(Debug)]
 pub struct Inherit {
+    ids: Fingerprint,
     traces: FastMap<String, TraceMem>,
     order: VecDeque<String>,
     nodes: usize,
@@ -178,6 +202,7 @@ impl Inherit {
     /// A memory whose coverage starts at `horizon_us`.
     pub fn with_horizon(max_nodes: usize, horizon_us: i64) -> Self {
         Self {
+            ids: Fingerprint::default(),
             traces: FastMap::default(),
             order: VecDeque::new(),
             nodes: 0,
@@ -197,11 +222,11 @@ impl Inherit {
     }
 
     /// Walk up from `parent`, collecting the nearest agent / session / task wanted.
-    fn walk(&self, trace: &str, parent: &str, want: (bool, bool, bool)) -> Found {
+    fn walk(&self, trace: &str, parent: SpanFp, want: (bool, bool, bool)) -> Found {
         let mut f = Found::default();
         let Some(t) = self.traces.get(trace) else { return f };
         let (mut wa, mut ws, mut wt) = want;
-        let mut cur = parent.to_string();
+        let mut cur = parent;
         for _ in 0..MAX_DEPTH {
             let Some(n) = t.nodes.get(&cur) else { return f };
             if wa {
@@ -226,8 +251,8 @@ impl Inherit {
                 f.complete = true;
                 return f;
             }
-            match &n.parent {
-                Some(p) => cur = p.clone(),
+            match n.parent {
+                Some(p) => cur = p,
                 None => {
                     f.complete = true;
                     return f;
@@ -257,7 +282,7 @@ impl Inherit {
         if let Some(f) = memo.get(&key) {
             return Some((parent, clone_found(f)));
         }
-        let f = self.walk(trace, &parent, want);
+        let f = self.walk(trace, self.ids.of(&parent), want);
         memo.insert(key, clone_found(&f));
         Some((parent, f))
     }
@@ -303,11 +328,12 @@ impl Inherit {
                 self.order.push_back(s.trace_id.clone());
             }
             let Some(t) = self.traces.get_mut(&s.trace_id) else { continue };
-            if t.nodes.len() >= MAX_TRACE_NODES && !t.nodes.contains_key(&s.span_id) {
+            let key = self.ids.of(&s.span_id);
+            if t.nodes.len() >= MAX_TRACE_NODES && !t.nodes.contains_key(&key) {
                 continue;
             }
             let mut node = own(&s.ctx);
-            node.parent = s.parent_span_id.clone();
+            node.parent = s.parent_span_id.as_deref().map(|p| self.ids.of(p));
             t.newest_us = t.newest_us.max(s.start_us);
             if s.start_us < self.horizon_us || self.forgotten.contains_key(&s.trace_id) {
                 if let Some(a) = adopt(s, &node) {
@@ -319,7 +345,7 @@ impl Inherit {
                     }
                 }
             }
-            if t.nodes.insert(s.span_id.clone(), node).is_none() {
+            if t.nodes.insert(key, node).is_none() {
                 self.nodes += 1;
             }
             if touched_set.insert(s.trace_id.as_str()) {
@@ -333,7 +359,7 @@ impl Inherit {
                 continue;
             };
             waiting.retain_mut(|w| {
-                let f = self.walk(trace, &w.parent, (w.need_agent, w.need_session, w.need_task));
+                let f = self.walk(trace, w.parent, (w.need_agent, w.need_session, w.need_task));
                 let agent = f.agent.clone().filter(|_| w.need_agent);
                 let session = f.session.clone().filter(|_| w.need_session);
                 let task = f.task.clone().filter(|_| w.need_task);
@@ -402,7 +428,7 @@ impl Inherit {
                     trace,
                     Waiting {
                         span_id: span,
-                        parent,
+                        parent: self.ids.of(&parent),
                         need_agent: a,
                         need_session: s,
                         need_task: t,
