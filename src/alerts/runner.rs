@@ -352,9 +352,9 @@ impl Alerts {
         };
         hub.publish(Draft {
             kind: ALERT,
-            session_id: session,
-            agent_id: agent,
-            task_id: task,
+            session_id: session.map(Arc::from),
+            agent_id: agent.map(Arc::from),
+            task_id: task.map(Arc::from),
             data: payload.to_string().into(),
         });
         // 3. The action, as an ordinary audited command, off this task.

@@ -286,8 +286,8 @@ impl Tx {
         }
         self.drafts.push(Draft {
             kind: LIVE_COMMAND,
-            session_id: Some(c.session_id.clone()),
-            agent_id: agent.map(str::to_string),
+            session_id: Some(c.session_id.as_str().into()),
+            agent_id: agent.map(Arc::from),
             task_id: None,
             data: data.to_string().into(),
         });
@@ -296,8 +296,8 @@ impl Tx {
     fn publish_approval(&mut self, a: &Approval, agent: Option<&str>) {
         self.drafts.push(Draft {
             kind: LIVE_APPROVAL,
-            session_id: Some(a.session_id.clone()),
-            agent_id: agent.map(str::to_string),
+            session_id: Some(a.session_id.as_str().into()),
+            agent_id: agent.map(Arc::from),
             task_id: None,
             data: a.to_json().to_string().into(),
         });

@@ -647,7 +647,11 @@ mod tests {
             let mut out = Vec::new();
             for _ in 0..n {
                 let m = sub.walk_now().expect("a message");
-                out.push((m.id, m.session_id.clone().unwrap_or_default(), m.agent_id.clone().unwrap_or_default()));
+                out.push((
+                    m.id,
+                    m.session_id.as_deref().unwrap_or_default().to_string(),
+                    m.agent_id.as_deref().unwrap_or_default().to_string(),
+                ));
             }
             out
         };

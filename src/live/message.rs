@@ -41,9 +41,9 @@ pub struct Extras {
 #[derive(Debug, Clone)]
 pub struct Draft {
     pub kind: &'static str,
-    pub session_id: Option<String>,
-    pub agent_id: Option<String>,
-    pub task_id: Option<String>,
+    pub session_id: Option<Arc<str>>,
+    pub agent_id: Option<Arc<str>>,
+    pub task_id: Option<Arc<str>>,
     /// The JSON payload, serialised once.
     pub data: Arc<str>,
 }
@@ -53,9 +53,9 @@ pub struct Draft {
 pub struct Message {
     pub id: u64,
     pub kind: &'static str,
-    pub session_id: Option<String>,
-    pub agent_id: Option<String>,
-    pub task_id: Option<String>,
+    pub session_id: Option<Arc<str>>,
+    pub agent_id: Option<Arc<str>>,
+    pub task_id: Option<Arc<str>>,
     pub data: Arc<str>,
 }
 
@@ -93,11 +93,11 @@ pub fn rfc3339(us: i64) -> String {
 }
 
 fn ctx_fields(obj: &mut Map<String, Value>, c: &Context) {
-    obj.insert("session_id".into(), json!(c.session_id));
-    obj.insert("agent_id".into(), json!(c.agent_id));
-    obj.insert("task_id".into(), json!(c.task_id));
-    obj.insert("agent_name".into(), json!(c.agent_name));
-    obj.insert("run_id".into(), json!(c.run_id));
+    obj.insert("session_id".into(), json!(c.session_id.as_deref()));
+    obj.insert("agent_id".into(), json!(c.agent_id.as_deref()));
+    obj.insert("task_id".into(), json!(c.task_id.as_deref()));
+    obj.insert("agent_name".into(), json!(c.agent_name.as_deref()));
+    obj.insert("run_id".into(), json!(c.run_id.as_deref()));
     obj.insert("service_name".into(), json!(c.service_name.as_deref()));
 }
 
@@ -250,9 +250,9 @@ pub fn session_with(u: &SessionUpdate, extra: Option<&SessionExtra>) -> Draft {
     }
     Draft {
         kind: SESSION,
-        session_id: Some(u.session_id.clone()),
-        agent_id: u.agent_id.clone(),
-        task_id: u.task_id.clone(),
+        session_id: Some(u.session_id.as_str().into()),
+        agent_id: u.agent_id.as_deref().map(Arc::from),
+        task_id: u.task_id.as_deref().map(Arc::from),
         data: Value::Object(obj).to_string().into(),
     }
 }

@@ -13,7 +13,7 @@ use opentelemetry_proto::tonic::metrics::v1::{metric::Data, number_data_point, M
 use opentelemetry_proto::tonic::trace::v1::{span::SpanKind, status::StatusCode};
 
 use super::attrs::{self, AttrIndex};
-use super::fastmap::FastMap;
+use super::fastmap::{FastMap, FastSet};
 use super::ids::{SpanId, TraceId};
 use super::records::*;
 use super::semconv as k;
@@ -83,14 +83,14 @@ fn ns_to_us(ns: u64) -> i64 {
 }
 
 /// Task id: the record, then the resource; the attribute, its baggage copy, or a raw baggage header.
-fn task_id(rec: &AttrIndex, res: &AttrIndex) -> Option<String> {
+fn task_id<'a>(rec: &AttrIndex<'a>, res: &AttrIndex<'a>) -> Option<std::borrow::Cow<'a, str>> {
     for idx in [rec, res] {
         if let Some(t) = idx.str(k::TASK_ID).or_else(|| idx.str(k::BAGGAGE_TASK_ID)) {
-            return Some(t.to_string());
+            return Some(t.into());
         }
         if let Some(b) = idx.str(k::BAGGAGE) {
             if let Some(t) = baggage_value(b, k::TASK_ID) {
-                return Some(t);
+                return Some(t.into());
             }
         }
     }
@@ -125,36 +125,64 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// One shared copy of each distinct context string of an export (`Context`): the rows of an
+/// export mostly repeat a few sessions, agents and tasks, so a row's context costs lookups, not
+/// allocations. At most `MAX_INTERNED` values are remembered; past that each is its own copy.
+#[derive(Default)]
+pub struct Interner {
+    set: FastSet<Arc<str>>,
+}
+
+const MAX_INTERNED: usize = 4096;
+
+impl Interner {
+    pub fn get(&mut self, s: &str) -> Arc<str> {
+        if let Some(a) = self.set.get(s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s);
+        if self.set.len() < MAX_INTERNED {
+            self.set.insert(a.clone());
+        }
+        a
+    }
+}
+
 /// Resolve the shared context of a record. `span_agent` is the agent an agent span names
 /// (`agent_span_name`); it comes after the record's own agent keys and before the resource's.
-fn context(rec: &AttrIndex, res: &Res, fallback_session: Option<&str>, span_agent: Option<&str>) -> Context {
+fn context(
+    rec: &AttrIndex,
+    res: &Res,
+    fallback_session: Option<&str>,
+    span_agent: Option<&str>,
+    ids: &mut Interner,
+) -> Context {
     let own_session =
-        rec.first_str(k::SESSION_ID).or_else(|| res.idx.first_str(k::SESSION_ID)).map(|(_, v)| v.to_string());
+        rec.first_str(k::SESSION_ID).or_else(|| res.idx.first_str(k::SESSION_ID)).map(|(_, v)| ids.get(v));
     let session_fallback = own_session.is_none() && fallback_session.is_some();
-    let session_id = own_session.or_else(|| fallback_session.map(str::to_string));
-    let own_name = rec
-        .first_str(k::AGENT_NAME)
-        .map(|(_, v)| v)
-        .or(span_agent)
-        .map(str::to_string)
-        .or_else(|| langgraph_agent(rec))
-        .or_else(|| res.idx.first_str(k::AGENT_NAME).map(|(_, v)| v.to_string()));
-    let own_id = rec.first_str(k::AGENT_ID).or_else(|| res.idx.first_str(k::AGENT_ID)).map(|(_, v)| v.to_string());
+    let session_id = own_session.or_else(|| fallback_session.map(|s| ids.get(s)));
+    let own_name = match rec.first_str(k::AGENT_NAME).map(|(_, v)| v).or(span_agent) {
+        Some(v) => Some(ids.get(v)),
+        None => langgraph_agent(rec)
+            .map(|v| ids.get(&v))
+            .or_else(|| res.idx.first_str(k::AGENT_NAME).map(|(_, v)| ids.get(v))),
+    };
+    let own_id = rec.first_str(k::AGENT_ID).or_else(|| res.idx.first_str(k::AGENT_ID)).map(|(_, v)| ids.get(v));
     let agent_fallback = own_name.is_none() && own_id.is_none() && res.service.is_some();
-    let agent_name = own_name.or_else(|| res.service.as_deref().map(str::to_string));
+    let agent_name = own_name.or_else(|| res.service.clone());
     let agent_id = own_id.or_else(|| agent_name.clone());
     Context {
         session_id,
         agent_id,
         agent_name,
-        task_id: task_id(rec, &res.idx),
-        run_id: rec.first_str(k::RUN_ID).or_else(|| res.idx.first_str(k::RUN_ID)).map(|(_, v)| v.to_string()),
+        task_id: task_id(rec, &res.idx).map(|t| ids.get(&t)),
+        run_id: rec.first_str(k::RUN_ID).or_else(|| res.idx.first_str(k::RUN_ID)).map(|(_, v)| ids.get(v)),
         service_name: res.service.clone(),
         parent_session_id: rec
             .str(k::PARENT_SESSION_ID)
             .or_else(|| res.idx.str(k::PARENT_SESSION_ID))
             .filter(|p| !p.is_empty())
-            .map(str::to_string),
+            .map(|p| ids.get(p)),
         agent_fallback,
         session_fallback,
     }
@@ -375,8 +403,14 @@ fn openlit_unknown_cost(cost: Option<f64>, openlit: bool, u: &Usage) -> Option<f
 /// Sessions and agents seen in one request, folded per id.
 #[derive(Default)]
 struct SeenSet {
-    sessions: FastMap<String, Seen>,
-    agents: FastMap<String, Seen>,
+    sessions: FastMap<Arc<str>, Seen>,
+    agents: FastMap<Arc<str>, Seen>,
+    /// The request's context strings (`context`).
+    ids: Interner,
+}
+
+fn owned(s: &Option<Arc<str>>) -> Option<String> {
+    s.as_deref().map(str::to_string)
 }
 
 impl SeenSet {
@@ -389,13 +423,13 @@ impl SeenSet {
                 self.agents.insert(
                     agent.clone(),
                     Seen {
-                        id: agent.clone(),
+                        id: agent.to_string(),
                         first_us: t_us,
                         last_us: t_us,
-                        agent_id: Some(agent.clone()),
-                        display_name: ctx.agent_name.clone(),
+                        agent_id: Some(agent.to_string()),
+                        display_name: owned(&ctx.agent_name),
                         service_name: ctx.service_name.clone(),
-                        task_id: ctx.task_id.clone(),
+                        task_id: owned(&ctx.task_id),
                         parent_id: None,
                     },
                 );
@@ -406,14 +440,14 @@ impl SeenSet {
                 self.sessions.insert(
                     session.clone(),
                     Seen {
-                        id: session.clone(),
+                        id: session.to_string(),
                         first_us: t_us,
                         last_us: t_us,
-                        agent_id: ctx.agent_id.clone(),
+                        agent_id: owned(&ctx.agent_id),
                         display_name: None,
                         service_name: ctx.service_name.clone(),
-                        task_id: ctx.task_id.clone(),
-                        parent_id: ctx.parent_session_id.clone(),
+                        task_id: owned(&ctx.task_id),
+                        parent_id: owned(&ctx.parent_session_id),
                     },
                 );
             }
@@ -421,15 +455,15 @@ impl SeenSet {
             e.first_us = e.first_us.min(t_us);
             if t_us >= e.last_us {
                 e.last_us = t_us;
-                if ctx.task_id.is_some() {
-                    e.task_id = ctx.task_id.clone();
+                if ctx.task_id.is_some() && e.task_id.as_deref() != ctx.task_id.as_deref() {
+                    e.task_id = owned(&ctx.task_id);
                 }
             }
             if e.agent_id.is_none() {
-                e.agent_id = ctx.agent_id.clone();
+                e.agent_id = owned(&ctx.agent_id);
             }
             if e.parent_id.is_none() {
-                e.parent_id = ctx.parent_session_id.clone();
+                e.parent_id = owned(&ctx.parent_session_id);
             }
             if e.display_name.is_none() {
                 let short: String = session.chars().take(8).collect();
@@ -546,7 +580,7 @@ fn map_span(
     let error_type = idx.str(k::ERROR_TYPE);
     let error = status_code == "error" || error_type.is_some() || idx.bool(k::SUCCESS) == Some(false);
     let span_agent = (span_type == SpanType::Agent && !claude_code).then(|| agent_span_name(&idx, span.name)).flatten();
-    let mut ctx = context(&idx, res, Some(&trace_id), span_agent);
+    let mut ctx = context(&idx, res, Some(&trace_id), span_agent, &mut seen.ids);
     let duration_ms = (end_us - start_us) as f64 / 1000.0;
 
     if openclaw_usage {
@@ -730,7 +764,7 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
                 let body_str = body_view.as_ref().and_then(attrs::as_str);
                 let body = body_view.as_ref().map(attrs::display_text).filter(|b| !b.is_empty());
                 let event_name = log_event_name(&rec.event_name, body_str, &idx, claude_code);
-                let ctx = context(&idx, &res, trace_id.as_deref(), None);
+                let ctx = context(&idx, &res, trace_id.as_deref(), None, &mut seen.ids);
                 let mark = super::validate::Mark::of(&out.batch);
                 map_log_derived(&idx, &res, event_name.as_deref(), time_us, &trace_id, &span_id, &ctx, &mut out.batch);
                 if let Some(why) = super::validate::check_since(&out.batch, &mark) {
@@ -888,7 +922,7 @@ fn map_metric(metric: &Metric, res: &Res, scope: &Scope, received_us: i64, out: 
                     distribution: Option<String>| {
         let kvs = view::kvs_of(common.attributes);
         let idx = AttrIndex::build(&kvs);
-        let ctx = context(&idx, res, None, None);
+        let ctx = context(&idx, res, None, None, &mut seen.ids);
         let time_us = match ns_to_us(common.time_ns) {
             0 => received_us,
             t => t,

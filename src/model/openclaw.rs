@@ -82,7 +82,7 @@ fn find_i64(kvs: &[KeyValue], key: &str) -> Option<i64> {
 /// Session of a plugin span: `openclaw.sessionKey` (older plugins) replaces the trace fallback.
 pub fn plugin_context(kvs: &[KeyValue], ctx: &mut Context) {
     if let Some(key) = find_str(kvs, oc::plugin::SESSION_KEY) {
-        ctx.session_id = Some(key.to_string());
+        ctx.session_id = Some(key.into());
         ctx.session_fallback = false;
     }
 }
@@ -367,7 +367,7 @@ impl RunDedup {
                 return true;
             }
             self.remember(key);
-            let session = c.ctx.session_id.clone().unwrap_or_default();
+            let session = c.ctx.session_id.as_deref().unwrap_or_default().to_string();
             if c.operation.as_deref() == Some(oc::RECONCILE_OPERATION) {
                 // Count only what the store is missing for the session: a shim whose ledger was
                 // lost (corrupt state file) reconciles from zero and would count it all again.

@@ -31,17 +31,21 @@ impl SpanType {
 }
 
 /// Who/what a record belongs to; shared by every row type.
+///
+/// The strings are shared (`Arc<str>`): a span's model or tool call row, the pipeline's memory and
+/// the live stream take a context by reference count, and mapping makes one of each distinct
+/// value per export (`normalize::Interner`) rather than one per row.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Context {
-    pub session_id: Option<String>,
-    pub agent_id: Option<String>,
-    pub agent_name: Option<String>,
-    pub task_id: Option<String>,
+    pub session_id: Option<Arc<str>>,
+    pub agent_id: Option<Arc<str>>,
+    pub agent_name: Option<Arc<str>>,
+    pub task_id: Option<Arc<str>>,
     /// Framework run / turn id (`gen_ai.task.id`, `prompt.id`, ...): not a task.
-    pub run_id: Option<String>,
+    pub run_id: Option<Arc<str>>,
     pub service_name: Option<Arc<str>>,
     /// The session that spawned this record's session (`agent_console.session.parent_id`).
-    pub parent_session_id: Option<String>,
+    pub parent_session_id: Option<Arc<str>>,
     /// The agent is only `service.name` (the record named none): an agent span above it in its
     /// trace takes precedence (`pipeline::inherit`).
     pub agent_fallback: bool,

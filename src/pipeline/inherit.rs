@@ -23,6 +23,7 @@
 //! so new traces never cost a lookup (each is a scan of the stored spans in a time window).
 
 use std::collections::VecDeque;
+use std::sync::Arc;
 
 use crate::model::fastmap::{FastMap, FastSet};
 
@@ -68,9 +69,9 @@ impl Fingerprint {
 #[derive(Debug, Clone, Default)]
 struct Node {
     parent: Option<SpanFp>,
-    agent: Option<(String, Option<String>)>,
-    session: Option<String>,
-    task: Option<String>,
+    agent: Option<(Arc<str>, Option<Arc<str>>)>,
+    session: Option<Arc<str>>,
+    task: Option<Arc<str>>,
 }
 
 /// A stored call (by its span) whose ancestors are not all known yet.
@@ -81,8 +82,8 @@ struct Waiting {
     need_agent: bool,
     need_session: bool,
     need_task: bool,
-    from_agent: Option<String>,
-    from_session: Option<String>,
+    from_agent: Option<Arc<str>>,
+    from_session: Option<Arc<str>>,
     time_us: i64,
 }
 
@@ -97,9 +98,9 @@ struct TraceMem {
 /// What walking up from a parent found.
 #[derive(Debug, Default, PartialEq)]
 struct Found {
-    agent: Option<(String, Option<String>)>,
-    session: Option<String>,
-    task: Option<String>,
+    agent: Option<(Arc<str>, Option<Arc<str>>)>,
+    session: Option<Arc<str>>,
+    task: Option<Arc<str>>,
     /// The walk reached the root (or everything needed was found): nothing more can arrive.
     complete: bool,
 }
@@ -138,6 +139,10 @@ fn own(ctx: &Context) -> Node {
         session: (!ctx.session_fallback).then(|| ctx.session_id.clone()).flatten(),
         task: ctx.task_id.clone(),
     }
+}
+
+fn owned(s: &Option<Arc<str>>) -> Option<String> {
+    s.as_deref().map(str::to_string)
 }
 
 fn needs(ctx: &Context) -> (bool, bool, bool) {
@@ -367,12 +372,12 @@ impl Inherit {
                     fixups.push(Fixup {
                         trace_id: trace.clone(),
                         span_id: w.span_id.clone(),
-                        agent_name: agent.as_ref().map(|(id, name)| name.clone().unwrap_or_else(|| id.clone())),
-                        agent_id: agent.as_ref().map(|(id, _)| id.clone()),
-                        session_id: session.clone(),
-                        task_id: task.clone(),
-                        from_agent: w.from_agent.clone(),
-                        from_session: w.from_session.clone(),
+                        agent_name: agent.as_ref().map(|(id, name)| name.as_ref().unwrap_or(id).to_string()),
+                        agent_id: agent.as_ref().map(|(id, _)| id.to_string()),
+                        session_id: owned(&session),
+                        task_id: owned(&task),
+                        from_agent: owned(&w.from_agent),
+                        from_session: owned(&w.from_session),
                         time_us: w.time_us,
                     });
                     w.need_agent &= agent.is_none();
@@ -474,10 +479,10 @@ fn adopt(s: &SpanRow, own: &Node) -> Option<Adopt> {
     Some(Adopt {
         trace_id: s.trace_id.clone(),
         span_id: s.span_id.clone(),
-        agent_name: own.agent.as_ref().map(|(id, name)| name.clone().unwrap_or_else(|| id.clone())),
-        agent_id: own.agent.as_ref().map(|(id, _)| id.clone()),
-        session_id: own.session.clone(),
-        task_id: own.task.clone(),
+        agent_name: own.agent.as_ref().map(|(id, name)| name.as_ref().unwrap_or(id).to_string()),
+        agent_id: own.agent.as_ref().map(|(id, _)| id.to_string()),
+        session_id: owned(&own.session),
+        task_id: owned(&own.task),
         start_us: s.start_us,
         end_us: s.end_us,
     })
@@ -505,12 +510,12 @@ mod tests {
 
     fn ctx(agent: Option<&str>, session: Option<&str>, task: Option<&str>) -> Context {
         Context {
-            agent_id: Some(agent.unwrap_or("svc").to_string()),
-            agent_name: Some(agent.unwrap_or("svc").to_string()),
+            agent_id: Some(agent.unwrap_or("svc").into()),
+            agent_name: Some(agent.unwrap_or("svc").into()),
             agent_fallback: agent.is_none(),
-            session_id: Some(session.unwrap_or("trace-1").to_string()),
+            session_id: Some(session.unwrap_or("trace-1").into()),
             session_fallback: session.is_none(),
-            task_id: task.map(str::to_string),
+            task_id: task.map(Arc::from),
             service_name: Some("svc".into()),
             ..Default::default()
         }

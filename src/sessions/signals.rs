@@ -63,12 +63,12 @@ impl Signals {
         self.first_us = self.first_us.min(t);
         if t >= self.last_us {
             self.last_us = t;
-            if ctx.task_id.is_some() {
-                self.task_id.clone_from(&ctx.task_id);
+            if let Some(t) = ctx.task_id.as_deref().filter(|t| self.task_id.as_deref() != Some(*t)) {
+                self.task_id = Some(t.to_string());
             }
         }
         if self.agent_id.is_none() {
-            self.agent_id.clone_from(&ctx.agent_id);
+            self.agent_id = ctx.agent_id.as_deref().map(str::to_string);
         }
     }
 

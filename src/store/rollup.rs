@@ -2,6 +2,9 @@
 //! calls are summed per (hour, agent, task, model, provider) in Rust and upserted in the same
 //! transaction, so the rollup always equals `model_calls`. Re-pricing rebuilds it with SQL.
 
+use std::hash::BuildHasher;
+use std::sync::Arc;
+
 use crate::model::fastmap::FastMap;
 
 use duckdb::{params, Appender, Connection};
@@ -50,24 +53,39 @@ pub struct Sums {
     pub cache_write_tokens: i64,
 }
 
+/// (hour, agent, task, hash of (model, provider)): the hash lets a call find its sums without
+/// copying its model and provider; the strings are kept once, beside the sums.
+type RollupKey = (i64, Arc<str>, Arc<str>, u64);
+
 /// Sums of one transaction (several records), with owned keys; token sums saturate rather than
 /// wrap (inputs are range-checked at mapping time, so this is a second fence).
 #[derive(Debug, Default)]
 pub struct Rollup {
-    sums: FastMap<(i64, String, String, String, String), Sums>,
+    /// Each key holds the (model, provider, sums) whose pair hashes to it (almost always one).
+    sums: FastMap<RollupKey, Vec<(String, String, Sums)>>,
+    hasher: foldhash::fast::RandomState,
 }
 
 impl Rollup {
     pub fn add(&mut self, calls: &[ModelCallRow]) {
         for c in calls {
+            let model = c.model.as_deref().unwrap_or_default();
+            let provider = c.provider.as_deref().unwrap_or_default();
             let key = (
                 c.time_us.div_euclid(HOUR_US) * HOUR_US,
                 c.ctx.agent_id.clone().unwrap_or_default(),
                 c.ctx.task_id.clone().unwrap_or_default(),
-                c.model.clone().unwrap_or_default(),
-                c.provider.clone().unwrap_or_default(),
+                self.hasher.hash_one((model, provider)),
             );
-            let s = self.sums.entry(key).or_default();
+            let pairs = self.sums.entry(key).or_default();
+            let i = match pairs.iter().position(|(m, p, _)| m == model && p == provider) {
+                Some(i) => i,
+                None => {
+                    pairs.push((model.to_string(), provider.to_string(), Sums::default()));
+                    pairs.len() - 1
+                }
+            };
+            let s = &mut pairs[i].2;
             s.calls = s.calls.saturating_add(1);
             if let Some(cost) = c.cost_usd.filter(|c| c.is_finite()) {
                 s.cost_usd = Some(s.cost_usd.unwrap_or(0.0) + cost);
@@ -84,20 +102,22 @@ impl Rollup {
         if self.sums.is_empty() {
             return Ok(());
         }
-        for ((hour, agent, task, model, provider), s) in &self.sums {
-            stage.append_row(params![
-                hour,
-                agent,
-                task,
-                model,
-                provider,
-                s.calls,
-                s.cost_usd,
-                s.input_tokens,
-                s.output_tokens,
-                s.cache_read_tokens,
-                s.cache_write_tokens
-            ])?;
+        for ((hour, agent, task, _), pairs) in &self.sums {
+            for (model, provider, s) in pairs {
+                stage.append_row(params![
+                    hour,
+                    agent,
+                    task,
+                    model,
+                    provider,
+                    s.calls,
+                    s.cost_usd,
+                    s.input_tokens,
+                    s.output_tokens,
+                    s.cache_read_tokens,
+                    s.cache_write_tokens
+                ])?;
+            }
         }
         stage.flush()?;
         conn.execute_batch(UPSERT)

@@ -53,14 +53,14 @@ impl TaskWatch {
             }
         }
         for c in &b.model_calls {
-            if let Some(s) = &c.ctx.session_id {
+            if let Some(s) = c.ctx.session_id.as_deref() {
                 if d.sessions.len() < MAX_DIRTY && !d.sessions.contains(s) {
-                    d.sessions.insert(s.clone());
+                    d.sessions.insert(s.to_string());
                 }
             }
-            if let Some(t) = &c.ctx.task_id {
+            if let Some(t) = c.ctx.task_id.as_deref() {
                 if d.tasks.len() < MAX_DIRTY && !d.tasks.contains(t) {
-                    d.tasks.insert(t.clone());
+                    d.tasks.insert(t.to_string());
                 }
             }
         }
@@ -174,8 +174,8 @@ impl TaskWatch {
             hub.publish(Draft {
                 kind: TASK,
                 session_id: None,
-                agent_id: agent,
-                task_id: Some(id),
+                agent_id: agent.map(Arc::from),
+                task_id: Some(id.into()),
                 data: Value::Object(r).to_string().into(),
             });
         }

@@ -84,9 +84,9 @@ fn warm(rules: &RuleSet) -> Engine {
                 parent_id: None,
             });
             let ctx = Context {
-                session_id: Some(id.clone()),
+                session_id: Some(id.as_str().into()),
                 agent_id: Some(agent.into()),
-                task_id: Some(task),
+                task_id: Some(task.into()),
                 service_name: Some(agent.into()),
                 ..Context::default()
             };
