@@ -3,6 +3,12 @@
 //! collector for a fixed time, then count what was persisted back through `/api/sql` and report
 //! spans/s. Overload answers (503 / UNAVAILABLE) are counted, waited out and retried.
 //!
+//! 64 exports are built and encoded before the run; each send copies one and gives it new trace,
+//! span and tool call ids in place (`Payload::fresh`: the offsets are found once), so every span,
+//! model call and tool call is new to the collector, as from a live fleet, at the cost of a
+//! memcpy per export. `--replay-payloads` sends them unchanged instead (exporter retries: the
+//! collector stores the spans again but drops the calls as duplicates).
+//!
 //! With `--rate` the clients together send at most that many spans/s; with `--probe-rollups` a
 //! prober asks `GET /api/cost` (by model and by agent, per day) in a loop meanwhile and reports
 //! p50/p99 latency. `--seed-model-calls N --data-dir DIR` fills a stopped collector's database
@@ -94,6 +100,10 @@ struct Args {
     /// ms, with its time into the run, to stderr: where a latency tail comes from (0: off).
     #[arg(long, default_value_t = 0, env = "AGENT_CONSOLE_LOADGEN_TRACE_SLOW_MS")]
     trace_slow_ms: u64,
+    /// Send the pre-built exports unchanged, over and over (retries of the same spans: their
+    /// model and tool calls are dropped as duplicates), instead of with new ids each time.
+    #[arg(long, default_value_t = false, env = "AGENT_CONSOLE_LOADGEN_REPLAY_PAYLOADS")]
+    replay_payloads: bool,
     /// Database directory for --seed-model-calls.
     #[arg(long, default_value = "./agent-console-data", env = "AGENT_CONSOLE_DATA_DIR")]
     data_dir: std::path::PathBuf,
@@ -221,7 +231,100 @@ async fn pace(args: &Args, started: Instant, sent_by_me: u64) {
     tokio::time::sleep_until(due.into()).await;
 }
 
-async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Bytes)>>, id: usize, c: Arc<Counters>, until: Instant) {
+/// One pre-encoded export and where its ids are, so that each send can make them new.
+struct Payload {
+    spans: usize,
+    body: Bytes,
+    /// Offsets of the last 8 bytes of every trace id, of every span and parent span id (8 bytes),
+    /// and of the 16 hex digits of every `gen_ai.tool.call.id` (`call_<16 hex>`).
+    trace_ids: Vec<usize>,
+    span_ids: Vec<usize>,
+    tool_ids: Vec<usize>,
+}
+
+fn find_from(buf: &[u8], from: usize, pat: &[u8]) -> Option<usize> {
+    buf.get(from..)?.windows(pat.len()).position(|w| w == pat).map(|p| from + p)
+}
+
+impl Payload {
+    /// Encode `req` and find its ids in the encoding, in order (prost writes fields by number:
+    /// trace_id 1, span_id 2, parent_span_id 4, attributes 9), each search starting after the last.
+    fn new(req: &ExportTraceServiceRequest) -> Self {
+        use opentelemetry_proto::tonic::common::v1::any_value::Value;
+        let body = req.encode_to_vec();
+        let mut p = Payload { spans: 0, body: Bytes::new(), trace_ids: vec![], span_ids: vec![], tool_ids: vec![] };
+        let mut at = 0;
+        for span in req.resource_spans.iter().flat_map(|r| &r.scope_spans).flat_map(|s| &s.spans) {
+            p.spans += 1;
+            // (protobuf key byte, id, is the trace id: patch its last 8 bytes)
+            let fields: [(u8, &[u8], bool); 3] =
+                [(0x0a, &span.trace_id, true), (0x12, &span.span_id, false), (0x22, &span.parent_span_id, false)];
+            for (tag, id, trace) in fields {
+                if id.len() < 8 {
+                    continue;
+                }
+                let pat = [&[tag, id.len() as u8][..], id].concat();
+                if let Some(o) = find_from(&body, at, &pat) {
+                    if trace {
+                        p.trace_ids.push(o + 2 + id.len() - 8);
+                    } else {
+                        p.span_ids.push(o + 2);
+                    }
+                    at = o + pat.len();
+                }
+            }
+            for kv in span.attributes.iter().filter(|kv| kv.key == "gen_ai.tool.call.id") {
+                if let Some(Value::StringValue(v)) = kv.value.as_ref().and_then(|v| v.value.as_ref()) {
+                    if v.len() == 21 && v.starts_with("call_") {
+                        if let Some(o) = find_from(&body, at, v.as_bytes()) {
+                            p.tool_ids.push(o + 5);
+                            at = o + v.len();
+                        }
+                    }
+                }
+            }
+        }
+        p.body = Bytes::from(body);
+        p
+    }
+
+    /// A copy whose ids are XORed with `k` (the same id gets the same new id, so parents still
+    /// match their children; a different `k` per send makes every send new).
+    fn fresh(&self, k: u64) -> Bytes {
+        let mut b = bytes::BytesMut::from(&self.body[..]);
+        let x = k.to_be_bytes();
+        for &o in self.trace_ids.iter().chain(&self.span_ids) {
+            for (byte, m) in b[o..o + 8].iter_mut().zip(x) {
+                *byte ^= m;
+            }
+        }
+        for &o in &self.tool_ids {
+            let old = std::str::from_utf8(&b[o..o + 16]).ok().and_then(|h| u64::from_str_radix(h, 16).ok());
+            if let Some(old) = old {
+                b[o..o + 16].copy_from_slice(format!("{:016x}", old ^ k).as_bytes());
+            }
+        }
+        b.freeze()
+    }
+
+    fn body(&self, args: &Args, nonce: u64, client: usize, i: usize) -> Bytes {
+        if args.replay_payloads {
+            self.body.clone()
+        } else {
+            // Unique per run (nonce), client and send.
+            self.fresh(nonce ^ ((client as u64 + 1) << 40 | i as u64))
+        }
+    }
+}
+
+async fn run_client(
+    args: Arc<Args>,
+    payloads: Arc<Vec<Payload>>,
+    nonce: u64,
+    id: usize,
+    c: Arc<Counters>,
+    until: Instant,
+) {
     let mut i = id;
     let started = Instant::now();
     let mut mine = 0u64;
@@ -244,7 +347,8 @@ async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Bytes)>>, id: usi
                 }
             };
             while Instant::now() < until {
-                let (n, body) = &payloads[i % payloads.len()];
+                let p = &payloads[i % payloads.len()];
+                let (n, body) = (&p.spans, p.body(&args, nonce, id, i));
                 i += 1;
                 mine += *n as u64;
                 c.sent_spans.fetch_add(*n as u64, Relaxed);
@@ -254,7 +358,7 @@ async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Bytes)>>, id: usi
                         // the collector's cores, so it does not clone and re-encode 512 spans per
                         // export (an SDK encodes each batch once, which the pre-encoding stands for).
                         let path = tonic::codegen::http::uri::PathAndQuery::from_static(TraceService::EXPORT_PATH);
-                        client.unary(tonic::Request::new(body.clone()), path, RawCodec).await.map(|_| ())
+                        client.unary(tonic::Request::new(body), path, RawCodec).await.map(|_| ())
                     }
                     Err(e) => Err(tonic::Status::unavailable(e.to_string())),
                 };
@@ -285,11 +389,12 @@ async fn run_client(args: Arc<Args>, payloads: Arc<Vec<(usize, Bytes)>>, id: usi
                 }
             };
             while Instant::now() < until {
-                let (n, body) = &payloads[i % payloads.len()];
+                let p = &payloads[i % payloads.len()];
+                let (n, body) = (&p.spans, p.body(&args, nonce, id, i));
                 i += 1;
                 mine += *n as u64;
                 c.sent_spans.fetch_add(*n as u64, Relaxed);
-                match client.post("/v1/traces", "application/x-protobuf", body).await {
+                match client.post("/v1/traces", "application/x-protobuf", &body).await {
                     Ok((200, _)) => {
                         c.acked_spans.fetch_add(*n as u64, Relaxed);
                     }
@@ -722,12 +827,9 @@ async fn main() -> anyhow::Result<()> {
     let now_ns = SystemTime::now().duration_since(UNIX_EPOCH)?.as_nanos() as u64;
     let mut rng = agent_console::fixtures::Rng::new(42);
     let payloads: Vec<_> = (0..64)
-        .map(|_| {
-            let req = agent_console::fixtures::genai_traces(args.batch, args.sessions, &mut rng, now_ns);
-            (args.batch, Bytes::from(req.encode_to_vec()))
-        })
+        .map(|_| Payload::new(&agent_console::fixtures::genai_traces(args.batch, args.sessions, &mut rng, now_ns)))
         .collect();
-    let avg = payloads.iter().map(|p| p.1.len()).sum::<usize>() / payloads.len();
+    let avg = payloads.iter().map(|p| p.body.len()).sum::<usize>() / payloads.len();
     println!(
         "loadgen: {:?}, {} clients, {} spans/request ({} bytes, {} bytes/span), {} s",
         args.protocol,
@@ -760,11 +862,13 @@ async fn main() -> anyhow::Result<()> {
         }
     }
     let payloads = Arc::new(payloads);
+    // This run's ids differ from an earlier run's against the same database (the soak restarts).
+    let nonce = now_ns.wrapping_mul(0x9e37_79b9_7f4a_7c15);
     let counters = Arc::new(Counters::default());
     let start = Instant::now();
     let until = start + Duration::from_secs(args.seconds);
     let tasks: Vec<_> = (0..args.clients)
-        .map(|id| tokio::spawn(run_client(args.clone(), payloads.clone(), id, counters.clone(), until)))
+        .map(|id| tokio::spawn(run_client(args.clone(), payloads.clone(), nonce, id, counters.clone(), until)))
         .collect();
     let prober = args.probe_rollups.then(|| tokio::spawn(probe_rollups(args.http.clone(), until)));
     let visibility = args.probe_visibility.then(|| tokio::spawn(probe_visibility(args.http.clone(), until)));
