@@ -1076,6 +1076,26 @@ mod tests {
     }
 
     #[test]
+    fn an_exports_context_strings_are_one_copy_per_value() {
+        let mut rng = crate::fixtures::Rng::new(7);
+        let req = crate::fixtures::genai_traces(64, 1, &mut rng, 1_800_000_000_000_000_000);
+        let b = traces(&req, NOW).batch;
+        assert_eq!(b.spans.len(), 64);
+        assert!(!b.model_calls.is_empty() && !b.tool_calls.is_empty());
+        let session = b.spans[0].ctx.session_id.clone().expect("a session");
+        let task = b.spans[0].ctx.task_id.clone().expect("a task (from the resource)");
+        assert!(session.starts_with("sess-") && task.starts_with("TASK-"), "{session} {task}");
+        let ctxs = b.spans.iter().map(|s| &s.ctx).chain(b.model_calls.iter().map(|c| &c.ctx));
+        for c in ctxs.chain(b.tool_calls.iter().map(|c| &c.ctx)) {
+            let (s, t) = (c.session_id.as_ref().expect("session"), c.task_id.as_ref().expect("task"));
+            assert!(Arc::ptr_eq(s, &session) && Arc::ptr_eq(t, &task), "one shared copy per value");
+            assert!(!c.session_fallback && !c.agent_fallback);
+        }
+        assert_eq!(b.sessions.len(), 1);
+        assert_eq!(b.sessions[0].id, *session);
+    }
+
+    #[test]
     fn langchain_openinference_fixture() {
         let req: ExportTraceServiceRequest = decode("langchain-openinference/traces-1.pb");
         let m = traces(&req, NOW);
