@@ -5,9 +5,9 @@
 //! run reported by the plugin and the shim, is in `openclaw.rs`). No I/O: the pipeline thread
 //! owns one and runs every batch through it (`Stages::stage_dedup`) before the batch is stored.
 
-use std::hash::{BuildHasher, Hash};
+use std::hash::Hash;
 
-use super::fastmap::{FastMap, FastSet};
+use super::fastmap::{FastMap, FastSet, Fingerprint};
 use super::records::{Batch, ModelCallRow};
 
 /// How many levels up a span tree two LLM spans may be apart and still be the same call.
@@ -47,33 +47,13 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
 struct SpanKey(u128);
 
-struct Fingerprint {
-    seed: u64,
-}
+/// The window's keys (`fastmap::Fingerprint`).
+#[derive(Default)]
+struct Ids(Fingerprint);
 
-impl Default for Fingerprint {
-    fn default() -> Self {
-        Self { seed: std::collections::hash_map::RandomState::new().hash_one(0x5eed_u64) }
-    }
-}
-
-impl Fingerprint {
-    /// The fingerprint of `a`, 0xFF, `b` (a byte that UTF-8 never holds, so the split is
-    /// unambiguous when `a` is text).
+impl Ids {
     fn pair(&self, a: &[u8], b: &[u8]) -> SpanKey {
-        let n = a.len() + 1 + b.len();
-        let mut stack = [0u8; 128];
-        let mut heap = Vec::new();
-        let buf: &mut [u8] = if n <= stack.len() {
-            &mut stack[..n]
-        } else {
-            heap.resize(n, 0);
-            &mut heap
-        };
-        buf[..a.len()].copy_from_slice(a);
-        buf[a.len()] = 0xff;
-        buf[a.len() + 1..].copy_from_slice(b);
-        SpanKey(twox_hash::XxHash3_128::oneshot_with_seed(self.seed, buf))
+        SpanKey(self.0.pair(a, b))
     }
     fn key(&self, trace: &str, span: &str) -> SpanKey {
         self.pair(trace.as_bytes(), span.as_bytes())
@@ -145,7 +125,7 @@ fn merge(keep: &mut ModelCallRow, lose: &ModelCallRow) {
 }
 
 pub struct Deduper {
-    ids: Fingerprint,
+    ids: Ids,
     parents: Bounded<SpanKey, SpanKey>,
     llm_calls: Bounded<SpanKey, Tokens>,
     llm_ancestors: Bounded<SpanKey, Tokens>,
@@ -165,7 +145,7 @@ impl Default for Deduper {
 impl Deduper {
     pub fn new(cap: usize) -> Self {
         Self {
-            ids: Fingerprint::default(),
+            ids: Ids::default(),
             parents: Bounded::new(cap),
             llm_calls: Bounded::new(cap / 4 + 1),
             llm_ancestors: Bounded::new(cap / 4 + 1),
@@ -333,7 +313,7 @@ mod tests {
 
     #[test]
     fn fingerprints_tell_pairs_apart_and_windows_keep_at_least_their_cap() {
-        let f = Fingerprint::default();
+        let f = Ids::default();
         assert_eq!(f.key("t", "a"), f.key("t", "a"));
         assert_ne!(f.key("t", "ab"), f.key("ta", "b"), "the trace id's length is part of the key");
         assert_ne!(f.key("0a", "1"), f.key("000a", "1"), "leading zeros are part of the id");

@@ -409,10 +409,6 @@ struct SeenSet {
     ids: Interner,
 }
 
-fn owned(s: &Option<Arc<str>>) -> Option<String> {
-    s.as_deref().map(str::to_string)
-}
-
 impl SeenSet {
     fn note(&mut self, ctx: &Context, t_us: i64) {
         if let Some(agent) = &ctx.agent_id {

@@ -53,6 +53,11 @@ pub struct Context {
     pub session_fallback: bool,
 }
 
+/// An owned copy of a shared context string (for rows that keep `String`s: `Seen`, `Fixup`, ...).
+pub fn owned(s: &Option<Arc<str>>) -> Option<String> {
+    s.as_deref().map(str::to_string)
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRow {
     pub time_us: i64,

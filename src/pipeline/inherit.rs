@@ -25,9 +25,9 @@
 use std::collections::VecDeque;
 use std::sync::Arc;
 
-use crate::model::fastmap::{FastMap, FastSet};
+use crate::model::fastmap::{FastMap, FastSet, Fingerprint};
 
-use crate::model::records::{Adopt, Batch, Context, Fixup, SpanRow, SpanType};
+use crate::model::records::{owned, Adopt, Batch, Context, Fixup, SpanRow, SpanType};
 
 const MAX_DEPTH: usize = 128;
 const MAX_TRACE_NODES: usize = 50_000;
@@ -46,24 +46,6 @@ const MAX_FORGOTTEN: usize = 65_536;
 /// nodes and a node's parent, so remembering a span copies none of its ids (two of a trace's
 /// spans share one with a probability of about 2^-128 per pair).
 type SpanFp = u128;
-
-#[derive(Debug)]
-struct Fingerprint {
-    seed: u64,
-}
-
-impl Default for Fingerprint {
-    fn default() -> Self {
-        use std::hash::BuildHasher;
-        Self { seed: std::collections::hash_map::RandomState::new().hash_one(0x1e7_u64) }
-    }
-}
-
-impl Fingerprint {
-    fn of(&self, span_id: &str) -> SpanFp {
-        twox_hash::XxHash3_128::oneshot_with_seed(self.seed, span_id.as_bytes())
-    }
-}
 
 /// What a span carries of its own.
 #[derive(Debug, Clone, Default)]
@@ -139,10 +121,6 @@ fn own(ctx: &Context) -> Node {
         session: (!ctx.session_fallback).then(|| ctx.session_id.clone()).flatten(),
         task: ctx.task_id.clone(),
     }
-}
-
-fn owned(s: &Option<Arc<str>>) -> Option<String> {
-    s.as_deref().map(str::to_string)
 }
 
 fn needs(ctx: &Context) -> (bool, bool, bool) {
@@ -287,7 +265,7 @@ impl Inherit {
         if let Some(f) = memo.get(&key) {
             return Some((parent, clone_found(f)));
         }
-        let f = self.walk(trace, self.ids.of(&parent), want);
+        let f = self.walk(trace, self.ids.of(parent.as_bytes()), want);
         memo.insert(key, clone_found(&f));
         Some((parent, f))
     }
@@ -333,12 +311,12 @@ impl Inherit {
                 self.order.push_back(s.trace_id.clone());
             }
             let Some(t) = self.traces.get_mut(&s.trace_id) else { continue };
-            let key = self.ids.of(&s.span_id);
+            let key = self.ids.of(s.span_id.as_bytes());
             if t.nodes.len() >= MAX_TRACE_NODES && !t.nodes.contains_key(&key) {
                 continue;
             }
             let mut node = own(&s.ctx);
-            node.parent = s.parent_span_id.as_deref().map(|p| self.ids.of(p));
+            node.parent = s.parent_span_id.as_deref().map(|p| self.ids.of(p.as_bytes()));
             t.newest_us = t.newest_us.max(s.start_us);
             if s.start_us < self.horizon_us || self.forgotten.contains_key(&s.trace_id) {
                 if let Some(a) = adopt(s, &node) {
@@ -433,7 +411,7 @@ impl Inherit {
                     trace,
                     Waiting {
                         span_id: span,
-                        parent: self.ids.of(&parent),
+                        parent: self.ids.of(parent.as_bytes()),
                         need_agent: a,
                         need_session: s,
                         need_task: t,
