@@ -63,7 +63,6 @@ type RollupKey = (i64, Arc<str>, Arc<str>, u64);
 pub struct Rollup {
     /// Each key holds the (model, provider, sums) whose pair hashes to it (almost always one).
     sums: FastMap<RollupKey, Vec<(String, String, Sums)>>,
-    hasher: foldhash::fast::RandomState,
 }
 
 impl Rollup {
@@ -75,7 +74,7 @@ impl Rollup {
                 c.time_us.div_euclid(HOUR_US) * HOUR_US,
                 c.ctx.agent_id.clone().unwrap_or_default(),
                 c.ctx.task_id.clone().unwrap_or_default(),
-                self.hasher.hash_one((model, provider)),
+                self.sums.hasher().hash_one((model, provider)),
             );
             let pairs = self.sums.entry(key).or_default();
             let i = match pairs.iter().position(|(m, p, _)| m == model && p == provider) {
