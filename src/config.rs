@@ -142,6 +142,15 @@ pub struct ServeArgs {
     /// long when the box is otherwise idle (BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_THREADS", default_value_t = 0)]
     pub duckdb_threads: i64,
+    /// Rows per DuckDB row group, a multiple of 2,048 (DuckDB's own default is 122,880). A table
+    /// that gets at least this many rows in one transaction has them compressed and written at
+    /// the commit, once; fewer are copied at the commit and compressed again by the next
+    /// checkpoint. Under full load a transaction holds ~20,000 spans, so the default lets spans
+    /// take the single write (~10% less writer time per span, ~25% more file per span: smaller
+    /// row groups compress a little worse; BENCHMARKS.md, issue 11).
+    #[arg(long, env = "AGENT_CONSOLE_DUCKDB_ROW_GROUP_SIZE", default_value_t = DEFAULT_ROW_GROUP_SIZE, value_parser = parse_row_group_size)]
+    #[serde(default = "default_row_group_size")]
+    pub duckdb_row_group_size: u64,
     /// How many nice steps below the collector's priority the threads that decode and map bulk
     /// exports run (0 = same). On a box whose only job is ingest, 10 stores ~10% more spans per
     /// second (the DuckDB writer is not queued behind them); with readers and live subscribers on
@@ -357,6 +366,7 @@ impl ServeArgs {
             data_dir: self.data_dir.clone(),
             memory_limit: self.duckdb_memory_limit.clone(),
             threads: duckdb_threads(self.duckdb_threads),
+            row_group_size: self.duckdb_row_group_size,
             log,
             handoff_bytes: (self.pipeline_handoff_mib << 20).max(1 << 20),
             writer_queue_bytes: (self.writer_queue_mib << 20).max(1 << 20),
@@ -394,6 +404,23 @@ fn duckdb_threads(flag: i64) -> i64 {
     i64::try_from(cores.saturating_sub(1).max(1)).unwrap_or(1)
 }
 
+/// `--duckdb-row-group-size` when not given.
+pub const DEFAULT_ROW_GROUP_SIZE: u64 = 16_384;
+
+fn default_row_group_size() -> u64 {
+    DEFAULT_ROW_GROUP_SIZE
+}
+
+/// A row group size DuckDB accepts: a positive multiple of its vector size (2,048), and not
+/// beyond 1,048,576 rows (a row group is built in memory before it is written).
+fn parse_row_group_size(s: &str) -> Result<u64, String> {
+    let n: u64 = s.trim().parse().map_err(|e| format!("{e}"))?;
+    if n == 0 || !n.is_multiple_of(2048) || n > 1 << 20 {
+        return Err(format!("{n} is not a multiple of 2048 between 2048 and 1048576"));
+    }
+    Ok(n)
+}
+
 fn default_live_retention_mib() -> u64 {
     64
 }
@@ -420,6 +447,7 @@ fn unreachable_defaults() -> ServeArgs {
         checkpoint_writeback_ms: 10,
         duckdb_memory_limit: "2GB".into(),
         duckdb_threads: 0,
+        duckdb_row_group_size: DEFAULT_ROW_GROUP_SIZE,
         ingest_nice: 0,
         query_timeout_ms: 30_000,
         query_max_rows: 100_000,
@@ -525,6 +553,12 @@ mod tests {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get()) as i64;
         assert_eq!(d.threads, (cores - 1).max(1), "by default DuckDB leaves a core to the ingest threads");
         assert_eq!(parse(&["--duckdb-threads", "3"]).threads, 3);
+        assert_eq!(d.row_group_size, DEFAULT_ROW_GROUP_SIZE);
+        assert_eq!(parse(&["--duckdb-row-group-size", "122880"]).row_group_size, 122_880);
+        for bad in ["0", "1000", "2049", "2097152", "x"] {
+            let r = Cli::command().try_get_matches_from(["agent-console", "serve", "--duckdb-row-group-size", bad]);
+            assert!(r.is_err(), "--duckdb-row-group-size {bad} is refused");
+        }
     }
 
     #[test]

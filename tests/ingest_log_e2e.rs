@@ -34,7 +34,12 @@ const SPANS_PER_REQUEST: usize = 32;
 
 /// Request number `seq` of the load (deterministic, so a clean run can resend it).
 fn request(seq: u64) -> ExportTraceServiceRequest {
-    genai_traces(SPANS_PER_REQUEST, 40, &mut Rng::new(seq + 1), BASE_NS + seq * 1_000_000)
+    request_of(seq, SPANS_PER_REQUEST)
+}
+
+/// Request number `seq` with `spans` spans.
+fn request_of(seq: u64, spans: usize) -> ExportTraceServiceRequest {
+    genai_traces(spans, 40, &mut Rng::new(seq + 1), BASE_NS + seq * 1_000_000)
 }
 
 fn span_ids(req: &ExportTraceServiceRequest) -> Vec<String> {
@@ -54,12 +59,19 @@ struct Ledger {
 }
 
 /// One load client: sends numbered requests until `stop`, noting which were acknowledged.
-async fn client(grpc: bool, target: String, next: Arc<AtomicU64>, stop: Arc<AtomicBool>, ledger: Arc<Mutex<Ledger>>) {
+async fn client(
+    grpc: bool,
+    target: String,
+    spans: usize,
+    next: Arc<AtomicU64>,
+    stop: Arc<AtomicBool>,
+    ledger: Arc<Mutex<Ledger>>,
+) {
     let http = reqwest::Client::new();
     let mut g = if grpc { TraceServiceClient::connect(target.clone()).await.ok() } else { None };
     while !stop.load(Ordering::Acquire) {
         let seq = next.fetch_add(1, Ordering::AcqRel);
-        let req = request(seq);
+        let req = request_of(seq, spans);
         if let Ok(mut l) = ledger.lock() {
             l.maybe.insert(seq);
         }
@@ -91,27 +103,67 @@ async fn client(grpc: bool, target: String, next: Arc<AtomicU64>, stop: Arc<Atom
 
 fn start(dir: &std::path::Path) -> Binary {
     // Small transactions now and then, so kills land both before and after DuckDB commits.
-    // Session thresholds far beyond the test's length: states depend on the records alone, not
-    // on when a tick ran, so they compare with a clean run's.
-    spawn_binary(
-        dir,
-        &[
-            "--commit-max-delay-ms",
-            "40",
-            "--max-batch-rows",
-            "2000",
-            "--session-idle-secs",
-            "1000000000",
-            "--session-stuck-secs",
-            "1000000000",
-            "--session-finish-secs",
-            "1000000000",
-        ],
+    start_with(dir, &["--commit-max-delay-ms", "40", "--max-batch-rows", "2000"])
+}
+
+/// The collector with `flags`, and session thresholds far beyond the test's length: states
+/// depend on the records alone, not on when a tick ran, so they compare with a clean run's.
+fn start_with(dir: &std::path::Path, flags: &[&str]) -> Binary {
+    let mut args = flags.to_vec();
+    args.extend([
+        "--session-idle-secs",
+        "1000000000",
+        "--session-stuck-secs",
+        "1000000000",
+        "--session-finish-secs",
+        "1000000000",
+    ]);
+    spawn_binary(dir, &args)
+}
+
+/// Bulk transactions (`--duckdb-row-group-size`): with 2,048-row groups and requests of 4,096
+/// spans (~2,450 model calls, ~1,000 tool calls), every commit brings `spans` and `model_calls`
+/// full row groups, which DuckDB compresses and writes into the file at the commit (not at the
+/// next checkpoint), and `tool_calls` a copy as before; the checkpoints every 1 MiB of log run
+/// without vacuuming (`store/vacuum_guard.rs`). Kills then land between those file writes
+/// and the checkpoints that make them part of the database: still exactly the acknowledged
+/// records, once each.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn kill_9_under_load_with_bulk_transactions_keeps_exactly_the_acknowledged_records() {
+    kill_9_under_load(
+        |dir| {
+            start_with(
+                dir,
+                &[
+                    "--duckdb-row-group-size",
+                    "2048",
+                    "--commit-max-delay-ms",
+                    "400",
+                    "--max-batch-rows",
+                    "100000",
+                    "--checkpoint-mib",
+                    "1",
+                ],
+            )
+        },
+        4096,
+        true,
     )
+    .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
+    kill_9_under_load(start, SPANS_PER_REQUEST, false).await;
+}
+
+/// Four rounds of gRPC + HTTP load each cut by `kill -9` at a random moment, then a restart:
+/// every acknowledged span stored once, nothing never sent, requests whole, and the rollup and
+/// session states of a clean run fed the same records.
+///
+/// With `after_checkpoint`, each round is also let run until DuckDB checkpointed something new
+/// (`/metrics`), so its kill lands after a checkpoint.
+async fn kill_9_under_load(start: fn(&std::path::Path) -> Binary, spans: usize, after_checkpoint: bool) {
     let dir = tempfile::tempdir().expect("tempdir");
     let next = Arc::new(AtomicU64::new(0));
     let ledger = Arc::new(Mutex::new(Ledger::default()));
@@ -122,7 +174,7 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
         let mut clients = Vec::new();
         for i in 0..4 {
             let target = if i % 2 == 0 { bin.grpc.clone() } else { bin.http.clone() };
-            clients.push(tokio::spawn(client(i % 2 == 0, target, next.clone(), stop.clone(), ledger.clone())));
+            clients.push(tokio::spawn(client(i % 2 == 0, target, spans, next.clone(), stop.clone(), ledger.clone())));
         }
         // Let it run until this round has acknowledged something, then a random moment more, then
         // kill without warning.
@@ -130,6 +182,13 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
         let deadline = std::time::Instant::now() + Duration::from_secs(60);
         while ledger.lock().map(|l| l.acked.len()).unwrap_or(0) < before + 3 && std::time::Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if after_checkpoint {
+            let from = checkpointed_position(&bin).await;
+            while checkpointed_position(&bin).await <= from && std::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            assert!(checkpointed_position(&bin).await > from, "round {round}: no checkpoint under load");
         }
         tokio::time::sleep(Duration::from_millis(rng.below(800))).await;
         bin.kill9();
@@ -183,12 +242,12 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
     let sent = next.load(Ordering::Acquire);
     let mut owner: HashMap<String, u64> = HashMap::new();
     for seq in 0..sent {
-        for id in span_ids(&request(seq)) {
+        for id in span_ids(&request_of(seq, spans)) {
             owner.insert(id, seq);
         }
     }
     for seq in &acked {
-        for id in span_ids(&request(*seq)) {
+        for id in span_ids(&request_of(*seq, spans)) {
             assert!(counts.contains_key(id.as_str()), "acknowledged request {seq} lost span {id}");
         }
     }
@@ -202,11 +261,12 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
     }
     // A request is stored whole or not at all.
     for seq in &stored_seqs {
-        for id in span_ids(&request(*seq)) {
+        for id in span_ids(&request_of(*seq, spans)) {
             assert!(counts.contains_key(id.as_str()), "request {seq} stored in part");
         }
     }
-    assert_eq!(stored.len(), stored_seqs.len() * SPANS_PER_REQUEST);
+    assert_eq!(stored.len(), stored_seqs.len() * spans);
+    eprintln!("kill -9 test: {} requests of {spans} spans stored, {} acknowledged", stored_seqs.len(), acked.len());
 
     // A clean run fed the same records in the same order has the same rollup and states.
     let clean = common::spawn_with(|a| {
@@ -216,7 +276,7 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
     })
     .await;
     for seq in &stored_seqs {
-        let r = clean.post("/v1/traces", "application/x-protobuf", request(*seq).encode_to_vec()).await;
+        let r = clean.post("/v1/traces", "application/x-protobuf", request_of(*seq, spans).encode_to_vec()).await;
         assert_eq!(r.status(), 200);
     }
     let rollup = "SELECT hour, agent_id, task_id, model, provider, calls, round(cost_usd, 9), input_tokens, \
@@ -230,6 +290,16 @@ async fn kill_9_under_load_keeps_exactly_the_acknowledged_records() {
     assert_eq!(sql_at(&http, &bin.http, states).await, clean.rows(states).await, "session states equal");
     clean.shutdown().await;
     bin.kill9();
+}
+
+/// The log position DuckDB's file holds (`/metrics`).
+async fn checkpointed_position(bin: &Binary) -> u64 {
+    let text = reqwest::get(format!("{}/metrics", bin.http)).await.expect("metrics").text().await.expect("text");
+    text.lines()
+        .find_map(|l| l.strip_prefix("agent_console_ingest_log_checkpointed_position "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
+        .expect("agent_console_ingest_log_checkpointed_position in /metrics")
 }
 
 /// SSE events (id, type, data) from a `/api/live` response until `want` span events arrived.

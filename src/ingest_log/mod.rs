@@ -330,6 +330,12 @@ impl LogState {
         gauge(o, "committed_position", "Last log position committed to DuckDB.", committed as f64);
         gauge(
             o,
+            "checkpointed_position",
+            "Last log position in DuckDB's file (a restart replays the records after it).",
+            self.checkpointed_pos.load(Ordering::Acquire) as f64,
+        );
+        gauge(
+            o,
             "pending_records",
             "Records acknowledged but not yet in DuckDB.",
             durable.saturating_sub(committed) as f64,

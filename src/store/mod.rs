@@ -23,6 +23,7 @@ pub mod schema;
 pub mod session_state;
 pub mod sqlcompat;
 pub mod stream;
+pub mod vacuum_guard;
 pub mod writeback;
 pub mod writer;
 
@@ -94,6 +95,8 @@ pub struct StoreConfig {
     /// DuckDB `memory_limit`, e.g. "2GB".
     pub memory_limit: String,
     pub threads: i64,
+    /// Rows per DuckDB row group, a multiple of 2,048 (`recovery::attach`).
+    pub row_group_size: u64,
     /// The ingest log (its directory is `<data_dir>/log` unless set).
     pub log: LogConfig,
     /// Bytes of mapped rows the log may hand to the pipeline in memory; beyond it records are
@@ -124,6 +127,7 @@ impl Default for StoreConfig {
             data_dir,
             memory_limit: "2GB".into(),
             threads: 2,
+            row_group_size: crate::config::DEFAULT_ROW_GROUP_SIZE,
             handoff_bytes: 64 << 20,
             commit_max_rows: 100_000,
             commit_max_delay: Duration::from_millis(250),
@@ -276,8 +280,12 @@ impl Store {
              SET enable_external_access = false;
              SET lock_configuration = true;",
         )?;
-        // Everything DuckDB holds now is checkpointed, so log segments before it may go.
+        // Everything DuckDB holds now is checkpointed, so log segments before it may go. Like
+        // every checkpoint, without merging row groups (`vacuum_guard.rs`).
+        let guard = vacuum_guard::VacuumGuard::new(recovery::clone_connection(&conn)?);
+        let held = guard.hold();
         conn.execute_batch("CHECKPOINT")?;
+        drop(held);
         let committed: i64 = conn.query_row("SELECT position FROM ingest_log_state WHERE id = 1", [], |r| r.get(0))?;
         let committed = committed.max(0) as u64;
         tracing::info!(path = %path.display(), schema_version = version, log_position = committed, "store opened");
@@ -359,7 +367,8 @@ impl Store {
         };
         let (wsh, wm) = (shared.clone(), metrics.clone());
         // The byte count starts at 0 at the first position to replay.
-        let writer = spawn("duckdb-writer", move || writer::run(conn, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
+        let writer =
+            spawn("duckdb-writer", move || writer::run(conn, guard, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
             .with_budget(budget.clone())

@@ -46,11 +46,21 @@ fn config(path: &Path, cfg: &StoreConfig) -> Result<Config, StoreError> {
 pub const CATALOG: &str = "agent-console";
 
 /// An in-memory DuckDB instance with the file attached under [`CATALOG`], without WAL writes,
-/// and made this connection's default.
-fn attach(path: &Path, config: Config) -> Result<Connection, duckdb::Error> {
+/// with `row_group_size` rows per row group, and made this connection's default.
+///
+/// The row group size decides how a transaction's rows reach the file: a table that gets at
+/// least one full row group in a transaction has its rows compressed and written at the commit
+/// and its row groups moved into the table as they are (DuckDB's bulk append); below that they
+/// are copied into the table at the commit and compressed by the next checkpoint, which is twice
+/// the work. DuckDB's default (122,880) is more than a transaction of the writer holds (its bytes
+/// bound closes one at ~20,000 spans), so the default here is smaller (`--duckdb-row-group-size`,
+/// BENCHMARKS.md, issue 11). Row groups written with another size stay as they are.
+fn attach(path: &Path, config: Config, row_group_size: u64) -> Result<Connection, duckdb::Error> {
     let conn = Connection::open_in_memory_with_flags(config)?;
     let file = path.to_string_lossy().replace('\'', "''");
-    conn.execute_batch(&format!("ATTACH '{file}' AS \"{CATALOG}\" (RECOVERY_MODE NO_WAL_WRITES); USE \"{CATALOG}\";"))?;
+    conn.execute_batch(&format!(
+        "ATTACH '{file}' AS \"{CATALOG}\" (RECOVERY_MODE NO_WAL_WRITES, ROW_GROUP_SIZE {row_group_size}); USE \"{CATALOG}\";"
+    ))?;
     Ok(conn)
 }
 
@@ -86,7 +96,7 @@ fn open_plain(path: &Path, config: Config) -> Result<Connection, duckdb::Error> 
 pub fn open_database(path: &Path, cfg: &StoreConfig) -> Result<Connection, StoreError> {
     let wal = wal_path(path);
     if wal.exists() {
-        let plain = open_salvaging(path, cfg, open_plain)?;
+        let plain = open_salvaging(path, cfg, &open_plain)?;
         plain.execute_batch("CHECKPOINT")?;
         drop(plain);
         if std::fs::metadata(&wal).map(|m| m.len() > 0).unwrap_or(false) {
@@ -99,7 +109,8 @@ pub fn open_database(path: &Path, cfg: &StoreConfig) -> Result<Connection, Store
             );
         }
     }
-    open_salvaging(path, cfg, attach)
+    let rows = cfg.row_group_size;
+    open_salvaging(path, cfg, &|p: &Path, c: Config| attach(p, c, rows))
 }
 
 /// Move `wal` aside (`<wal>.damaged-<unix time>`, kept for inspection) and say where.
@@ -121,7 +132,7 @@ fn move_aside(path: &Path, wal: &Path, why: &str) -> Result<PathBuf, StoreError>
 fn open_salvaging(
     path: &Path,
     cfg: &StoreConfig,
-    open: fn(&Path, Config) -> Result<Connection, duckdb::Error>,
+    open: &dyn Fn(&Path, Config) -> Result<Connection, duckdb::Error>,
 ) -> Result<Connection, StoreError> {
     match open(path, config(path, cfg)?) {
         Ok(c) => Ok(c),

@@ -20,6 +20,7 @@ pub const MIGRATIONS: &[(i32, &str, &str)] = &[
     (11, "billing", include_str!("schema/0011_billing.sql")),
     (12, "span_fallback", include_str!("schema/0012_span_fallback.sql")),
     (13, "json_zstd", include_str!("schema/0013_json_zstd.sql")),
+    (14, "checkpoint_guard", include_str!("schema/0014_checkpoint_guard.sql")),
 ];
 
 /// Bring the database up to the newest schema; returns the version now in force.

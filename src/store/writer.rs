@@ -471,6 +471,8 @@ fn is_data_error(e: &StoreError) -> bool {
 
 struct Writer<'c> {
     conn: &'c Connection,
+    /// Holds each checkpoint's vacuum off (`vacuum_guard.rs`).
+    guard: super::vacuum_guard::VacuumGuard,
     app: Option<Appenders<'c>>,
     cfg: WriterConfig,
     shared: Arc<StoreShared>,
@@ -685,6 +687,7 @@ impl<'c> Writer<'c> {
         }
         let started = Instant::now();
         let pacing = self.writeback.as_ref().map(|w| w.during());
+        let guard = self.guard.hold();
         let result = match self.conn.execute_batch("CHECKPOINT") {
             // Another connection holds DuckDB's checkpoint lock. Without a WAL, every commit
             // stays in memory until a checkpoint: refused long enough (a soak's readers kept it
@@ -723,6 +726,7 @@ impl<'c> Writer<'c> {
             other => other,
         };
         drop(pacing);
+        drop(guard);
         match result {
             Ok(()) => {
                 self.dirty = false;
@@ -850,6 +854,7 @@ impl Drop for QueueGuard {
 
 pub fn run(
     conn: Connection,
+    guard: super::vacuum_guard::VacuumGuard,
     rx: Receiver<Msg>,
     cfg: WriterConfig,
     shared: Arc<StoreShared>,
@@ -862,6 +867,7 @@ pub fn run(
     }
     let mut w = Writer {
         conn: &conn,
+        guard,
         app: None,
         shared,
         metrics,
