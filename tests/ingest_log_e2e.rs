@@ -294,12 +294,7 @@ async fn kill_9_under_load(start: fn(&std::path::Path) -> Binary, spans: usize, 
 
 /// The log position DuckDB's file holds (`/metrics`).
 async fn checkpointed_position(bin: &Binary) -> u64 {
-    let text = reqwest::get(format!("{}/metrics", bin.http)).await.expect("metrics").text().await.expect("text");
-    text.lines()
-        .find_map(|l| l.strip_prefix("agent_console_ingest_log_checkpointed_position "))
-        .and_then(|v| v.trim().parse::<f64>().ok())
-        .map(|v| v as u64)
-        .expect("agent_console_ingest_log_checkpointed_position in /metrics")
+    metric_at(&bin.http, "agent_console_ingest_log_checkpointed_position ").await as u64
 }
 
 /// SSE events (id, type, data) from a `/api/live` response until `want` span events arrived.
@@ -558,7 +553,12 @@ async fn a_failing_duckdb_fills_the_log_to_its_cap_then_everything_acknowledged_
 
 /// The counter `name` in `/metrics`.
 async fn metric(app: &common::TestApp, name: &str) -> f64 {
-    let text = app.client.get(format!("{}/metrics", app.http)).send().await.expect("m").text().await.expect("t");
+    metric_at(&app.http, name).await
+}
+
+/// A value from the `/metrics` of the collector at `base`.
+async fn metric_at(base: &str, name: &str) -> f64 {
+    let text = reqwest::get(format!("{base}/metrics")).await.expect("m").text().await.expect("t");
     text.lines()
         .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
         .unwrap_or_else(|| panic!("{name} not in /metrics"))
