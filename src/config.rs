@@ -146,7 +146,7 @@ pub struct ServeArgs {
     /// that gets at least this many rows in one transaction has them compressed and written at
     /// the commit, once; fewer are copied at the commit and compressed again by the next
     /// checkpoint. Under full load a transaction holds ~20,000 spans, so the default lets spans
-    /// take the single write (~10% less writer time per span, ~25% more file per span: smaller
+    /// take the single write (~15% less writer time per span, ~25% more file per span: smaller
     /// row groups compress a little worse; BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_ROW_GROUP_SIZE", default_value_t = DEFAULT_ROW_GROUP_SIZE, value_parser = parse_row_group_size)]
     #[serde(default = "default_row_group_size")]
