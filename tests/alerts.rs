@@ -113,6 +113,13 @@ async fn budget_pauses_the_session_and_notifies_once_each_way() {
     })
     .await;
     assert_eq!(cmd["issued_by"], "rule:session-budget", "{cmd}");
+    // The command is stored before it takes effect (`Control::commit`): a hook sent between the
+    // two would pass, so wait for the pause to be the session's control state.
+    wait_for("the pause in force", || async {
+        let v = get(&app, &format!("/api/sessions/{SESSION}")).await;
+        (v["session"]["control"]["state"] == "paused").then_some(())
+    })
+    .await;
     // The next PreToolUse is held until a resume.
     let hook = {
         let (client, url) = (app.client.clone(), format!("{}/hooks/claude", app.http));

@@ -12,6 +12,7 @@
 //! for the Appender.
 
 pub mod arrow_rows;
+pub mod bulk_insert;
 pub mod evict;
 pub mod fixups;
 pub mod reader;

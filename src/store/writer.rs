@@ -1,8 +1,9 @@
-//! The one DuckDB writer: an OS thread that owns the write connection and its Appenders. It
-//! takes processed batches from the pipeline (already durable in the ingest log, deduplicated,
-//! priced, with their session changes) and commits them in large transactions, bounded by rows,
-//! bytes and time (`--commit-max-rows`, `--commit-max-delay-ms`), writing the last log position
-//! in the same transaction (`ingest_log_state`), so a restart replays exactly what is missing.
+//! The one DuckDB writer: an OS thread that owns the write connection (bulk rows go in through
+//! `bulk_insert.rs`, staging rows through Appenders). It takes processed batches from the
+//! pipeline (already durable in the ingest log, deduplicated, priced, with their session changes)
+//! and commits them in large transactions, bounded by rows, bytes and time (`--commit-max-rows`,
+//! `--commit-max-delay-ms`), writing the last log position in the same transaction
+//! (`ingest_log_state`), so a restart replays exactly what is missing.
 //!
 //! A transaction that fails is retried record by record: a record whose own rows DuckDB refuses
 //! as data (a conversion, range or constraint error, which no retry can fix) is quarantined with
@@ -21,6 +22,7 @@ use std::time::{Duration, Instant};
 use duckdb::{params, Appender, Connection};
 use tokio::sync::oneshot;
 
+use super::bulk_insert::BulkInsert;
 use super::{arrow_rows, fixups, reprice, rollup, session_state, StoreError, StoreShared};
 use crate::cost::pricing::RepriceReport;
 use crate::cost::PriceTable;
@@ -77,11 +79,6 @@ pub struct WriterConfig {
 }
 
 struct Appenders<'c> {
-    spans: Appender<'c>,
-    logs: Appender<'c>,
-    points: Appender<'c>,
-    model_calls: Appender<'c>,
-    tool_calls: Appender<'c>,
     sessions_stage: Appender<'c>,
     agents_stage: Appender<'c>,
     cost_stage: Appender<'c>,
@@ -89,119 +86,6 @@ struct Appenders<'c> {
     state_stage: Appender<'c>,
     inherit_stage: Appender<'c>,
 }
-
-const SPAN_COLS: &[&str] = &[
-    "time",
-    "trace_id",
-    "span_id",
-    "parent_span_id",
-    "name",
-    "kind",
-    "start_time",
-    "end_time",
-    "duration_ms",
-    "status_code",
-    "status_message",
-    "scope_name",
-    "span_type",
-    "model",
-    "error",
-    "attributes",
-    "resource_attributes",
-    "events",
-    "links",
-    "service_name",
-    "session_id",
-    "agent_id",
-    "task_id",
-    "agent_name",
-    "run_id",
-    "fallback",
-];
-const LOG_COLS: &[&str] = &[
-    "time",
-    "observed_time",
-    "trace_id",
-    "span_id",
-    "severity_number",
-    "severity_text",
-    "event_name",
-    "body",
-    "scope_name",
-    "attributes",
-    "resource_attributes",
-    "service_name",
-    "session_id",
-    "agent_id",
-    "task_id",
-    "agent_name",
-    "run_id",
-];
-const POINT_COLS: &[&str] = &[
-    "time",
-    "start_time",
-    "name",
-    "description",
-    "unit",
-    "kind",
-    "temporality",
-    "is_monotonic",
-    "value",
-    "count",
-    "sum",
-    "min",
-    "max",
-    "distribution",
-    "series_id",
-    "attributes",
-    "resource_attributes",
-    "service_name",
-    "session_id",
-    "agent_id",
-    "task_id",
-];
-const MODEL_COLS: &[&str] = &[
-    "time",
-    "source",
-    "trace_id",
-    "span_id",
-    "request_id",
-    "model",
-    "provider",
-    "operation",
-    "input_tokens",
-    "output_tokens",
-    "cache_read_tokens",
-    "cache_write_tokens",
-    "cost_usd",
-    "cost_source",
-    "duration_ms",
-    "error",
-    "token_rule",
-    "service_name",
-    "session_id",
-    "agent_id",
-    "task_id",
-    "agent_name",
-    "run_id",
-];
-const TOOL_COLS: &[&str] = &[
-    "time",
-    "source",
-    "trace_id",
-    "span_id",
-    "tool_call_id",
-    "tool_name",
-    "duration_ms",
-    "success",
-    "error",
-    "service_name",
-    "session_id",
-    "agent_id",
-    "task_id",
-    "agent_name",
-    "run_id",
-];
 
 const STAGE_DDL: &str = "
     CREATE TEMP TABLE IF NOT EXISTS sessions_stage (id VARCHAR, first_seen TIMESTAMP, last_seen TIMESTAMP,
@@ -241,11 +125,6 @@ const UPSERT_AGENTS: &str = "
 impl<'c> Appenders<'c> {
     fn new(conn: &'c Connection) -> Result<Self, duckdb::Error> {
         Ok(Self {
-            spans: conn.appender_with_columns("spans", SPAN_COLS)?,
-            logs: conn.appender_with_columns("logs", LOG_COLS)?,
-            points: conn.appender_with_columns("metric_points", POINT_COLS)?,
-            model_calls: conn.appender_with_columns("model_calls", MODEL_COLS)?,
-            tool_calls: conn.appender_with_columns("tool_calls", TOOL_COLS)?,
             sessions_stage: conn.appender("sessions_stage")?,
             agents_stage: conn.appender("agents_stage")?,
             cost_stage: conn.appender("cost_hourly_stage")?,
@@ -379,6 +258,7 @@ impl Pending {
 /// changes, log position), inside the caller's transaction.
 fn append_items(
     conn: &Connection,
+    bulk: &BulkInsert,
     app: &mut Appenders,
     items: &[Item],
     sessions_cache: &SeenCache,
@@ -390,22 +270,24 @@ fn append_items(
     let mut sums = rollup::Rollup::default();
     let mut updates: Vec<&SessionUpdate> = Vec::new();
     let mut task_links = Vec::new();
+    let (mut spans, mut logs, mut points, mut model_calls, mut tool_calls) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
     for (_, b) in items {
         if !b.spans.is_empty() {
-            app.spans.append_record_batch(arrow_rows::spans(&b.spans)?)?;
+            spans.push(arrow_rows::spans(&b.spans)?);
         }
         if !b.logs.is_empty() {
-            app.logs.append_record_batch(arrow_rows::logs(&b.logs)?)?;
+            logs.push(arrow_rows::logs(&b.logs)?);
         }
         if !b.points.is_empty() {
-            app.points.append_record_batch(arrow_rows::points(&b.points)?)?;
+            points.push(arrow_rows::points(&b.points)?);
         }
         if !b.model_calls.is_empty() {
-            app.model_calls.append_record_batch(arrow_rows::model_calls(&b.model_calls)?)?;
+            model_calls.push(arrow_rows::model_calls(&b.model_calls)?);
             sums.add(&b.model_calls);
         }
         if !b.tool_calls.is_empty() {
-            app.tool_calls.append_record_batch(arrow_rows::tool_calls(&b.tool_calls)?)?;
+            tool_calls.push(arrow_rows::tool_calls(&b.tool_calls)?);
         }
         for s in &b.sessions {
             fold_into(&mut sessions, s);
@@ -416,11 +298,12 @@ fn append_items(
         updates.extend(b.session_updates.iter());
         task_links.extend(b.task_links.iter());
     }
-    app.spans.flush()?;
-    app.logs.flush()?;
-    app.points.flush()?;
-    app.model_calls.flush()?;
-    app.tool_calls.flush()?;
+    // One statement per table, its strings read in place (`bulk_insert.rs`).
+    bulk.insert(conn, "spans", spans)?;
+    bulk.insert(conn, "logs", logs)?;
+    bulk.insert(conn, "metric_points", points)?;
+    bulk.insert(conn, "model_calls", model_calls)?;
+    bulk.insert(conn, "tool_calls", tool_calls)?;
     let sessions = sessions_cache.changed(sessions.into_values().collect());
     if !sessions.is_empty() {
         app.sessions_stage.append_record_batch(arrow_rows::seen(&sessions)?)?;
@@ -474,6 +357,8 @@ struct Writer<'c> {
     /// Holds each checkpoint's vacuum off (`vacuum_guard.rs`).
     guard: super::vacuum_guard::VacuumGuard,
     app: Option<Appenders<'c>>,
+    /// The bulk tables' inserts (registered on first use).
+    bulk: Option<BulkInsert>,
     cfg: WriterConfig,
     shared: Arc<StoreShared>,
     metrics: Arc<Metrics>,
@@ -498,7 +383,12 @@ impl<'c> Writer<'c> {
         if self.app.is_none() {
             self.app = Some(Appenders::new(self.conn)?);
         }
-        let Some(app) = self.app.as_mut() else { return Err(StoreError::Unavailable("no appenders".into())) };
+        if self.bulk.is_none() {
+            self.bulk = Some(BulkInsert::register(self.conn)?);
+        }
+        let (Some(app), Some(bulk)) = (self.app.as_mut(), self.bulk.as_ref()) else {
+            return Err(StoreError::Unavailable("no appenders".into()));
+        };
         if self.shared.fail_commits.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
             return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
         }
@@ -511,7 +401,15 @@ impl<'c> Writer<'c> {
             return Err(StoreError::Db("FATAL Error: the database has been invalidated (injected, test)".into()));
         }
         self.conn.execute_batch("BEGIN TRANSACTION")?;
-        match append_items(self.conn, app, items, &self.sessions_cache, &self.agents_cache, &mut self.adopt_budget) {
+        match append_items(
+            self.conn,
+            bulk,
+            app,
+            items,
+            &self.sessions_cache,
+            &self.agents_cache,
+            &mut self.adopt_budget,
+        ) {
             Ok((sessions, agents)) => match self.conn.execute_batch("COMMIT") {
                 Ok(()) => {
                     self.sessions_cache.remember(&sessions);
@@ -869,6 +767,7 @@ pub fn run(
         conn: &conn,
         guard,
         app: None,
+        bulk: None,
         shared,
         metrics,
         sessions_cache: SeenCache::new(200_000),

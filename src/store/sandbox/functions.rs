@@ -891,6 +891,8 @@ mod tests {
         assert_eq!(refusal("sleep_ms"), Some(BLOCKS));
         assert_eq!(refusal("__internal_barrier"), Some(INTERNAL));
         assert_eq!(refusal("some_future_function"), Some("is not on the allow-list"));
+        // The writer's bulk insert scan (`store/bulk_insert.rs`) is for the writer alone.
+        assert_eq!(refusal(crate::store::bulk_insert::FUNCTION), Some("is not on the allow-list"));
         assert_eq!(relation_refusal("pg_settings"), Some(PATHS));
     }
 }
