@@ -51,12 +51,31 @@ impl Converter {
     fn open() -> Result<Self, String> {
         let mut db: ffi::duckdb_database = null_mut();
         let mut con: ffi::duckdb_connection = null_mut();
-        // SAFETY: a null path opens an in-memory database; both out-pointers are valid locals, and
-        // whatever was opened is closed on failure (and by `Drop` otherwise).
+        let mut config: ffi::duckdb_config = null_mut();
+        let mut error: *mut std::os::raw::c_char = null_mut();
+        // SAFETY: the config, database and connection out-pointers are valid locals; the C strings
+        // are literals; a null path opens an in-memory database; the config is destroyed after the
+        // open (DuckDB copies it), an open error's message is copied and freed with `duckdb_free`,
+        // and whatever was opened is closed on failure (and by `Drop` otherwise).
         unsafe {
-            if ffi::duckdb_open(std::ptr::null(), &mut db) != ffi::DuckDBSuccess {
+            if ffi::duckdb_create_config(&mut config) != ffi::DuckDBSuccess {
+                ffi::duckdb_destroy_config(&mut config);
+                return Err("cannot configure the Arrow import's in-memory database".into());
+            }
+            // One thread: it runs no query of its own (the default starts a worker per core).
+            ffi::duckdb_set_config(config, c"threads".as_ptr(), c"1".as_ptr());
+            let opened = ffi::duckdb_open_ext(std::ptr::null(), &mut db, config, &mut error);
+            ffi::duckdb_destroy_config(&mut config);
+            if opened != ffi::DuckDBSuccess {
+                let msg = if error.is_null() {
+                    String::new()
+                } else {
+                    let m = std::ffi::CStr::from_ptr(error).to_string_lossy().into_owned();
+                    ffi::duckdb_free(error.cast());
+                    m
+                };
                 ffi::duckdb_close(&mut db);
-                return Err("cannot open the Arrow import's in-memory database".into());
+                return Err(format!("cannot open the Arrow import's in-memory database: {msg}"));
             }
             if ffi::duckdb_connect(db, &mut con) != ffi::DuckDBSuccess {
                 ffi::duckdb_disconnect(&mut con);
@@ -409,7 +428,11 @@ mod tests {
             }
             app.flush().expect("flush");
             drop(app);
-            assert_eq!(bulk.insert(&conn, table, rbs).expect("bulk insert"), rows, "{table}");
+            // Two statements where there are two batches: each scans only its own.
+            let (first, rest) = rbs.split_at(1);
+            let mut inserted = bulk.insert(&conn, table, first.to_vec()).expect("bulk insert");
+            inserted += bulk.insert(&conn, table, rest.to_vec()).expect("bulk insert");
+            assert_eq!(inserted, rows, "{table}");
         }
         conn.execute_batch("COMMIT").expect("commit");
         for (table, _) in tables {
