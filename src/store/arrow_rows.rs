@@ -1,5 +1,6 @@
 //! Row structs -> Arrow record batches, one function per table. Column names match the schema;
-//! the writer appends them with `appender_with_columns`, so column order in the table is free.
+//! the writer inserts the bulk tables' batches by column name (`bulk_insert.rs`), so their column
+//! order in the table is free; `seen` goes into the staging tables by position.
 
 use std::sync::Arc;
 

@@ -6,7 +6,7 @@
 //! Why not duckdb-rs's appender (what the writer used before): it converts each batch in Rust,
 //! copying every string into a DuckDB vector, and the appender copies the vector again into its
 //! buffer before the flush inserts it (3 copies; 2.85 us a span row for append + flush in a probe
-//! of 819,200 spans in 40-batch transactions, 2.01-2.10 with this scan, byte-identical rows).
+//! of 819,200 spans in 40-batch transactions, 2.01-2.35 with this scan, identical rows).
 //! DuckDB's Arrow import (`duckdb_data_chunk_from_arrow`) is only reachable through its C API,
 //! hence the one module of the crate with `unsafe` code: every block says what it relies on.
 //!
