@@ -157,6 +157,13 @@ pub struct ServeArgs {
     /// the same cores it lets them starve ingest, hence 0 by default (BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_INGEST_NICE", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub ingest_nice: i32,
+    /// How many glibc malloc arenas DuckDB's allocations may spread over (0 = one per core, at
+    /// least 2). glibc's own default is 8 per core; each arena keeps the memory freed into it, so
+    /// with readers on their own threads the process held ~60-90 MiB more for the same work
+    /// (short soaks, BENCHMARKS.md, issue 11). Applied by `agent-console serve` at start.
+    #[arg(long, env = "AGENT_CONSOLE_MALLOC_ARENA_MAX", default_value_t = 0)]
+    #[serde(default)]
+    pub malloc_arena_max: usize,
     /// SQL API timeout, in ms.
     #[arg(long, env = "AGENT_CONSOLE_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
     pub query_timeout_ms: u64,
@@ -449,6 +456,7 @@ fn unreachable_defaults() -> ServeArgs {
         duckdb_threads: 0,
         duckdb_row_group_size: DEFAULT_ROW_GROUP_SIZE,
         ingest_nice: 0,
+        malloc_arena_max: 0,
         query_timeout_ms: 30_000,
         query_max_rows: 100_000,
         ingest_token: None,

@@ -43,6 +43,7 @@ pub mod formats;
 pub mod import;
 pub mod ingest_log;
 pub mod live;
+pub mod malloc_arenas;
 pub mod model;
 pub mod net;
 pub mod pgwire;

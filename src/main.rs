@@ -1,7 +1,7 @@
 //! `agent-console serve`: parse configuration, start the collector, stop cleanly on
 //! SIGINT/SIGTERM. `agent-console export`: write a table to a file.
 
-use agent_console::{app, config, export_cmd, import, telemetry};
+use agent_console::{app, config, export_cmd, import, malloc_arenas, telemetry};
 use anyhow::Context as _;
 
 /// mimalloc instead of glibc malloc (measured: BENCHMARKS.md, "CPU per span").
@@ -38,6 +38,12 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     telemetry::init_tracing(&args.log, args.log_json);
+    // Before DuckDB opens (its allocations are glibc's).
+    let arenas = malloc_arenas::arena_cap(args.malloc_arena_max);
+    match malloc_arenas::limit(arenas) {
+        Ok(()) => tracing::debug!(arenas, "glibc malloc arenas capped"),
+        Err(e) => tracing::warn!(error = %e, "cannot cap glibc's malloc arenas"),
+    }
     app::serve(args, shutdown_signal(), |_, _| {}).await.context("starting agent-console")
 }
 
