@@ -9,6 +9,15 @@
 //! difference in throughput (BENCHMARKS.md, issue 11). Called once at start, before DuckDB opens.
 #![allow(unsafe_code)]
 
+/// Why the cap was not applied.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum ArenaError {
+    #[error("{0} arenas is too many")]
+    TooMany(usize),
+    #[error("glibc refused M_ARENA_MAX = {0}")]
+    Refused(usize),
+}
+
 /// The arena cap for `--malloc-arena-max` (0: one per core, at least 2).
 pub fn arena_cap(flag: usize) -> usize {
     if flag > 0 {
@@ -17,17 +26,17 @@ pub fn arena_cap(flag: usize) -> usize {
     std::thread::available_parallelism().map_or(2, |n| n.get()).max(2)
 }
 
-/// Apply the cap. `Ok(())` where there is nothing to do (not glibc); `Err` with glibc's refusal.
-pub fn limit(arenas: usize) -> Result<(), String> {
+/// Apply the cap. `Ok(())` where there is nothing to do (not glibc).
+pub fn limit(arenas: usize) -> Result<(), ArenaError> {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        let n = libc::c_int::try_from(arenas).map_err(|_| format!("{arenas} arenas is too many"))?;
+        let n = libc::c_int::try_from(arenas).map_err(|_| ArenaError::TooMany(arenas))?;
         // SAFETY: `mallopt` only sets a tunable of glibc's allocator (it takes the arena lock
         // itself); `M_ARENA_MAX` with a positive value is documented for any time after start. It
         // reads no memory of ours. It returns 1 on success, 0 on error.
         let ok = unsafe { libc::mallopt(libc::M_ARENA_MAX, n) };
         if ok != 1 {
-            return Err(format!("glibc refused M_ARENA_MAX = {arenas}"));
+            return Err(ArenaError::Refused(arenas));
         }
     }
     #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
