@@ -59,7 +59,8 @@ pub struct Running {
     shutdown_timeout: Duration,
 }
 
-/// Open everything and start serving. Returns once both listeners are bound.
+/// Open everything and start serving. Returns once the servers serve and the alert evaluator is
+/// seeded from the store (the servers answer during the seed).
 pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     check_exposure(&args)?;
     let metrics = Arc::new(Metrics::default());
@@ -159,8 +160,6 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
     }
 
     alerts.load(&store).await?;
-    alerts.seed(&store).await;
-    let alert_runner = alerts.start(store.clone(), live.clone(), control.clone(), cancel.clone());
 
     let svcs = grpc::services(GrpcReceiver::new(ingest.clone()), args.max_request_bytes, ingest_token.clone());
     let grpc_cancel = cancel.clone();
@@ -202,9 +201,9 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
             ingest_token: ingest_token.clone(),
             pricing,
             live: live.clone(),
-            control,
+            control: control.clone(),
             tasks: task_watch.clone(),
-            alerts,
+            alerts: alerts.clone(),
             billing,
         }))
         .merge(crate::console::routes(args.console_dir.clone()))
@@ -223,6 +222,13 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         tokio::spawn(crate::net::serve::serve(http_listener, router, http_limits, cancel.clone(), http_grace));
 
     let pg_server = tokio::spawn(pgwire::serve(pg_listener, pg, cancel.clone()));
+
+    // The alert evaluator starts from what the store holds. Its seed waits until what the
+    // pipeline replayed so far is committed (seconds, with a backlog in the log), so it runs
+    // after the servers are up: `/healthz`, exports and queries answer meanwhile, nothing is
+    // evaluated until it is done, and `start` still returns seeded.
+    alerts.seed(&store).await;
+    let alert_runner = alerts.start(store.clone(), live.clone(), control, cancel.clone());
 
     // Checkpoints keep DuckDB's WAL short and let the ingest log delete covered segments.
     let ck_store = store.clone();

@@ -304,6 +304,39 @@ async fn board_states_overrides_upserts_and_pages() {
     app.shutdown().await;
 }
 
+/// The cards' query runs only while someone listens: a change made while nobody is subscribed
+/// is kept and goes out to the next subscriber (a console that reconnects misses nothing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_task_changed_while_nobody_listens_reaches_the_next_subscriber() {
+    let app = spawn().await;
+    let (s, t) = send(&app, reqwest::Method::POST, "/api/tasks", Some(json!({"title": "Unwatched"}))).await;
+    assert_eq!(s, 201, "{t}");
+    let id = t["task_id"].as_str().expect("id").to_string();
+    let (s, t) =
+        send(&app, reqwest::Method::PATCH, &format!("/api/tasks/{id}"), Some(json!({"state": "complete"}))).await;
+    assert_eq!((s, t["state"].as_str()), (200, Some("complete")), "{t}");
+    // Let the once-a-second publisher pass with nobody subscribed (only makes the test sharper:
+    // before, this tick published the card to nobody and a later subscriber never saw it).
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    let live = app.client.get(format!("{}/api/live?types=task", app.http)).send().await.expect("live");
+    assert_eq!(live.status(), 200);
+    let mut body = live.bytes_stream();
+    let mut buf = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(&chunk));
+            if buf.contains("event: task") && buf.contains(&id) && buf.contains("\"state\":\"complete\"") {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    assert!(found, "the card, complete, after subscribing: {buf}");
+    app.shutdown().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn task_writes_need_the_control_token() {
     let app = spawn_with(|a| a.control_token = Some("ctl".into())).await;

@@ -250,6 +250,12 @@ impl Hub {
         self.push(0, |id| Entry::one(id, d))
     }
 
+    /// Subscriptions open now (SSE, WebSocket and in-process ones), for publishers whose
+    /// messages cost a query: with nobody listening they can keep their changes for later.
+    pub fn subscribers(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
     /// The heartbeat interval (also the SSE keep-alive interval).
     pub fn heartbeat(&self) -> Duration {
         self.cfg.heartbeat
@@ -467,6 +473,19 @@ mod tests {
         let cfg =
             HubConfig { retention, retention_bytes, buffer, heartbeat: Duration::from_secs(3600), queue, id_base: 0 };
         Hub::new(cfg, CancellationToken::new())
+    }
+
+    #[tokio::test]
+    async fn counts_the_subscriptions_open_now() {
+        let hub = test_hub(3, 0, 3, 4);
+        assert_eq!(hub.subscribers(), 0);
+        let a = hub.subscribe(None, Filter::default());
+        let b = hub.subscribe(Some(1), Filter::default());
+        assert_eq!(hub.subscribers(), 2);
+        drop(a);
+        assert_eq!(hub.subscribers(), 1);
+        drop(b);
+        assert_eq!(hub.subscribers(), 0);
     }
 
     #[tokio::test]

@@ -4,6 +4,12 @@
 //! once a second, waits until those rows are committed (`Store::flush`), reads the touched
 //! tasks' cards on a reader connection and publishes the ones whose state, flags or cost moved.
 //! Hand edits through the API mark their task too (`TaskWatch::touch`).
+//!
+//! The cards' query sums every stored model call of the touched tasks, so it grows with the
+//! store. It runs only while someone is subscribed (with nobody listening the touched set keeps
+//! growing, bounded, and goes out with the first tick that has a listener, so a client that
+//! reconnects misses nothing), and it takes at most a tenth of the time: after a read that took
+//! `t`, the next starts no sooner than `10 t` later.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex};
@@ -22,6 +28,9 @@ pub const TASK: &str = "task";
 
 /// Most sessions / tasks remembered between two ticks (beyond it, the rest wait for the next change).
 const MAX_DIRTY: usize = 10_000;
+
+/// After a read that took `t`, the next starts no sooner than `READ_SHARE * t` later.
+const READ_SHARE: u32 = 10;
 
 #[derive(Default)]
 struct Dirty {
@@ -97,29 +106,47 @@ impl TaskWatch {
                     _ = cancel.cancelled() => break,
                     _ = tick.tick() => {}
                 }
+                if hub.subscribers() == 0 {
+                    continue;
+                }
                 let d = w.take();
                 if d.sessions.is_empty() && d.tasks.is_empty() {
                     continue;
                 }
-                if let Err(e) = w.publish(&store, &hub, d, &mut last).await {
-                    tracing::debug!(error = %e, "task messages skipped this second");
-                }
+                let spent = match w.publish(&store, &hub, d, &mut last).await {
+                    Ok(spent) => spent,
+                    Err(e) => {
+                        tracing::debug!(error = %e, "task messages skipped this second");
+                        Duration::ZERO
+                    }
+                };
                 if last.len() > 100_000 {
                     last.clear();
+                }
+                // At most a tenth of the time in the cards' query (it scans the tasks' calls).
+                let rest = spent.saturating_mul(READ_SHARE).saturating_sub(period.max(spent));
+                if !rest.is_zero() {
+                    tokio::select! {
+                        _ = cancel.cancelled() => break,
+                        _ = tokio::time::sleep(rest) => {}
+                    }
                 }
             }
         })
     }
 
+    /// Publish the touched tasks' cards that moved; returns the time the reads took (not the
+    /// wait for the commit before them).
     async fn publish(
         &self,
         store: &Store,
         hub: &Hub,
         d: Dirty,
         last: &mut HashMap<String, (Value, Value, i64)>,
-    ) -> Result<(), crate::store::StoreError> {
+    ) -> Result<Duration, crate::store::StoreError> {
         // The touched rows are committed before their cards are read.
         store.flush(Some(Duration::from_secs(5))).await?;
+        let started = std::time::Instant::now();
         let sessions: Vec<String> = d.sessions.into_iter().collect();
         let mut tasks: Vec<String> = d.tasks.into_iter().collect();
         if !sessions.is_empty() {
@@ -137,7 +164,7 @@ impl TaskWatch {
         tasks.sort();
         tasks.dedup();
         if tasks.is_empty() {
-            return Ok(());
+            return Ok(started.elapsed());
         }
         let json = serde_json::to_string(&tasks).unwrap_or_else(|_| "[]".into());
         let sql = format!(
@@ -179,6 +206,6 @@ impl TaskWatch {
                 data: Value::Object(r).to_string().into(),
             });
         }
-        Ok(())
+        Ok(started.elapsed())
     }
 }
