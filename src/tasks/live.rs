@@ -32,6 +32,16 @@ const MAX_DIRTY: usize = 10_000;
 /// After a read that took `t`, the next starts no sooner than `READ_SHARE * t` later.
 const READ_SHARE: u32 = 10;
 
+/// The pause after a read that took `spent`, so that the next read starts no sooner than
+/// `READ_SHARE * spent` after this one started (the ticks, `period` apart, come on top of it;
+/// none when the ticks alone keep the share).
+fn pause_after(spent: Duration, period: Duration) -> Duration {
+    if spent.saturating_mul(READ_SHARE) <= period {
+        return Duration::ZERO;
+    }
+    spent.saturating_mul(READ_SHARE - 1)
+}
+
 #[derive(Default)]
 struct Dirty {
     sessions: HashSet<String>,
@@ -124,7 +134,7 @@ impl TaskWatch {
                     last.clear();
                 }
                 // At most a tenth of the time in the cards' query (it scans the tasks' calls).
-                let rest = spent.saturating_mul(READ_SHARE).saturating_sub(period.max(spent));
+                let rest = pause_after(spent, period);
                 if !rest.is_zero() {
                     tokio::select! {
                         _ = cancel.cancelled() => break,
@@ -207,5 +217,24 @@ impl TaskWatch {
             });
         }
         Ok(started.elapsed())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn reads_take_at_most_a_tenth_of_the_time() {
+        let ms = Duration::from_millis;
+        let second = Duration::from_secs(1);
+        // Quick reads: the once-a-second tick alone keeps the share.
+        assert_eq!(pause_after(ms(20), second), Duration::ZERO);
+        assert_eq!(pause_after(ms(100), second), Duration::ZERO);
+        // A read of t: the next starts >= 10 t after this one started (t + 9 t).
+        for t in [ms(150), ms(400), ms(1_000), ms(5_000)] {
+            let next_start = t + pause_after(t, second);
+            assert_eq!(next_start, t * READ_SHARE, "{t:?}");
+        }
     }
 }
