@@ -61,6 +61,28 @@ fn same(a: f64, b: f64) -> bool {
 }
 
 /// One LLM span of `session` (optionally a child of `parent`) with a reported cost.
+/// Read a live stream until what was read holds every one of `needles` (at most 60 s); returns
+/// whether it did and what was read.
+async fn read_until<S, B, E>(body: &mut S, needles: &[&str]) -> (bool, String)
+where
+    S: futures::Stream<Item = Result<B, E>> + Unpin,
+    B: AsRef<[u8]>,
+{
+    let mut buf = String::new();
+    let found = tokio::time::timeout(Duration::from_secs(60), async {
+        while let Some(Ok(chunk)) = body.next().await {
+            buf.push_str(&String::from_utf8_lossy(chunk.as_ref()));
+            if needles.iter().all(|n| buf.contains(n)) {
+                return true;
+            }
+        }
+        false
+    })
+    .await
+    .unwrap_or(false);
+    (found, buf)
+}
+
 fn child_call(session: &str, parent: &str, cost: f64, id: u64) -> Vec<u8> {
     let t = 1_795_257_000_000_000_000u64 + id * 1_000_000;
     let attrs = json!([
@@ -288,18 +310,7 @@ async fn board_states_overrides_upserts_and_pages() {
     assert_eq!(get(&app, "/api/tasks?cursor=zzz").await.0, 400);
 
     // A `task` message for our task arrived (coalesced per second; its last state is known).
-    let mut buf = String::new();
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(Ok(chunk)) = body.next().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            if buf.contains("event: task") && buf.contains(&id) {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
+    let (found, buf) = read_until(&mut body, &["event: task", &id]).await;
     assert!(found, "a task message: {buf}");
     app.shutdown().await;
 }
@@ -321,18 +332,7 @@ async fn a_task_changed_while_nobody_listens_reaches_the_next_subscriber() {
     let live = app.client.get(format!("{}/api/live?types=task", app.http)).send().await.expect("live");
     assert_eq!(live.status(), 200);
     let mut body = live.bytes_stream();
-    let mut buf = String::new();
-    let found = tokio::time::timeout(Duration::from_secs(60), async {
-        while let Some(Ok(chunk)) = body.next().await {
-            buf.push_str(&String::from_utf8_lossy(&chunk));
-            if buf.contains("event: task") && buf.contains(&id) && buf.contains("\"state\":\"complete\"") {
-                return true;
-            }
-        }
-        false
-    })
-    .await
-    .unwrap_or(false);
+    let (found, buf) = read_until(&mut body, &["event: task", &id, "\"state\":\"complete\""]).await;
     assert!(found, "the card, complete, after subscribing: {buf}");
     app.shutdown().await;
 }
