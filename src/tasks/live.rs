@@ -7,8 +7,9 @@
 //!
 //! The cards' query sums every stored model call of the touched tasks, so it grows with the
 //! store. It runs only while someone is subscribed (with nobody listening the touched set keeps
-//! growing, bounded, and goes out with the first tick that has a listener, so a client that
-//! reconnects misses nothing), and it takes at most a tenth of the time: after a read that took
+//! growing, up to `MAX_DIRTY` sessions and tasks, and goes out with the first tick that has a
+//! listener, so a client that reconnects misses no change within that bound; a read that fails
+//! drops its set, as before), and it takes at most a tenth of the time: after a read that took
 //! `t`, the next starts no sooner than `10 t` later.
 
 use std::collections::{HashMap, HashSet};
