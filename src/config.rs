@@ -151,10 +151,20 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_ROW_GROUP_SIZE", default_value_t = DEFAULT_ROW_GROUP_SIZE, value_parser = parse_row_group_size)]
     #[serde(default = "default_row_group_size")]
     pub duckdb_row_group_size: u64,
-    /// How many nice steps below the collector's priority the threads that decode and map bulk
-    /// exports run (0 = same). On a box whose only job is ingest, 10 stores ~10% more spans per
-    /// second (the DuckDB writer is not queued behind them); with readers and live subscribers on
-    /// the same cores it lets them starve ingest, hence 0 by default (BENCHMARKS.md, issue 11).
+    /// How many nice steps below the collector's own priority every thread but the DuckDB writer
+    /// runs (0 = all the same). The writer is the one serial stage every stored row passes
+    /// through and the rest is paced to it; at the same priority it spent ~20% of its time
+    /// queued for a core behind them. The others keep equal shares among themselves (readers,
+    /// the live stream and decoding stay as fair to one another as at 0). Applied by
+    /// `agent-console serve` at start on a box with two cores or more (`priority.rs`;
+    /// BENCHMARKS.md, issue 11).
+    #[arg(long, env = "AGENT_CONSOLE_BACKGROUND_NICE", default_value_t = DEFAULT_BACKGROUND_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]
+    #[serde(default = "default_background_nice")]
+    pub background_nice: i32,
+    /// How many more nice steps below the other background threads (`--background-nice`) the
+    /// threads that decode and map bulk exports run (0 = same). With readers and live subscribers
+    /// on the same cores a lower priority for decoding alone lets them starve ingest, hence 0
+    /// by default (BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_INGEST_NICE", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub ingest_nice: i32,
     /// How many glibc malloc arenas DuckDB's allocations may spread over (0 = one per core, at
@@ -418,6 +428,13 @@ fn default_row_group_size() -> u64 {
     DEFAULT_ROW_GROUP_SIZE
 }
 
+/// `--background-nice` when not given.
+pub const DEFAULT_BACKGROUND_NICE: i32 = 10;
+
+fn default_background_nice() -> i32 {
+    DEFAULT_BACKGROUND_NICE
+}
+
 /// A row group size DuckDB accepts: a positive multiple of its vector size (2,048), and not
 /// beyond 1,048,576 rows (a row group is built in memory before it is written).
 fn parse_row_group_size(s: &str) -> Result<u64, String> {
@@ -455,6 +472,7 @@ fn unreachable_defaults() -> ServeArgs {
         duckdb_memory_limit: "2GB".into(),
         duckdb_threads: 0,
         duckdb_row_group_size: DEFAULT_ROW_GROUP_SIZE,
+        background_nice: DEFAULT_BACKGROUND_NICE,
         ingest_nice: 0,
         malloc_arena_max: 0,
         query_timeout_ms: 30_000,

@@ -48,6 +48,7 @@ pub mod model;
 pub mod net;
 pub mod pgwire;
 pub mod pipeline;
+pub mod priority;
 pub mod receiver;
 pub mod sessions;
 pub mod store;

@@ -1,7 +1,7 @@
 //! `agent-console serve`: parse configuration, start the collector, stop cleanly on
 //! SIGINT/SIGTERM. `agent-console export`: write a table to a file.
 
-use agent_console::{app, config, export_cmd, import, malloc_arenas, telemetry};
+use agent_console::{app, config, export_cmd, import, malloc_arenas, priority, telemetry};
 use anyhow::Context as _;
 
 /// mimalloc instead of glibc malloc (measured: BENCHMARKS.md, "CPU per span").
@@ -9,16 +9,30 @@ use anyhow::Context as _;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> anyhow::Result<()> {
-    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("tokio runtime")?;
-    let result = rt.block_on(run());
+    let command = config::parse().context("configuration")?;
+    // Before any other thread starts: every one but the DuckDB writer (started by this thread,
+    // which opens the store) runs at the background priority (`priority.rs`).
+    let background = match &command {
+        // On one core the writer would leave the acknowledgements a tenth of it.
+        config::Command::Serve(args) if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) => {
+            priority::init(args.background_nice)
+        }
+        _ => Ok(None),
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .on_thread_start(priority::background)
+        .build()
+        .context("tokio runtime")?;
+    let result = rt.block_on(run(command, background));
     // Blocking work still running after the orderly shutdown (a query being interrupted) does not
     // hold the exit (issue 10, row 4): everything acknowledged is committed by now.
     rt.shutdown_timeout(std::time::Duration::from_secs(2));
     result
 }
 
-async fn run() -> anyhow::Result<()> {
-    let args = match config::parse().context("configuration")? {
+async fn run(command: config::Command, background: Result<Option<i32>, priority::PriorityError>) -> anyhow::Result<()> {
+    let args = match command {
         config::Command::Serve(args) => args,
         config::Command::Export(args) => {
             let done = export_cmd::run(args).await?;
@@ -38,6 +52,11 @@ async fn run() -> anyhow::Result<()> {
         }
     };
     telemetry::init_tracing(&args.log, args.log_json);
+    match background {
+        Ok(Some(nice)) => tracing::debug!(nice, "threads other than the DuckDB writer run at a lower priority"),
+        Ok(None) => {}
+        Err(e) => tracing::warn!(error = %e, "every thread runs at the same priority"),
+    }
     // Before DuckDB opens (its allocations are glibc's).
     let arenas = malloc_arenas::arena_cap(args.malloc_arena_max);
     match malloc_arenas::limit(arenas) {

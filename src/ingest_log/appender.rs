@@ -67,6 +67,7 @@ impl Janitor {
     fn start(dir: PathBuf) -> Self {
         let (tx, rx) = std::sync::mpsc::channel::<Vec<PathBuf>>();
         let spawned = std::thread::Builder::new().name("ingest-log-gc".into()).spawn(move || {
+            crate::priority::background();
             for paths in rx {
                 delete_segments(&dir, &paths);
             }

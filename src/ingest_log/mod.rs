@@ -252,7 +252,10 @@ impl<T: Send + 'static> IngestLog<T> {
         let acfg = cfg.clone();
         let thread = std::thread::Builder::new()
             .name("ingest-log".into())
-            .spawn(move || appender::run(acfg, tail, rx, st, forward))
+            .spawn(move || {
+                crate::priority::background();
+                appender::run(acfg, tail, rx, st, forward)
+            })
             .map_err(|e| LogError::io(&cfg.dir, e))?;
         Ok((
             Self { tx, state, max_pending: cfg.max_pending_bytes, queue_wait: cfg.queue_wait, dir: cfg.dir.clone() },

@@ -39,7 +39,10 @@ impl HeavyPool {
         for i in 0..threads.max(1) {
             let rx = rx.clone();
             std::thread::Builder::new().name(format!("ingest-heavy-{i}")).spawn(move || {
-                lower_priority(nice);
+                crate::priority::background();
+                if let Err(e) = crate::priority::lower_by(nice) {
+                    tracing::warn!(error = %e, nice, "cannot lower the priority of an ingest thread");
+                }
                 work(&rx)
             })?;
         }
@@ -80,18 +83,6 @@ impl HeavyPool {
 /// Lower the calling thread's priority by `nice` steps (Linux nice values are per thread; 19 is
 /// the lowest). Raising a priority back needs a privilege, so this only ever lowers it; a refusal
 /// is logged and the thread runs at its priority as it is.
-fn lower_priority(nice: i32) {
-    if nice <= 0 {
-        return;
-    }
-    let tid = rustix::thread::gettid();
-    let result = rustix::process::getpriority_process(Some(tid))
-        .and_then(|now| rustix::process::setpriority_process(Some(tid), now.saturating_add(nice).min(19)));
-    if let Err(e) = result {
-        tracing::warn!(error = %e, nice, "cannot lower the priority of an ingest thread");
-    }
-}
-
 fn work(rx: &Mutex<Receiver<Job>>) {
     loop {
         // The lock is held only while waiting for the next job, never while running one.

@@ -243,10 +243,21 @@ impl WriterHandle {
     }
 }
 
+/// The DuckDB writer's thread name.
+pub const WRITER_THREAD: &str = "duckdb-writer";
+
+/// Start one of the store's threads: every one but the writer at the background priority
+/// (`priority.rs`: the writer, the one serial stage, runs first).
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, StoreError> {
+    let background = name != WRITER_THREAD;
     std::thread::Builder::new()
         .name(name.into())
-        .spawn(f)
+        .spawn(move || {
+            if background {
+                crate::priority::background();
+            }
+            f()
+        })
         .map_err(|e| StoreError::Unavailable(format!("cannot start the {name} thread: {e}")))
 }
 
@@ -368,8 +379,7 @@ impl Store {
         };
         let (wsh, wm) = (shared.clone(), metrics.clone());
         // The byte count starts at 0 at the first position to replay.
-        let writer =
-            spawn("duckdb-writer", move || writer::run(conn, guard, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
+        let writer = spawn(WRITER_THREAD, move || writer::run(conn, guard, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
             .with_budget(budget.clone())

@@ -50,7 +50,10 @@ impl Writeback {
         let path: PathBuf = path.to_owned();
         let thread = std::thread::Builder::new()
             .name("duckdb-writeback".into())
-            .spawn(move || run(&file, &path, every, &st))
+            .spawn(move || {
+                crate::priority::background();
+                run(&file, &path, every, &st)
+            })
             .map_err(|e| tracing::warn!(error = %e, "cannot start the write-back thread"))
             .ok()?;
         Some(Writeback { state, thread: Some(thread) })

@@ -751,6 +751,7 @@ impl Dropper {
     fn start() -> Self {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(1);
         let spawned = std::thread::Builder::new().name("writer-drop".into()).spawn(move || {
+            crate::priority::background();
             for items in rx {
                 drop(items);
             }

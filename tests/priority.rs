@@ -1,0 +1,121 @@
+//! The DuckDB writer runs first (`src/priority.rs`): in the real binary every other thread of
+//! the collector runs `--background-nice` steps below it, and `--background-nice 0` leaves them
+//! all at the same priority. Read from `/proc/<pid>/task/*/stat` while it serves an export and a
+//! query (so the decode, log, pipeline and reader threads have all run).
+#![cfg(target_os = "linux")]
+
+mod common;
+use common::fixture;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+fn start(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-console"))
+        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
+        .args(["--duckdb-memory-limit", "256MB"])
+        .args(extra)
+        .arg("--data-dir")
+        .arg(dir)
+        .env("AGENT_CONSOLE_LOG", "info")
+        .env("NO_COLOR", "1")
+        .env_remove("AGENT_CONSOLE_BACKGROUND_NICE")
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("spawn agent-console");
+    let stderr = child.stderr.take().expect("stderr");
+    let mut lines = BufReader::new(stderr).lines();
+    let addr = loop {
+        let line = lines.next().expect("agent-console exited before listening").expect("read stderr");
+        if let Some(i) = line.find("http_addr=") {
+            let rest = &line[i + "http_addr=".len()..];
+            break rest
+                .split_whitespace()
+                .next()
+                .expect("addr")
+                .trim_matches(|c: char| !c.is_ascii_graphic())
+                .to_string();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, format!("http://{addr}"))
+}
+
+/// Thread name -> the nice values of the threads with that name.
+fn nice_by_thread(pid: u32) -> BTreeMap<String, Vec<i32>> {
+    let mut out = BTreeMap::<String, Vec<i32>>::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let path = task.expect("task").path();
+        let (Ok(comm), Ok(stat)) =
+            (std::fs::read_to_string(path.join("comm")), std::fs::read_to_string(path.join("stat")))
+        else {
+            continue; // the thread ended meanwhile
+        };
+        // Fields after the command name (which may hold spaces): state is field 3, nice 19.
+        let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+        let nice: i32 = rest.split(' ').nth(16).expect("nice field").parse().expect("nice");
+        out.entry(comm.trim().to_string()).or_default().push(nice);
+    }
+    out
+}
+
+async fn exercise(http: &str) {
+    let client = reqwest::Client::new();
+    let r = client
+        .post(format!("{http}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(fixture("langchain-openinference/traces-1.pb"))
+        .send()
+        .await
+        .expect("export");
+    assert_eq!(r.status(), 200);
+    assert_eq!(client.post(format!("{http}/api/flush")).send().await.expect("flush").status(), 200);
+    let r = client
+        .post(format!("{http}/api/sql"))
+        .json(&serde_json::json!({ "sql": "SELECT count(*) FROM spans" }))
+        .send()
+        .await
+        .expect("sql");
+    assert_eq!(r.status(), 200);
+}
+
+fn own_nice() -> i32 {
+    nice_by_thread(std::process::id()).values().flatten().copied().min().expect("a thread")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_thread_but_the_duckdb_writer_runs_at_the_background_priority() {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let base = own_nice();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, http) = start(dir.path(), &["--background-nice", "7"]);
+    exercise(&http).await;
+    let threads = nice_by_thread(child.id());
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+
+    let writer = threads.get("duckdb-writer").expect("the writer thread");
+    // (DuckDB's own threads started from the writer's carry its name and priority.)
+    assert!(writer.iter().all(|&n| n == base), "the writer keeps the collector's priority: {threads:?}");
+    let background = if cores > 1 { (base + 7).min(19) } else { base };
+    for name in ["ingest-log", "pipeline", "writer-drop", "ingest-heavy-0", "tokio-"] {
+        let nice: Vec<i32> =
+            threads.iter().filter(|(n, _)| n.starts_with(name)).flat_map(|(_, v)| v.iter().copied()).collect();
+        assert!(!nice.is_empty(), "no {name} thread: {threads:?}");
+        assert!(nice.iter().all(|&n| n == background), "{name} runs at {nice:?}, not {background}: {threads:?}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_nice_0_leaves_every_thread_at_the_same_priority() {
+    let base = own_nice();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (mut child, http) = start(dir.path(), &["--background-nice", "0"]);
+    exercise(&http).await;
+    let threads = nice_by_thread(child.id());
+    child.kill().expect("kill");
+    child.wait().expect("wait");
+    assert!(threads.contains_key("duckdb-writer") && threads.contains_key("ingest-heavy-0"), "{threads:?}");
+    assert!(threads.values().flatten().all(|&n| n == base), "{threads:?}");
+}
