@@ -145,9 +145,10 @@ pub struct ServeArgs {
     /// Rows per DuckDB row group, a multiple of 2,048 (DuckDB's own default is 122,880). A table
     /// that gets at least this many rows in one transaction has them compressed and written at
     /// the commit, once; fewer are copied at the commit and compressed again by the next
-    /// checkpoint. Under full load a transaction holds ~20,000 spans, so the default lets spans
-    /// take the single write (~15% less writer time per span, ~25% more file per span: smaller
-    /// row groups compress a little worse; BENCHMARKS.md, issue 11).
+    /// checkpoint. Under full load a transaction holds ~20,000 spans and ~12,000 model calls, so
+    /// the default lets both take the single write (against 122,880: ~25% less writer time per
+    /// span, ~55% more file per span, as smaller row groups compress worse; 4,096 was slower
+    /// again; BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_ROW_GROUP_SIZE", default_value_t = DEFAULT_ROW_GROUP_SIZE, value_parser = parse_row_group_size)]
     #[serde(default = "default_row_group_size")]
     pub duckdb_row_group_size: u64,
@@ -422,7 +423,7 @@ fn duckdb_threads(flag: i64) -> i64 {
 }
 
 /// `--duckdb-row-group-size` when not given.
-pub const DEFAULT_ROW_GROUP_SIZE: u64 = 16_384;
+pub const DEFAULT_ROW_GROUP_SIZE: u64 = 8_192;
 
 fn default_row_group_size() -> u64 {
     DEFAULT_ROW_GROUP_SIZE
