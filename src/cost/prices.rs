@@ -220,9 +220,13 @@ impl PriceTable {
 
     /// The entry in force at `at_us` (microseconds since epoch) for what a client sent, or None.
     pub fn lookup(&self, model: &str, provider: Option<&str>, at_us: i64) -> Option<&PriceEntry> {
-        let series = self.resolve(model, provider)?;
-        let in_force = series.entries.iter().rev().find(|e| e.effective_us <= at_us);
-        in_force.or_else(|| series.entries.first())
+        in_force(self.resolve(model, provider)?, at_us)
+    }
+
+    /// `lookup` for a batch of calls: each distinct model / provider pair is resolved once (a
+    /// resolution normalises and allocates; a batch of 512 spans names a dozen models).
+    pub fn batch_lookup(&self) -> BatchLookup<'_> {
+        BatchLookup { table: self, memo: Vec::new() }
     }
 
     /// The whole history (oldest first) of the entry `model`/`provider` matches, for re-pricing stored rows.
@@ -231,6 +235,10 @@ impl PriceTable {
     }
 
     fn resolve(&self, model: &str, provider: Option<&str>) -> Option<&Series> {
+        self.resolve_index(model, provider).map(|i| &self.series[i])
+    }
+
+    fn resolve_index(&self, model: &str, provider: Option<&str>) -> Option<usize> {
         let (name, implied) = normalize_model(model)?;
         let hint = provider.map(normalize_provider).filter(|p| !p.is_empty()).or(implied.map(str::to_string));
         let declaring = self.match_key(&name)?;
@@ -238,16 +246,15 @@ impl PriceTable {
         let same_id = self.by_id.get(&match_key(&self.series[first].id))?;
         if let Some(hint) = hint {
             if let Some(&i) = same_id.iter().find(|&&i| self.series[i].provider == hint) {
-                return Some(&self.series[i]);
+                return Some(i);
             }
         }
         // An alias only one provider declares for this id names that provider.
-        let declaring_same_id: Vec<usize> =
-            declaring.iter().copied().filter(|&i| self.series[i].id == self.series[first].id).collect();
-        if declaring_same_id.len() == 1 {
-            return Some(&self.series[first]);
+        let declaring_same_id = declaring.iter().filter(|&&i| self.series[i].id == self.series[first].id).count();
+        if declaring_same_id == 1 {
+            return Some(first);
         }
-        same_id.first().map(|&i| &self.series[i])
+        same_id.first().copied()
     }
 
     /// Exact key, else the longest key that is a prefix of `name` ending on a boundary.
@@ -443,6 +450,39 @@ fn serving_provider(segment: &str) -> Option<&'static str> {
     }
 }
 
+/// The entry of `series` in force at `at_us` (before the oldest entry, the oldest).
+fn in_force(series: &Series, at_us: i64) -> Option<&PriceEntry> {
+    series.entries.iter().rev().find(|e| e.effective_us <= at_us).or_else(|| series.entries.first())
+}
+
+/// Most model / provider pairs a `BatchLookup` remembers (then it starts over).
+const BATCH_MEMO: usize = 64;
+
+/// `PriceTable::lookup` with the resolution of each model / provider pair remembered.
+pub struct BatchLookup<'a> {
+    table: &'a PriceTable,
+    memo: Vec<(String, Option<String>, Option<usize>)>,
+}
+
+impl<'a> BatchLookup<'a> {
+    /// What `PriceTable::lookup` answers.
+    pub fn lookup(&mut self, model: &str, provider: Option<&str>, at_us: i64) -> Option<&'a PriceEntry> {
+        let found = self.memo.iter().find(|(m, p, _)| m == model && p.as_deref() == provider).map(|(_, _, i)| *i);
+        let index = match found {
+            Some(i) => i,
+            None => {
+                let i = self.table.resolve_index(model, provider);
+                if self.memo.len() == BATCH_MEMO {
+                    self.memo.clear();
+                }
+                self.memo.push((model.to_string(), provider.map(str::to_string), i));
+                i
+            }
+        };
+        in_force(&self.table.series[index?], at_us)
+    }
+}
+
 /// Canonical provider name for a hint such as `gen_ai.system` / `gen_ai.provider.name`.
 fn normalize_provider(provider: &str) -> String {
     let p = provider.trim().to_lowercase();
@@ -511,6 +551,36 @@ mod tests {
         {
             assert!(t.series.iter().any(|s| s.provider == provider), "no {provider} entries");
         }
+    }
+
+    /// The batch lookup answers what `lookup` answers, call by call, including after its memory
+    /// fills up and starts over, for unknown models, provider hints and price history.
+    #[test]
+    fn batch_lookup_answers_what_lookup_answers() {
+        let t = PriceTable::embedded().unwrap();
+        let mut calls: Vec<(String, Option<&str>, i64)> = Vec::new();
+        let names = ["gpt-4o", "GPT-4o-Mini", "claude-sonnet-5-5", "claude-3-haiku", "no-such-model", "gpt-4.1"];
+        let hints = [None, Some("openai"), Some("Anthropic"), Some("aws.bedrock"), Some("")];
+        for round in 0..3 {
+            for (i, name) in names.iter().enumerate() {
+                for hint in hints {
+                    calls.push((name.to_string(), hint, at("2026-01-01") + (i as i64 + round) * 40 * MICROS_PER_DAY));
+                }
+            }
+            // More distinct pairs than the memory holds.
+            for n in 0..BATCH_MEMO + 5 {
+                calls.push((format!("gpt-4o-{n}"), None, now()));
+            }
+        }
+        let mut batch = t.batch_lookup();
+        let mut priced = 0;
+        for (model, hint, at_us) in &calls {
+            let one = t.lookup(model, *hint, *at_us).map(|e| (e.id.clone(), e.provider.clone(), e.effective_us));
+            let many = batch.lookup(model, *hint, *at_us).map(|e| (e.id.clone(), e.provider.clone(), e.effective_us));
+            assert_eq!(many, one, "{model} / {hint:?} at {at_us}");
+            priced += usize::from(one.is_some());
+        }
+        assert!(priced > calls.len() / 2, "the cases price something: {priced} of {}", calls.len());
     }
 
     #[test]

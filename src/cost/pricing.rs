@@ -19,12 +19,13 @@ pub const UNPRICED: &str = "unpriced";
 
 /// Price every call of a batch in place.
 pub fn price_calls(table: &PriceTable, calls: &mut [ModelCallRow]) {
+    let mut prices = table.batch_lookup();
     for c in calls {
         if c.cost_usd.is_some() {
             c.cost_source = Some(REPORTED);
             continue;
         }
-        let entry = c.model.as_deref().and_then(|m| table.lookup(m, c.provider.as_deref(), c.time_us));
+        let entry = c.model.as_deref().and_then(|m| prices.lookup(m, c.provider.as_deref(), c.time_us));
         match entry {
             Some(e) => {
                 c.cost_usd = Some(

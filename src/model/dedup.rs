@@ -208,13 +208,14 @@ impl Deduper {
             .collect();
         let n = calls.len();
         let mut drop = vec![false; n];
-        let mut in_batch: FastMap<SpanKey, usize> = FastMap::default();
+        // Sized up front: growing these per batch showed as rehashing in the pipeline's profile.
+        let mut in_batch: FastMap<SpanKey, usize> = FastMap::with_capacity_and_hasher(n, Default::default());
         for (i, k) in span_keys.iter().enumerate() {
             if let Some(k) = k {
                 in_batch.entry(*k).or_insert(i);
             }
         }
-        let mut keys_now: FastSet<SpanKey> = FastSet::default();
+        let mut keys_now: FastSet<SpanKey> = FastSet::with_capacity_and_hasher(n, Default::default());
         for i in 0..n {
             let Some(key) = span_keys[i] else { continue };
             // The same span again (an exporter retry, a replay) is the same call.
@@ -288,7 +289,8 @@ impl Deduper {
             dropped += usize::from(d);
             !d
         });
-        let mut seen_now: FastSet<SpanKey> = FastSet::default();
+        let mut seen_now: FastSet<SpanKey> =
+            FastSet::with_capacity_and_hasher(batch.tool_calls.len(), Default::default());
         batch.tool_calls.retain(|t| {
             let Some(id) = &t.tool_call_id else { return true };
             let id = self.ids.pair(id.as_bytes(), &[]);
