@@ -1,5 +1,6 @@
 //! The DuckDB writer runs first (`src/priority.rs`): in the real binary every other thread of
-//! the collector runs `--background-nice` steps below it, and `--background-nice 0` leaves them
+//! the collector (but `writer-prep`, part of the writer's stage) runs `--background-nice` steps
+//! below it, and `--background-nice 0` leaves them
 //! all at the same priority. Read from `/proc/<pid>/task/*/stat` while it serves an export and a
 //! query (so the decode, log, pipeline and reader threads have all run).
 #![cfg(target_os = "linux")]
@@ -98,6 +99,8 @@ async fn every_thread_but_the_duckdb_writer_runs_at_the_background_priority() {
     let writer = threads.get("duckdb-writer").expect("the writer thread");
     // (DuckDB's own threads started from the writer's carry its name and priority.)
     assert!(writer.iter().all(|&n| n == base), "the writer keeps the collector's priority: {threads:?}");
+    let prep = threads.get("writer-prep").expect("the thread that builds the writer's columns");
+    assert_eq!(prep, &vec![base], "part of the serial stage, at the writer's priority: {threads:?}");
     let background = if cores > 1 { (base + 7).min(19) } else { base };
     for name in ["ingest-log", "pipeline", "writer-drop", "ingest-heavy-0", "tokio-"] {
         let nice: Vec<i32> =

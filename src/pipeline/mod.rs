@@ -388,7 +388,7 @@ impl Stages {
         }
         let size = batch_bytes(&batch);
         self.budget.writer.fetch_add(size, Ordering::AcqRel);
-        self.to_store.send(writer::Msg::Batch { pos, batch }).map_err(|_| {
+        self.to_store.send(writer::Msg::Batch { pos, batch, columns: None }).map_err(|_| {
             self.budget.writer.store(0, Ordering::Release);
             StoreError::Closed
         })

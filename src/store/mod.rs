@@ -245,11 +245,13 @@ impl WriterHandle {
 
 /// The DuckDB writer's thread name.
 pub const WRITER_THREAD: &str = "duckdb-writer";
+/// The thread that builds the writer's Arrow columns ahead of it.
+pub const PREP_THREAD: &str = "writer-prep";
 
-/// Start one of the store's threads: every one but the writer at the background priority
-/// (`priority.rs`: the writer, the one serial stage, runs first).
+/// Start one of the store's threads: every one but the writer and its prep thread at the
+/// background priority (`priority.rs`: the writer, the one serial stage, runs first).
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, StoreError> {
-    let background = name != WRITER_THREAD;
+    let background = name != WRITER_THREAD && name != PREP_THREAD;
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
@@ -379,7 +381,13 @@ impl Store {
         };
         let (wsh, wm) = (shared.clone(), metrics.clone());
         // The byte count starts at 0 at the first position to replay.
-        let writer = spawn(WRITER_THREAD, move || writer::run(conn, guard, writer_rx, wcfg, wsh, wm, (committed, 0)))?;
+        // Between the queue and the writer, `writer-prep` builds each batch's Arrow columns
+        // while the writer commits the transaction before (at the writer's priority: it is part
+        // of the serial stage).
+        let (prep_tx, prepared_rx) = std::sync::mpsc::sync_channel(writer::PREP_AHEAD);
+        spawn(PREP_THREAD, move || writer::prep(writer_rx, prep_tx))?;
+        let writer =
+            spawn(WRITER_THREAD, move || writer::run(conn, guard, prepared_rx, wcfg, wsh, wm, (committed, 0)))?;
 
         let stages = pipeline::Stages::new(prices, tracker, clock.clone(), hooks, to_writer.clone())
             .with_budget(budget.clone())
