@@ -34,7 +34,7 @@ use crate::telemetry::Metrics;
 
 /// A queued batch with its ingest log span (first, last position), `None` for batches that
 /// did not come from the log, and its bulk rows as Arrow columns when `prep` built them.
-type Item = (Option<(u64, u64)>, Arc<Batch>, Option<Columns>);
+type Item = (Option<(u64, u64)>, Arc<Batch>, Option<Box<Columns>>);
 
 /// One batch's bulk rows as Arrow record batches, built on the `writer-prep` thread while the
 /// writer appends and commits the transaction before (`prep`): building them was ~8% of the
@@ -80,7 +80,7 @@ pub fn prep(rx: Receiver<Msg>, tx: std::sync::mpsc::SyncSender<Msg>) {
         let close = matches!(msg, Msg::Close);
         let msg = match msg {
             Msg::Batch { pos, batch, columns: None } => {
-                let columns = Columns::build(&batch).ok();
+                let columns = Columns::build(&batch).ok().map(Box::new);
                 Msg::Batch { pos, batch, columns }
             }
             other => other,
@@ -95,7 +95,7 @@ pub fn prep(rx: Receiver<Msg>, tx: std::sync::mpsc::SyncSender<Msg>) {
 pub enum Msg {
     /// One record's processed rows (`pos` = its log position and byte count; `None` for session
     /// changes that come from time or control rather than from a record).
-    Batch { pos: Option<(u64, u64)>, batch: Arc<Batch>, columns: Option<Columns> },
+    Batch { pos: Option<(u64, u64)>, batch: Arc<Batch>, columns: Option<Box<Columns>> },
     /// Run a closure in its own transaction (`Store::apply`).
     Apply(ApplyFn, ApplyAck),
     /// The same, ahead of the pending telemetry (`Store::apply_now`: control state that reads no
@@ -295,7 +295,7 @@ struct Pending {
 }
 
 impl Pending {
-    fn push(&mut self, pos: Option<(u64, u64)>, batch: Arc<Batch>, columns: Option<Columns>) {
+    fn push(&mut self, pos: Option<(u64, u64)>, batch: Arc<Batch>, columns: Option<Box<Columns>>) {
         self.rows += batch.row_count() + batch.session_updates.len();
         self.bytes += crate::pipeline::batch_bytes(&batch);
         self.since.get_or_insert_with(Instant::now);
