@@ -152,11 +152,12 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_ROW_GROUP_SIZE", default_value_t = DEFAULT_ROW_GROUP_SIZE, value_parser = parse_row_group_size)]
     #[serde(default = "default_row_group_size")]
     pub duckdb_row_group_size: u64,
-    /// How many nice steps below the collector's own priority every thread but the DuckDB writer
-    /// runs (0 = all the same). The writer is the one serial stage every stored row passes
-    /// through and the rest is paced to it; at the same priority it spent ~20% of its time
-    /// queued for a core behind them. The others keep equal shares among themselves (readers,
-    /// the live stream and decoding stay as fair to one another as at 0). Applied by
+    /// How many nice steps below the collector's own priority its bulk threads run (decoding,
+    /// SQL readers, the writer's helpers), and half as many for the ingest log, the pipeline and
+    /// the async runtime (0 = all the same). The DuckDB writer keeps the collector's priority: it
+    /// is the one serial stage every stored row passes through and the rest is paced to it; at
+    /// the same priority it spent ~20% of its time queued for a core behind them. Readers and
+    /// decoding share a tier, so they stay as fair to one another as at 0. Applied by
     /// `agent-console serve` at start on a box with two cores or more (`priority.rs`;
     /// BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_BACKGROUND_NICE", default_value_t = DEFAULT_BACKGROUND_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]

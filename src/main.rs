@@ -11,7 +11,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 fn main() -> anyhow::Result<()> {
     let command = config::parse().context("configuration")?;
     // Before any other thread starts: every one but the DuckDB writer (started by this thread,
-    // which opens the store) runs at the background priority (`priority.rs`).
+    // which opens the store) runs at a lower priority (`priority.rs`).
     let background = match &command {
         // On one core the writer would leave the acknowledgements a tenth of it.
         config::Command::Serve(args) if std::thread::available_parallelism().is_ok_and(|n| n.get() > 1) => {
@@ -21,7 +21,7 @@ fn main() -> anyhow::Result<()> {
     };
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
-        .on_thread_start(priority::background)
+        .on_thread_start(priority::latency)
         .build()
         .context("tokio runtime")?;
     let result = rt.block_on(run(command, background));

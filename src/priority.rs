@@ -3,12 +3,13 @@
 //! The writer is the one serial stage every stored row passes through, and the work of every
 //! other thread is paced to its rate (`receiver/ingest.rs`). On a busy box it spent ~20% of its
 //! time queued for a core behind that work (`schedstat`, BENCHMARKS.md, issue 11). So
-//! `agent-console serve` runs every other thread `--background-nice` steps below its own
-//! priority: the tokio runtime's workers and blocking threads (`on_thread_start`), the decode
-//! threads, the ingest log, the pipeline and the writer's helpers each call [`background`] when
-//! they start. Among themselves they keep equal shares, so readers, the live stream and decoding
-//! are as fair to one another as before (a lower priority for the decode threads alone let the
-//! soak's readers starve ingest).
+//! `agent-console serve` runs every other thread below its own priority, in two tiers: the
+//! threads an acknowledgement or a live message waits on (the ingest log, the pipeline, the tokio
+//! runtime's threads: [`latency`], half of `--background-nice`), and the bulk work
+//! ([`background`], `--background-nice` steps: decoding, the writer's drop and write-back
+//! threads, the log's deletions, and SQL readers, which lower their blocking thread when they
+//! start). Readers and decoding share the bulk tier, so they are as fair to one another as
+//! before (a lower priority for the decode threads alone let the soak's readers starve ingest).
 //!
 //! Linux nice values are per thread and a new thread inherits its creator's; lowering one needs
 //! no privilege, raising it back does. So the writer must be started by a thread still at the
@@ -23,6 +24,9 @@ const UNSET: i32 = i32::MIN;
 
 /// The nice value background threads run at.
 static TARGET: AtomicI32 = AtomicI32::new(UNSET);
+
+/// The nice value of the threads on the acknowledgement and live path (half as low).
+static LATENCY: AtomicI32 = AtomicI32::new(UNSET);
 
 /// One warning per process when a thread's priority cannot be lowered.
 static WARNED: AtomicBool = AtomicBool::new(false);
@@ -40,6 +44,7 @@ pub enum PriorityError {
 pub fn init(steps: i32) -> Result<Option<i32>, PriorityError> {
     let target = target_for(steps)?;
     TARGET.store(target.unwrap_or(UNSET), Ordering::Release);
+    LATENCY.store(target_for(steps / 2)?.unwrap_or(UNSET), Ordering::Release);
     Ok(target)
 }
 
@@ -55,7 +60,19 @@ fn target_for(steps: i32) -> Result<Option<i32>, PriorityError> {
 /// Run the calling thread at the background priority (nothing when `init` set none, or when the
 /// thread already runs at or below it).
 pub fn background() {
-    let target = TARGET.load(Ordering::Acquire);
+    lower_to_level(&TARGET);
+}
+
+/// Run the calling thread at the latency tier: half the background steps. For the threads an
+/// acknowledgement or a live message waits on (the ingest log, the pipeline, the async
+/// runtime): at the background priority, the SSE delivery p99 at half load was 15-41 ms,
+/// at half of it 20-21 ms (BENCHMARKS.md, issue 11).
+pub fn latency() {
+    lower_to_level(&LATENCY);
+}
+
+fn lower_to_level(level: &AtomicI32) {
+    let target = level.load(Ordering::Acquire);
     if target == UNSET {
         return;
     }

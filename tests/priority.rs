@@ -1,6 +1,7 @@
 //! The DuckDB writer runs first (`src/priority.rs`): in the real binary every other thread of
-//! the collector (but `writer-prep`, part of the writer's stage) runs `--background-nice` steps
-//! below it, and `--background-nice 0` leaves them
+//! the collector (but `writer-prep`, part of the writer's stage) runs below it: bulk work
+//! `--background-nice` steps, the acknowledgement and live path (log, pipeline, runtime) half
+//! as many, and `--background-nice 0` leaves them
 //! all at the same priority. Read from `/proc/<pid>/task/*/stat` while it serves an export and a
 //! query (so the decode, log, pipeline and reader threads have all run).
 #![cfg(target_os = "linux")]
@@ -101,13 +102,26 @@ async fn every_thread_but_the_duckdb_writer_runs_at_the_background_priority() {
     assert!(writer.iter().all(|&n| n == base), "the writer keeps the collector's priority: {threads:?}");
     let prep = threads.get("writer-prep").expect("the thread that builds the writer's columns");
     assert_eq!(prep, &vec![base], "part of the serial stage, at the writer's priority: {threads:?}");
-    let background = if cores > 1 { (base + 7).min(19) } else { base };
-    for name in ["ingest-log", "pipeline", "writer-drop", "ingest-heavy-0", "tokio-"] {
-        let nice: Vec<i32> =
-            threads.iter().filter(|(n, _)| n.starts_with(name)).flat_map(|(_, v)| v.iter().copied()).collect();
+    let (background, latency) = if cores > 1 { ((base + 7).min(19), (base + 3).min(19)) } else { (base, base) };
+    let of = |prefix: &str| -> Vec<i32> {
+        threads.iter().filter(|(n, _)| n.starts_with(prefix)).flat_map(|(_, v)| v.iter().copied()).collect()
+    };
+    // Bulk work: the background priority.
+    for name in ["writer-drop", "ingest-heavy-0", "ingest-log-gc"] {
+        let nice = of(name);
         assert!(!nice.is_empty(), "no {name} thread: {threads:?}");
         assert!(nice.iter().all(|&n| n == background), "{name} runs at {nice:?}, not {background}: {threads:?}");
     }
+    // What acknowledgements and live messages wait on: the latency tier, half as low.
+    for name in ["ingest-log", "pipeline"] {
+        assert_eq!(threads.get(name), Some(&vec![latency]), "{name}: {threads:?}");
+    }
+    // The runtime's threads start at the latency tier; the one that ran the SQL query lowered
+    // itself to the background priority (readers share the bulk tier with decoding).
+    let tokio = of("tokio-");
+    assert!(tokio.contains(&latency), "{threads:?}");
+    assert!(tokio.contains(&background), "the reader's thread: {threads:?}");
+    assert!(tokio.iter().all(|&n| n == latency || n == background), "{threads:?}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -253,7 +253,7 @@ impl<T: Send + 'static> IngestLog<T> {
         let thread = std::thread::Builder::new()
             .name("ingest-log".into())
             .spawn(move || {
-                crate::priority::background();
+                crate::priority::latency();
                 appender::run(acfg, tail, rx, st, forward)
             })
             .map_err(|e| LogError::io(&cfg.dir, e))?;

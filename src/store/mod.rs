@@ -247,16 +247,23 @@ impl WriterHandle {
 pub const WRITER_THREAD: &str = "duckdb-writer";
 /// The thread that builds the writer's Arrow columns ahead of it.
 pub const PREP_THREAD: &str = "writer-prep";
+/// The pipeline's thread (at the latency tier: live messages wait on it).
+pub const PIPELINE_THREAD: &str = "pipeline";
 
-/// Start one of the store's threads: every one but the writer and its prep thread at the
-/// background priority (`priority.rs`: the writer, the one serial stage, runs first).
+/// Start one of the store's threads: the writer and its prep thread at the collector's own
+/// priority, the pipeline at the latency tier, the rest at the background priority
+/// (`priority.rs`: the writer, the one serial stage, runs first).
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) -> Result<std::thread::JoinHandle<()>, StoreError> {
-    let background = name != WRITER_THREAD && name != PREP_THREAD;
+    let tier = match name {
+        WRITER_THREAD | PREP_THREAD => None,
+        PIPELINE_THREAD => Some(crate::priority::latency as fn()),
+        _ => Some(crate::priority::background as fn()),
+    };
     std::thread::Builder::new()
         .name(name.into())
         .spawn(move || {
-            if background {
-                crate::priority::background();
+            if let Some(lower) = tier {
+                lower();
             }
             f()
         })
@@ -408,7 +415,7 @@ impl Store {
         let cursor = log.cursor(opened.start_pos, 0, cfg.log.skip_damaged);
         let clock_handle = clock.clone();
         let (prx, inflight, lstate) = (chans.rx, chans.in_flight, log.state.clone());
-        let pipeline_thread = spawn("pipeline", move || pipeline::run(stages, prx, inflight, lstate, cursor))?;
+        let pipeline_thread = spawn(PIPELINE_THREAD, move || pipeline::run(stages, prx, inflight, lstate, cursor))?;
 
         let readers = shared.readers.clone();
         let sender_for_close = chans.sender.clone();

@@ -299,6 +299,8 @@ impl Reader {
         self.metrics.queries.fetch_add(1, Ordering::Relaxed);
         let tracked = self.track();
         let mut task = tokio::task::spawn_blocking(move || {
+            // Readers share the bulk tier with decoding (`priority.rs`).
+            crate::priority::background();
             let _tracked = tracked;
             let _watchdog = watchdog;
             let r = conn.scoped(f);

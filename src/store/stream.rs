@@ -200,6 +200,8 @@ impl Reader {
         let format = spec.format;
         let producer_outcome = outcome.clone();
         tokio::task::spawn_blocking(move || {
+            // Readers share the bulk tier with decoding (`priority.rs`).
+            crate::priority::background();
             let _tracked = tracked;
             // Keeps the channel open until the outcome is recorded (the writer's sender goes first).
             let keep_open = tx.clone();
