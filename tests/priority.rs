@@ -7,42 +7,8 @@
 #![cfg(target_os = "linux")]
 
 mod common;
-use common::fixture;
+use common::{fixture, spawn_binary};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
-fn start(dir: &std::path::Path, extra: &[&str]) -> (Child, String) {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_agent-console"))
-        .args(["serve", "--grpc-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0", "--pg-addr", "127.0.0.1:0"])
-        .args(["--duckdb-memory-limit", "256MB"])
-        .args(extra)
-        .arg("--data-dir")
-        .arg(dir)
-        .env("AGENT_CONSOLE_LOG", "info")
-        .env("NO_COLOR", "1")
-        .env_remove("AGENT_CONSOLE_BACKGROUND_NICE")
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("spawn agent-console");
-    let stderr = child.stderr.take().expect("stderr");
-    let mut lines = BufReader::new(stderr).lines();
-    let addr = loop {
-        let line = lines.next().expect("agent-console exited before listening").expect("read stderr");
-        if let Some(i) = line.find("http_addr=") {
-            let rest = &line[i + "http_addr=".len()..];
-            break rest
-                .split_whitespace()
-                .next()
-                .expect("addr")
-                .trim_matches(|c: char| !c.is_ascii_graphic())
-                .to_string();
-        }
-    };
-    std::thread::spawn(move || for _ in lines {});
-    (child, format!("http://{addr}"))
-}
 
 /// Thread name -> the nice values of the threads with that name.
 fn nice_by_thread(pid: u32) -> BTreeMap<String, Vec<i32>> {
@@ -91,11 +57,10 @@ async fn every_thread_but_the_duckdb_writer_runs_at_the_background_priority() {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     let base = own_nice();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, http) = start(dir.path(), &["--background-nice", "7"]);
-    exercise(&http).await;
-    let threads = nice_by_thread(child.id());
-    child.kill().expect("kill");
-    child.wait().expect("wait");
+    let app = spawn_binary(dir.path(), &["--background-nice", "7"]);
+    exercise(&app.http).await;
+    let threads = nice_by_thread(app.child.id());
+    app.kill9();
 
     let writer = threads.get("duckdb-writer").expect("the writer thread");
     // (DuckDB's own threads started from the writer's carry its name and priority.)
@@ -128,11 +93,10 @@ async fn every_thread_but_the_duckdb_writer_runs_at_the_background_priority() {
 async fn background_nice_0_leaves_every_thread_at_the_same_priority() {
     let base = own_nice();
     let dir = tempfile::tempdir().expect("tempdir");
-    let (mut child, http) = start(dir.path(), &["--background-nice", "0"]);
-    exercise(&http).await;
-    let threads = nice_by_thread(child.id());
-    child.kill().expect("kill");
-    child.wait().expect("wait");
+    let app = spawn_binary(dir.path(), &["--background-nice", "0"]);
+    exercise(&app.http).await;
+    let threads = nice_by_thread(app.child.id());
+    app.kill9();
     assert!(threads.contains_key("duckdb-writer") && threads.contains_key("ingest-heavy-0"), "{threads:?}");
     assert!(threads.values().flatten().all(|&n| n == base), "{threads:?}");
 }
