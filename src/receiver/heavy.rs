@@ -6,10 +6,10 @@
 //! blocking pool: each allocating thread keeps its own allocator heap, and a pool that grows and
 //! shrinks under load spreads the same work over more of them (BENCHMARKS.md, issue 11).
 //!
-//! `--ingest-nice` can run the threads at a lower priority: on a busy box the DuckDB writer is
-//! the one serial stage every stored row waits for, and it lost a quarter of its time queued
-//! behind this work. Off by default: with readers and live subscribers on the same cores, the
-//! lower priority let them starve ingest (BENCHMARKS.md, issue 11).
+//! The threads run in the bulk tier (`crate::priority::background`, below the DuckDB writer and
+//! the acknowledgement path). `--ingest-nice` can run them lower still, below the readers they
+//! share that tier with: off by default, since with readers and live subscribers on the same
+//! cores that let them starve ingest (BENCHMARKS.md, issue 11).
 
 use std::panic::AssertUnwindSafe;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
@@ -32,7 +32,7 @@ pub struct HeavyPool {
 }
 
 impl HeavyPool {
-    /// `threads` threads, each `nice` steps below the priority of the thread that starts them.
+    /// `threads` threads at the bulk tier (when `priority::init` set one), each `nice` steps below it.
     pub fn new(threads: usize, nice: i32) -> std::io::Result<Self> {
         let (tx, rx) = sync_channel::<Job>(QUEUE);
         let rx = Arc::new(Mutex::new(rx));
