@@ -123,6 +123,14 @@ pub struct ServeArgs {
     /// sees it; `POST /api/flush` commits at once).
     #[arg(long, env = "AGENT_CONSOLE_COMMIT_MAX_DELAY_MS", default_value_t = 250)]
     pub commit_max_delay_ms: u64,
+    /// Most rows in one DuckDB transaction by size, in MiB (as the pipeline estimates them).
+    /// Every transaction also runs a fixed set of statements (session, agent, rollup and state
+    /// upserts, the log position) whatever its size; under full load this bound, not the delay,
+    /// ends transactions, and 64 against 32 takes ~6% off the writer's time per span. A
+    /// transaction's rows stay in memory until it commits, as Arrow columns (BENCHMARKS.md,
+    /// issue 11).
+    #[arg(long, env = "AGENT_CONSOLE_COMMIT_MAX_MIB", default_value_t = 64)]
+    pub commit_max_mib: u64,
     /// Checkpoint DuckDB after this many MiB of ingest log were committed to it. DuckDB keeps no
     /// WAL (the ingest log is the redo log), so this bounds the replay after a crash; smaller
     /// costs throughput (each checkpoint rewrites the last, partly filled row group).
@@ -145,7 +153,7 @@ pub struct ServeArgs {
     /// Rows per DuckDB row group, a multiple of 2,048 (DuckDB's own default is 122,880). A table
     /// that gets at least this many rows in one transaction has them compressed and written at
     /// the commit, once; fewer are copied at the commit and compressed again by the next
-    /// checkpoint. Under full load a transaction holds ~20,000 spans and ~12,000 model calls, so
+    /// checkpoint. Under full load a transaction holds ~40,000 spans and ~24,000 model calls, so
     /// the default lets both take the single write (against 122,880: ~25% less writer time per
     /// span, ~55% more file per span, as smaller row groups compress worse; 4,096 was slower
     /// again; BENCHMARKS.md, issue 11).
@@ -391,6 +399,7 @@ impl ServeArgs {
             writer_queue_bytes: (self.writer_queue_mib << 20).max(1 << 20),
             commit_max_rows: self.max_batch_rows.max(1),
             commit_max_delay: Duration::from_millis(self.commit_max_delay_ms.max(1)),
+            commit_max_bytes: (self.commit_max_mib << 20).max(1 << 20),
             checkpoint_bytes: self.checkpoint_mib.max(1) << 20,
             checkpoint_writeback: (self.checkpoint_writeback_ms > 0)
                 .then(|| Duration::from_millis(self.checkpoint_writeback_ms)),
@@ -469,6 +478,7 @@ fn unreachable_defaults() -> ServeArgs {
         ingest_log_skip_damaged: false,
         max_batch_rows: 100_000,
         commit_max_delay_ms: 250,
+        commit_max_mib: 64,
         checkpoint_mib: 256,
         checkpoint_writeback_ms: 10,
         duckdb_memory_limit: "2GB".into(),

@@ -105,8 +105,10 @@ pub struct StoreConfig {
     pub handoff_bytes: u64,
     /// Commit a DuckDB transaction at this many rows ...
     pub commit_max_rows: usize,
-    /// ... or this much waiting.
+    /// ... or this much waiting ...
     pub commit_max_delay: Duration,
+    /// ... or this many bytes of rows (`pipeline::batch_bytes`).
+    pub commit_max_bytes: u64,
     /// Checkpoint after this many log bytes were committed.
     pub checkpoint_bytes: u64,
     /// Paced write-back of the database file during checkpoints (`writeback.rs`), `None` = off.
@@ -132,6 +134,7 @@ impl Default for StoreConfig {
             handoff_bytes: 64 << 20,
             commit_max_rows: 100_000,
             commit_max_delay: Duration::from_millis(250),
+            commit_max_bytes: 64 << 20,
             checkpoint_bytes: 256 << 20,
             checkpoint_writeback: Some(Duration::from_millis(10)),
             writer_queue_bytes: crate::pipeline::WRITER_QUEUE_BYTES,
@@ -380,11 +383,12 @@ impl Store {
         let (to_writer, writer_rx) = std::sync::mpsc::sync_channel(256);
         let wcfg = WriterConfig {
             max_txn_rows: cfg.commit_max_rows.max(1),
-            max_txn_bytes: (cfg.handoff_bytes / 2).max(1 << 20),
+            max_txn_bytes: cfg.commit_max_bytes.max(1 << 20),
             max_txn_delay: cfg.commit_max_delay,
             checkpoint_bytes: cfg.checkpoint_bytes,
             log_dir: log_cfg.dir.clone(),
             writeback: cfg.checkpoint_writeback.map(|every| (path.clone(), every)),
+            dropper: writer::Dropper::start(),
         };
         let (wsh, wm) = (shared.clone(), metrics.clone());
         // The byte count starts at 0 at the first position to replay.
@@ -392,7 +396,8 @@ impl Store {
         // while the writer commits the transaction before (at the writer's priority: it is part
         // of the serial stage).
         let (prep_tx, prepared_rx) = std::sync::mpsc::sync_channel(writer::PREP_AHEAD);
-        spawn(PREP_THREAD, move || writer::prep(writer_rx, prep_tx))?;
+        let prep_dropper = wcfg.dropper.clone();
+        spawn(PREP_THREAD, move || writer::prep(writer_rx, prep_tx, prep_dropper))?;
         let writer =
             spawn(WRITER_THREAD, move || writer::run(conn, guard, prepared_rx, wcfg, wsh, wm, (committed, 0)))?;
 

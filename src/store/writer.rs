@@ -29,7 +29,7 @@ use super::{arrow_rows, fixups, reprice, rollup, session_state, StoreError, Stor
 use crate::cost::pricing::RepriceReport;
 use crate::cost::PriceTable;
 use crate::model::fastmap::FastMap;
-use crate::model::records::{Batch, Seen, SessionUpdate};
+use crate::model::records::{Batch, LogRow, PointRow, Seen, SessionUpdate, SpanRow, ToolCallRow};
 use crate::telemetry::Metrics;
 
 /// A queued batch with its ingest log span (first, last position), `None` for batches that
@@ -46,6 +46,23 @@ pub struct Columns {
     points: Option<RecordBatch>,
     model_calls: Option<RecordBatch>,
     tool_calls: Option<RecordBatch>,
+    /// The batch's rows and bytes as the pipeline counted them when it queued the batch (`prep`
+    /// may free the rows the columns stand for before the writer takes the batch).
+    rows: usize,
+    bytes: u64,
+}
+
+/// A batch's rows as the writer counts them (transaction size, metrics).
+fn batch_rows(b: &Batch) -> usize {
+    b.row_count() + b.session_updates.len()
+}
+
+/// Rows and bytes of a queued batch, whether or not `prep` freed the rows its columns hold.
+fn counted(batch: &Batch, columns: &Option<Box<Columns>>) -> (usize, u64) {
+    match columns {
+        Some(c) => (c.rows, c.bytes),
+        None => (batch_rows(batch), crate::pipeline::batch_bytes(batch)),
+    }
 }
 
 impl Columns {
@@ -64,8 +81,28 @@ impl Columns {
             points: of(b.points.is_empty(), &|| arrow_rows::points(&b.points))?,
             model_calls: of(b.model_calls.is_empty(), &|| arrow_rows::model_calls(&b.model_calls))?,
             tool_calls: of(b.tool_calls.is_empty(), &|| arrow_rows::tool_calls(&b.tool_calls))?,
+            rows: batch_rows(b),
+            bytes: crate::pipeline::batch_bytes(b),
         })
     }
+}
+
+/// The rows of a batch that its columns stand for, taken out of it by `prep` to be freed early.
+type Stripped = (Vec<SpanRow>, Vec<LogRow>, Vec<PointRow>, Vec<ToolCallRow>);
+
+/// Take the rows `columns` stand for out of `batch` when nothing else holds it (the live stream
+/// may still hold it; then it keeps them). The writer needs only the columns, the model calls
+/// (the cost rollup) and the derived state (sessions, agents, state changes, links, fix-ups),
+/// so a transaction waiting for its commit holds its span, log and point rows once, as
+/// columns, rather than twice.
+fn strip(batch: &mut Arc<Batch>) -> Option<Stripped> {
+    let b = Arc::get_mut(batch)?;
+    Some((
+        std::mem::take(&mut b.spans),
+        std::mem::take(&mut b.logs),
+        std::mem::take(&mut b.points),
+        std::mem::take(&mut b.tool_calls),
+    ))
 }
 
 /// Batches `prep` may have built ahead of the writer (each holds its rows and their columns).
@@ -75,12 +112,19 @@ pub const PREP_AHEAD: usize = 4;
 /// Arrow columns of each batch built on the way (a batch whose columns fail to build goes on
 /// without them; the writer builds them and handles the error as before). Ends after `Close`,
 /// or when either side is gone.
-pub fn prep(rx: Receiver<Msg>, tx: std::sync::mpsc::SyncSender<Msg>) {
+/// Once a batch's columns are built, the rows they stand for are handed to `dropper` (freed
+/// on `writer-drop`, off the serial stage) when nothing else holds the batch (`strip`).
+pub fn prep(rx: Receiver<Msg>, tx: std::sync::mpsc::SyncSender<Msg>, dropper: Dropper) {
     for msg in rx {
         let close = matches!(msg, Msg::Close);
         let msg = match msg {
-            Msg::Batch { pos, batch, columns: None } => {
+            Msg::Batch { pos, mut batch, columns: None } => {
                 let columns = Columns::build(&batch).ok().map(Box::new);
+                if columns.is_some() {
+                    if let Some(rows) = strip(&mut batch) {
+                        dropper.drop_later(Box::new(rows));
+                    }
+                }
                 Msg::Batch { pos, batch, columns }
             }
             other => other,
@@ -133,6 +177,8 @@ pub struct WriterConfig {
     pub log_dir: std::path::PathBuf,
     /// The database file and how often to write it back during a checkpoint (`writeback.rs`).
     pub writeback: Option<(std::path::PathBuf, Duration)>,
+    /// Where committed transactions are freed (shared with `prep`).
+    pub dropper: Dropper,
 }
 
 struct Appenders<'c> {
@@ -296,8 +342,9 @@ struct Pending {
 
 impl Pending {
     fn push(&mut self, pos: Option<(u64, u64)>, batch: Arc<Batch>, columns: Option<Box<Columns>>) {
-        self.rows += batch.row_count() + batch.session_updates.len();
-        self.bytes += crate::pipeline::batch_bytes(&batch);
+        let (rows, bytes) = counted(&batch, &columns);
+        self.rows += rows;
+        self.bytes += bytes;
         self.since.get_or_insert_with(Instant::now);
         self.items.push((pos, batch, columns));
     }
@@ -507,7 +554,7 @@ impl<'c> Writer<'c> {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
-        let rows: usize = pending.items.iter().map(|(_, b, _)| b.row_count()).sum();
+        let rows = pending.rows;
         let started = Instant::now();
         let result = self.try_commit(&pending.items);
         self.metrics.observe_commit(started.elapsed(), rows as u64, result.is_ok());
@@ -523,7 +570,7 @@ impl<'c> Writer<'c> {
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                     "transaction committed"
                 );
-                self.dropper.drop_later(pending.items);
+                self.dropper.drop_later(Box::new(pending.items));
             }
             Err(e) if is_invalidated(&e) => self.halt(&e),
             Err(e) => {
@@ -795,14 +842,16 @@ pub fn create_staging(conn: &Connection) -> Result<(), duckdb::Error> {
     conn.execute_batch(session_state::STAGE_DDL)
 }
 
-/// Frees committed batches on a thread of its own (`writer-drop`): dropping a transaction's rows
-/// (a few hundred thousand strings) took ~7% of the writer's time, the one serial stage.
-/// Bounded to one transaction waiting; when that one is not freed yet, the writer frees inline.
-struct Dropper(Option<std::sync::mpsc::SyncSender<Vec<Item>>>);
+/// Frees committed batches (and rows `prep` took out of batches) on a thread of its own
+/// (`writer-drop`): dropping a transaction's rows (a few hundred thousand strings) took ~7% of
+/// the writer's time, the one serial stage. Bounded to a few things waiting; when the queue is
+/// full, the sender frees inline.
+#[derive(Clone)]
+pub struct Dropper(Option<std::sync::mpsc::SyncSender<Box<dyn Send>>>);
 
 impl Dropper {
-    fn start() -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Vec<Item>>(1);
+    pub fn start() -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Box<dyn Send>>(PREP_AHEAD + 2);
         let spawned = std::thread::Builder::new().name("writer-drop".into()).spawn(move || {
             crate::priority::background();
             for items in rx {
@@ -818,7 +867,7 @@ impl Dropper {
         }
     }
 
-    fn drop_later(&self, items: Vec<Item>) {
+    fn drop_later(&self, items: Box<dyn Send>) {
         if let Some(tx) = &self.0 {
             // Full or gone: `items` comes back and is dropped here.
             let _ = tx.try_send(items);
@@ -855,7 +904,7 @@ pub fn run(
         guard,
         app: None,
         bulk: None,
-        dropper: Dropper::start(),
+        dropper: cfg.dropper.clone(),
         shared,
         metrics,
         sessions_cache: SeenCache::new(200_000),
@@ -882,7 +931,7 @@ pub fn run(
         };
         match msg {
             Some(Msg::Batch { pos, batch, columns }) => {
-                let size = crate::pipeline::batch_bytes(&batch);
+                let size = counted(&batch, &columns).1;
                 let _ = w
                     .shared
                     .writer_queued
@@ -947,6 +996,35 @@ mod tests {
     use super::*;
     use crate::model::normalize;
 
+    /// A batch nothing else holds reaches the writer with its columns and without the rows they
+    /// stand for (freed early), counted as it was queued; the writer stores the same rows.
+    #[test]
+    fn prep_frees_the_rows_of_a_batch_only_it_holds_and_keeps_its_counts() {
+        let mut rng = crate::fixtures::Rng::new(9);
+        let req = crate::fixtures::genai_traces(200, 4, &mut rng, 1_764_000_000_000_000_000);
+        let batch = normalize::traces(&req, 1_764_000_000_000_000).batch;
+        let (rows, bytes) = (batch_rows(&batch), crate::pipeline::batch_bytes(&batch));
+        let own = Columns::build(&batch).expect("columns");
+        let calls = batch.model_calls.len();
+        assert!(!batch.spans.is_empty() && !batch.tool_calls.is_empty() && calls > 0);
+        let (in_tx, in_rx) = std::sync::mpsc::sync_channel(8);
+        let (out_tx, out_rx) = std::sync::mpsc::sync_channel(PREP_AHEAD);
+        let thread = std::thread::spawn(move || prep(in_rx, out_tx, Dropper::start()));
+        in_tx.send(Msg::Batch { pos: Some((3, 30)), batch: Arc::new(batch), columns: None }).expect("send");
+        in_tx.send(Msg::Close).expect("send");
+        match out_rx.recv().expect("batch") {
+            Msg::Batch { pos, batch, columns: Some(c) } => {
+                assert_eq!(pos, Some((3, 30)));
+                assert!(batch.spans.is_empty() && batch.tool_calls.is_empty(), "rows freed early");
+                assert_eq!(batch.model_calls.len(), calls, "the rollup still needs the model calls");
+                assert_eq!((c.rows, c.bytes), (rows, bytes), "counted as queued");
+                assert_eq!((c.spans, c.model_calls, c.tool_calls), (own.spans, own.model_calls, own.tool_calls));
+            }
+            _ => panic!("expected a batch with its columns"),
+        }
+        thread.join().expect("prep stops after Close");
+    }
+
     /// `writer-prep` passes every message on in order, each batch with the columns the writer
     /// would have built itself, and stops after `Close`.
     #[test]
@@ -959,7 +1037,7 @@ mod tests {
         let (a, b) = (traces(300, &mut rng), traces(40, &mut rng));
         let (in_tx, in_rx) = std::sync::mpsc::sync_channel(8);
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(PREP_AHEAD);
-        let thread = std::thread::spawn(move || prep(in_rx, out_tx));
+        let thread = std::thread::spawn(move || prep(in_rx, out_tx, Dropper::start()));
         in_tx.send(Msg::Batch { pos: Some((1, 10)), batch: a.clone(), columns: None }).expect("send");
         in_tx.send(Msg::Flush).expect("send");
         in_tx.send(Msg::Batch { pos: None, batch: b.clone(), columns: None }).expect("send");
