@@ -3,10 +3,9 @@
 //! OpenClaw end statuses, a root agent span ending), turns and tool calls opened and closed, the
 //! latest model, and usage to add to the session's totals. The tracker turns these into states.
 
-use std::collections::HashMap;
-
 use agent_console_conventions::{hook, openclaw};
 
+use crate::model::fastmap::FastMap;
 use crate::model::records::{Batch, Context, SpanType};
 
 /// Log severity from which a record counts as an error (OTLP `SEVERITY_NUMBER_ERROR`).
@@ -106,9 +105,9 @@ impl Signals {
 }
 
 /// Group a batch's rows by session. Rows without a session id say nothing about sessions.
-pub fn from_batch(b: &Batch) -> HashMap<String, Signals> {
-    let mut out: HashMap<String, Signals> = HashMap::new();
-    fn entry<'m>(out: &'m mut HashMap<String, Signals>, ctx: &Context, t: i64) -> Option<&'m mut Signals> {
+pub fn from_batch(b: &Batch) -> FastMap<String, Signals> {
+    let mut out: FastMap<String, Signals> = FastMap::default();
+    fn entry<'m>(out: &'m mut FastMap<String, Signals>, ctx: &Context, t: i64) -> Option<&'m mut Signals> {
         let id = ctx.session_id.as_deref()?;
         if !out.contains_key(id) {
             out.insert(id.to_owned(), Signals::new(t));

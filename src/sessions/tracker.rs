@@ -20,12 +20,12 @@
 //! "Activity" is measured on the collector's clock (arrival), so agents with skewed clocks are not
 //! idle on arrival; "newer than the end" compares the records' own times.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 
 use agent_console_conventions::status;
 
 use super::signals::Signals;
+use crate::model::fastmap::FastMap;
 use crate::model::records::{Seen, SessionUpdate};
 
 /// Timeouts, in microseconds, and the memory bound.
@@ -106,7 +106,7 @@ impl State {
 #[derive(Debug, Default)]
 pub struct Tracker {
     cfg: TrackerConfig,
-    sessions: HashMap<String, State>,
+    sessions: FastMap<String, State>,
 }
 
 fn secs(us: i64) -> String {
@@ -120,7 +120,7 @@ fn secs(us: i64) -> String {
 
 impl Tracker {
     pub fn new(cfg: TrackerConfig) -> Self {
-        Tracker { cfg, sessions: HashMap::new() }
+        Tracker { cfg, sessions: FastMap::default() }
     }
 
     pub fn get(&self, id: &str) -> Option<&State> {
@@ -142,9 +142,9 @@ impl Tracker {
     }
 
     /// Apply one committed batch's signals at collector time `now_us`.
-    pub fn observe(&mut self, signals: HashMap<String, Signals>, seen: &[Seen], now_us: i64) -> Vec<SessionUpdate> {
+    pub fn observe(&mut self, signals: FastMap<String, Signals>, seen: &[Seen], now_us: i64) -> Vec<SessionUpdate> {
         let mut out = Vec::new();
-        let seen_by_id: HashMap<&str, &Seen> = seen.iter().map(|s| (s.id.as_str(), s)).collect();
+        let seen_by_id: FastMap<&str, &Seen> = seen.iter().map(|s| (s.id.as_str(), s)).collect();
         for (id, sig) in signals {
             let is_new = !self.sessions.contains_key(&id);
             let st = self.sessions.entry(id.clone()).or_insert_with(|| State {
@@ -403,8 +403,8 @@ mod tests {
         Signals { first_us: t, last_us: t, last_work_us: Some(t), ..Default::default() }
     }
 
-    fn one(id: &str, s: Signals) -> HashMap<String, Signals> {
-        HashMap::from([(id.to_owned(), s)])
+    fn one(id: &str, s: Signals) -> FastMap<String, Signals> {
+        FastMap::from_iter([(id.to_owned(), s)])
     }
 
     /// (from, to, stuck) of each update.
