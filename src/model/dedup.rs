@@ -310,7 +310,7 @@ impl Deduper {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::records::{Context, SpanRow, SpanType, ToolCallRow};
+    use crate::model::records::{Context, Id, SpanRow, SpanType, ToolCallRow};
     use std::sync::Arc;
 
     #[test]
@@ -339,7 +339,7 @@ mod tests {
             time_us: 0,
             trace_id: "t".into(),
             span_id: id.into(),
-            parent_span_id: parent.map(str::to_string),
+            parent_span_id: parent.map(Id::new),
             name: id.into(),
             kind: "internal",
             start_us: 0,
@@ -365,7 +365,7 @@ mod tests {
             source,
             trace_id: Some("t".into()),
             span_id: Some(id.into()),
-            parent_span_id: parent.map(str::to_string),
+            parent_span_id: parent.map(Id::new),
             request_id: None,
             model: None,
             provider: None,

@@ -27,6 +27,167 @@ pub fn hex_lower(bytes: &[u8]) -> String {
     out
 }
 
+/// Longest id held inline: a W3C trace id in hex.
+const INLINE: usize = 32;
+
+/// An id as the rows hold it: OTLP ids in lower-case hex (32 or 16 characters), or a hook's or
+/// an SDK's own text. Up to 32 bytes are held inline, so an OTLP span's ids cost no allocation
+/// (they were 6-8 of a model span's allocations, each freed later on another thread); longer
+/// ids are boxed. Compares, hashes and prints as the text it holds.
+#[derive(Clone)]
+pub struct Id(Repr);
+
+#[derive(Clone)]
+enum Repr {
+    /// `len` bytes of `buf`, always a whole `str` (copied from one, or ASCII hex digits).
+    Inline {
+        len: u8,
+        buf: [u8; INLINE],
+    },
+    Heap(Box<str>),
+}
+
+impl Id {
+    pub fn new(s: &str) -> Self {
+        if s.len() <= INLINE {
+            let mut buf = [0u8; INLINE];
+            buf[..s.len()].copy_from_slice(s.as_bytes());
+            Id(Repr::Inline { len: s.len() as u8, buf })
+        } else {
+            Id(Repr::Heap(s.into()))
+        }
+    }
+
+    /// Lower-case hex of `bytes` (at most 16 bytes stay inline).
+    pub fn hex(bytes: &[u8]) -> Self {
+        const DIGITS: &[u8; 16] = b"0123456789abcdef";
+        if bytes.len() * 2 > INLINE {
+            return Id(Repr::Heap(hex_lower(bytes).into()));
+        }
+        let mut buf = [0u8; INLINE];
+        for (i, b) in bytes.iter().enumerate() {
+            buf[2 * i] = DIGITS[usize::from(b >> 4)];
+            buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        }
+        Id(Repr::Inline { len: (bytes.len() * 2) as u8, buf })
+    }
+
+    #[allow(unsafe_code)]
+    pub fn as_str(&self) -> &str {
+        match &self.0 {
+            // SAFETY: an inline id's first `len` bytes were copied whole from a `str` (`new`) or
+            // are ASCII hex digits (`hex`), so they are valid UTF-8; `len <= INLINE`.
+            Repr::Inline { len, buf } => unsafe { std::str::from_utf8_unchecked(&buf[..usize::from(*len)]) },
+            Repr::Heap(s) => s,
+        }
+    }
+}
+
+impl std::ops::Deref for Id {
+    type Target = str;
+    fn deref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl AsRef<str> for Id {
+    fn as_ref(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl std::borrow::Borrow<str> for Id {
+    fn borrow(&self) -> &str {
+        self.as_str()
+    }
+}
+
+impl PartialEq for Id {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl Eq for Id {}
+
+impl PartialEq<str> for Id {
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == other
+    }
+}
+
+impl PartialEq<&str> for Id {
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == *other
+    }
+}
+
+impl PartialEq<String> for Id {
+    fn eq(&self, other: &String) -> bool {
+        self.as_str() == other.as_str()
+    }
+}
+
+impl std::hash::Hash for Id {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.as_str().hash(state)
+    }
+}
+
+impl PartialOrd for Id {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Id {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        self.as_str().cmp(other.as_str())
+    }
+}
+
+impl fmt::Debug for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(self.as_str(), f)
+    }
+}
+
+impl fmt::Display for Id {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<&str> for Id {
+    fn from(s: &str) -> Self {
+        Id::new(s)
+    }
+}
+
+impl From<String> for Id {
+    fn from(s: String) -> Self {
+        Id::new(&s)
+    }
+}
+
+impl From<&String> for Id {
+    fn from(s: &String) -> Self {
+        Id::new(s)
+    }
+}
+
+impl From<Id> for String {
+    fn from(id: Id) -> Self {
+        id.as_str().to_string()
+    }
+}
+
+impl serde::Serialize for Id {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
+
 /// A W3C trace id (16 bytes, never all zero).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct TraceId(pub [u8; 16]);
@@ -54,6 +215,9 @@ impl TraceId {
     pub fn to_hex(&self) -> String {
         hex_lower(&self.0)
     }
+    pub fn to_id(&self) -> Id {
+        Id::hex(&self.0)
+    }
 }
 
 impl SpanId {
@@ -72,6 +236,9 @@ impl SpanId {
     }
     pub fn to_hex(&self) -> String {
         hex_lower(&self.0)
+    }
+    pub fn to_id(&self) -> Id {
+        Id::hex(&self.0)
     }
 }
 
@@ -127,6 +294,27 @@ mod tests {
     }
 
     use super::*;
+
+    #[test]
+    fn ids_inline_or_boxed_read_as_their_text() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        for n in [0, 1, 8, 15, 16, 17, 40] {
+            let id = Id::hex(&bytes[..n]);
+            assert_eq!(id.as_str(), hex::encode(&bytes[..n]));
+            assert_eq!(id, Id::new(&hex::encode(&bytes[..n])));
+        }
+        for s in ["", "t", "sess-1", "é".repeat(16).as_str(), "x".repeat(32).as_str(), "y".repeat(33).as_str()] {
+            let id = Id::from(s);
+            assert_eq!((&*id, id.len()), (s, s.len()));
+            assert_eq!(format!("{id}"), s);
+            assert_eq!(format!("{id:?}"), format!("{s:?}"));
+            assert_eq!(serde_json::to_string(&id).expect("json"), serde_json::to_string(s).expect("json"));
+        }
+        let mut set = std::collections::HashSet::new();
+        set.insert(Id::from("4bf92f3577b34da6a3ce929d0e0e4736"));
+        assert!(set.contains("4bf92f3577b34da6a3ce929d0e0e4736"), "looked up by &str");
+        assert_eq!(TraceId::parse(&[0xab; 16]).map(|t| t.to_id()), Ok(Id::from("ab".repeat(16))));
+    }
 
     #[test]
     fn trace_id_lengths_and_zero() {

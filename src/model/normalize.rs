@@ -551,9 +551,9 @@ fn map_span(
     batch: &mut Batch,
     seen: &mut SeenSet,
 ) -> Result<(), super::ids::IdError> {
-    let trace_id = TraceId::parse(span.trace_id)?.to_hex();
-    let span_id = SpanId::parse(span.span_id)?.to_hex();
-    let parent_span_id = SpanId::parse_optional(span.parent_span_id)?.map(|p| p.to_hex());
+    let trace_id = TraceId::parse(span.trace_id)?.to_id();
+    let span_id = SpanId::parse(span.span_id)?.to_id();
+    let parent_span_id = SpanId::parse_optional(span.parent_span_id)?.map(|p| p.to_id());
     let idx = AttrIndex::build(&span.attributes);
     let mut start_us = ns_to_us(span.start_time_unix_nano);
     let mut end_us = ns_to_us(span.end_time_unix_nano);
@@ -733,14 +733,14 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
             let claude_code = res.claude_code || scope.claude_code;
             for rec in &sl.log_records {
                 let trace_id = match TraceId::parse_optional(&rec.trace_id) {
-                    Ok(t) => t.map(|t| t.to_hex()),
+                    Ok(t) => t.map(|t| t.to_id()),
                     Err(e) => {
                         out.reject(format!("log record: {e}"));
                         continue;
                     }
                 };
                 let span_id = match SpanId::parse_optional(&rec.span_id) {
-                    Ok(s) => s.map(|s| s.to_hex()),
+                    Ok(s) => s.map(|s| s.to_id()),
                     Err(e) => {
                         out.reject(format!("log record: {e}"));
                         continue;
@@ -797,8 +797,8 @@ fn map_log_derived(
     res: &Res,
     event_name: Option<&str>,
     time_us: i64,
-    trace_id: &Option<String>,
-    span_id: &Option<String>,
+    trace_id: &Option<Id>,
+    span_id: &Option<Id>,
     ctx: &Context,
     batch: &mut Batch,
 ) {

@@ -32,7 +32,7 @@ use agent_console_conventions::{attr, openclaw as oc};
 
 use super::attrs::{self, AttrIndex};
 use super::normalize::{canonical_provider, pick_model, provider_from_model};
-use super::records::{Batch, Context, LogRow, ModelCallRow};
+use super::records::{Batch, Context, Id, LogRow, ModelCallRow};
 use super::semconv as k;
 
 /// How long after a shim record plugin usage spans are left to the shim (6 h).
@@ -96,7 +96,7 @@ pub fn plugin_model(kvs: &[KeyValue], idx: &AttrIndex) -> Option<String> {
 pub struct SpanFacts<'a> {
     pub trace_id: &'a str,
     pub span_id: &'a str,
-    pub parent_span_id: Option<&'a String>,
+    pub parent_span_id: Option<&'a Id>,
     pub end_us: i64,
     pub duration_ms: f64,
     pub error: bool,
@@ -127,8 +127,8 @@ pub fn plugin_usage_call(kvs: &[KeyValue], idx: &AttrIndex, span: SpanFacts, ctx
     ModelCallRow {
         time_us: span.end_us,
         source: "span",
-        trace_id: Some(span.trace_id.to_string()),
-        span_id: Some(span.span_id.to_string()),
+        trace_id: Some(Id::new(span.trace_id)),
+        span_id: Some(Id::new(span.span_id)),
         parent_span_id: span.parent_span_id.cloned(),
         request_id: None,
         model,
@@ -152,8 +152,8 @@ pub fn plugin_usage_call(kvs: &[KeyValue], idx: &AttrIndex, span: SpanFacts, ctx
 pub fn shim_run_call(
     idx: &AttrIndex,
     time_us: i64,
-    trace_id: &Option<String>,
-    span_id: &Option<String>,
+    trace_id: &Option<Id>,
+    span_id: &Option<Id>,
     ctx: &Context,
 ) -> ModelCallRow {
     let model = pick_model(idx);
@@ -191,8 +191,8 @@ pub fn shim_run_call(
 pub fn shim_call(
     idx: &AttrIndex,
     time_us: i64,
-    trace_id: &Option<String>,
-    span_id: &Option<String>,
+    trace_id: &Option<Id>,
+    span_id: &Option<Id>,
     ctx: &Context,
     reconcile: bool,
 ) -> ModelCallRow {
@@ -338,7 +338,7 @@ impl RunDedup {
     }
 
     /// Note shim activity in `batch`; returns the (trace, span) keys of its plugin usage spans.
-    pub fn note_batch(&mut self, batch: &Batch) -> FastSet<(String, String)> {
+    pub fn note_batch(&mut self, batch: &Batch) -> FastSet<(Id, Id)> {
         self.gateway_totals.clear();
         for l in batch.logs.iter().filter(|l| is_shim_record(l)) {
             self.shim_last_us = Some(self.shim_last_us.map_or(l.time_us, |t| t.max(l.time_us)));
@@ -359,7 +359,7 @@ impl RunDedup {
     }
 
     /// Whether `c` is an OpenClaw call already counted; remembers shim run ids it lets through.
-    pub fn drop_call(&mut self, c: &mut ModelCallRow, plugin_spans: &FastSet<(String, String)>) -> bool {
+    pub fn drop_call(&mut self, c: &mut ModelCallRow, plugin_spans: &FastSet<(Id, Id)>) -> bool {
         // A call (message id) or reconcile record the shim re-sent after a lost ack.
         if let Some(id) = shim_call_key(c).map(str::to_string) {
             let key = format!("msg:{id}");

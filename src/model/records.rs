@@ -4,6 +4,8 @@
 
 use std::sync::Arc;
 
+pub use super::ids::Id;
+
 /// What kind of work a span represents, across conventions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum SpanType {
@@ -61,9 +63,9 @@ pub fn owned(s: &Option<Arc<str>>) -> Option<String> {
 #[derive(Debug, Clone, PartialEq)]
 pub struct SpanRow {
     pub time_us: i64,
-    pub trace_id: String,
-    pub span_id: String,
-    pub parent_span_id: Option<String>,
+    pub trace_id: Id,
+    pub span_id: Id,
+    pub parent_span_id: Option<Id>,
     pub name: String,
     pub kind: &'static str,
     pub start_us: i64,
@@ -86,8 +88,8 @@ pub struct SpanRow {
 pub struct LogRow {
     pub time_us: i64,
     pub observed_us: i64,
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
+    pub trace_id: Option<Id>,
+    pub span_id: Option<Id>,
     pub severity_number: i32,
     pub severity_text: Option<String>,
     pub event_name: Option<String>,
@@ -131,9 +133,9 @@ pub struct ModelCallRow {
     pub time_us: i64,
     /// span | log
     pub source: &'static str,
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
-    pub parent_span_id: Option<String>,
+    pub trace_id: Option<Id>,
+    pub span_id: Option<Id>,
+    pub parent_span_id: Option<Id>,
     pub request_id: Option<String>,
     pub model: Option<String>,
     pub provider: Option<String>,
@@ -157,8 +159,8 @@ pub struct ModelCallRow {
 pub struct ToolCallRow {
     pub time_us: i64,
     pub source: &'static str,
-    pub trace_id: Option<String>,
-    pub span_id: Option<String>,
+    pub trace_id: Option<Id>,
+    pub span_id: Option<Id>,
     pub tool_call_id: Option<String>,
     pub tool_name: String,
     pub duration_ms: Option<f64>,

@@ -27,7 +27,7 @@ use std::sync::Arc;
 
 use crate::model::fastmap::{FastMap, FastSet, Fingerprint};
 
-use crate::model::records::{owned, Adopt, Batch, Context, Fixup, SpanRow, SpanType};
+use crate::model::records::{owned, Adopt, Batch, Context, Fixup, Id, SpanRow, SpanType};
 
 const MAX_DEPTH: usize = 128;
 const MAX_TRACE_NODES: usize = 50_000;
@@ -59,7 +59,7 @@ struct Node {
 /// A stored call (by its span) whose ancestors are not all known yet.
 #[derive(Debug, Clone)]
 struct Waiting {
-    span_id: String,
+    span_id: Id,
     parent: SpanFp,
     need_agent: bool,
     need_session: bool,
@@ -91,16 +91,16 @@ struct Found {
 #[derive(Debug)]
 pub struct Inherit {
     ids: Fingerprint,
-    traces: FastMap<String, TraceMem>,
-    order: VecDeque<String>,
+    traces: FastMap<Id, TraceMem>,
+    order: VecDeque<Id>,
     nodes: usize,
     max_nodes: usize,
     /// Spans that started before this may have descendants stored outside the memory.
     horizon_us: i64,
     /// Traces forgotten (with their newest span), oldest first: their spans may have stored
     /// descendants the memory no longer holds.
-    forgotten: FastMap<String, i64>,
-    forgotten_order: VecDeque<String>,
+    forgotten: FastMap<Id, i64>,
+    forgotten_order: VecDeque<Id>,
     /// Adopts not made because of the bounds above (for logs and tests).
     pub adopts_skipped: u64,
     adopt_tokens: f64,
@@ -250,17 +250,17 @@ impl Inherit {
     /// walking up found; `None` when the row needs nothing or has no parent.
     fn resolve_row(
         &self,
-        parents: &FastMap<(String, String), Option<String>>,
-        memo: &mut FastMap<(String, String), Found>,
+        parents: &FastMap<(Id, Id), Option<Id>>,
+        memo: &mut FastMap<(Id, Id), Found>,
         trace: &str,
         span: &str,
         ctx: &Context,
-    ) -> Option<(String, Found)> {
+    ) -> Option<(Id, Found)> {
         let want = needs(ctx);
         if !(want.0 || want.1 || want.2) {
             return None;
         }
-        let key = (trace.to_string(), span.to_string());
+        let key = (Id::new(trace), Id::new(span));
         let parent = parents.get(&key)?.clone()?;
         if let Some(f) = memo.get(&key) {
             return Some((parent, clone_found(f)));
@@ -303,7 +303,7 @@ impl Inherit {
         let refill = now.duration_since(self.adopt_refill).as_secs_f64() * ADOPTS_PER_SEC;
         self.adopt_tokens = (self.adopt_tokens + refill).min(ADOPT_BURST);
         self.adopt_refill = now;
-        let mut touched: Vec<String> = Vec::new();
+        let mut touched: Vec<Id> = Vec::new();
         let mut touched_set: FastSet<&str> = FastSet::default();
         for s in &batch.spans {
             if !self.traces.contains_key(&s.trace_id) {
@@ -348,8 +348,8 @@ impl Inherit {
                 let task = f.task.clone().filter(|_| w.need_task);
                 if agent.is_some() || session.is_some() || task.is_some() {
                     fixups.push(Fixup {
-                        trace_id: trace.clone(),
-                        span_id: w.span_id.clone(),
+                        trace_id: trace.to_string(),
+                        span_id: w.span_id.to_string(),
                         agent_name: agent.as_ref().map(|(id, name)| name.as_ref().unwrap_or(id).to_string()),
                         agent_id: agent.as_ref().map(|(id, _)| id.to_string()),
                         session_id: owned(&session),
@@ -383,10 +383,10 @@ impl Inherit {
             batch.adopts.extend(adopts);
             return (0, n);
         }
-        let parents: FastMap<(String, String), Option<String>> =
+        let parents: FastMap<(Id, Id), Option<Id>> =
             batch.spans.iter().map(|s| ((s.trace_id.clone(), s.span_id.clone()), s.parent_span_id.clone())).collect();
-        let mut memo: FastMap<(String, String), Found> = FastMap::default();
-        let mut new_waiting: Vec<(String, Waiting)> = Vec::new();
+        let mut memo: FastMap<(Id, Id), Found> = FastMap::default();
+        let mut new_waiting: Vec<(Id, Waiting)> = Vec::new();
         let mut changed = 0;
         let rows = batch
             .model_calls
@@ -455,8 +455,8 @@ fn adopt(s: &SpanRow, own: &Node) -> Option<Adopt> {
         return None;
     }
     Some(Adopt {
-        trace_id: s.trace_id.clone(),
-        span_id: s.span_id.clone(),
+        trace_id: s.trace_id.to_string(),
+        span_id: s.span_id.to_string(),
         agent_name: own.agent.as_ref().map(|(id, name)| name.as_ref().unwrap_or(id).to_string()),
         agent_id: own.agent.as_ref().map(|(id, _)| id.to_string()),
         session_id: owned(&own.session),
@@ -504,7 +504,7 @@ mod tests {
             time_us: 1,
             trace_id: "t1".into(),
             span_id: id.into(),
-            parent_span_id: parent.map(str::to_string),
+            parent_span_id: parent.map(Id::new),
             name: id.into(),
             kind: "internal",
             start_us: 1,
@@ -653,10 +653,10 @@ mod tests {
         for i in 0..1000 {
             let mut b = llm(&format!("l{i}"), "p");
             for s in &mut b.spans {
-                s.trace_id = format!("t{i}");
+                s.trace_id = format!("t{i}").into();
             }
             for c in &mut b.model_calls {
-                c.trace_id = Some(format!("t{i}"));
+                c.trace_id = Some(format!("t{i}").into());
             }
             inh.apply(&mut b);
         }

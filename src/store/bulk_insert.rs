@@ -8,7 +8,8 @@
 //! buffer before the flush inserts it (3 copies; 2.85 us a span row for append + flush in a probe
 //! of 819,200 spans in 40-batch transactions, 2.01-2.35 with this scan, identical rows).
 //! DuckDB's Arrow import (`duckdb_data_chunk_from_arrow`) is only reachable through its C API,
-//! hence `unsafe` code here (the crate's only other is one `mallopt` call in `malloc_arenas.rs`):
+//! hence `unsafe` code here (the crate's only others: one `mallopt` call in `malloc_arenas.rs`, and
+//! `model::ids::Id::as_str` reading an inline id's bytes, copied from a `str`, as one):
 //! every block says what it relies on.
 //!
 //! - The conversion needs a connection only for its settings; it gets one of its own, to a private
