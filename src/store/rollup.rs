@@ -119,6 +119,6 @@ impl Rollup {
             }
         }
         stage.flush()?;
-        conn.execute_batch(UPSERT)
+        super::writer::execute_cached(conn, UPSERT)
     }
 }

@@ -73,7 +73,7 @@ pub fn apply(
     }
     transitions.flush()?;
     stage.flush()?;
-    conn.execute_batch(APPLY)?;
+    super::writer::execute_cached(conn, APPLY)?;
     Ok(())
 }
 
