@@ -119,6 +119,6 @@ impl Rollup {
             }
         }
         stage.flush()?;
-        super::writer::execute_cached(conn, UPSERT)
+        conn.execute_batch(UPSERT)
     }
 }

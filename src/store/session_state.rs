@@ -73,7 +73,7 @@ pub fn apply(
     }
     transitions.flush()?;
     stage.flush()?;
-    super::writer::execute_cached(conn, APPLY)?;
+    conn.execute_batch(APPLY)?;
     Ok(())
 }
 

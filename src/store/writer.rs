@@ -408,13 +408,13 @@ fn append_items(
     if !sessions.is_empty() {
         app.sessions_stage.append_record_batch(arrow_rows::seen(&sessions)?)?;
         app.sessions_stage.flush()?;
-        execute_cached(conn, UPSERT_SESSIONS)?;
+        conn.execute_batch(UPSERT_SESSIONS)?;
     }
     let agents = agents_cache.changed(agents.into_values().collect());
     if !agents.is_empty() {
         app.agents_stage.append_record_batch(arrow_rows::seen(&agents)?)?;
         app.agents_stage.flush()?;
-        execute_cached(conn, UPSERT_AGENTS)?;
+        conn.execute_batch(UPSERT_AGENTS)?;
     }
     sums.apply(conn, &mut app.cost_stage)?;
     let fixes: Vec<_> = items.iter().flat_map(|(_, b, _)| b.fixups.iter()).collect();
@@ -431,8 +431,7 @@ fn append_items(
     session_state::apply(conn, &mut app.transitions, &mut app.state_stage, &updates)?;
     crate::tasks::store::upsert_links(conn, &task_links)?;
     if let Some((pos, _)) = items.iter().rev().find_map(|(p, _, _)| *p) {
-        conn.prepare_cached("UPDATE ingest_log_state SET position = ?, updated = now()")?
-            .execute(params![pos as i64])?;
+        conn.execute("UPDATE ingest_log_state SET position = ?, updated = now()", params![pos as i64])?;
     }
     Ok((sessions, agents))
 }
@@ -837,26 +836,10 @@ fn apply_in_txn(conn: &Connection, f: ApplyFn) -> Result<Box<dyn std::any::Any +
 
 /// Staging tables the writer uses (temp: per connection).
 pub fn create_staging(conn: &Connection) -> Result<(), duckdb::Error> {
-    // Room for every statement a commit runs (`execute_cached`) and the control plane's.
-    conn.set_prepared_statement_cache_capacity(STATEMENT_CACHE);
     conn.execute_batch(STAGE_DDL)?;
     conn.execute_batch(rollup::STAGE_DDL)?;
     conn.execute_batch(fixups::STAGE_DDL)?;
     conn.execute_batch(session_state::STAGE_DDL)
-}
-
-/// Statements the writer's connection keeps prepared.
-const STATEMENT_CACHE: usize = 64;
-
-/// Run the statements of `sql` (separated by `;`, none inside a literal) through the
-/// connection's prepared-statement cache: the statements every transaction runs (upserts of
-/// sessions, agents, the rollup and session states, the log position) were parsed, bound and
-/// planned again each time, ~3% of the writer's time per span at two transactions a second.
-pub(crate) fn execute_cached(conn: &Connection, sql: &str) -> Result<(), duckdb::Error> {
-    for stmt in sql.split(';').map(str::trim).filter(|s| !s.is_empty()) {
-        conn.prepare_cached(stmt)?.execute([])?;
-    }
-    Ok(())
 }
 
 /// Frees committed batches (and rows `prep` took out of batches) on a thread of its own
