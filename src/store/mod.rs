@@ -388,7 +388,7 @@ impl Store {
             checkpoint_bytes: cfg.checkpoint_bytes,
             log_dir: log_cfg.dir.clone(),
             writeback: cfg.checkpoint_writeback.map(|every| (path.clone(), every)),
-            dropper: writer::Dropper::start(),
+            dropper: writer::Dropper::start("writer-drop", 1),
         };
         let (wsh, wm) = (shared.clone(), metrics.clone());
         // The byte count starts at 0 at the first position to replay.
@@ -396,7 +396,7 @@ impl Store {
         // while the writer commits the transaction before (at the writer's priority: it is part
         // of the serial stage).
         let (prep_tx, prepared_rx) = std::sync::mpsc::sync_channel(writer::PREP_AHEAD);
-        let prep_dropper = wcfg.dropper.clone();
+        let prep_dropper = writer::Dropper::start("prep-drop", writer::PREP_DROP_WAITING);
         spawn(PREP_THREAD, move || writer::prep(writer_rx, prep_tx, prep_dropper))?;
         let writer =
             spawn(WRITER_THREAD, move || writer::run(conn, guard, prepared_rx, wcfg, wsh, wm, (committed, 0)))?;

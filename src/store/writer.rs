@@ -112,8 +112,8 @@ pub const PREP_AHEAD: usize = 4;
 /// Arrow columns of each batch built on the way (a batch whose columns fail to build goes on
 /// without them; the writer builds them and handles the error as before). Ends after `Close`,
 /// or when either side is gone.
-/// Once a batch's columns are built, the rows they stand for are handed to `dropper` (freed
-/// on `writer-drop`, off the serial stage) when nothing else holds the batch (`strip`).
+/// Once a batch's columns are built, the rows they stand for are handed to `dropper` (freed on
+/// `prep-drop`, off the serial stage) when nothing else holds the batch (`strip`).
 pub fn prep(rx: Receiver<Msg>, tx: std::sync::mpsc::SyncSender<Msg>, dropper: Dropper) {
     for msg in rx {
         let close = matches!(msg, Msg::Close);
@@ -177,7 +177,7 @@ pub struct WriterConfig {
     pub log_dir: std::path::PathBuf,
     /// The database file and how often to write it back during a checkpoint (`writeback.rs`).
     pub writeback: Option<(std::path::PathBuf, Duration)>,
-    /// Where committed transactions are freed (shared with `prep`).
+    /// Where committed transactions are freed (`writer-drop`, one transaction waiting at most).
     pub dropper: Dropper,
 }
 
@@ -460,7 +460,6 @@ struct Writer<'c> {
     /// The bulk tables' inserts (registered on first use).
     bulk: Option<BulkInsert>,
     /// Frees committed batches off this thread.
-    dropper: Dropper,
     cfg: WriterConfig,
     shared: Arc<StoreShared>,
     metrics: Arc<Metrics>,
@@ -570,7 +569,7 @@ impl<'c> Writer<'c> {
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                     "transaction committed"
                 );
-                self.dropper.drop_later(Box::new(pending.items));
+                self.cfg.dropper.drop_later(Box::new(pending.items));
             }
             Err(e) if is_invalidated(&e) => self.halt(&e),
             Err(e) => {
@@ -842,17 +841,20 @@ pub fn create_staging(conn: &Connection) -> Result<(), duckdb::Error> {
     conn.execute_batch(session_state::STAGE_DDL)
 }
 
-/// Frees committed batches (and rows `prep` took out of batches) on a thread of its own
-/// (`writer-drop`): dropping a transaction's rows (a few hundred thousand strings) took ~7% of
-/// the writer's time, the one serial stage. Bounded to a few things waiting; when the queue is
-/// full, the sender frees inline.
-#[derive(Clone)]
+/// Frees what a thread hands over on a thread of its own: committed transactions
+/// (`writer-drop`: dropping a transaction's rows, a few hundred thousand strings, took ~7% of
+/// the writer's time, the one serial stage) and the rows `prep` took out of batches
+/// (`prep-drop`). Bounded to `waiting` things queued; when the queue is full, the sender frees
+/// inline.
 pub struct Dropper(Option<std::sync::mpsc::SyncSender<Box<dyn Send>>>);
 
+/// Batches' rows `prep` may queue for `prep-drop`.
+pub const PREP_DROP_WAITING: usize = PREP_AHEAD + 2;
+
 impl Dropper {
-    pub fn start() -> Self {
-        let (tx, rx) = std::sync::mpsc::sync_channel::<Box<dyn Send>>(PREP_AHEAD + 2);
-        let spawned = std::thread::Builder::new().name("writer-drop".into()).spawn(move || {
+    pub fn start(name: &str, waiting: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Box<dyn Send>>(waiting);
+        let spawned = std::thread::Builder::new().name(name.into()).spawn(move || {
             crate::priority::background();
             for items in rx {
                 drop(items);
@@ -861,7 +863,7 @@ impl Dropper {
         match spawned {
             Ok(_) => Self(Some(tx)),
             Err(e) => {
-                tracing::warn!(error = %e, "writer: no thread to free batches on; the writer frees them");
+                tracing::warn!(error = %e, "no thread to free rows on; the sender frees them");
                 Self(None)
             }
         }
@@ -904,7 +906,6 @@ pub fn run(
         guard,
         app: None,
         bulk: None,
-        dropper: cfg.dropper.clone(),
         shared,
         metrics,
         sessions_cache: SeenCache::new(200_000),
@@ -1009,7 +1010,7 @@ mod tests {
         assert!(!batch.spans.is_empty() && !batch.tool_calls.is_empty() && calls > 0);
         let (in_tx, in_rx) = std::sync::mpsc::sync_channel(8);
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(PREP_AHEAD);
-        let thread = std::thread::spawn(move || prep(in_rx, out_tx, Dropper::start()));
+        let thread = std::thread::spawn(move || prep(in_rx, out_tx, Dropper::start("prep-drop", PREP_DROP_WAITING)));
         in_tx.send(Msg::Batch { pos: Some((3, 30)), batch: Arc::new(batch), columns: None }).expect("send");
         in_tx.send(Msg::Close).expect("send");
         match out_rx.recv().expect("batch") {
@@ -1037,7 +1038,7 @@ mod tests {
         let (a, b) = (traces(300, &mut rng), traces(40, &mut rng));
         let (in_tx, in_rx) = std::sync::mpsc::sync_channel(8);
         let (out_tx, out_rx) = std::sync::mpsc::sync_channel(PREP_AHEAD);
-        let thread = std::thread::spawn(move || prep(in_rx, out_tx, Dropper::start()));
+        let thread = std::thread::spawn(move || prep(in_rx, out_tx, Dropper::start("prep-drop", PREP_DROP_WAITING)));
         in_tx.send(Msg::Batch { pos: Some((1, 10)), batch: a.clone(), columns: None }).expect("send");
         in_tx.send(Msg::Flush).expect("send");
         in_tx.send(Msg::Batch { pos: None, batch: b.clone(), columns: None }).expect("send");
