@@ -63,6 +63,8 @@ pub struct Metrics {
     /// Exports that waited for a pipeline behind (`receiver::ingest` pacing), and for how long.
     paced: AtomicU64,
     paced_us: AtomicU64,
+    /// Memory DuckDB's buffer manager holds (`duckdb_memory()`), as the writer last sampled it.
+    pub duckdb_memory: AtomicU64,
 }
 
 /// Why a whole request was refused (index into `Metrics::refused`).
@@ -212,9 +214,28 @@ impl Metrics {
             let _ = writeln!(o, "# TYPE agent_console_{name} counter");
             let _ = writeln!(o, "agent_console_{name} {v}");
         }
+        let _ = writeln!(
+            o,
+            "# HELP agent_console_duckdb_memory_bytes Memory held by DuckDB's buffer manager (its cache, un-checkpointed rows, query state), sampled after commits."
+        );
+        let _ = writeln!(o, "# TYPE agent_console_duckdb_memory_bytes gauge");
+        let _ = writeln!(o, "agent_console_duckdb_memory_bytes {}", self.duckdb_memory.load(Relaxed));
+        if let Some(rss) = resident_bytes() {
+            let _ =
+                writeln!(o, "# HELP agent_console_process_resident_bytes Resident memory of the collector process.");
+            let _ = writeln!(o, "# TYPE agent_console_process_resident_bytes gauge");
+            let _ = writeln!(o, "agent_console_process_resident_bytes {rss}");
+        }
         if let Some(log) = log {
             log.render(&mut o);
         }
         o
     }
+}
+
+/// This process's resident memory (`VmRSS` of `/proc/self/status`; `None` where there is no procfs).
+fn resident_bytes() -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let kib: u64 = status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kib * 1024)
 }

@@ -105,6 +105,17 @@ async fn http_bad_bodies_are_refused_cleanly() {
     let m = app.client.get(format!("{}/metrics", app.http)).send().await.expect("metrics").text().await.expect("text");
     assert!(m.contains("agent_console_received_total{signal=\"traces\"} 7"), "{m}");
     assert!(m.contains("agent_console_refused_requests_total{signal=\"traces\",reason=\"bad_request\"} 5"), "{m}");
+    // The memory gauges: DuckDB's buffer manager as the writer sampled it after the commit, and
+    // the process's resident memory, which holds it.
+    let gauge = |name: &str| -> u64 {
+        m.lines()
+            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in {m}"))
+    };
+    let duckdb = gauge("agent_console_duckdb_memory_bytes");
+    let resident = gauge("agent_console_process_resident_bytes");
+    assert!(duckdb > 0, "{m}");
+    assert!(resident > duckdb, "{m}");
     app.shutdown().await;
 }
 

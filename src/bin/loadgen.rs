@@ -732,6 +732,50 @@ async fn probe_visibility(http: String, until: Instant) -> anyhow::Result<Vec<f6
     Ok(lat)
 }
 
+/// The highest memory figures `/metrics` showed during a run (bytes): the process's resident
+/// memory, DuckDB's buffer manager, and resident memory less DuckDB's at one sample.
+#[derive(Default)]
+struct MemoryPeaks {
+    resident: u64,
+    duckdb: u64,
+    outside_duckdb: u64,
+    samples: u64,
+}
+
+/// Read the collector's memory gauges every 500 ms until `stop` is set.
+async fn sample_memory(http: String, stop: Arc<std::sync::atomic::AtomicBool>) -> MemoryPeaks {
+    let mut peaks = MemoryPeaks::default();
+    let mut conn = None;
+    while !stop.load(Relaxed) {
+        if conn.is_none() {
+            conn = Http1::connect(&http).await.ok();
+        }
+        if let Some(c) = conn.as_mut() {
+            match c.get("/metrics").await {
+                Ok((200, body)) => {
+                    let text = String::from_utf8_lossy(&body);
+                    let gauge = |name: &str| {
+                        text.lines()
+                            .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+                            .map(|v| v as u64)
+                    };
+                    if let (Some(rss), Some(db)) =
+                        (gauge("agent_console_process_resident_bytes"), gauge("agent_console_duckdb_memory_bytes"))
+                    {
+                        peaks.resident = peaks.resident.max(rss);
+                        peaks.duckdb = peaks.duckdb.max(db);
+                        peaks.outside_duckdb = peaks.outside_duckdb.max(rss.saturating_sub(db));
+                        peaks.samples += 1;
+                    }
+                }
+                _ => conn = None,
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    peaks
+}
+
 fn current_rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status.lines().find(|l| l.starts_with("VmRSS:"))?.split_whitespace().nth(1)?.parse().ok()
@@ -870,6 +914,8 @@ async fn main() -> anyhow::Result<()> {
     let tasks: Vec<_> = (0..args.clients)
         .map(|id| tokio::spawn(run_client(args.clone(), payloads.clone(), nonce, id, counters.clone(), until)))
         .collect();
+    let memory_stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let memory = tokio::spawn(sample_memory(args.http.clone(), memory_stop.clone()));
     let prober = args.probe_rollups.then(|| tokio::spawn(probe_rollups(args.http.clone(), until)));
     let visibility = args.probe_visibility.then(|| tokio::spawn(probe_visibility(args.http.clone(), until)));
     let mut live = Vec::new();
@@ -982,6 +1028,8 @@ async fn main() -> anyhow::Result<()> {
     let after = count_spans(&args.http).await?;
     let flush_s = flush_started.elapsed().as_secs_f64();
     let persisted = after.saturating_sub(before);
+    memory_stop.store(true, Relaxed);
+    let memory = memory.await?;
     println!("sent spans:        {}", counters.sent_spans.load(Relaxed));
     println!("acknowledged:      {acked}");
     println!("persisted (store): {persisted}");
@@ -994,6 +1042,16 @@ async fn main() -> anyhow::Result<()> {
         if let Some(kib) = peak_rss_kib(pid) {
             println!("server peak RSS:   {:.1} MiB", kib as f64 / 1024.0);
         }
+    }
+    if memory.samples > 0 {
+        let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
+        println!(
+            "memory peaks ({} samples of /metrics, 500 ms apart): resident {:.1} MiB, DuckDB buffer manager {:.1} MiB, resident less DuckDB's {:.1} MiB",
+            memory.samples,
+            mib(memory.resident),
+            mib(memory.duckdb),
+            mib(memory.outside_duckdb)
+        );
     }
     if persisted < acked {
         bail!("lost acknowledged spans: acked {acked}, persisted {persisted}");

@@ -10,11 +10,12 @@
 //! already counted is dropped too (import first, telemetry later). Imported rows that stay are
 //! marked `source = 'transcript'` after `dedup` (`mark`).
 
-use std::collections::{HashSet, VecDeque};
+use std::collections::VecDeque;
 
 use duckdb::Connection;
 
 use crate::import::claude_code::SCOPE;
+use crate::model::fastmap::{FastSet, Fingerprint};
 use crate::model::records::Batch;
 use crate::store::StoreError;
 
@@ -23,10 +24,14 @@ pub const MAX_KEYS: usize = 500_000;
 /// What an imported row's `source` says.
 pub const TRANSCRIPT: &str = "transcript";
 
+/// The window holds keys as 128-bit fingerprints of (kind, id), not as text: 16 bytes each
+/// twice (set and order) instead of two copies of a string, ~20 MB at the bound rather than
+/// ~65 MB (BENCHMARKS.md, "Memory outside DuckDB"), and no string built per key.
 #[derive(Default)]
 pub struct Imports {
-    seen: HashSet<String>,
-    order: VecDeque<String>,
+    seen: FastSet<u128>,
+    order: VecDeque<u128>,
+    fp: Fingerprint,
 }
 
 fn claude(service: Option<&str>) -> bool {
@@ -46,8 +51,9 @@ struct KeyAttr {
     key: Option<String>,
 }
 
-/// The stage key of an imported event (`call:X` -> `c:X`, `tool:X` -> `t:X`, `prompt:X` -> `p:X`).
-fn import_key(attributes: &str) -> Option<String> {
+/// The stage key of an imported event (`call:X` -> (`c`, X), `tool:X` -> (`t`, X), `prompt:X`
+/// -> (`p`, X)).
+fn import_key(attributes: &str) -> Option<(&'static str, String)> {
     let k = serde_json::from_str::<KeyAttr>(attributes).ok()?.key?;
     let (kind, id) = k.split_once(':')?;
     let short = match kind {
@@ -57,12 +63,17 @@ fn import_key(attributes: &str) -> Option<String> {
         "end" => "e",
         _ => return None,
     };
-    Some(format!("{short}:{id}"))
+    Some((short, id.to_string()))
 }
 
 impl Imports {
-    fn remember(&mut self, k: String) {
-        if self.seen.insert(k.clone()) {
+    /// The window's key of a call (`c`), tool call (`t`), prompt (`p`) or import end (`e`) id.
+    fn key(&self, kind: &str, id: &str) -> u128 {
+        self.fp.pair(kind.as_bytes(), id.as_bytes())
+    }
+
+    fn remember(&mut self, k: u128) {
+        if self.seen.insert(k) {
             self.order.push_back(k);
         }
         while self.order.len() > MAX_KEYS {
@@ -77,16 +88,16 @@ impl Imports {
         let import = is_import(batch);
         let mut dropped = 0;
         // Keys first seen in this batch: an imported event's log row stays with its call.
-        let mut fresh: HashSet<String> = HashSet::new();
+        let mut fresh: FastSet<u128> = FastSet::default();
         let mut keep = Vec::with_capacity(batch.model_calls.len());
         for c in std::mem::take(&mut batch.model_calls) {
             let key = (c.source == "log" && claude(c.ctx.service_name.as_deref()))
-                .then(|| c.request_id.as_ref().map(|r| format!("c:{r}")))
+                .then(|| c.request_id.as_deref().map(|r| self.key("c", r)))
                 .flatten();
             match key {
                 Some(k) if self.seen.contains(&k) => dropped += 1,
                 Some(k) => {
-                    fresh.insert(k.clone());
+                    fresh.insert(k);
                     self.remember(k);
                     keep.push(c);
                 }
@@ -97,12 +108,12 @@ impl Imports {
         let mut keep = Vec::with_capacity(batch.tool_calls.len());
         for t in std::mem::take(&mut batch.tool_calls) {
             let key = claude(t.ctx.service_name.as_deref())
-                .then(|| t.tool_call_id.as_ref().map(|id| format!("t:{id}")))
+                .then(|| t.tool_call_id.as_deref().map(|id| self.key("t", id)))
                 .flatten();
             match key {
                 Some(k) if import && self.seen.contains(&k) => dropped += 1,
                 Some(k) => {
-                    fresh.insert(k.clone());
+                    fresh.insert(k);
                     self.remember(k);
                     keep.push(t);
                 }
@@ -113,11 +124,11 @@ impl Imports {
         let mut keep = Vec::with_capacity(batch.logs.len());
         for l in std::mem::take(&mut batch.logs) {
             let key = if import {
-                import_key(&l.attributes)
+                import_key(&l.attributes).map(|(kind, id)| self.key(kind, &id))
             } else {
                 (claude(l.ctx.service_name.as_deref())
                     && l.event_name.as_deref().is_some_and(|e| PROMPT_EVENTS.contains(&e)))
-                .then(|| l.ctx.run_id.as_ref().map(|p| format!("p:{p}")))
+                .then(|| l.ctx.run_id.as_deref().map(|p| self.key("p", p)))
                 .flatten()
             };
             match key {
@@ -149,23 +160,27 @@ impl Imports {
     /// The keys of the Claude Code calls, tool calls and prompts DuckDB holds (newest first).
     pub fn load(conn: &Connection) -> Result<Self, StoreError> {
         let sql = format!(
-            "SELECT k FROM (
-                 SELECT 'c:' || request_id AS k, time FROM model_calls
+            "SELECT kind, id FROM (
+                 SELECT 'c' AS kind, request_id AS id, time FROM model_calls
                  WHERE service_name LIKE 'claude-code%' AND source IN ('log', '{TRANSCRIPT}') AND request_id IS NOT NULL
                  UNION ALL
-                 SELECT 't:' || tool_call_id, time FROM tool_calls
+                 SELECT 't', tool_call_id, time FROM tool_calls
                  WHERE service_name LIKE 'claude-code%' AND tool_call_id IS NOT NULL
                  UNION ALL
-                 SELECT 'p:' || run_id, time FROM logs
+                 SELECT 'p', run_id, time FROM logs
                  WHERE service_name LIKE 'claude-code%' AND run_id IS NOT NULL
                    AND event_name IN ('claude_code.user_prompt', 'UserPromptSubmit'))
              ORDER BY time DESC LIMIT {MAX_KEYS}"
         );
         let mut stmt = conn.prepare(&sql)?;
-        let rows = stmt.query_map([], |r| r.get::<_, String>(0))?;
-        let mut keys: Vec<String> = rows.collect::<Result<_, _>>()?;
-        keys.reverse();
         let mut out = Imports::default();
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))?;
+        let mut keys: Vec<u128> = Vec::new();
+        for row in rows {
+            let (kind, id) = row?;
+            keys.push(out.key(&kind, &id));
+        }
+        keys.reverse();
         for k in keys {
             out.remember(k);
         }

@@ -476,6 +476,8 @@ struct Writer<'c> {
     committed: (u64, u64),
     adopt_budget: fixups::AdoptBudget,
     writeback: Option<super::writeback::Writeback>,
+    /// When `duckdb_memory_bytes` was last sampled.
+    memory_sampled: Option<Instant>,
 }
 
 impl<'c> Writer<'c> {
@@ -579,6 +581,22 @@ impl<'c> Writer<'c> {
             }
         }
         self.maybe_checkpoint(false);
+        self.sample_memory();
+    }
+
+    /// Sample what DuckDB's buffer manager holds into `/metrics` (at most every
+    /// `MEMORY_SAMPLE_EVERY`; a query over a dozen counters, no table is read).
+    fn sample_memory(&mut self) {
+        if self.memory_sampled.is_some_and(|t| t.elapsed() < MEMORY_SAMPLE_EVERY) {
+            return;
+        }
+        self.memory_sampled = Some(Instant::now());
+        match self.conn.query_row("SELECT CAST(sum(memory_usage_bytes) AS UBIGINT) FROM duckdb_memory()", [], |r| {
+            r.get::<_, Option<u64>>(0)
+        }) {
+            Ok(n) => self.metrics.duckdb_memory.store(n.unwrap_or(0), Ordering::Relaxed),
+            Err(e) => tracing::debug!(error = %e, "duckdb_memory() not sampled"),
+        }
     }
 
     /// DuckDB invalidated the database: stop committing (every record past the last checkpoint
@@ -772,6 +790,9 @@ const FORCE_CHECKPOINT_WAIT: Duration = Duration::from_secs(5);
 /// Longest a forced checkpoint may take in all (a soak's, of 400-490 MB under load: 5-8 s).
 const FORCE_CHECKPOINT_MAX: Duration = Duration::from_secs(60);
 
+/// How often the writer samples DuckDB's memory for `/metrics` (after a commit).
+const MEMORY_SAMPLE_EVERY: Duration = Duration::from_millis(500);
+
 /// How long readers open when a checkpoint is forced may go on before they are evicted (new
 /// readers wait meanwhile, so this is also the longest a query waits for a checkpoint to begin).
 const EVICT_GRACE: Duration = Duration::from_millis(1000);
@@ -918,6 +939,7 @@ pub fn run(
         committed: start,
         adopt_budget: fixups::AdoptBudget::new(),
         writeback: cfg.writeback.as_ref().and_then(|(path, every)| super::writeback::Writeback::start(path, *every)),
+        memory_sampled: None,
         cfg,
     };
     loop {
