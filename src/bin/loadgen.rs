@@ -739,6 +739,8 @@ struct MemoryPeaks {
     resident: u64,
     duckdb: u64,
     outside_duckdb: u64,
+    /// The collector's own heap (mimalloc's committed memory).
+    heap: u64,
     samples: u64,
 }
 
@@ -765,6 +767,7 @@ async fn sample_memory(http: String, stop: Arc<std::sync::atomic::AtomicBool>) -
                         peaks.resident = peaks.resident.max(rss);
                         peaks.duckdb = peaks.duckdb.max(db);
                         peaks.outside_duckdb = peaks.outside_duckdb.max(rss.saturating_sub(db));
+                        peaks.heap = peaks.heap.max(gauge("agent_console_heap_committed_bytes").unwrap_or(0));
                         peaks.samples += 1;
                     }
                 }
@@ -1046,11 +1049,12 @@ async fn main() -> anyhow::Result<()> {
     if memory.samples > 0 {
         let mib = |b: u64| b as f64 / (1024.0 * 1024.0);
         println!(
-            "memory peaks ({} samples of /metrics, 500 ms apart): resident {:.1} MiB, DuckDB buffer manager {:.1} MiB, resident less DuckDB's {:.1} MiB",
+            "memory peaks ({} samples of /metrics, 500 ms apart): resident {:.1} MiB, DuckDB buffer manager {:.1} MiB, resident less DuckDB's {:.1} MiB, the collector's own heap {:.1} MiB",
             memory.samples,
             mib(memory.resident),
             mib(memory.duckdb),
-            mib(memory.outside_duckdb)
+            mib(memory.outside_duckdb),
+            mib(memory.heap)
         );
     }
     if persisted < acked {

@@ -564,6 +564,10 @@ impl<'c> Writer<'c> {
                 self.shared.health.ok();
                 self.metrics.adopt_lookups.store(self.adopt_budget.looked_up, Ordering::Relaxed);
                 self.metrics.adopt_skipped.store(self.adopt_budget.skipped, Ordering::Relaxed);
+                // Before the commit is announced: what a flush's caller reads next in /metrics
+                // includes it.
+                let flush_waits = self.shared.flush_target.load(Ordering::Acquire) > self.committed.0;
+                self.sample_memory(flush_waits);
                 self.committed_through(&pending.items);
                 tracing::debug!(
                     records = pending.items.len(),
@@ -581,13 +585,13 @@ impl<'c> Writer<'c> {
             }
         }
         self.maybe_checkpoint(false);
-        self.sample_memory();
+        self.sample_memory(false);
     }
 
     /// Sample what DuckDB's buffer manager holds into `/metrics` (at most every
-    /// `MEMORY_SAMPLE_EVERY`; a query over a dozen counters, no table is read).
-    fn sample_memory(&mut self) {
-        if self.memory_sampled.is_some_and(|t| t.elapsed() < MEMORY_SAMPLE_EVERY) {
+    /// `MEMORY_SAMPLE_EVERY` unless `now`; a query over a dozen counters, no table is read).
+    fn sample_memory(&mut self, now: bool) {
+        if !now && self.memory_sampled.is_some_and(|t| t.elapsed() < MEMORY_SAMPLE_EVERY) {
             return;
         }
         self.memory_sampled = Some(Instant::now());
