@@ -285,8 +285,27 @@ fn needs_escape(b: u8) -> bool {
     b < 0x20 || b == b'"' || b == b'\\'
 }
 
-/// Append `s` as a JSON string literal. Most values need no escape at all: runs of 16 clean bytes
-/// are skipped with a branch-free test (the compiler vectorises it) and copied in one piece.
+/// Does any byte of `chunk` (at most 16 bytes) need an escape? One branch-free test over 16
+/// bytes (the compiler vectorises it); a shorter chunk is padded with clean bytes first, so a
+/// short value or the tail of a long one is tested whole rather than byte by byte.
+#[inline(always)]
+fn chunk_needs_escape(chunk: &[u8]) -> bool {
+    let mut padded = [b'a'; 16];
+    let full: &[u8; 16] = match <&[u8; 16]>::try_from(chunk) {
+        Ok(full) => full,
+        Err(_) => {
+            let n = chunk.len().min(16);
+            padded[..n].copy_from_slice(&chunk[..n]);
+            &padded
+        }
+    };
+    full.iter().fold(false, |acc, &b| acc | needs_escape(b))
+}
+
+/// Append `s` as a JSON string literal. Most values need no escape at all: each run of 16 bytes
+/// (or fewer, at the end) is tested at once and, clean, copied with the rest of its run; only a
+/// run that holds an escape is walked byte by byte. (The byte-by-byte walk of values shorter than
+/// 16 bytes and of every value's tail was most of this function's time, BENCHMARKS.md.)
 pub fn write_json_str(s: &str, out: &mut String) {
     out.reserve(s.len() + 2);
     out.push('"');
@@ -294,30 +313,32 @@ pub fn write_json_str(s: &str, out: &mut String) {
     let mut start = 0;
     let mut i = 0;
     while i < bytes.len() {
-        if let Some(chunk) = bytes.get(i..i + 16) {
-            if !chunk.iter().fold(false, |acc, &b| acc | needs_escape(b)) {
-                i += 16;
-                continue;
-            }
+        let end = (i + 16).min(bytes.len());
+        let chunk = &bytes[i..end];
+        if !chunk_needs_escape(chunk) {
+            i = end;
+            continue;
         }
-        let b = bytes[i];
-        if needs_escape(b) {
-            // Escapes are ASCII, so `i` is a char boundary.
-            out.push_str(&s[start..i]);
-            match b {
-                b'"' => out.push_str("\\\""),
-                b'\\' => out.push_str("\\\\"),
-                b'\n' => out.push_str("\\n"),
-                b'\r' => out.push_str("\\r"),
-                b'\t' => out.push_str("\\t"),
-                _ => {
-                    use std::fmt::Write as _;
-                    let _ = write!(out, "\\u{:04x}", b);
+        for (k, &b) in chunk.iter().enumerate() {
+            if needs_escape(b) {
+                let at = i + k;
+                // Escapes are ASCII, so `at` is a char boundary.
+                out.push_str(&s[start..at]);
+                match b {
+                    b'"' => out.push_str("\\\""),
+                    b'\\' => out.push_str("\\\\"),
+                    b'\n' => out.push_str("\\n"),
+                    b'\r' => out.push_str("\\r"),
+                    b'\t' => out.push_str("\\t"),
+                    _ => {
+                        use std::fmt::Write as _;
+                        let _ = write!(out, "\\u{:04x}", b);
+                    }
                 }
+                start = at + 1;
             }
-            start = i + 1;
         }
-        i += 1;
+        i = end;
     }
     out.push_str(&s[start..]);
     out.push('"');
@@ -354,6 +375,16 @@ mod tests {
                 v.push_str(&"y".repeat(20));
                 cases.push(v.clone());
                 cases.push(format!("{v}{special}{v}"));
+            }
+        }
+        // Short values and tails: every length up to 33, a special byte at every position.
+        for len in 0..34 {
+            for at in 0..len {
+                for special in ['"', '\\', '\n', '\u{1}', '\u{1f}', 'é'] {
+                    let mut v: Vec<char> = "abcdefghijklmnopqrstuvwxyz0123456789".chars().take(len).collect();
+                    v[at] = special;
+                    cases.push(v.into_iter().collect());
+                }
             }
         }
         for c in cases {
