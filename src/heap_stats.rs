@@ -22,8 +22,8 @@ mod ffi {
         );
     }
 
-    /// Memory mimalloc has committed now (on Linux: made readable and writable, less what it has
-    /// given back), in bytes.
+    /// Memory mimalloc has committed now, in bytes (on Linux: what it made readable and
+    /// writable; pages it has purged still count, so an upper bound of what is resident).
     pub fn committed() -> u64 {
         let mut current: usize = 0;
         // SAFETY: mi_process_info writes through the non-null pointers only, each to a live

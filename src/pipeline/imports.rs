@@ -26,7 +26,7 @@ pub const TRANSCRIPT: &str = "transcript";
 
 /// The window holds keys as 128-bit fingerprints of (kind, id), not as text: 16 bytes each
 /// twice (set and order) instead of two copies of a string, ~20 MB at the bound rather than
-/// ~65 MB (BENCHMARKS.md, "Memory outside DuckDB"), and no string built per key.
+/// ~65 MB (BENCHMARKS.md, "memory outside DuckDB's cache"), and no string built per key.
 #[derive(Default)]
 pub struct Imports {
     seen: FastSet<u128>,
