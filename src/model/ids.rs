@@ -16,13 +16,21 @@ pub enum IdError {
     SpanIdZero,
 }
 
-/// Lower-case hex of `bytes` (ids are hexed for every span: a table, no per-char iterator).
-pub fn hex_lower(bytes: &[u8]) -> String {
+/// The two lower-case hex digits of `b` (ids are hexed for every span: a table, no per-char
+/// iterator).
+#[inline(always)]
+fn hex_pair(b: u8) -> [u8; 2] {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
+    [DIGITS[usize::from(b >> 4)], DIGITS[usize::from(b & 0x0f)]]
+}
+
+/// Lower-case hex of `bytes`.
+pub fn hex_lower(bytes: &[u8]) -> String {
     let mut out = String::with_capacity(bytes.len() * 2);
-    for b in bytes {
-        out.push(char::from(DIGITS[usize::from(b >> 4)]));
-        out.push(char::from(DIGITS[usize::from(b & 0x0f)]));
+    for &b in bytes {
+        let [hi, lo] = hex_pair(b);
+        out.push(char::from(hi));
+        out.push(char::from(lo));
     }
     out
 }
@@ -60,14 +68,12 @@ impl Id {
 
     /// Lower-case hex of `bytes` (at most 16 bytes stay inline).
     pub fn hex(bytes: &[u8]) -> Self {
-        const DIGITS: &[u8; 16] = b"0123456789abcdef";
         if bytes.len() * 2 > INLINE {
             return Id(Repr::Heap(hex_lower(bytes).into()));
         }
         let mut buf = [0u8; INLINE];
-        for (i, b) in bytes.iter().enumerate() {
-            buf[2 * i] = DIGITS[usize::from(b >> 4)];
-            buf[2 * i + 1] = DIGITS[usize::from(b & 0x0f)];
+        for (pair, &b) in buf.chunks_exact_mut(2).zip(bytes) {
+            pair.copy_from_slice(&hex_pair(b));
         }
         Id(Repr::Inline { len: (bytes.len() * 2) as u8, buf })
     }
