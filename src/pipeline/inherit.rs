@@ -37,23 +37,45 @@ const MAX_ADOPTS: usize = 64;
 /// many agent spans that started before it; most have no stored descendants).
 const ADOPTS_PER_SEC: f64 = 50.0;
 const ADOPT_BURST: f64 = 500.0;
-/// Default bound on remembered spans (a few hundred bytes each: about 60 MB at most).
+/// Default bound on remembered spans (~100 bytes each with their trace's map: ~20 MiB at most,
+/// `tests/memory_bounds.rs`).
 pub const DEFAULT_MAX_NODES: usize = 200_000;
 /// Forgotten trace ids remembered (about 100 bytes each: 6.5 MB at most).
 const MAX_FORGOTTEN: usize = 65_536;
 
-/// A span id as a 128-bit fingerprint (XXH3-128, per-process random seed): the key of a trace's
-/// nodes and a node's parent, so remembering a span copies none of its ids (two of a trace's
-/// spans share one with a probability of about 2^-128 per pair).
-type SpanFp = u128;
+/// A span id as a 64-bit fingerprint (half of XXH3-128, per-process random seed; never 0): the
+/// key of a trace's nodes and a node's parent, so remembering a span copies none of its ids. Two
+/// spans of one trace share one with a probability of about 2^-64 per pair: ~7e-11 for a trace
+/// of 50,000 spans (`MAX_TRACE_NODES`).
+type SpanFp = u64;
+
+/// `Node::parent` of a root span.
+const NO_PARENT: SpanFp = 0;
+
+/// `Node::own` of a span that carries nothing of its own.
+const NOTHING: u32 = u32::MAX;
+
+/// A remembered span: its parent and what it carries of its own (an index into its trace's
+/// `TraceMem::owns`, which the spans of a trace mostly share). 16 bytes, where the same as one
+/// struct of `Arc`s took 96 (`tests/memory_bounds.rs`).
+#[derive(Debug, Clone, Copy)]
+struct Node {
+    parent: SpanFp,
+    own: u32,
+}
 
 /// What a span carries of its own.
-#[derive(Debug, Clone, Default)]
-struct Node {
-    parent: Option<SpanFp>,
+#[derive(Debug, Clone, Default, PartialEq)]
+struct Own {
     agent: Option<(Arc<str>, Option<Arc<str>>)>,
     session: Option<Arc<str>>,
     task: Option<Arc<str>>,
+}
+
+impl Own {
+    fn is_empty(&self) -> bool {
+        self.agent.is_none() && self.session.is_none() && self.task.is_none()
+    }
 }
 
 /// A stored call (by its span) whose ancestors are not all known yet.
@@ -72,6 +94,8 @@ struct Waiting {
 #[derive(Debug, Default)]
 struct TraceMem {
     nodes: FastMap<SpanFp, Node>,
+    /// The distinct contexts of its spans (`Node::own`), at most one per node.
+    owns: Vec<Own>,
     waiting: Vec<Waiting>,
     /// The latest span start remembered (what forgetting the trace raises the horizon to).
     newest_us: i64,
@@ -113,10 +137,36 @@ impl Default for Inherit {
     }
 }
 
+/// How many of a trace's latest contexts a new span's is compared with before it is added.
+const OWN_LOOKBACK: usize = 4;
+
+impl TraceMem {
+    /// The index of `o` in `owns` (added unless one of the latest is equal). A span sent again
+    /// adds its context again; once a trace holds `MAX_TRACE_NODES` contexts (a client re-sending
+    /// its spans with ever new ones), a new span that matches none of the latest keeps nothing.
+    fn intern(&mut self, o: Own) -> u32 {
+        if o.is_empty() {
+            return NOTHING;
+        }
+        let n = self.owns.len();
+        if let Some(i) = (n.saturating_sub(OWN_LOOKBACK)..n).rev().find(|&i| self.owns[i] == o) {
+            return i as u32;
+        }
+        if n >= MAX_TRACE_NODES {
+            return NOTHING;
+        }
+        self.owns.push(o);
+        n as u32
+    }
+
+    fn own(&self, n: &Node) -> Option<&Own> {
+        self.owns.get(n.own as usize)
+    }
+}
+
 /// Which fields of a context are the record's own (not fallbacks).
-fn own(ctx: &Context) -> Node {
-    Node {
-        parent: None,
+fn own(ctx: &Context) -> Own {
+    Own {
         agent: (!ctx.agent_fallback).then(|| ctx.agent_id.clone().map(|a| (a, ctx.agent_name.clone()))).flatten(),
         session: (!ctx.session_fallback).then(|| ctx.session_id.clone()).flatten(),
         task: ctx.task_id.clone(),
@@ -199,6 +249,11 @@ impl Inherit {
         }
     }
 
+    /// A span id's fingerprint (`SpanFp`).
+    fn fp(&self, id: &Id) -> SpanFp {
+        (self.ids.of(id.as_bytes()) as u64).max(1)
+    }
+
     /// Spans remembered (for tests and metrics).
     pub fn remembered(&self) -> usize {
         self.nodes
@@ -212,20 +267,21 @@ impl Inherit {
         let mut cur = parent;
         for _ in 0..MAX_DEPTH {
             let Some(n) = t.nodes.get(&cur) else { return f };
+            let o = t.own(n);
             if wa {
-                if let Some(a) = &n.agent {
+                if let Some(a) = o.and_then(|o| o.agent.as_ref()) {
                     f.agent = Some(a.clone());
                     wa = false;
                 }
             }
             if ws {
-                if let Some(s) = &n.session {
+                if let Some(s) = o.and_then(|o| o.session.as_ref()) {
                     f.session = Some(s.clone());
                     ws = false;
                 }
             }
             if wt {
-                if let Some(x) = &n.task {
+                if let Some(x) = o.and_then(|o| o.task.as_ref()) {
                     f.task = Some(x.clone());
                     wt = false;
                 }
@@ -234,13 +290,11 @@ impl Inherit {
                 f.complete = true;
                 return f;
             }
-            match n.parent {
-                Some(p) => cur = p,
-                None => {
-                    f.complete = true;
-                    return f;
-                }
+            if n.parent == NO_PARENT {
+                f.complete = true;
+                return f;
             }
+            cur = n.parent;
         }
         f.complete = true; // too deep: stop waiting
         f
@@ -265,7 +319,7 @@ impl Inherit {
         if let Some(f) = memo.get(&key) {
             return Some((parent, clone_found(f)));
         }
-        let f = self.walk(trace, self.ids.of(parent.as_bytes()), want);
+        let f = self.walk(trace, self.fp(&parent), want);
         memo.insert(key, clone_found(&f));
         Some((parent, f))
     }
@@ -310,16 +364,16 @@ impl Inherit {
                 self.traces.insert(s.trace_id.clone(), TraceMem::default());
                 self.order.push_back(s.trace_id.clone());
             }
+            let key = self.fp(&s.span_id);
+            let parent = s.parent_span_id.as_ref().map_or(NO_PARENT, |p| self.fp(p));
             let Some(t) = self.traces.get_mut(&s.trace_id) else { continue };
-            let key = self.ids.of(s.span_id.as_bytes());
             if t.nodes.len() >= MAX_TRACE_NODES && !t.nodes.contains_key(&key) {
                 continue;
             }
-            let mut node = own(&s.ctx);
-            node.parent = s.parent_span_id.as_deref().map(|p| self.ids.of(p.as_bytes()));
+            let own = own(&s.ctx);
             t.newest_us = t.newest_us.max(s.start_us);
             if s.start_us < self.horizon_us || self.forgotten.contains_key(&s.trace_id) {
-                if let Some(a) = adopt(s, &node) {
+                if let Some(a) = adopt(s, &own) {
                     if adopts.len() < MAX_ADOPTS && self.adopt_tokens >= 1.0 {
                         self.adopt_tokens -= 1.0;
                         adopts.push(a);
@@ -328,6 +382,7 @@ impl Inherit {
                     }
                 }
             }
+            let node = Node { parent, own: t.intern(own) };
             if t.nodes.insert(key, node).is_none() {
                 self.nodes += 1;
             }
@@ -411,7 +466,7 @@ impl Inherit {
                     trace,
                     Waiting {
                         span_id: span,
-                        parent: self.ids.of(parent.as_bytes()),
+                        parent: self.fp(&parent),
                         need_agent: a,
                         need_session: s,
                         need_task: t,
@@ -447,11 +502,11 @@ impl Inherit {
 
 /// A span that gives something to descendants (not a call itself: a call's children are rare and
 /// arrive with it) and may have some stored before the memory covered its trace.
-fn adopt(s: &SpanRow, own: &Node) -> Option<Adopt> {
+fn adopt(s: &SpanRow, own: &Own) -> Option<Adopt> {
     if matches!(s.span_type, SpanType::Llm | SpanType::Tool | SpanType::Embedding | SpanType::Retriever) {
         return None;
     }
-    if own.agent.is_none() && own.session.is_none() && own.task.is_none() {
+    if own.is_empty() {
         return None;
     }
     Some(Adopt {

@@ -1,0 +1,96 @@
+//! The pipeline's bounded windows, filled to their bounds with the load generator's spans (the
+//! real mapping of `fixtures::genai_traces` exports), and the heap each holds, counted by this
+//! test binary's allocator: what BENCHMARKS.md ("memory outside DuckDB's cache") attributes to
+//! them, kept from growing back. Allocation sizes are deterministic for a given input, so the
+//! figures are too (no timing involved).
+
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::sync::atomic::{AtomicIsize, Ordering};
+
+use prost::Message;
+
+use agent_console::fixtures::{genai_traces, Rng};
+use agent_console::model::dedup::Deduper;
+use agent_console::model::normalize;
+use agent_console::model::records::Batch;
+use agent_console::pipeline::inherit::{Inherit, DEFAULT_MAX_NODES};
+
+/// Bytes allocated and not yet freed, by every thread of this binary.
+struct Counting;
+
+static LIVE: AtomicIsize = AtomicIsize::new(0);
+
+// SAFETY: every call is passed to `System` unchanged; only a counter is updated beside it.
+#[allow(unsafe_code)]
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        LIVE.fetch_add(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: the caller's contract, passed on.
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        LIVE.fetch_sub(layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        LIVE.fetch_add(new_size as isize - layout.size() as isize, Ordering::Relaxed);
+        // SAFETY: as above.
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static ALLOC: Counting = Counting;
+
+fn live() -> isize {
+    LIVE.load(Ordering::Relaxed)
+}
+
+/// `n` load-generator exports of 512 spans each (one trace per export, 40 sessions), mapped.
+fn batches(n: usize, seed: u64) -> impl Iterator<Item = Batch> {
+    let mut rng = Rng::new(seed);
+    let now_ns = 1_800_000_000_000_000_000u64;
+    (0..n).map(move |i| {
+        let req = genai_traces(512, 40, &mut rng, now_ns + i as u64 * 1_000_000);
+        let bytes = req.encode_to_vec();
+        normalize::traces_pb(&bytes, 1_800_000_000_000_000).expect("the load generator's export maps").batch
+    })
+}
+
+// One test: the counter is the whole binary's, so nothing else may allocate beside it.
+#[test]
+fn the_pipelines_windows_hold_what_benchmarks_say_at_their_bounds() {
+    // Context inheritance: 200,000 spans remembered at most (~390 of these traces).
+    let before = live();
+    let mut inherit = Inherit::new(DEFAULT_MAX_NODES);
+    for mut b in batches(450, 7) {
+        inherit.apply(&mut b);
+    }
+    assert!(inherit.remembered() <= DEFAULT_MAX_NODES);
+    assert!(inherit.remembered() > DEFAULT_MAX_NODES - 1024, "{}", inherit.remembered());
+    let held = (live() - before) as f64;
+    let per_span = held / inherit.remembered() as f64;
+    println!(
+        "inherit: {} spans remembered, {:.1} MiB, {per_span:.0} bytes a span",
+        inherit.remembered(),
+        held / 1048576.0
+    );
+    // 51 bytes a span (9.8 MiB) since the nodes share their trace's contexts; 227 (43.2 MiB)
+    // when each held its own.
+    assert!(per_span < 80.0, "inherit holds {per_span:.0} bytes a span");
+    drop(inherit);
+
+    // Dedup: its window of 200,000 spans.
+    let before = live();
+    let mut dedup = Deduper::default();
+    for mut b in batches(450, 11) {
+        dedup.filter(&mut b);
+    }
+    let held = (live() - before) as f64;
+    let per_span = held / 200_000.0;
+    println!("dedup: {:.1} MiB, {per_span:.0} bytes a span", held / 1048576.0);
+    // 152 bytes a span (28.9 MiB): its windows are kept twice over (young and old generations).
+    assert!(per_span < 200.0, "dedup holds {per_span:.0} bytes a span");
+    drop(dedup);
+}
