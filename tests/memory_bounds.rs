@@ -13,7 +13,10 @@ use agent_console::fixtures::{genai_traces, Rng};
 use agent_console::model::dedup::Deduper;
 use agent_console::model::normalize;
 use agent_console::model::records::Batch;
+use agent_console::pipeline::batch_bytes;
 use agent_console::pipeline::inherit::{Inherit, DEFAULT_MAX_NODES};
+use opentelemetry_proto::tonic::collector::logs::v1::ExportLogsServiceRequest;
+use opentelemetry_proto::tonic::collector::metrics::v1::ExportMetricsServiceRequest;
 
 /// Bytes allocated and not yet freed, by every thread of this binary.
 struct Counting;
@@ -93,4 +96,38 @@ fn the_pipelines_windows_hold_what_benchmarks_say_at_their_bounds() {
     // 152 bytes a span (28.9 MiB): its windows are kept twice over (young and old generations).
     assert!(per_span < 200.0, "dedup holds {per_span:.0} bytes a span");
     drop(dedup);
+
+    // The byte budgets of the hand-off, the writer's queue and a transaction count batches with
+    // `batch_bytes`: it must be the heap a mapped batch takes, for every signal.
+    let map_traces = |bytes: &[u8]| normalize::traces_pb(bytes, 1_800_000_000_000_000).map(|m| m.batch).ok();
+    let map_logs = |bytes: &[u8]| {
+        let req = ExportLogsServiceRequest::decode(bytes).ok()?;
+        Some(normalize::logs(&req, 1_800_000_000_000_000).batch)
+    };
+    let map_metrics = |bytes: &[u8]| {
+        let req = ExportMetricsServiceRequest::decode(bytes).ok()?;
+        Some(normalize::metrics(&req, 1_800_000_000_000_000).batch)
+    };
+    let loadgen = genai_traces(512, 40, &mut Rng::new(3), 1_800_000_000_000_000_000).encode_to_vec();
+    let cases: Vec<(&str, Vec<u8>, &dyn Fn(&[u8]) -> Option<Batch>)> = vec![
+        ("load generator traces", loadgen, &map_traces),
+        ("Claude Code logs", fixture("claude-code/otlp/logs-1.pb"), &map_logs),
+        ("Claude Code logs 2", fixture("claude-code/otlp/logs-2.pb"), &map_logs),
+        ("Claude Code metrics", fixture("claude-code/otlp/metrics-1.pb"), &map_metrics),
+        ("LangChain traces", fixture("langchain-openinference/traces-1.pb"), &map_traces),
+    ];
+    for (name, bytes, map) in cases {
+        let before = live();
+        let batch = map(&bytes).unwrap_or_else(|| panic!("{name} maps"));
+        let held = live() - before;
+        let counted = batch_bytes(&batch) as isize;
+        println!("{name}: {} rows, heap {held} bytes, counted {counted}", batch.row_count());
+        assert!(batch.row_count() > 0, "{name}");
+        assert!(counted * 10 >= held * 9 && counted * 10 <= held * 11, "{name}: counted {counted}, holds {held}");
+        drop(batch);
+    }
+}
+
+fn fixture(rel: &str) -> Vec<u8> {
+    agent_console::fixtures::shared_fixture(rel).unwrap_or_else(|e| panic!("{rel}: {e}"))
 }

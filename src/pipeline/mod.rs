@@ -84,29 +84,61 @@ pub struct Handoff {
     pub dropped: Arc<AtomicU64>,
 }
 
-/// Size of a mapped batch in memory (for the hand-off and transaction bounds): a fixed part per
-/// row (ids, context strings, numbers) plus the text each row carries. The text is counted, not
+/// Size of a mapped batch in memory (for the hand-off, the writer's queue and transaction
+/// bounds): its rows as they lie in their vectors, and the text they own. Counted, not
 /// estimated: a span's attributes can be 200 bytes or 200 KB, and a bound on an estimate lets
-/// prompt-heavy traffic hold several times the memory it names.
+/// prompt-heavy traffic hold several times the memory it names (a fixed 600 bytes a span
+/// counted ~77% of a load generator batch; `tests/memory_bounds.rs` holds this to the heap it
+/// takes). Shared strings (`Arc<str>`: contexts, resources, names) are not counted.
 pub fn batch_bytes(b: &Batch) -> u64 {
-    let fixed = b.spans.len() * 600
-        + b.logs.len() * 500
-        + b.points.len() * 400
-        + b.model_calls.len() * 400
-        + b.tool_calls.len() * 300
-        + 256;
-    let text = b
+    use crate::model::records::{LogRow, ModelCallRow, PointRow, Seen, SessionUpdate, SpanRow, ToolCallRow};
+    use std::mem::size_of;
+    let rows = b.spans.capacity() * size_of::<SpanRow>()
+        + b.logs.capacity() * size_of::<LogRow>()
+        + b.points.capacity() * size_of::<PointRow>()
+        + b.model_calls.capacity() * size_of::<ModelCallRow>()
+        + b.tool_calls.capacity() * size_of::<ToolCallRow>()
+        + (b.sessions.capacity() + b.agents.capacity()) * size_of::<Seen>()
+        + b.session_updates.capacity() * size_of::<SessionUpdate>()
+        + size_of::<Batch>();
+    let spans = b
         .spans
         .iter()
-        .map(|s| s.attributes.len() + s.name.len() + opt_len(&s.events) + opt_len(&s.links))
-        .sum::<usize>()
-        + b.logs.iter().map(|l| l.attributes.len() + opt_len(&l.body)).sum::<usize>()
-        + b.points.iter().map(|p| p.attributes.len()).sum::<usize>();
-    (fixed + text) as u64
+        .map(|s| {
+            s.attributes.capacity()
+                + s.name.capacity()
+                + opt_len(&s.status_message)
+                + opt_len(&s.model)
+                + opt_len(&s.events)
+                + opt_len(&s.links)
+        })
+        .sum::<usize>();
+    let logs = b
+        .logs
+        .iter()
+        .map(|l| l.attributes.capacity() + opt_len(&l.body) + opt_len(&l.severity_text) + opt_len(&l.event_name))
+        .sum::<usize>();
+    let points = b
+        .points
+        .iter()
+        .map(|p| p.attributes.capacity() + p.series_id.capacity() + opt_len(&p.distribution))
+        .sum::<usize>();
+    let calls = b
+        .model_calls
+        .iter()
+        .map(|c| opt_len(&c.request_id) + opt_len(&c.model) + opt_len(&c.provider) + opt_len(&c.operation))
+        .sum::<usize>();
+    let tools = b
+        .tool_calls
+        .iter()
+        .map(|t| opt_len(&t.tool_call_id) + t.tool_name.capacity() + opt_len(&t.error))
+        .sum::<usize>();
+    (rows + spans + logs + points + calls + tools) as u64
 }
 
+/// The heap an optional string owns.
 fn opt_len(s: &Option<String>) -> usize {
-    s.as_ref().map_or(0, String::len)
+    s.as_ref().map_or(0, String::capacity)
 }
 
 impl Handoff {
