@@ -109,7 +109,7 @@ fn the_pipelines_windows_hold_what_benchmarks_say_at_their_bounds() {
         Some(normalize::metrics(&req, 1_800_000_000_000_000).batch)
     };
     let loadgen = genai_traces(512, 40, &mut Rng::new(3), 1_800_000_000_000_000_000).encode_to_vec();
-    let cases: Vec<(&str, Vec<u8>, &dyn Fn(&[u8]) -> Option<Batch>)> = vec![
+    let cases: Vec<(&str, Vec<u8>, &MapFn)> = vec![
         ("load generator traces", loadgen, &map_traces),
         ("Claude Code logs", fixture("claude-code/otlp/logs-1.pb"), &map_logs),
         ("Claude Code logs 2", fixture("claude-code/otlp/logs-2.pb"), &map_logs),
@@ -127,6 +127,9 @@ fn the_pipelines_windows_hold_what_benchmarks_say_at_their_bounds() {
         drop(batch);
     }
 }
+
+/// Bytes of one export to its mapped batch (`None`: it does not decode).
+type MapFn = dyn Fn(&[u8]) -> Option<Batch>;
 
 fn fixture(rel: &str) -> Vec<u8> {
     agent_console::fixtures::shared_fixture(rel).unwrap_or_else(|e| panic!("{rel}: {e}"))
