@@ -177,6 +177,14 @@ pub struct ServeArgs {
     /// by default (BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_INGEST_NICE", default_value_t = 0, value_parser = clap::value_parser!(i32).range(0..=19))]
     pub ingest_nice: i32,
+    /// How long the pages of freed heap memory wait before they go back to the system, in ms
+    /// (mimalloc's `purge_delay`; its own default is 1000). Shorter holds less memory for more
+    /// time faulting pages in again: at full rate 250 held ~28 MiB less than 1000 for ~1.5% more
+    /// CPU per span; 100 cost ~5%, 0 12-20% (BENCHMARKS.md, issue 11).
+    /// `MIMALLOC_PURGE_DELAY`, when set, wins. Applied by `agent-console serve` at start.
+    #[arg(long, env = "AGENT_CONSOLE_HEAP_PURGE_MS", default_value_t = crate::heap::DEFAULT_PURGE_MS)]
+    #[serde(default = "default_heap_purge_ms")]
+    pub heap_purge_ms: u32,
     /// How many glibc malloc arenas DuckDB's allocations may spread over (0 = one per core, at
     /// least 2). glibc's own default is 8 per core; each arena keeps the memory freed into it, so
     /// with readers on their own threads the process held ~60-90 MiB more for the same work
@@ -446,6 +454,10 @@ fn default_background_nice() -> i32 {
     DEFAULT_BACKGROUND_NICE
 }
 
+fn default_heap_purge_ms() -> u32 {
+    crate::heap::DEFAULT_PURGE_MS
+}
+
 /// A row group size DuckDB accepts: a positive multiple of its vector size (2,048), and not
 /// beyond 1,048,576 rows (a row group is built in memory before it is written).
 fn parse_row_group_size(s: &str) -> Result<u64, String> {
@@ -486,6 +498,7 @@ fn unreachable_defaults() -> ServeArgs {
         duckdb_row_group_size: DEFAULT_ROW_GROUP_SIZE,
         background_nice: DEFAULT_BACKGROUND_NICE,
         ingest_nice: 0,
+        heap_purge_ms: crate::heap::DEFAULT_PURGE_MS,
         malloc_arena_max: 0,
         query_timeout_ms: 30_000,
         query_max_rows: 100_000,

@@ -40,7 +40,7 @@ pub mod error;
 pub mod export_cmd;
 pub mod fixtures;
 pub mod formats;
-pub mod heap_stats;
+pub mod heap;
 pub mod import;
 pub mod ingest_log;
 pub mod live;

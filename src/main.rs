@@ -1,7 +1,7 @@
 //! `agent-console serve`: parse configuration, start the collector, stop cleanly on
 //! SIGINT/SIGTERM. `agent-console export`: write a table to a file.
 
-use agent_console::{app, config, export_cmd, import, malloc_arenas, priority, telemetry};
+use agent_console::{app, config, export_cmd, heap, import, malloc_arenas, priority, telemetry};
 use anyhow::Context as _;
 
 /// mimalloc instead of glibc malloc (measured: BENCHMARKS.md, "CPU per span").
@@ -56,6 +56,11 @@ async fn run(command: config::Command, background: Result<Option<i32>, priority:
         Ok(Some(nice)) => tracing::debug!(nice, "threads other than the DuckDB writer run at a lower priority"),
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "every thread runs at the same priority"),
+    }
+    if heap::set_purge_delay(args.heap_purge_ms) {
+        tracing::debug!(ms = args.heap_purge_ms, "freed heap pages go back to the system after this delay");
+    } else {
+        tracing::debug!(ms = heap::purge_delay(), "MIMALLOC_PURGE_DELAY sets the heap's purge delay");
     }
     // Before DuckDB opens (its allocations are glibc's).
     let arenas = malloc_arenas::arena_cap(args.malloc_arena_max);

@@ -225,7 +225,7 @@ impl Metrics {
             "# HELP agent_console_heap_committed_bytes Memory the collector's own allocator (mimalloc) has committed, an upper bound of its heap (pages it has purged still count); DuckDB allocates through glibc and is not in it."
         );
         let _ = writeln!(o, "# TYPE agent_console_heap_committed_bytes gauge");
-        let _ = writeln!(o, "agent_console_heap_committed_bytes {}", crate::heap_stats::committed_bytes());
+        let _ = writeln!(o, "agent_console_heap_committed_bytes {}", crate::heap::committed_bytes());
         if let Some(rss) = resident_bytes() {
             let _ =
                 writeln!(o, "# HELP agent_console_process_resident_bytes Resident memory of the collector process.");
