@@ -95,8 +95,8 @@ pub fn set_purge_delay(ms: u32) -> bool {
 }
 
 /// The purge delay mimalloc applies now, in ms.
-pub fn purge_delay() -> i64 {
-    ffi::get(ffi::PURGE_DELAY).into()
+pub fn purge_delay() -> std::ffi::c_long {
+    ffi::get(ffi::PURGE_DELAY)
 }
 
 #[cfg(test)]
@@ -112,7 +112,7 @@ mod tests {
         // mimalloc's own default, before anything set it (no other test of this binary does).
         assert_eq!(purge_delay(), 1000, "option 15 is not purge_delay: mimalloc.h changed");
         assert!(set_purge_delay(DEFAULT_PURGE_MS));
-        assert_eq!(purge_delay(), i64::from(DEFAULT_PURGE_MS));
+        assert_eq!(purge_delay(), std::ffi::c_long::from(DEFAULT_PURGE_MS));
         assert!(set_purge_delay(1000));
         assert_eq!(purge_delay(), 1000);
     }
