@@ -61,8 +61,9 @@ const POLL: Duration = Duration::from_millis(50);
 // Nearly every message is a `Record`; boxing it would add an allocation per record for nothing.
 #[allow(clippy::large_enum_variant)]
 pub enum Input {
-    /// A durable record (from the log thread).
-    Record(Durable<Batch>),
+    /// A durable record (from the log thread) and the bytes its rows hold in the hand-off's
+    /// budget (counted once, by `Handoff::forward`; 0 when it handed over no rows).
+    Record(Durable<Batch>, u64),
     /// Apply time-driven session changes now.
     Tick(Option<oneshot::Sender<()>>),
     /// Price with a new table from now on, then re-price what is stored (in the DuckDB writer,
@@ -153,7 +154,7 @@ impl Handoff {
             self.budget.handoff.fetch_add(size, Ordering::AcqRel);
         }
         let sent_size = d.item.as_ref().map(|_| size).unwrap_or(0);
-        match self.tx.try_send(Input::Record(d)) {
+        match self.tx.try_send(Input::Record(d, sent_size)) {
             Ok(()) => {}
             Err(TrySendError::Full(_)) | Err(TrySendError::Disconnected(_)) => {
                 self.budget.handoff.fetch_sub(sent_size, Ordering::AcqRel);
@@ -471,7 +472,7 @@ pub fn run(mut stages: Stages, rx: Receiver<Input>, in_flight: Arc<AtomicU64>, l
         // Catch up from disk: everything durable before the next record handed over (or, with
         // nothing handed over, everything durable).
         let upto = match &input {
-            Some(Input::Record(d)) => d.pos.saturating_sub(1),
+            Some(Input::Record(d, _)) => d.pos.saturating_sub(1),
             _ => log.durable_pos.load(Ordering::Acquire),
         };
         if upto >= next {
@@ -504,10 +505,8 @@ pub fn run(mut stages: Stages, rx: Receiver<Input>, in_flight: Arc<AtomicU64>, l
             }
         }
         match input {
-            Some(Input::Record(d)) => {
-                if let Some(b) = &d.item {
-                    in_flight.fetch_sub(batch_bytes(b), Ordering::AcqRel);
-                }
+            Some(Input::Record(d, size)) => {
+                in_flight.fetch_sub(size, Ordering::AcqRel);
                 if d.pos < next {
                     continue; // already read back from the log
                 }
