@@ -105,12 +105,12 @@ pub struct ServeArgs {
     /// `--writer-queue-mib`. When the two together are within half of this of the budget,
     /// exports wait (up to 1 s) for the pipeline before they are mapped; past the budget records
     /// are read back from the log and mapped again.
-    #[arg(long, env = "AGENT_CONSOLE_PIPELINE_HANDOFF_MIB", default_value_t = 64)]
+    #[arg(long, env = "AGENT_CONSOLE_PIPELINE_HANDOFF_MIB", default_value_t = crate::pipeline::HANDOFF_BYTES >> 20)]
     pub pipeline_handoff_mib: u64,
     /// Processed rows waiting for the DuckDB writer, in MiB; one budget with
     /// `--pipeline-handoff-mib`: while a checkpoint pauses the writer the pipeline (and the live
     /// stream it feeds) keeps going until the two together are full.
-    #[arg(long, env = "AGENT_CONSOLE_WRITER_QUEUE_MIB", default_value_t = 64)]
+    #[arg(long, env = "AGENT_CONSOLE_WRITER_QUEUE_MIB", default_value_t = crate::pipeline::WRITER_QUEUE_BYTES >> 20)]
     pub writer_queue_mib: u64,
     /// Start even when a record in the middle of the ingest log is damaged, skipping it (its
     /// data is lost; every skipped position is logged). Without it the collector refuses to start.
@@ -126,10 +126,10 @@ pub struct ServeArgs {
     /// Most rows in one DuckDB transaction by size, in MiB (as the pipeline estimates them).
     /// Every transaction also runs a fixed set of statements (session, agent, rollup and state
     /// upserts, the log position) whatever its size; under full load this bound, not the delay,
-    /// ends transactions, and 64 against 32 takes ~6% off the writer's time per span. A
-    /// transaction's rows stay in memory until it commits, as Arrow columns (BENCHMARKS.md,
-    /// issue 11).
-    #[arg(long, env = "AGENT_CONSOLE_COMMIT_MAX_MIB", default_value_t = 64)]
+    /// ends transactions, and 64 against 32 takes ~6% off the writer's time per span (48 since
+    /// rows are sized exactly: as many spans as 64 before). A transaction's rows stay in memory
+    /// until it commits, as Arrow columns (BENCHMARKS.md, issue 11).
+    #[arg(long, env = "AGENT_CONSOLE_COMMIT_MAX_MIB", default_value_t = DEFAULT_COMMIT_MAX_MIB)]
     pub commit_max_mib: u64,
     /// Checkpoint DuckDB after this many MiB of ingest log were committed to it. DuckDB keeps no
     /// WAL (the ingest log is the redo log), so this bounds the replay after a crash; smaller
@@ -192,6 +192,14 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENT_CONSOLE_MALLOC_ARENA_MAX", default_value_t = 0)]
     #[serde(default)]
     pub malloc_arena_max: usize,
+    /// glibc's mmap threshold for DuckDB's allocations, in KiB (0 = glibc's own, which slides up
+    /// to the largest block freed). Fixed (e.g. 128), DuckDB's freed 256 KiB blocks go back to the
+    /// system rather than stay in an arena: ~35 MiB less resident at full rate, for 10-15% of the
+    /// throughput (the writer maps and faults in every block; BENCHMARKS.md, issue 11). Applied
+    /// by `agent-console serve` at start.
+    #[arg(long, env = "AGENT_CONSOLE_MALLOC_MMAP_THRESHOLD_KIB", default_value_t = DEFAULT_MMAP_THRESHOLD_KIB)]
+    #[serde(default = "default_mmap_threshold_kib")]
+    pub malloc_mmap_threshold_kib: usize,
     /// SQL API timeout, in ms.
     #[arg(long, env = "AGENT_CONSOLE_QUERY_TIMEOUT_MS", default_value_t = 30_000)]
     pub query_timeout_ms: u64,
@@ -309,7 +317,7 @@ pub struct ServeArgs {
     #[serde(default)]
     pub insecure_no_auth: bool,
     /// Bytes (MiB) of live stream messages kept for resuming, besides the message count.
-    #[arg(long, env = "AGENT_CONSOLE_LIVE_RETENTION_MIB", default_value_t = 64)]
+    #[arg(long, env = "AGENT_CONSOLE_LIVE_RETENTION_MIB", default_value_t = DEFAULT_LIVE_RETENTION_MIB)]
     #[serde(default = "default_live_retention_mib")]
     pub live_retention_mib: u64,
     /// Link sessions to tasks by a regex over the git branch / working directory they report
@@ -447,6 +455,16 @@ fn default_row_group_size() -> u64 {
     DEFAULT_ROW_GROUP_SIZE
 }
 
+/// `--malloc-mmap-threshold-kib` when not given.
+pub const DEFAULT_MMAP_THRESHOLD_KIB: usize = 0;
+
+fn default_mmap_threshold_kib() -> usize {
+    DEFAULT_MMAP_THRESHOLD_KIB
+}
+
+/// `--commit-max-mib` when not given.
+pub const DEFAULT_COMMIT_MAX_MIB: u64 = 48;
+
 /// `--background-nice` when not given.
 pub const DEFAULT_BACKGROUND_NICE: i32 = 10;
 
@@ -469,8 +487,11 @@ fn parse_row_group_size(s: &str) -> Result<u64, String> {
 }
 
 fn default_live_retention_mib() -> u64 {
-    64
+    DEFAULT_LIVE_RETENTION_MIB
 }
+
+/// `--live-retention-mib` when not given.
+pub const DEFAULT_LIVE_RETENTION_MIB: u64 = 48;
 
 fn unreachable_defaults() -> ServeArgs {
     ServeArgs {
@@ -485,12 +506,12 @@ fn unreachable_defaults() -> ServeArgs {
         queue_wait_ms: 500,
         ingest_log_segment_mib: 128,
         ingest_log_max_pending_mib: 1024,
-        pipeline_handoff_mib: 64,
-        writer_queue_mib: 64,
+        pipeline_handoff_mib: crate::pipeline::HANDOFF_BYTES >> 20,
+        writer_queue_mib: crate::pipeline::WRITER_QUEUE_BYTES >> 20,
         ingest_log_skip_damaged: false,
         max_batch_rows: 100_000,
         commit_max_delay_ms: 250,
-        commit_max_mib: 64,
+        commit_max_mib: DEFAULT_COMMIT_MAX_MIB,
         checkpoint_mib: 256,
         checkpoint_writeback_ms: 10,
         duckdb_memory_limit: "2GB".into(),
@@ -500,6 +521,7 @@ fn unreachable_defaults() -> ServeArgs {
         ingest_nice: 0,
         heap_purge_ms: crate::heap::DEFAULT_PURGE_MS,
         malloc_arena_max: 0,
+        malloc_mmap_threshold_kib: DEFAULT_MMAP_THRESHOLD_KIB,
         query_timeout_ms: 30_000,
         query_max_rows: 100_000,
         ingest_token: None,
@@ -535,7 +557,7 @@ fn unreachable_defaults() -> ServeArgs {
         grpc_max_connection_age_secs: 1800,
         allowed_hosts: Vec::new(),
         insecure_no_auth: false,
-        live_retention_mib: 64,
+        live_retention_mib: DEFAULT_LIVE_RETENTION_MIB,
         task_link_pattern: None,
         alerts_file: None,
         alert_webhook_secret: None,

@@ -68,6 +68,11 @@ async fn run(command: config::Command, background: Result<Option<i32>, priority:
         Ok(()) => tracing::debug!(arenas, "glibc malloc arenas capped"),
         Err(e) => tracing::warn!(error = %e, "cannot cap glibc's malloc arenas"),
     }
+    let threshold = args.malloc_mmap_threshold_kib.saturating_mul(1024);
+    match malloc_arenas::mmap_threshold(threshold) {
+        Ok(()) => tracing::debug!(bytes = threshold, "glibc's mmap threshold fixed (0: glibc's own)"),
+        Err(e) => tracing::warn!(error = %e, "glibc's mmap threshold left as it is"),
+    }
     app::serve(args, shutdown_signal(), |_, _| {}).await.context("starting agent-console")
 }
 

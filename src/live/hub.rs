@@ -47,7 +47,7 @@ impl Default for HubConfig {
     fn default() -> Self {
         HubConfig {
             retention: 20_000,
-            retention_bytes: 64 << 20,
+            retention_bytes: crate::config::DEFAULT_LIVE_RETENTION_MIB << 20,
             buffer: 1024,
             heartbeat: Duration::from_secs(15),
             queue: 1024,

@@ -540,7 +540,30 @@ pub fn traces_view(req: &TracesRequest<'_>, received_us: i64) -> Mapped {
         }
     }
     seen.into_batch(&mut out.batch);
+    fit_rows(&mut out.batch);
     out
+}
+
+/// The row vectors of a mapped batch, each in an allocation of its size: the calls' rows were
+/// reserved for the worst case (or grew by doubling), and the batch may wait in the pipeline's
+/// queues and the live stream's ring for seconds, so it keeps only what it holds.
+fn fit_rows(b: &mut Batch) {
+    fit(&mut b.spans);
+    fit(&mut b.logs);
+    fit(&mut b.points);
+    fit(&mut b.model_calls);
+    fit(&mut b.tool_calls);
+}
+
+/// Move `v`'s rows into an allocation of their size when more than an eighth of it is unused
+/// (`shrink_to_fit` would not do: mimalloc keeps a block in place when it shrinks to half or
+/// more, so the unused part stays taken). A copy of the rows, once per batch.
+fn fit<T>(v: &mut Vec<T>) {
+    if v.capacity() - v.len() > v.len() / 8 {
+        let mut exact = Vec::with_capacity(v.len());
+        exact.append(v);
+        *v = exact;
+    }
 }
 
 fn map_span(
@@ -787,6 +810,7 @@ pub fn logs(req: &ExportLogsServiceRequest, received_us: i64) -> Mapped {
         }
     }
     seen.into_batch(&mut out.batch);
+    fit_rows(&mut out.batch);
     out
 }
 
@@ -873,6 +897,7 @@ pub fn metrics(req: &ExportMetricsServiceRequest, received_us: i64) -> Mapped {
         }
     }
     seen.into_batch(&mut out.batch);
+    fit_rows(&mut out.batch);
     out
 }
 

@@ -45,14 +45,16 @@ pub mod replay;
 /// Default bytes of record batches the writer's queue may hold (`--writer-queue-mib`; besides
 /// its count bound). It shares one budget with the hand-off (`Budget`): when DuckDB pauses (a
 /// commit, a checkpoint) the pipeline keeps publishing until the two together are full.
-/// A checkpoint (`--checkpoint-mib`) pauses the writer for 0.4-2.3 s on 2 cores; 64 MiB is
-/// about 1 s at half load. 192 MiB took the queue out of the live stream's tail, but the short
-/// soak's replay after each `kill -9` keeps the queue full and its RSS reached the 1,536 MiB
-/// bound (64 MiB: 1,385). See BENCHMARKS.md, "Re-measured 2026-12-05".
-pub const WRITER_QUEUE_BYTES: u64 = 64 << 20;
+/// A checkpoint (`--checkpoint-mib`) pauses the writer for 0.4-2.3 s on 2 cores; 48 MiB is
+/// about 0.5 s at half load (~29,000 load generator spans). 192 MiB took the queue out of the
+/// live stream's tail, but the short soak's replay after each `kill -9` keeps the queue full and
+/// its RSS reached the 1,536 MiB bound (64 MiB: 1,385). 64 until the mapping sized its rows
+/// exactly (22% fewer bytes a span): 48 holds as many spans. See BENCHMARKS.md, "Re-measured
+/// 2026-12-05" and "rows sized exactly".
+pub const WRITER_QUEUE_BYTES: u64 = 48 << 20;
 
 /// Default bytes of mapped rows the log thread may hand the pipeline (`--pipeline-handoff-mib`).
-pub const HANDOFF_BYTES: u64 = 64 << 20;
+pub const HANDOFF_BYTES: u64 = 48 << 20;
 
 /// How often an idle pipeline checks the log for records it was not handed.
 const POLL: Duration = Duration::from_millis(50);
@@ -101,7 +103,47 @@ pub fn batch_bytes(b: &Batch) -> u64 {
         + b.tool_calls.capacity() * size_of::<ToolCallRow>()
         + (b.sessions.capacity() + b.agents.capacity()) * size_of::<Seen>()
         + b.session_updates.capacity() * size_of::<SessionUpdate>()
+        + b.task_links.capacity() * size_of::<crate::tasks::link::TaskLink>()
+        + b.fixups.capacity() * size_of::<crate::model::records::Fixup>()
+        + b.adopts.capacity() * size_of::<crate::model::records::Adopt>()
         + size_of::<Batch>();
+    // What sessions, agents and the derived fix-ups name (few a batch, but a small export's
+    // rows are as few).
+    let seen = b
+        .sessions
+        .iter()
+        .chain(&b.agents)
+        .map(|s| {
+            s.id.capacity()
+                + opt_len(&s.agent_id)
+                + opt_len(&s.display_name)
+                + opt_len(&s.task_id)
+                + opt_len(&s.parent_id)
+        })
+        .sum::<usize>();
+    let derived = b
+        .fixups
+        .iter()
+        .map(|f| {
+            f.trace_id.capacity()
+                + f.span_id.capacity()
+                + opt_len(&f.agent_id)
+                + opt_len(&f.agent_name)
+                + opt_len(&f.session_id)
+                + opt_len(&f.task_id)
+                + opt_len(&f.from_agent)
+                + opt_len(&f.from_session)
+        })
+        .chain(b.adopts.iter().map(|a| {
+            a.trace_id.capacity()
+                + a.span_id.capacity()
+                + opt_len(&a.agent_id)
+                + opt_len(&a.agent_name)
+                + opt_len(&a.session_id)
+                + opt_len(&a.task_id)
+        }))
+        .chain(b.task_links.iter().map(|t| t.task_id.capacity() + opt_len(&t.session_id)))
+        .sum::<usize>();
     let spans = b
         .spans
         .iter()
@@ -134,7 +176,7 @@ pub fn batch_bytes(b: &Batch) -> u64 {
         .iter()
         .map(|t| opt_len(&t.tool_call_id) + t.tool_name.capacity() + opt_len(&t.error))
         .sum::<usize>();
-    (rows + spans + logs + points + calls + tools) as u64
+    (rows + spans + logs + points + calls + tools + seen + derived) as u64
 }
 
 /// The heap an optional string owns.

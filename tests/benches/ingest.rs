@@ -13,6 +13,11 @@ use agent_console::store::{arrow_rows, Store, StoreConfig};
 use agent_console::telemetry::Metrics;
 use opentelemetry_proto::tonic::collector::trace::v1::ExportTraceServiceRequest;
 
+/// The collector's allocator (`src/main.rs`), so allocation costs are the ones it pays: glibc's
+/// would hand a large row vector fresh pages from `mmap` and fault them in on every call.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const SPANS: usize = 512;
 const NOW_NS: u64 = 1_795_273_131_000_000_000;
 
