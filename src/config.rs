@@ -185,6 +185,13 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENT_CONSOLE_HEAP_PURGE_MS", default_value_t = crate::heap::DEFAULT_PURGE_MS)]
     #[serde(default = "default_heap_purge_ms")]
     pub heap_purge_ms: u32,
+    /// Let the heap use transparent huge pages (mimalloc asks for them). Off by default: a
+    /// 2 MiB page stays resident while any of it is in use, and without them the collector held
+    /// ~43 MiB less at full rate for no throughput measured (BENCHMARKS.md, issue 11).
+    /// `MIMALLOC_ALLOW_THP`, when set, wins. Applied by `agent-console serve` at start.
+    #[arg(long, env = "AGENT_CONSOLE_HEAP_HUGE_PAGES", default_value_t = false)]
+    #[serde(default)]
+    pub heap_huge_pages: bool,
     /// How many glibc malloc arenas DuckDB's allocations may spread over (0 = one per core, at
     /// least 2). glibc's own default is 8 per core; each arena keeps the memory freed into it, so
     /// with readers on their own threads the process held ~60-90 MiB more for the same work
@@ -520,6 +527,7 @@ fn unreachable_defaults() -> ServeArgs {
         background_nice: DEFAULT_BACKGROUND_NICE,
         ingest_nice: 0,
         heap_purge_ms: crate::heap::DEFAULT_PURGE_MS,
+        heap_huge_pages: false,
         malloc_arena_max: 0,
         malloc_mmap_threshold_kib: DEFAULT_MMAP_THRESHOLD_KIB,
         query_timeout_ms: 30_000,

@@ -9,6 +9,12 @@
 //! under full load, so up to that second's worth waits; `--heap-purge-ms` (250 by default) sets
 //! the delay at start, unless `MIMALLOC_PURGE_DELAY` is in the environment (mimalloc's own
 //! setting, then left to it).
+//!
+//! mimalloc also asks the kernel for transparent huge pages for its arenas (`madvise`), so a
+//! 2 MiB page stays resident while any of it is in use. Unless `--heap-huge-pages` is given (or
+//! `MIMALLOC_ALLOW_THP` is set), `serve` turns them off for the process at start
+//! (`prctl(PR_SET_THP_DISABLE)`, which is what mimalloc itself does with `MIMALLOC_ALLOW_THP=0`):
+//! at full rate ~43 MiB less resident for no throughput measured (BENCHMARKS.md, issue 11).
 
 // Linked for its C library (the declarations below), whether or not the global allocator is it.
 use mimalloc as _;
@@ -94,6 +100,41 @@ pub fn set_purge_delay(ms: u32) -> bool {
     true
 }
 
+/// Keep the process's anonymous memory in base pages: no transparent huge pages, which
+/// mimalloc asks for. `Ok(false)` when `MIMALLOC_ALLOW_THP` is in the environment (mimalloc's own
+/// setting, then left to it) or on a system without the call.
+pub fn disable_huge_pages() -> std::io::Result<bool> {
+    if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+        return Ok(false);
+    }
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process's memory map; the call
+        // takes no pointers. It returns 0 on success, -1 with errno set on failure.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(true)
+    }
+    #[cfg(not(target_os = "linux"))]
+    Ok(false)
+}
+
+/// Whether transparent huge pages are off for this process (`PR_GET_THP_DISABLE`).
+pub fn huge_pages_disabled() -> bool {
+    #[cfg(target_os = "linux")]
+    {
+        // SAFETY: as above; PR_GET_THP_DISABLE returns the flag (0 or 1), or -1 on error.
+        #[allow(unsafe_code)]
+        let rc = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        rc == 1
+    }
+    #[cfg(not(target_os = "linux"))]
+    false
+}
+
 /// The purge delay mimalloc applies now, in ms.
 pub fn purge_delay() -> std::ffi::c_long {
     ffi::get(ffi::PURGE_DELAY)
@@ -115,5 +156,18 @@ mod tests {
         assert_eq!(purge_delay(), std::ffi::c_long::from(DEFAULT_PURGE_MS));
         assert!(set_purge_delay(1000));
         assert_eq!(purge_delay(), 1000);
+    }
+
+    #[test]
+    fn huge_pages_turn_off_for_the_process() {
+        if std::env::var_os("MIMALLOC_ALLOW_THP").is_some() {
+            assert!(!disable_huge_pages().expect("nothing to fail"));
+            return;
+        }
+        #[cfg(target_os = "linux")]
+        {
+            assert!(disable_huge_pages().expect("prctl"));
+            assert!(huge_pages_disabled());
+        }
     }
 }

@@ -57,6 +57,13 @@ async fn run(command: config::Command, background: Result<Option<i32>, priority:
         Ok(None) => {}
         Err(e) => tracing::warn!(error = %e, "every thread runs at the same priority"),
     }
+    if !args.heap_huge_pages {
+        match heap::disable_huge_pages() {
+            Ok(true) => tracing::debug!("transparent huge pages off for the heap"),
+            Ok(false) => tracing::debug!("MIMALLOC_ALLOW_THP decides about transparent huge pages"),
+            Err(e) => tracing::warn!(error = %e, "cannot turn transparent huge pages off"),
+        }
+    }
     if heap::set_purge_delay(args.heap_purge_ms) {
         tracing::debug!(ms = args.heap_purge_ms, "freed heap pages go back to the system after this delay");
     } else {
