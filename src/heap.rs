@@ -110,9 +110,18 @@ pub fn disable_huge_pages() -> std::io::Result<bool> {
     #[cfg(target_os = "linux")]
     {
         // SAFETY: PR_SET_THP_DISABLE only sets a flag of this process's memory map; the call
-        // takes no pointers. It returns 0 on success, -1 with errno set on failure.
+        // takes no pointers (the kernel reads unsigned longs and refuses non-zero unused ones, hence
+        // the widths). It returns 0 on success, -1 with errno set on failure.
         #[allow(unsafe_code)]
-        let rc = unsafe { libc::prctl(libc::PR_SET_THP_DISABLE, 1, 0, 0, 0) };
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_SET_THP_DISABLE,
+                1 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
         if rc != 0 {
             return Err(std::io::Error::last_os_error());
         }
@@ -128,7 +137,15 @@ pub fn huge_pages_disabled() -> bool {
     {
         // SAFETY: as above; PR_GET_THP_DISABLE returns the flag (0 or 1), or -1 on error.
         #[allow(unsafe_code)]
-        let rc = unsafe { libc::prctl(libc::PR_GET_THP_DISABLE, 0, 0, 0, 0) };
+        let rc = unsafe {
+            libc::prctl(
+                libc::PR_GET_THP_DISABLE,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+                0 as libc::c_ulong,
+            )
+        };
         rc == 1
     }
     #[cfg(not(target_os = "linux"))]
