@@ -346,8 +346,28 @@ impl BulkInsert {
         let columns: Vec<String> = first.schema().fields().iter().map(|f| format!("\"{}\"", f.name())).collect();
         let sql = format!("INSERT INTO \"{table}\" ({}) SELECT * FROM {FUNCTION}()", columns.join(", "));
         let json = self.json.get(table).cloned().unwrap_or_default();
+        self.scan(conn, &sql, batches, json)
+    }
+
+    /// Run `sql`, one statement that reads `agent_console_bulk_rows()` once (e.g. an upsert),
+    /// over `batches` (one schema, no JSON columns), inside the connection's current transaction.
+    /// Returns the rows changed.
+    pub fn run(&self, conn: &Connection, sql: &str, batches: Vec<RecordBatch>) -> Result<usize, duckdb::Error> {
+        if batches.is_empty() {
+            return Ok(0);
+        }
+        self.scan(conn, sql, batches, Arc::default())
+    }
+
+    fn scan(
+        &self,
+        conn: &Connection,
+        sql: &str,
+        batches: Vec<RecordBatch>,
+        json: Arc<HashSet<String>>,
+    ) -> Result<usize, duckdb::Error> {
         *lock(&self.shared.pending) = Some((batches, json));
-        let result = conn.execute(&sql, []);
+        let result = conn.execute(sql, []);
         lock(&self.shared.pending).take();
         result
     }

@@ -7,32 +7,37 @@ use std::sync::Arc;
 
 use crate::model::fastmap::FastMap;
 
-use duckdb::{params, Appender, Connection};
+use duckdb::arrow::array::{ArrayRef, Float64Builder, Int64Builder, StringBuilder, TimestampMicrosecondBuilder};
+use duckdb::arrow::error::ArrowError;
+use duckdb::arrow::record_batch::RecordBatch;
+use duckdb::Connection;
+
+use super::bulk_insert::BulkInsert;
+use super::StoreError;
 
 use crate::model::records::ModelCallRow;
 
 const HOUR_US: i64 = 3_600_000_000;
 
-pub const STAGE_DDL: &str = "
-    CREATE TEMP TABLE IF NOT EXISTS cost_hourly_stage (hour_us BIGINT, agent_id VARCHAR, task_id VARCHAR,
-        model VARCHAR, provider VARCHAR, calls BIGINT, cost_usd DOUBLE, input_tokens BIGINT, output_tokens BIGINT,
-        cache_read_tokens BIGINT, cache_write_tokens BIGINT);";
-
-const UPSERT: &str = "
-    INSERT INTO cost_hourly
-    SELECT make_timestamp(hour_us), agent_id, task_id, model, provider, calls, cost_usd, input_tokens,
-           output_tokens, cache_read_tokens, cache_write_tokens
-    FROM cost_hourly_stage
-    ON CONFLICT (hour, agent_id, task_id, model, provider) DO UPDATE SET
-        calls = cost_hourly.calls + excluded.calls,
-        cost_usd = CASE WHEN cost_hourly.cost_usd IS NULL THEN excluded.cost_usd
-                        WHEN excluded.cost_usd IS NULL THEN cost_hourly.cost_usd
-                        ELSE cost_hourly.cost_usd + excluded.cost_usd END,
-        input_tokens = cost_hourly.input_tokens + excluded.input_tokens,
-        output_tokens = cost_hourly.output_tokens + excluded.output_tokens,
-        cache_read_tokens = cost_hourly.cache_read_tokens + excluded.cache_read_tokens,
-        cache_write_tokens = cost_hourly.cache_write_tokens + excluded.cache_write_tokens;
-    DELETE FROM cost_hourly_stage;";
+/// The upsert of one transaction's sums, scanned from an Arrow batch (`bulk_insert.rs`: no staging
+/// table to append to, flush and empty, which took ~1.5 of the ~9 ms this costs a transaction).
+fn upsert_sql() -> String {
+    format!(
+        "INSERT INTO cost_hourly (hour, agent_id, task_id, model, provider, calls, cost_usd, input_tokens,
+             output_tokens, cache_read_tokens, cache_write_tokens)
+         SELECT * FROM {}()
+         ON CONFLICT (hour, agent_id, task_id, model, provider) DO UPDATE SET
+             calls = cost_hourly.calls + excluded.calls,
+             cost_usd = CASE WHEN cost_hourly.cost_usd IS NULL THEN excluded.cost_usd
+                             WHEN excluded.cost_usd IS NULL THEN cost_hourly.cost_usd
+                             ELSE cost_hourly.cost_usd + excluded.cost_usd END,
+             input_tokens = cost_hourly.input_tokens + excluded.input_tokens,
+             output_tokens = cost_hourly.output_tokens + excluded.output_tokens,
+             cache_read_tokens = cost_hourly.cache_read_tokens + excluded.cache_read_tokens,
+             cache_write_tokens = cost_hourly.cache_write_tokens + excluded.cache_write_tokens",
+        super::bulk_insert::FUNCTION
+    )
+}
 
 /// Recompute the whole rollup from `model_calls` (after re-pricing).
 pub const REBUILD: &str = "
@@ -97,28 +102,164 @@ impl Rollup {
     }
 
     /// Upsert the sums into `cost_hourly` (inside the writer's transaction).
-    pub fn apply(&self, conn: &Connection, stage: &mut Appender<'_>) -> Result<(), duckdb::Error> {
+    pub fn apply(&self, conn: &Connection, bulk: &BulkInsert) -> Result<(), StoreError> {
         if self.sums.is_empty() {
             return Ok(());
         }
-        for ((hour, agent, task, _), pairs) in &self.sums {
-            for (model, provider, s) in pairs {
-                stage.append_row(params![
-                    hour,
-                    agent,
-                    task,
-                    model,
-                    provider,
+        bulk.run(conn, &upsert_sql(), vec![self.to_arrow()?])?;
+        Ok(())
+    }
+
+    /// The sums as one Arrow batch with `cost_hourly`'s column names.
+    fn to_arrow(&self) -> Result<RecordBatch, ArrowError> {
+        let n = self.sums.values().map(Vec::len).sum::<usize>();
+        let mut hour = TimestampMicrosecondBuilder::with_capacity(n);
+        let (mut agent, mut task, mut model, mut provider) =
+            (StringBuilder::new(), StringBuilder::new(), StringBuilder::new(), StringBuilder::new());
+        let mut cost = Float64Builder::with_capacity(n);
+        let mut ints: [Int64Builder; 5] = std::array::from_fn(|_| Int64Builder::with_capacity(n));
+        for ((h, a, t, _), pairs) in &self.sums {
+            for (m, p, s) in pairs {
+                hour.append_value(*h);
+                agent.append_value(a);
+                task.append_value(t);
+                model.append_value(m);
+                provider.append_value(p);
+                cost.append_option(s.cost_usd);
+                for (b, v) in ints.iter_mut().zip([
                     s.calls,
-                    s.cost_usd,
                     s.input_tokens,
                     s.output_tokens,
                     s.cache_read_tokens,
-                    s.cache_write_tokens
-                ])?;
+                    s.cache_write_tokens,
+                ]) {
+                    b.append_value(v);
+                }
             }
         }
-        stage.flush()?;
-        conn.execute_batch(UPSERT)
+        let [mut calls, mut input, mut output, mut cache_read, mut cache_write] = ints;
+        let cols: Vec<(&str, ArrayRef)> = vec![
+            ("hour", Arc::new(hour.finish())),
+            ("agent_id", Arc::new(agent.finish())),
+            ("task_id", Arc::new(task.finish())),
+            ("model", Arc::new(model.finish())),
+            ("provider", Arc::new(provider.finish())),
+            ("calls", Arc::new(calls.finish())),
+            ("cost_usd", Arc::new(cost.finish())),
+            ("input_tokens", Arc::new(input.finish())),
+            ("output_tokens", Arc::new(output.finish())),
+            ("cache_read_tokens", Arc::new(cache_read.finish())),
+            ("cache_write_tokens", Arc::new(cache_write.finish())),
+        ];
+        RecordBatch::try_from_iter(cols)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::records::Context;
+
+    fn call(time_us: i64, agent: &str, model: Option<&str>, cost: Option<f64>, input: i64) -> ModelCallRow {
+        ModelCallRow {
+            time_us,
+            source: "span",
+            trace_id: None,
+            span_id: None,
+            parent_span_id: None,
+            request_id: None,
+            model: model.map(str::to_string),
+            provider: Some("anthropic".into()),
+            operation: Some("chat".into()),
+            input_tokens: Some(input),
+            output_tokens: Some(7),
+            cache_read_tokens: None,
+            cache_write_tokens: Some(2),
+            cost_usd: cost,
+            cost_source: cost.map(|_| "reported"),
+            duration_ms: None,
+            error: false,
+            token_rule: "otel",
+            ctx: Context { agent_id: Some(agent.into()), task_id: Some("T-1".into()), ..Context::default() },
+        }
+    }
+
+    /// Sums upserted in two transactions whose keys overlap (a known cost plus an unknown one, an
+    /// hour boundary, a call without a model) equal the rollup rebuilt from the stored calls.
+    #[test]
+    fn upserted_sums_equal_the_rebuilt_rollup() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let conn = Connection::open_in_memory().expect("db");
+        conn.execute_batch(&format!("ATTACH '{}' AS db; USE db;", dir.path().join("db.duckdb").display()))
+            .expect("attach");
+        crate::store::schema::migrate(&conn).expect("migrate");
+        let bulk = BulkInsert::register(&conn).expect("register");
+        let h = 1_764_000_000_000_000 / HOUR_US * HOUR_US;
+        let txns = [
+            vec![call(h + 5, "a", Some("m"), Some(0.5), 100), call(h + 9, "a", Some("m"), None, 10)],
+            vec![
+                call(h + 60, "a", Some("m"), Some(0.25), 1),
+                call(h + HOUR_US, "a", Some("m"), Some(1.0), 3),
+                call(h + 70, "b", None, None, 4),
+            ],
+        ];
+        for calls in &txns {
+            conn.execute_batch("BEGIN").expect("begin");
+            let mut r = Rollup::default();
+            r.add(calls);
+            r.apply(&conn, &bulk).expect("apply");
+            conn.execute_batch("COMMIT").expect("commit");
+        }
+        let rows = |sql: &str| -> Vec<String> {
+            let mut st = conn.prepare(sql).expect("prepare");
+            st.query_map([], |r| {
+                Ok(format!(
+                    "{}|{}|{}|{}|{}|{:?}|{}|{}|{}|{}",
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                    r.get::<_, String>(3)?,
+                    r.get::<_, i64>(4)?,
+                    r.get::<_, Option<f64>>(5)?,
+                    r.get::<_, i64>(6)?,
+                    r.get::<_, i64>(7)?,
+                    r.get::<_, i64>(8)?,
+                    r.get::<_, i64>(9)?
+                ))
+            })
+            .expect("query")
+            .collect::<Result<_, _>>()
+            .expect("rows")
+        };
+        let q = "SELECT CAST(hour AS VARCHAR), agent_id, task_id, model, calls, cost_usd, input_tokens,
+                        output_tokens, cache_read_tokens, cache_write_tokens FROM cost_hourly ORDER BY ALL";
+        let upserted = rows(q);
+        assert_eq!(upserted.len(), 3, "{upserted:?}");
+        assert!(upserted.iter().any(|r| r.ends_with("|a|T-1|m|3|Some(0.75)|111|21|0|6")), "{upserted:?}");
+        assert!(upserted.iter().any(|r| r.contains("|b|T-1||1|None|4|7|0|2")), "{upserted:?}");
+
+        // The same calls stored and the rollup rebuilt from them.
+        for c in txns.iter().flatten() {
+            conn.execute(
+                "INSERT INTO model_calls (time, source, model, provider, input_tokens, output_tokens,
+                     cache_read_tokens, cache_write_tokens, cost_usd, agent_id, task_id)
+                 VALUES (make_timestamp(?), 'span', ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                duckdb::params![
+                    c.time_us,
+                    c.model,
+                    c.provider,
+                    c.input_tokens,
+                    c.output_tokens,
+                    c.cache_read_tokens,
+                    c.cache_write_tokens,
+                    c.cost_usd,
+                    c.ctx.agent_id.as_deref(),
+                    c.ctx.task_id.as_deref()
+                ],
+            )
+            .expect("insert call");
+        }
+        conn.execute_batch(REBUILD).expect("rebuild");
+        assert_eq!(rows(q), upserted);
     }
 }

@@ -184,7 +184,6 @@ pub struct WriterConfig {
 struct Appenders<'c> {
     sessions_stage: Appender<'c>,
     agents_stage: Appender<'c>,
-    cost_stage: Appender<'c>,
     transitions: Appender<'c>,
     state_stage: Appender<'c>,
     inherit_stage: Appender<'c>,
@@ -230,7 +229,6 @@ impl<'c> Appenders<'c> {
         Ok(Self {
             sessions_stage: conn.appender("sessions_stage")?,
             agents_stage: conn.appender("agents_stage")?,
-            cost_stage: conn.appender("cost_hourly_stage")?,
             transitions: conn.appender("session_transitions")?,
             state_stage: conn.appender("session_state_stage")?,
             inherit_stage: conn.appender("inherit_stage")?,
@@ -416,7 +414,7 @@ fn append_items(
         app.agents_stage.flush()?;
         conn.execute_batch(UPSERT_AGENTS)?;
     }
-    sums.apply(conn, &mut app.cost_stage)?;
+    sums.apply(conn, bulk)?;
     let fixes: Vec<_> = items.iter().flat_map(|(_, b, _)| b.fixups.iter()).collect();
     fixups::apply(conn, &mut app.inherit_stage, &fixes)?;
     let adopts: Vec<_> = items.iter().flat_map(|(_, b, _)| b.adopts.iter()).collect();
@@ -431,7 +429,9 @@ fn append_items(
     session_state::apply(conn, &mut app.transitions, &mut app.state_stage, &updates)?;
     crate::tasks::store::upsert_links(conn, &task_links)?;
     if let Some((pos, _)) = items.iter().rev().find_map(|(p, _, _)| *p) {
-        conn.execute("UPDATE ingest_log_state SET position = ?, updated = now()", params![pos as i64])?;
+        // Prepared once: planning this one-row update took ~1.4 ms of every transaction.
+        conn.prepare_cached("UPDATE ingest_log_state SET position = ?, updated = now()")?
+            .execute(params![pos as i64])?;
     }
     Ok((sessions, agents))
 }
@@ -861,7 +861,6 @@ fn apply_in_txn(conn: &Connection, f: ApplyFn) -> Result<Box<dyn std::any::Any +
 /// Staging tables the writer uses (temp: per connection).
 pub fn create_staging(conn: &Connection) -> Result<(), duckdb::Error> {
     conn.execute_batch(STAGE_DDL)?;
-    conn.execute_batch(rollup::STAGE_DDL)?;
     conn.execute_batch(fixups::STAGE_DDL)?;
     conn.execute_batch(session_state::STAGE_DDL)
 }
