@@ -70,7 +70,61 @@ pub struct Rollup {
     sums: FastMap<RollupKey, Vec<(String, String, Sums)>>,
 }
 
+impl Sums {
+    /// Add `o` (token sums saturate; a cost stays unknown only while both are).
+    fn merge(&mut self, o: &Sums) {
+        self.calls = self.calls.saturating_add(o.calls);
+        if let Some(cost) = o.cost_usd {
+            self.cost_usd = Some(self.cost_usd.unwrap_or(0.0) + cost);
+        }
+        self.input_tokens = self.input_tokens.saturating_add(o.input_tokens);
+        self.output_tokens = self.output_tokens.saturating_add(o.output_tokens);
+        self.cache_read_tokens = self.cache_read_tokens.saturating_add(o.cache_read_tokens);
+        self.cache_write_tokens = self.cache_write_tokens.saturating_add(o.cache_write_tokens);
+    }
+}
+
 impl Rollup {
+    /// The sums of `calls` (one batch's, built ahead of the writer on `writer-prep`).
+    pub fn of(calls: &[ModelCallRow]) -> Self {
+        let mut r = Self::default();
+        r.add(calls);
+        r
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.sums.is_empty()
+    }
+
+    /// Add another rollup's sums (a transaction merges its batches'). Each map hashes the
+    /// (model, provider) pair with its own seed, so the key is made again here.
+    pub fn merge(&mut self, other: &Rollup) {
+        for ((hour, agent, task, _), pairs) in &other.sums {
+            for (model, provider, s) in pairs {
+                let key = (*hour, agent.clone(), task.clone(), self.sums.hasher().hash_one((model, provider)));
+                let mine = self.sums.entry(key).or_default();
+                match mine.iter_mut().find(|(m, p, _)| m == model && p == provider) {
+                    Some((_, _, t)) => t.merge(s),
+                    None => mine.push((model.clone(), provider.clone(), s.clone())),
+                }
+            }
+        }
+    }
+
+    /// Every (hour, agent, task, model, provider) with its sums, in order (tests).
+    #[cfg(test)]
+    pub fn sorted(&self) -> Vec<(i64, String, String, String, String, Sums)> {
+        let mut out: Vec<_> = self
+            .sums
+            .iter()
+            .flat_map(|((h, a, t, _), pairs)| {
+                pairs.iter().map(move |(m, p, s)| (*h, a.to_string(), t.to_string(), m.clone(), p.clone(), s.clone()))
+            })
+            .collect();
+        out.sort_by(|x, y| (x.0, &x.1, &x.2, &x.3, &x.4).cmp(&(y.0, &y.1, &y.2, &y.3, &y.4)));
+        out
+    }
+
     pub fn add(&mut self, calls: &[ModelCallRow]) {
         for c in calls {
             let model = c.model.as_deref().unwrap_or_default();
@@ -182,6 +236,32 @@ mod tests {
             token_rule: "otel",
             ctx: Context { agent_id: Some(agent.into()), task_id: Some("T-1".into()), ..Context::default() },
         }
+    }
+
+    /// Per-batch rollups (each map with its own hash seed) merged equal one rollup of all the
+    /// calls: the same keys, none twice (the upsert refuses a key twice in one statement).
+    #[test]
+    fn merged_batch_sums_equal_the_sums_of_all_calls() {
+        let h = 1_764_000_000_000_000 / HOUR_US * HOUR_US;
+        let calls: Vec<_> = (0..40i64)
+            .map(|i| {
+                let agent = if i % 3 == 0 { "a" } else { "b" };
+                let model = if i % 5 == 0 { None } else { Some("m") };
+                let cost = if i % 4 == 0 { None } else { Some(0.25) };
+                call(h + i * 100_000_000, agent, model, cost, i)
+            })
+            .collect();
+        let whole = Rollup::of(&calls);
+        let mut merged = Rollup::default();
+        for chunk in calls.chunks(7) {
+            merged.merge(&Rollup::of(chunk));
+        }
+        let pairs = |r: &Rollup| r.sums.values().map(Vec::len).sum::<usize>();
+        assert_eq!(merged.sorted(), whole.sorted());
+        assert_eq!(pairs(&merged), pairs(&whole));
+        // First hour: 2 agents x (a model, none); the second (4 calls): 2 agents x the model.
+        assert_eq!(whole.sorted().len(), 6, "{:?}", whole.sorted());
+        assert_eq!(merged.sorted().iter().map(|r| r.5.calls).sum::<i64>(), 40);
     }
 
     /// Sums upserted in two transactions whose keys overlap (a known cost plus an unknown one, an

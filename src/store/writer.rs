@@ -29,7 +29,7 @@ use super::{arrow_rows, fixups, reprice, rollup, session_state, StoreError, Stor
 use crate::cost::pricing::RepriceReport;
 use crate::cost::PriceTable;
 use crate::model::fastmap::FastMap;
-use crate::model::records::{Batch, LogRow, PointRow, Seen, SessionUpdate, SpanRow, ToolCallRow};
+use crate::model::records::{Batch, LogRow, ModelCallRow, PointRow, Seen, SessionUpdate, SpanRow, ToolCallRow};
 use crate::telemetry::Metrics;
 
 /// A queued batch with its ingest log span (first, last position), `None` for batches that
@@ -46,6 +46,9 @@ pub struct Columns {
     points: Option<RecordBatch>,
     model_calls: Option<RecordBatch>,
     tool_calls: Option<RecordBatch>,
+    /// The batch's model calls summed for the cost rollup (also built ahead: the writer merges
+    /// a few hundred sums per batch instead of hashing every call, and the calls can go).
+    sums: rollup::Rollup,
     /// The batch's rows and bytes as the pipeline counted them when it queued the batch (`prep`
     /// may free the rows the columns stand for before the writer takes the batch).
     rows: usize,
@@ -81,6 +84,7 @@ impl Columns {
             points: of(b.points.is_empty(), &|| arrow_rows::points(&b.points))?,
             model_calls: of(b.model_calls.is_empty(), &|| arrow_rows::model_calls(&b.model_calls))?,
             tool_calls: of(b.tool_calls.is_empty(), &|| arrow_rows::tool_calls(&b.tool_calls))?,
+            sums: rollup::Rollup::of(&b.model_calls),
             rows: batch_rows(b),
             bytes: crate::pipeline::batch_bytes(b),
         })
@@ -88,19 +92,20 @@ impl Columns {
 }
 
 /// The rows of a batch that its columns stand for, taken out of it by `prep` to be freed early.
-type Stripped = (Vec<SpanRow>, Vec<LogRow>, Vec<PointRow>, Vec<ToolCallRow>);
+type Stripped = (Vec<SpanRow>, Vec<LogRow>, Vec<PointRow>, Vec<ModelCallRow>, Vec<ToolCallRow>);
 
 /// Take the rows `columns` stand for out of `batch` when nothing else holds it (the live stream
-/// may still hold it; then it keeps them). The writer needs only the columns, the model calls
-/// (the cost rollup) and the derived state (sessions, agents, state changes, links, fix-ups),
-/// so a transaction waiting for its commit holds its span, log and point rows once, as
-/// columns, rather than twice.
+/// may still hold it; then it keeps them). The writer needs only the columns (with the cost
+/// rollup's sums) and the derived state (sessions, agents, state changes, links, fix-ups), so a
+/// transaction waiting for its commit holds its span, log, point and call rows once, as columns,
+/// rather than twice.
 fn strip(batch: &mut Arc<Batch>) -> Option<Stripped> {
     let b = Arc::get_mut(batch)?;
     Some((
         std::mem::take(&mut b.spans),
         std::mem::take(&mut b.logs),
         std::mem::take(&mut b.points),
+        std::mem::take(&mut b.model_calls),
         std::mem::take(&mut b.tool_calls),
     ))
 }
@@ -384,9 +389,7 @@ fn append_items(
         points.extend(built.points.clone());
         model_calls.extend(built.model_calls.clone());
         tool_calls.extend(built.tool_calls.clone());
-        if !b.model_calls.is_empty() {
-            sums.add(&b.model_calls);
-        }
+        sums.merge(&built.sums);
         for s in &b.sessions {
             fold_into(&mut sessions, s);
         }
@@ -1041,8 +1044,11 @@ mod tests {
         match out_rx.recv().expect("batch") {
             Msg::Batch { pos, batch, columns: Some(c) } => {
                 assert_eq!(pos, Some((3, 30)));
-                assert!(batch.spans.is_empty() && batch.tool_calls.is_empty(), "rows freed early");
-                assert_eq!(batch.model_calls.len(), calls, "the rollup still needs the model calls");
+                assert!(
+                    batch.spans.is_empty() && batch.tool_calls.is_empty() && batch.model_calls.is_empty(),
+                    "rows freed early"
+                );
+                assert!(!c.sums.is_empty() && c.sums.sorted() == own.sums.sorted(), "the rollup's sums built ahead");
                 assert_eq!((c.rows, c.bytes), (rows, bytes), "counted as queued");
                 assert_eq!((c.spans, c.model_calls, c.tool_calls), (own.spans, own.model_calls, own.tool_calls));
             }
