@@ -27,6 +27,7 @@ pub const STAGE_DDL: &str = "
 
 /// The rollup change of the staged calls, with `sign` (-1 before the update, +1 after).
 fn rollup_sql(sign: i64) -> String {
+    let on_conflict = super::rollup::ON_CONFLICT_ADD;
     format!(
         "INSERT INTO cost_hourly
          SELECT date_trunc('hour', m.time), coalesce(m.agent_id, ''), coalesce(m.task_id, ''), coalesce(m.model, ''),
@@ -35,16 +36,7 @@ fn rollup_sql(sign: i64) -> String {
                 {sign} * coalesce(sum(m.cache_read_tokens), 0), {sign} * coalesce(sum(m.cache_write_tokens), 0)
          FROM model_calls m JOIN inherit_stage f ON m.trace_id = f.trace_id AND m.span_id = f.span_id
          WHERE m.time >= make_timestamp(?::BIGINT)
-         GROUP BY ALL
-         ON CONFLICT (hour, agent_id, task_id, model, provider) DO UPDATE SET
-            calls = cost_hourly.calls + excluded.calls,
-            cost_usd = CASE WHEN cost_hourly.cost_usd IS NULL THEN excluded.cost_usd
-                            WHEN excluded.cost_usd IS NULL THEN cost_hourly.cost_usd
-                            ELSE cost_hourly.cost_usd + excluded.cost_usd END,
-            input_tokens = cost_hourly.input_tokens + excluded.input_tokens,
-            output_tokens = cost_hourly.output_tokens + excluded.output_tokens,
-            cache_read_tokens = cost_hourly.cache_read_tokens + excluded.cache_read_tokens,
-            cache_write_tokens = cost_hourly.cache_write_tokens + excluded.cache_write_tokens"
+         GROUP BY ALL {on_conflict}"
     )
 }
 

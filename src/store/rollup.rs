@@ -19,23 +19,27 @@ use crate::model::records::ModelCallRow;
 
 const HOUR_US: i64 = 3_600_000_000;
 
+/// What an insert into `cost_hourly` does with a key it already holds: adds to its sums (a cost
+/// stays unknown only while both are). Shared with the fix-ups' rollup moves (`fixups.rs`).
+pub const ON_CONFLICT_ADD: &str = "
+    ON CONFLICT (hour, agent_id, task_id, model, provider) DO UPDATE SET
+        calls = cost_hourly.calls + excluded.calls,
+        cost_usd = CASE WHEN cost_hourly.cost_usd IS NULL THEN excluded.cost_usd
+                        WHEN excluded.cost_usd IS NULL THEN cost_hourly.cost_usd
+                        ELSE cost_hourly.cost_usd + excluded.cost_usd END,
+        input_tokens = cost_hourly.input_tokens + excluded.input_tokens,
+        output_tokens = cost_hourly.output_tokens + excluded.output_tokens,
+        cache_read_tokens = cost_hourly.cache_read_tokens + excluded.cache_read_tokens,
+        cache_write_tokens = cost_hourly.cache_write_tokens + excluded.cache_write_tokens";
+
 /// The upsert of one transaction's sums, scanned from an Arrow batch (`bulk_insert.rs`: no staging
 /// table to append to, flush and empty, which took ~1.5 of the ~9 ms this costs a transaction).
 fn upsert_sql() -> String {
+    let function = super::bulk_insert::FUNCTION;
     format!(
         "INSERT INTO cost_hourly (hour, agent_id, task_id, model, provider, calls, cost_usd, input_tokens,
              output_tokens, cache_read_tokens, cache_write_tokens)
-         SELECT * FROM {}()
-         ON CONFLICT (hour, agent_id, task_id, model, provider) DO UPDATE SET
-             calls = cost_hourly.calls + excluded.calls,
-             cost_usd = CASE WHEN cost_hourly.cost_usd IS NULL THEN excluded.cost_usd
-                             WHEN excluded.cost_usd IS NULL THEN cost_hourly.cost_usd
-                             ELSE cost_hourly.cost_usd + excluded.cost_usd END,
-             input_tokens = cost_hourly.input_tokens + excluded.input_tokens,
-             output_tokens = cost_hourly.output_tokens + excluded.output_tokens,
-             cache_read_tokens = cost_hourly.cache_read_tokens + excluded.cache_read_tokens,
-             cache_write_tokens = cost_hourly.cache_write_tokens + excluded.cache_write_tokens",
-        super::bulk_insert::FUNCTION
+         SELECT * FROM {function}() {ON_CONFLICT_ADD}"
     )
 }
 
