@@ -314,11 +314,16 @@ impl Running {
         self.store.shared.restart.clone()
     }
 
-    /// `args` for starting again where this one runs (its bound addresses, port 0 resolved).
+    /// `args` for starting again where this one runs (its bound addresses, port 0 resolved; the
+    /// records a failed streamed transaction held are committed whole, `careful_through`).
     pub fn restart_args(&self, mut args: ServeArgs) -> ServeArgs {
         args.grpc_addr = self.grpc_addr;
         args.http_addr = self.http_addr;
         args.pg_addr = self.pg_addr;
+        let careful = self.store.shared.careful_through.load(std::sync::atomic::Ordering::Acquire);
+        if careful > 0 {
+            args.careful_through = Some(careful.max(args.careful_through.unwrap_or(0)));
+        }
         args
     }
 }

@@ -54,6 +54,9 @@ pub struct Metrics {
     pub queries: AtomicU64,
     /// Records DuckDB refused as data and the writer quarantined.
     pub quarantined: AtomicU64,
+    /// Chunks of rows the writer inserted into an open transaction before its commit
+    /// (`--commit-stream-mib`).
+    pub streamed_chunks: AtomicU64,
     /// SQL readers ended so that a refused checkpoint could run (`store::evict`).
     pub queries_evicted: AtomicU64,
     /// Late ancestor spans whose stored descendants the writer looked up (`store::fixups::adopt`).
@@ -180,7 +183,7 @@ impl Metrics {
         let _ = writeln!(o, "agent_console_commit_seconds_bucket{{le=\"+Inf\"}} {commits}");
         let _ = writeln!(o, "agent_console_commit_seconds_sum {}", self.commit_us_sum.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(o, "agent_console_commit_seconds_count {commits}");
-        let counters: [(&str, &str, f64); 7] = [
+        let counters: [(&str, &str, f64); 8] = [
             ("queries_total", "SQL queries run through the read API.", self.queries.load(Relaxed) as f64),
             (
                 "queries_evicted_total",
@@ -191,6 +194,11 @@ impl Metrics {
                 "quarantined_total",
                 "Records DuckDB refused as data (table quarantine).",
                 self.quarantined.load(Relaxed) as f64,
+            ),
+            (
+                "commit_streamed_chunks_total",
+                "Chunks of rows inserted into an open DuckDB transaction before its commit (their memory freed).",
+                self.streamed_chunks.load(Relaxed) as f64,
             ),
             (
                 "adopt_lookups_total",

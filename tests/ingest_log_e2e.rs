@@ -1067,3 +1067,110 @@ async fn a_restart_whose_reopen_fails_is_tried_again_and_stores_everything_ackno
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(60), serve).await.expect("serve stops").expect("join").expect("serve ok");
 }
+
+/// Serve settings that stream a transaction's rows into DuckDB in 1 MiB chunks and commit only
+/// on a flush (no row, byte or time bound is reached in these tests).
+fn streaming_args(dir: &std::path::Path) -> agent_console::config::ServeArgs {
+    let mut args = agent_console::config::ServeArgs::defaults();
+    args.data_dir = dir.to_path_buf();
+    args.duckdb_memory_limit = "512MB".into();
+    args.commit_stream_mib = 1;
+    args.commit_max_mib = 1024;
+    args.commit_max_delay_ms = 600_000;
+    args.max_batch_rows = 100_000_000;
+    for a in [&mut args.grpc_addr, &mut args.http_addr, &mut args.pg_addr] {
+        *a = "127.0.0.1:0".parse().expect("addr");
+    }
+    args
+}
+
+/// POST exports of 256 spans to `base` until the writer streamed `chunks` chunks into its open
+/// transaction; returns how many were acknowledged (all of them: nothing fails here).
+async fn post_until_streamed(client: &reqwest::Client, base: &str, chunks: f64) -> u64 {
+    let mut acked = 0u64;
+    while metric_at(base, "agent_console_commit_streamed_chunks_total").await < chunks {
+        assert!(acked < 400, "no chunk streamed after {acked} exports");
+        let r = client
+            .post(format!("{base}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(request_of(acked, 256).encode_to_vec())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+        acked += 1;
+    }
+    acked
+}
+
+/// `--commit-stream-mib`: the rows of a large transaction go into DuckDB in chunks before its
+/// commit (their memory freed), and what it commits equals what was sent: every span once, the
+/// cost rollup equal to the calls it sums.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_transaction_streamed_in_chunks_commits_every_row_once() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let running = agent_console::app::start(streaming_args(dir.path())).await.expect("start");
+    let base = format!("http://{}", running.http_addr);
+    let client = reqwest::Client::new();
+    let acked = post_until_streamed(&client, &base, 2.0).await;
+    let n = sql_at(&client, &base, "SELECT count(*), count(DISTINCT span_id) FROM spans").await;
+    assert_eq!(n[0][0], acked * 256);
+    assert_eq!(n[0][1], acked * 256);
+    let sums = sql_at(
+        &client,
+        &base,
+        "SELECT (SELECT count(*) FROM model_calls), (SELECT CAST(sum(calls) AS BIGINT) FROM cost_hourly),
+                (SELECT CAST(sum(input_tokens) AS BIGINT) FROM model_calls),
+                (SELECT CAST(sum(input_tokens) AS BIGINT) FROM cost_hourly)",
+    )
+    .await;
+    assert!(sums[0][0].as_u64().expect("calls") > 0, "{sums:?}");
+    assert_eq!(sums[0][0], sums[0][1], "{sums:?}");
+    assert_eq!(sums[0][2], sums[0][3], "{sums:?}");
+    running.shutdown().await;
+}
+
+/// A streamed transaction that fails cannot be retried from memory (its streamed rows are
+/// freed): the collector restarts in-process on the same addresses, replays the ingest log and
+/// commits those records whole (nothing streamed during the replay), and every acknowledged
+/// export is stored once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_streamed_transaction_that_fails_is_replayed_whole_after_a_restart() {
+    use agent_console::app;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (tx, mut started) =
+        tokio::sync::mpsc::unbounded_channel::<(std::net::SocketAddr, Arc<agent_console::store::StoreShared>)>();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serve = tokio::spawn(app::serve(
+        streaming_args(dir.path()),
+        async move {
+            let _ = stopped.await;
+        },
+        move |r, _| {
+            let _ = tx.send((r.http_addr, r.store.shared.clone()));
+        },
+    ));
+    let (http, shared) = started.recv().await.expect("first start");
+    // Armed first: whatever commits the streamed transaction (the flush below, or the 30 s
+    // checkpoint timer on a slow machine) fails.
+    shared.fail_streamed_commits.store(1, Ordering::Release);
+    let base = format!("http://{http}");
+    let client = reqwest::Client::new();
+    let acked = post_until_streamed(&client, &base, 2.0).await;
+    // The flush makes the transaction commit, which fails; its answer may be cut by the restart.
+    let _ = client.post(format!("{base}/api/flush")).timeout(Duration::from_secs(5)).send().await;
+    drop(shared);
+    let (http2, _) =
+        tokio::time::timeout(Duration::from_secs(60), started.recv()).await.expect("restarted").expect("second start");
+    assert_eq!(http2, http, "the restart keeps the addresses");
+    let n = sql_at(&client, &base, "SELECT count(*), count(DISTINCT span_id) FROM spans").await;
+    assert_eq!(n[0][0], acked * 256);
+    assert_eq!(n[0][1], acked * 256);
+    assert_eq!(
+        metric_at(&base, "agent_console_commit_streamed_chunks_total").await,
+        0.0,
+        "the replayed records were committed whole"
+    );
+    let _ = stop.send(());
+    tokio::time::timeout(Duration::from_secs(60), serve).await.expect("serve stops").expect("join").expect("serve ok");
+}

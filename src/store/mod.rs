@@ -109,6 +109,10 @@ pub struct StoreConfig {
     pub commit_max_delay: Duration,
     /// ... or this many bytes of rows (`pipeline::batch_bytes`).
     pub commit_max_bytes: u64,
+    /// Insert an open transaction's rows whenever this many bytes of them wait (0: at commit).
+    pub commit_stream_bytes: u64,
+    /// Commit the records through this log position whole (`ServeArgs::careful_through`).
+    pub careful_through: Option<u64>,
     /// Checkpoint after this many log bytes were committed.
     pub checkpoint_bytes: u64,
     /// Paced write-back of the database file during checkpoints (`writeback.rs`), `None` = off.
@@ -135,6 +139,8 @@ impl Default for StoreConfig {
             commit_max_rows: 100_000,
             commit_max_delay: Duration::from_millis(250),
             commit_max_bytes: crate::config::DEFAULT_COMMIT_MAX_MIB << 20,
+            commit_stream_bytes: crate::config::DEFAULT_COMMIT_STREAM_MIB << 20,
+            careful_through: None,
             checkpoint_bytes: 256 << 20,
             checkpoint_writeback: Some(Duration::from_millis(10)),
             writer_queue_bytes: crate::pipeline::WRITER_QUEUE_BYTES,
@@ -188,6 +194,12 @@ pub struct StoreShared {
     /// Test hook: fail this many commits the way a DuckDB that invalidated its database does.
     #[doc(hidden)]
     pub invalidate_commits: AtomicU32,
+    /// Test hook: fail this many commits of transactions whose rows were streamed in.
+    #[doc(hidden)]
+    pub fail_streamed_commits: AtomicU32,
+    /// The last log position of a streamed transaction that failed (0: none): the next start
+    /// commits the records through it whole (`app::Running::restart_args`).
+    pub careful_through: AtomicU64,
     /// Cancelled when DuckDB invalidated the database (a commit or checkpoint failed past
     /// repair): the writer stops, and the collector must be started again on the same directory
     /// (the binary does it in-process), which replays the ingest log since the last checkpoint.
@@ -371,6 +383,8 @@ impl Store {
             health: Health::default(),
             fail_commits: AtomicU32::new(0),
             invalidate_commits: AtomicU32::new(0),
+            fail_streamed_commits: AtomicU32::new(0),
+            careful_through: AtomicU64::new(0),
             restart: tokio_util::sync::CancellationToken::new(),
             writer_queued: budget.writer.clone(),
             readers: Arc::new(evict::Readers::new(metrics.clone())),
@@ -385,10 +399,13 @@ impl Store {
             max_txn_rows: cfg.commit_max_rows.max(1),
             max_txn_bytes: cfg.commit_max_bytes.max(1 << 20),
             max_txn_delay: cfg.commit_max_delay,
+            stream_bytes: cfg.commit_stream_bytes,
+            careful_through: cfg.careful_through,
             checkpoint_bytes: cfg.checkpoint_bytes,
             log_dir: log_cfg.dir.clone(),
             writeback: cfg.checkpoint_writeback.map(|every| (path.clone(), every)),
             dropper: writer::Dropper::start("writer-drop", 1),
+            chunk_dropper: writer::Dropper::start("stream-drop", 2),
         };
         let (wsh, wm) = (shared.clone(), metrics.clone());
         // The byte count starts at 0 at the first position to replay.

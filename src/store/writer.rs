@@ -3,13 +3,18 @@
 //! pipeline (already durable in the ingest log, deduplicated, priced, with their session changes)
 //! and commits them in large transactions, bounded by rows, bytes and time (`--commit-max-rows`,
 //! `--commit-max-delay-ms`), writing the last log position in the same transaction
-//! (`ingest_log_state`), so a restart replays exactly what is missing.
+//! (`ingest_log_state`), so a restart replays exactly what is missing. Under load a transaction's
+//! rows go into it in chunks as they arrive (`--commit-stream-mib`, `Writer::stream`), their
+//! columns freed, rather than all at its commit.
 //!
 //! A transaction that fails is retried record by record: a record whose own rows DuckDB refuses
 //! as data (a conversion, range or constraint error, which no retry can fix) is quarantined with
 //! its raw bytes (`quarantine` table) so it cannot block the records after it; any other failure
-//! (a full disk, I/O) is retried with backoff, holding the position until it passes. Everything
-//! here was acknowledged already; nothing is dropped silently.
+//! (a full disk, I/O) is retried with backoff, holding the position until it passes. A
+//! transaction some of whose rows were streamed in is no longer in memory to retry: its failure
+//! restarts the collector in-process, which replays the ingest log and commits those records
+//! whole (`Writer::replay_streamed`). Everything here was acknowledged already; nothing is
+//! dropped silently.
 //!
 //! Besides batches it runs state changes in their own transaction (`Store::apply`), re-pricing,
 //! and checkpoints (after which the log may delete the segments a checkpoint covers).
@@ -68,7 +73,28 @@ fn counted(batch: &Batch, columns: &Option<Box<Columns>>) -> (usize, u64) {
     }
 }
 
+/// The bulk tables, in the order `Columns::tables` gives their rows.
+const BULK_TABLES: [&str; 5] = ["spans", "logs", "metric_points", "model_calls", "tool_calls"];
+
 impl Columns {
+    /// The bulk tables' record batches (`BULK_TABLES` order), `None` for a table without rows
+    /// (or whose rows were inserted already, `Writer::stream`).
+    fn tables(&self) -> [Option<&RecordBatch>; 5] {
+        [
+            self.spans.as_ref(),
+            self.logs.as_ref(),
+            self.points.as_ref(),
+            self.model_calls.as_ref(),
+            self.tool_calls.as_ref(),
+        ]
+    }
+
+    /// Take the record batches out (their rows are in DuckDB's open transaction); the sums and
+    /// counts stay for the commit.
+    fn take_tables(&mut self) -> [Option<RecordBatch>; 5] {
+        [self.spans.take(), self.logs.take(), self.points.take(), self.model_calls.take(), self.tool_calls.take()]
+    }
+
     /// The columns of `b`'s non-empty tables.
     fn build(b: &Batch) -> Result<Self, ArrowError> {
         let of = |empty: bool, f: &dyn Fn() -> Result<RecordBatch, ArrowError>| {
@@ -148,7 +174,8 @@ pub enum Msg {
     /// Run a closure in its own transaction (`Store::apply`).
     Apply(ApplyFn, ApplyAck),
     /// The same, ahead of the pending telemetry (`Store::apply_now`: control state that reads no
-    /// telemetry, so a command never waits for a large batch's commit; it is checkpointed).
+    /// telemetry, so a command does not wait for the pending rows' commit; it is checkpointed).
+    /// When rows were streamed into an open transaction already, that one commits first.
     ApplyNow(ApplyFn, ApplyAck),
     /// Re-price every stored call that has no reported cost with this table.
     Reprice(Arc<PriceTable>, oneshot::Sender<Result<RepriceReport, StoreError>>),
@@ -176,6 +203,12 @@ pub struct WriterConfig {
     pub max_txn_bytes: u64,
     /// ... or when its oldest record waited this long.
     pub max_txn_delay: Duration,
+    /// Insert the open transaction's rows whenever this many bytes of them wait, and free them
+    /// (`Writer::stream`; 0: all at the commit).
+    pub stream_bytes: u64,
+    /// Records through this log position are committed whole, never streamed: a restart after a
+    /// streamed transaction failed replays them (`Writer::replay_streamed`).
+    pub careful_through: Option<u64>,
     /// Checkpoint when this many log bytes were committed since the last checkpoint.
     pub checkpoint_bytes: u64,
     /// The ingest log directory (to copy a quarantined record's bytes).
@@ -184,6 +217,8 @@ pub struct WriterConfig {
     pub writeback: Option<(std::path::PathBuf, Duration)>,
     /// Where committed transactions are freed (`writer-drop`, one transaction waiting at most).
     pub dropper: Dropper,
+    /// Where streamed chunks' columns are freed (`stream-drop`, two chunks waiting at most).
+    pub chunk_dropper: Dropper,
 }
 
 struct Appenders<'c> {
@@ -481,33 +516,62 @@ struct Writer<'c> {
     writeback: Option<super::writeback::Writeback>,
     /// When `duckdb_memory_bytes` was last sampled.
     memory_sampled: Option<Instant>,
+    /// A transaction is open: rows of `pending` were streamed into it (`stream`).
+    open: bool,
+    /// `pending.items[..streamed]` are in the open transaction, their columns freed.
+    streamed: usize,
+    /// Bytes of pending rows not in the open transaction yet.
+    unstreamed_bytes: u64,
+    /// Streaming failed before any row went in: hold the rows until the commit this time.
+    stream_off: bool,
 }
 
 impl<'c> Writer<'c> {
-    /// Run `items` as one transaction.
-    fn try_commit(&mut self, items: &[Item]) -> Result<(), StoreError> {
+    /// The appenders and the bulk insert, made on first use and after a failure.
+    fn ready(&mut self) -> Result<(), StoreError> {
         if self.app.is_none() {
             self.app = Some(Appenders::new(self.conn)?);
         }
         if self.bulk.is_none() {
             self.bulk = Some(BulkInsert::register(self.conn)?);
         }
+        Ok(())
+    }
+
+    /// Run `items` as one transaction: the open one when rows were streamed into it. Rolled back
+    /// on failure.
+    fn try_commit(&mut self, items: &[Item]) -> Result<(), StoreError> {
+        let open = std::mem::take(&mut self.open);
+        let result = self.append_and_commit(items, open);
+        if result.is_err() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+            // An appender may hold half a batch after a failure: start clean.
+            self.app = None;
+        }
+        result
+    }
+
+    fn append_and_commit(&mut self, items: &[Item], open: bool) -> Result<(), StoreError> {
+        self.ready()?;
+        let take = |n: &std::sync::atomic::AtomicU32| {
+            n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+        };
+        if take(&self.shared.fail_commits) {
+            return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
+        }
+        if open && take(&self.shared.fail_streamed_commits) {
+            return Err(StoreError::Db("IO Error: injected failure of a streamed transaction (test)".into()));
+        }
+        if take(&self.shared.invalidate_commits) {
+            return Err(StoreError::Db("FATAL Error: the database has been invalidated (injected, test)".into()));
+        }
+        if !open {
+            self.conn.execute_batch("BEGIN TRANSACTION")?;
+        }
         let (Some(app), Some(bulk)) = (self.app.as_mut(), self.bulk.as_ref()) else {
             return Err(StoreError::Unavailable("no appenders".into()));
         };
-        if self.shared.fail_commits.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok() {
-            return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
-        }
-        if self
-            .shared
-            .invalidate_commits
-            .fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1))
-            .is_ok()
-        {
-            return Err(StoreError::Db("FATAL Error: the database has been invalidated (injected, test)".into()));
-        }
-        self.conn.execute_batch("BEGIN TRANSACTION")?;
-        match append_items(
+        let (sessions, agents) = append_items(
             self.conn,
             bulk,
             app,
@@ -515,26 +579,110 @@ impl<'c> Writer<'c> {
             &self.sessions_cache,
             &self.agents_cache,
             &mut self.adopt_budget,
-        ) {
-            Ok((sessions, agents)) => match self.conn.execute_batch("COMMIT") {
-                Ok(()) => {
-                    self.sessions_cache.remember(&sessions);
-                    self.agents_cache.remember(&agents);
-                    Ok(())
-                }
-                Err(e) => {
-                    let _ = self.conn.execute_batch("ROLLBACK");
-                    self.app = None;
-                    Err(e.into())
-                }
-            },
+        )?;
+        self.conn.execute_batch("COMMIT")?;
+        self.sessions_cache.remember(&sessions);
+        self.agents_cache.remember(&agents);
+        Ok(())
+    }
+
+    /// Insert the rows waiting in `pending` into the transaction (opening it) once
+    /// `stream_bytes` of them wait, and free their columns: a transaction's rows then wait for
+    /// their commit in DuckDB's transaction (its buffer manager) rather than twice, as columns
+    /// here and as DuckDB's copy while the commit runs (issue 11's memory). What stays for the
+    /// commit is per batch and small: the rollup's sums, sessions, agents, state changes.
+    fn stream(&mut self) {
+        if self.cfg.stream_bytes == 0
+            || self.halted
+            || self.stream_off
+            || self.unstreamed_bytes < self.cfg.stream_bytes
+            || self.careful()
+        {
+            return;
+        }
+        match self.try_stream() {
+            Ok(()) => {}
+            Err(e) if is_invalidated(&e) => self.halt(&e),
+            Err(e) if self.streamed > 0 => {
+                let last = self.pending.last_pos().map(|(p, _)| p);
+                self.replay_streamed(&e, last);
+            }
             Err(e) => {
+                // Nothing went in: every row is still here, and the commit goes on as before.
                 let _ = self.conn.execute_batch("ROLLBACK");
-                // An appender may hold half a batch after a failure: start clean.
+                self.open = false;
                 self.app = None;
-                Err(e)
+                self.stream_off = true;
+                tracing::warn!(error = %e, "inserting rows ahead of their commit failed; this transaction's rows wait for its commit");
             }
         }
+    }
+
+    /// Replaying the records of a streamed transaction that failed (`careful_through`): they
+    /// are committed whole, so that a failure can be retried record by record.
+    fn careful(&self) -> bool {
+        let Some(through) = self.cfg.careful_through else { return false };
+        self.pending.items.iter().find_map(|(p, _, _)| *p).is_some_and(|(p, _)| p <= through)
+    }
+
+    fn try_stream(&mut self) -> Result<(), StoreError> {
+        self.ready()?;
+        if !self.open {
+            // A failing DuckDB (the test hook's full disk) fails here before anything goes in.
+            if self.shared.fail_commits.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+            {
+                return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
+            }
+            self.conn.execute_batch("BEGIN TRANSACTION")?;
+            self.open = true;
+        }
+        let from = self.streamed;
+        let mut tables: [Vec<RecordBatch>; 5] = Default::default();
+        for (_, batch, built) in &mut self.pending.items[from..] {
+            if built.is_none() {
+                *built = Some(Box::new(Columns::build(batch)?));
+            }
+            if let Some(c) = built {
+                for (rows, t) in tables.iter_mut().zip(c.tables()) {
+                    rows.extend(t.cloned());
+                }
+            }
+        }
+        let bulk = self.bulk.as_ref().ok_or_else(|| StoreError::Unavailable("no bulk insert".into()))?;
+        for (table, rows) in BULK_TABLES.iter().zip(tables) {
+            bulk.insert(self.conn, table, rows)?;
+        }
+        // In: free the columns (off this thread).
+        let freed: Vec<_> = self.pending.items[from..]
+            .iter_mut()
+            .filter_map(|(_, _, built)| built.as_mut().map(|c| c.take_tables()))
+            .collect();
+        self.cfg.chunk_dropper.drop_later(Box::new(freed));
+        self.streamed = self.pending.items.len();
+        self.unstreamed_bytes = 0;
+        self.metrics.streamed_chunks.fetch_add(1, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// A transaction some of whose rows were streamed in failed: those rows are freed, so it
+    /// cannot be retried from memory. Stop and ask for the restart that replays the ingest log
+    /// since the last checkpoint (as after an invalidation, `halt`); the new start commits the
+    /// records through this transaction's last position whole, so a record DuckDB refuses is
+    /// found and quarantined one by one, and a failure that lasts (a full disk) is retried with
+    /// backoff as before.
+    fn replay_streamed(&mut self, e: &dyn std::fmt::Display, last: Option<u64>) {
+        if let Some(last) = last {
+            self.shared.careful_through.fetch_max(last, Ordering::AcqRel);
+        }
+        if !self.halted {
+            tracing::error!(
+                error = %e,
+                through_position = last,
+                checkpointed_position = self.checkpointed_pos,
+                "a transaction whose rows were streamed into DuckDB failed: the writer stops; the collector restarts on the same directory, replays the ingest log from the last checkpoint and commits these records whole"
+            );
+        }
+        self.stop_for_restart(e);
     }
 
     fn committed_through(&mut self, items: &[Item]) {
@@ -558,6 +706,9 @@ impl<'c> Writer<'c> {
             return;
         }
         let pending = std::mem::take(&mut self.pending);
+        let streamed = std::mem::take(&mut self.streamed) > 0;
+        self.unstreamed_bytes = 0;
+        self.stream_off = false;
         let rows = pending.rows;
         let started = Instant::now();
         let result = self.try_commit(&pending.items);
@@ -581,6 +732,7 @@ impl<'c> Writer<'c> {
                 self.cfg.dropper.drop_later(Box::new(pending.items));
             }
             Err(e) if is_invalidated(&e) => self.halt(&e),
+            Err(e) if streamed => self.replay_streamed(&e, pending.last_pos().map(|(p, _)| p)),
             Err(e) => {
                 self.shared.health.failed(&e);
                 tracing::error!(error = %e, records = pending.items.len(), "commit failed; retrying record by record");
@@ -617,6 +769,18 @@ impl<'c> Writer<'c> {
                 "DuckDB invalidated the database: the writer stops; the collector restarts on the same directory and replays the ingest log from the last checkpoint"
             );
         }
+        self.stop_for_restart(e);
+    }
+
+    /// Stop committing (every record past the last checkpoint is in the ingest log) and ask for
+    /// the in-process restart that replays it.
+    fn stop_for_restart(&mut self, e: &dyn std::fmt::Display) {
+        if self.open {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        self.open = false;
+        self.streamed = 0;
+        self.unstreamed_bytes = 0;
         self.halted = true;
         self.pending = Pending::default();
         self.app = None;
@@ -946,6 +1110,10 @@ pub fn run(
         adopt_budget: fixups::AdoptBudget::new(),
         writeback: cfg.writeback.as_ref().and_then(|(path, every)| super::writeback::Writeback::start(path, *every)),
         memory_sampled: None,
+        open: false,
+        streamed: 0,
+        unstreamed_bytes: 0,
+        stream_off: false,
         cfg,
     };
     loop {
@@ -965,7 +1133,11 @@ pub fn run(
                     .shared
                     .writer_queued
                     .fetch_update(Ordering::AcqRel, Ordering::Acquire, |q| Some(q.saturating_sub(size)));
-                w.pending.push(pos, batch, columns)
+                w.pending.push(pos, batch, columns);
+                w.unstreamed_bytes += size;
+                if !w.due() {
+                    w.stream();
+                }
             }
             Some(Msg::Flush) => w.commit_pending(),
             Some(Msg::Apply(_, ack)) | Some(Msg::ApplyNow(_, ack)) if w.halted => {
@@ -980,6 +1152,11 @@ pub fn run(
                 let _ = ack.send(result);
             }
             Some(Msg::ApplyNow(f, ack)) => {
+                if w.open {
+                    // Rows were streamed into the open transaction: it commits first (a command
+                    // then waits for at most one transaction's commit).
+                    w.commit_pending();
+                }
                 let result = apply_in_txn(w.conn, f);
                 if result.is_ok() {
                     w.make_durable("apply");
