@@ -389,7 +389,7 @@ pub async fn serve_with<F: std::future::Future<Output = Result<Running, AppError
             return Ok(());
         }
         restarts_failed = Some(0);
-        tracing::warn!("restarting: DuckDB invalidated the database; reopening it and replaying the ingest log");
+        tracing::warn!("restarting: the writer stopped (DuckDB invalidated the database, or a streamed transaction failed; its error is above); reopening the database and replaying the ingest log");
     }
 }
 
