@@ -1105,7 +1105,8 @@ async fn post_until_streamed(client: &reqwest::Client, base: &str, chunks: f64) 
 
 /// `--commit-stream-mib`: the rows of a large transaction go into DuckDB in chunks before its
 /// commit (their memory freed), and what it commits equals what was sent: every span once, the
-/// cost rollup equal to the calls it sums.
+/// cost rollup equal to the calls it sums. A control change meanwhile commits in its own
+/// transaction.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_transaction_streamed_in_chunks_commits_every_row_once() {
     let dir = tempfile::tempdir().expect("tempdir");
@@ -1113,6 +1114,15 @@ async fn a_transaction_streamed_in_chunks_commits_every_row_once() {
     let base = format!("http://{}", running.http_addr);
     let client = reqwest::Client::new();
     let acked = post_until_streamed(&client, &base, 2.0).await;
+    // A control change (`Store::apply_now`, its own transaction) while the streamed one is open:
+    // that one commits first, then the change.
+    let r = client
+        .put(format!("{base}/api/approvals/policy"))
+        .json(&serde_json::json!({ "rules": [] }))
+        .send()
+        .await
+        .expect("put policy");
+    assert_eq!(r.status(), 200, "{:?}", r.text().await);
     let n = sql_at(&client, &base, "SELECT count(*), count(DISTINCT span_id) FROM spans").await;
     assert_eq!(n[0][0], acked * 256);
     assert_eq!(n[0][1], acked * 256);

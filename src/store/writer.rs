@@ -76,6 +76,32 @@ fn counted(batch: &Batch, columns: &Option<Box<Columns>>) -> (usize, u64) {
 /// The bulk tables, in the order `Columns::tables` gives their rows.
 const BULK_TABLES: [&str; 5] = ["spans", "logs", "metric_points", "model_calls", "tool_calls"];
 
+/// Per bulk table (`BULK_TABLES` order), the record batches to insert.
+type TableRows = [Vec<RecordBatch>; 5];
+
+/// Add `c`'s record batches to `rows` (shared buffers, not copies).
+fn gather(rows: &mut TableRows, c: &Columns) {
+    for (rows, t) in rows.iter_mut().zip(c.tables()) {
+        rows.extend(t.cloned());
+    }
+}
+
+/// One `INSERT` per bulk table that has rows (`bulk_insert.rs`), in the caller's transaction.
+fn insert_rows(conn: &Connection, bulk: &BulkInsert, rows: TableRows) -> Result<(), StoreError> {
+    for (table, rows) in BULK_TABLES.iter().zip(rows) {
+        bulk.insert(conn, table, rows)?;
+    }
+    Ok(())
+}
+
+/// What the `fail_commits` test hook fails with (a full disk's kind of error).
+const INJECTED: &str = "IO Error: injected commit failure (test)";
+
+/// Take one from a test hook's failure count (`StoreShared::fail_commits` and co).
+fn take_one(n: &std::sync::atomic::AtomicU32) -> bool {
+    n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
+}
+
 impl Columns {
     /// The bulk tables' record batches (`BULK_TABLES` order), `None` for a table without rows
     /// (or whose rows were inserted already, `Writer::stream`).
@@ -412,18 +438,14 @@ fn append_items(
     let mut sums = rollup::Rollup::default();
     let mut updates: Vec<&SessionUpdate> = Vec::new();
     let mut task_links = Vec::new();
-    let (mut spans, mut logs, mut points, mut model_calls, mut tool_calls) =
-        (Vec::new(), Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    let mut rows = TableRows::default();
     for (_, b, built) in items {
         let built = match built {
             Some(c) => c,
             None => &Columns::build(b)?,
         };
-        spans.extend(built.spans.clone());
-        logs.extend(built.logs.clone());
-        points.extend(built.points.clone());
-        model_calls.extend(built.model_calls.clone());
-        tool_calls.extend(built.tool_calls.clone());
+        // A batch streamed into the transaction already has no record batches left (`stream`).
+        gather(&mut rows, built);
         sums.merge(&built.sums);
         for s in &b.sessions {
             fold_into(&mut sessions, s);
@@ -435,11 +457,7 @@ fn append_items(
         task_links.extend(b.task_links.iter());
     }
     // One statement per table, its strings read in place (`bulk_insert.rs`).
-    bulk.insert(conn, "spans", spans)?;
-    bulk.insert(conn, "logs", logs)?;
-    bulk.insert(conn, "metric_points", points)?;
-    bulk.insert(conn, "model_calls", model_calls)?;
-    bulk.insert(conn, "tool_calls", tool_calls)?;
+    insert_rows(conn, bulk, rows)?;
     let sessions = sessions_cache.changed(sessions.into_values().collect());
     if !sessions.is_empty() {
         app.sessions_stage.append_record_batch(arrow_rows::seen(&sessions)?)?;
@@ -553,16 +571,13 @@ impl<'c> Writer<'c> {
 
     fn append_and_commit(&mut self, items: &[Item], open: bool) -> Result<(), StoreError> {
         self.ready()?;
-        let take = |n: &std::sync::atomic::AtomicU32| {
-            n.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
-        };
-        if take(&self.shared.fail_commits) {
-            return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
+        if take_one(&self.shared.fail_commits) {
+            return Err(StoreError::Db(INJECTED.into()));
         }
-        if open && take(&self.shared.fail_streamed_commits) {
+        if open && take_one(&self.shared.fail_streamed_commits) {
             return Err(StoreError::Db("IO Error: injected failure of a streamed transaction (test)".into()));
         }
-        if take(&self.shared.invalidate_commits) {
+        if take_one(&self.shared.invalidate_commits) {
             return Err(StoreError::Db("FATAL Error: the database has been invalidated (injected, test)".into()));
         }
         if !open {
@@ -629,29 +644,24 @@ impl<'c> Writer<'c> {
         self.ready()?;
         if !self.open {
             // A failing DuckDB (the test hook's full disk) fails here before anything goes in.
-            if self.shared.fail_commits.fetch_update(Ordering::AcqRel, Ordering::Acquire, |n| n.checked_sub(1)).is_ok()
-            {
-                return Err(StoreError::Db("IO Error: injected commit failure (test)".into()));
+            if take_one(&self.shared.fail_commits) {
+                return Err(StoreError::Db(INJECTED.into()));
             }
             self.conn.execute_batch("BEGIN TRANSACTION")?;
             self.open = true;
         }
         let from = self.streamed;
-        let mut tables: [Vec<RecordBatch>; 5] = Default::default();
+        let mut rows = TableRows::default();
         for (_, batch, built) in &mut self.pending.items[from..] {
             if built.is_none() {
                 *built = Some(Box::new(Columns::build(batch)?));
             }
             if let Some(c) = built {
-                for (rows, t) in tables.iter_mut().zip(c.tables()) {
-                    rows.extend(t.cloned());
-                }
+                gather(&mut rows, c);
             }
         }
         let bulk = self.bulk.as_ref().ok_or_else(|| StoreError::Unavailable("no bulk insert".into()))?;
-        for (table, rows) in BULK_TABLES.iter().zip(tables) {
-            bulk.insert(self.conn, table, rows)?;
-        }
+        insert_rows(self.conn, bulk, rows)?;
         // In: free the columns (off this thread).
         let freed: Vec<_> = self.pending.items[from..]
             .iter_mut()
