@@ -534,9 +534,8 @@ struct Writer<'c> {
     writeback: Option<super::writeback::Writeback>,
     /// When `duckdb_memory_bytes` was last sampled.
     memory_sampled: Option<Instant>,
-    /// A transaction is open: rows of `pending` were streamed into it (`stream`).
-    open: bool,
-    /// `pending.items[..streamed]` are in the open transaction, their columns freed.
+    /// `pending.items[..streamed]` are in the open transaction, their columns freed (`stream`;
+    /// a transaction is open between batches exactly when this is above 0).
     streamed: usize,
     /// Bytes of pending rows not in the open transaction yet.
     unstreamed_bytes: u64,
@@ -556,10 +555,9 @@ impl<'c> Writer<'c> {
         Ok(())
     }
 
-    /// Run `items` as one transaction: the open one when rows were streamed into it. Rolled back
-    /// on failure.
-    fn try_commit(&mut self, items: &[Item]) -> Result<(), StoreError> {
-        let open = std::mem::take(&mut self.open);
+    /// Run `items` as one transaction: the open one when rows were streamed into it (`open`).
+    /// Rolled back on failure.
+    fn try_commit(&mut self, items: &[Item], open: bool) -> Result<(), StoreError> {
         let result = self.append_and_commit(items, open);
         if result.is_err() {
             let _ = self.conn.execute_batch("ROLLBACK");
@@ -625,7 +623,6 @@ impl<'c> Writer<'c> {
             Err(e) => {
                 // Nothing went in: every row is still here, and the commit goes on as before.
                 let _ = self.conn.execute_batch("ROLLBACK");
-                self.open = false;
                 self.app = None;
                 self.stream_off = true;
                 tracing::warn!(error = %e, "inserting rows ahead of their commit failed; this transaction's rows wait for its commit");
@@ -642,13 +639,12 @@ impl<'c> Writer<'c> {
 
     fn try_stream(&mut self) -> Result<(), StoreError> {
         self.ready()?;
-        if !self.open {
+        if self.streamed == 0 {
             // A failing DuckDB (the test hook's full disk) fails here before anything goes in.
             if take_one(&self.shared.fail_commits) {
                 return Err(StoreError::Db(INJECTED.into()));
             }
             self.conn.execute_batch("BEGIN TRANSACTION")?;
-            self.open = true;
         }
         let from = self.streamed;
         let mut rows = TableRows::default();
@@ -721,7 +717,7 @@ impl<'c> Writer<'c> {
         self.stream_off = false;
         let rows = pending.rows;
         let started = Instant::now();
-        let result = self.try_commit(&pending.items);
+        let result = self.try_commit(&pending.items, streamed);
         self.metrics.observe_commit(started.elapsed(), rows as u64, result.is_ok());
         match result {
             Ok(()) => {
@@ -785,10 +781,8 @@ impl<'c> Writer<'c> {
     /// Stop committing (every record past the last checkpoint is in the ingest log) and ask for
     /// the in-process restart that replays it.
     fn stop_for_restart(&mut self, e: &dyn std::fmt::Display) {
-        if self.open {
-            let _ = self.conn.execute_batch("ROLLBACK");
-        }
-        self.open = false;
+        // A streamed transaction may be open (no transaction: DuckDB refuses, nothing else).
+        let _ = self.conn.execute_batch("ROLLBACK");
         self.streamed = 0;
         self.unstreamed_bytes = 0;
         self.halted = true;
@@ -803,7 +797,7 @@ impl<'c> Writer<'c> {
         let mut i = 0;
         while i < items.len() {
             let one = &items[i..i + 1];
-            match self.try_commit(one) {
+            match self.try_commit(one, false) {
                 Ok(()) => {
                     self.shared.health.ok();
                     self.committed_through(one);
@@ -1120,7 +1114,6 @@ pub fn run(
         adopt_budget: fixups::AdoptBudget::new(),
         writeback: cfg.writeback.as_ref().and_then(|(path, every)| super::writeback::Writeback::start(path, *every)),
         memory_sampled: None,
-        open: false,
         streamed: 0,
         unstreamed_bytes: 0,
         stream_off: false,
@@ -1162,7 +1155,7 @@ pub fn run(
                 let _ = ack.send(result);
             }
             Some(Msg::ApplyNow(f, ack)) => {
-                if w.open {
+                if w.streamed > 0 {
                     // Rows were streamed into the open transaction: it commits first (a command
                     // then waits for at most one transaction's commit).
                     w.commit_pending();
