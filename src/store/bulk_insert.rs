@@ -382,10 +382,11 @@ impl BulkInsert {
         json: Arc<HashSet<String>>,
     ) -> Result<usize, duckdb::Error> {
         *lock(&self.shared.pending) = Some((batches, json));
-        // Prepared once per statement text (a table's insert, the rollup's upsert): parsing,
-        // binding and planning an insert of ~40 columns cost ~0.5 ms a run, which inserting a
-        // transaction's rows in chunks (`--commit-stream-mib`) paid a few hundred times a
-        // second. Each run reads the batches handed over for it (`Rows::init`).
+        // Prepared once per statement text (a table's insert, the rollup's upsert), so parsing,
+        // binding and planning are not repeated on every run (inserting in chunks,
+        // `--commit-stream-mib`, runs them a few hundred times a second; the gain measured
+        // below this box's noise, BENCHMARKS.md). Each run reads the batches handed over for it
+        // (`Rows::init`).
         let result = conn.prepare_cached(sql).and_then(|mut stmt| stmt.execute([]));
         lock(&self.shared.pending).take();
         result
