@@ -78,7 +78,7 @@ impl StoreError {
             StoreError::Refused(_) | StoreError::Query(_) => StatusCode::BAD_REQUEST,
             StoreError::NotFound(_) => StatusCode::NOT_FOUND,
             StoreError::Timeout(_) => StatusCode::GATEWAY_TIMEOUT,
-            StoreError::Overloaded | StoreError::Evicted => StatusCode::SERVICE_UNAVAILABLE,
+            StoreError::Overloaded | StoreError::Evicted | StoreError::Restarting => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         }
     }

@@ -12,11 +12,17 @@ use opentelemetry_proto::tonic::trace::v1::{
 };
 
 /// Where the captured fixtures live: `tests/fixtures` in this repository (or
-/// `$AGENT_CONSOLE_FIXTURES`, to replay another capture set).
+/// `$AGENT_CONSOLE_FIXTURES`, to replay another capture set). The repository is the one cargo
+/// runs from (`CARGO_MANIFEST_DIR` at run time) before the one this was compiled in: a target
+/// directory shared between two clones reuses a build made in the other one.
 pub fn shared_fixtures_dir() -> PathBuf {
-    std::env::var_os("AGENT_CONSOLE_FIXTURES")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures"))
+    if let Some(dir) = std::env::var_os("AGENT_CONSOLE_FIXTURES") {
+        return PathBuf::from(dir);
+    }
+    let here = std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(|d| PathBuf::from(d).join("tests").join("fixtures"))
+        .filter(|d| d.is_dir());
+    here.unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests").join("fixtures"))
 }
 
 /// Bytes of one captured fixture, e.g. `claude-code/otlp/logs-1.pb`.

@@ -99,6 +99,7 @@ impl Alerts {
     /// Until then nothing is evaluated. A failed read is logged and evaluation starts unseeded.
     pub async fn seed(&self, store: &Store) {
         let (engine, clock, shared) = (self.engine.clone(), self.clock.clone(), store.shared.clone());
+        let writer = store.clone();
         let gauges = self.firing.clone();
         let conn = match store.reader.connection() {
             Ok(c) => c,
@@ -112,9 +113,16 @@ impl Alerts {
         let done = tokio::task::spawn_blocking(move || {
             let mut e = engine.lock().unwrap_or_else(|p| p.into_inner());
             let last = e.last_pos();
-            // Observed batches are committed a moment later (`commit_max_delay`).
+            // Observed batches are committed a moment later (`commit_max_delay`, which may be
+            // long): ask for that commit now, and again while waiting (a full writer queue
+            // drops the ask). The writer does not wait for this thread, so this ends.
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
+            let mut asked = None::<std::time::Instant>;
             while *shared.committed_pos.borrow() < last {
+                if asked.is_none_or(|a| a.elapsed() >= Duration::from_millis(100)) {
+                    writer.commit_through(last);
+                    asked = Some(std::time::Instant::now());
+                }
                 if std::time::Instant::now() > deadline {
                     tracing::warn!(last, "alerts: replayed batches not committed in 60 s; seeding from what is");
                     break;

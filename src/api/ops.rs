@@ -67,7 +67,8 @@ pub struct FlushParams {
 }
 
 /// `POST /api/flush`: returns once every export acknowledged before the call is committed to
-/// DuckDB (visible to SQL): `{"position": N}`. 504 when that takes longer than `timeout_ms`.
+/// DuckDB (visible to SQL): `{"position": N}`. 504 when that takes longer than `timeout_ms`;
+/// 503 with Retry-After when the writer stopped for the in-process restart (ask again).
 pub async fn flush(State(s): State<ApiState>, Query(p): Query<FlushParams>) -> Result<Response, ApiError> {
     let timeout = Duration::from_millis(p.timeout_ms.unwrap_or(30_000).clamp(1, 600_000));
     let pos = s.store.flush(Some(timeout)).await?;

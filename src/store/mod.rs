@@ -61,6 +61,10 @@ pub enum StoreError {
     Closed,
     #[error("store unavailable: {0}")]
     Unavailable(String),
+    /// The writer stopped for the in-process restart (after an invalidation or a failed
+    /// streamed transaction): 503, ask again in a moment.
+    #[error("the collector is restarting (its writer stopped); what was acknowledged is in the ingest log: ask again")]
+    Restarting,
     #[error("query timed out after {0} ms")]
     Timeout(u64),
     /// The query was ended so that DuckDB could checkpoint (`evict.rs`).
@@ -494,12 +498,28 @@ impl Store {
         }
         self.shared.flush_target.fetch_max(target, Ordering::AcqRel);
         let _ = self.to_writer.try_send(Msg::Flush);
-        let wait = async { rx.wait_for(|c| *c >= target).await.map(|_| ()) };
+        // A writer stopped for the in-process restart commits nothing more: answer at once
+        // (503, ask again) rather than hold the connection the restart's shutdown waits for.
+        let restart = self.shared.restart.clone();
+        let wait = async {
+            tokio::select! {
+                r = rx.wait_for(|c| *c >= target) => r.map(|_| ()).map_err(|_| StoreError::Closed),
+                () = restart.cancelled() => Err(StoreError::Restarting),
+            }
+        };
         let waited = match timeout {
             Some(t) => tokio::time::timeout(t, wait).await.map_err(|_| StoreError::Timeout(t.as_millis() as u64))?,
             None => wait.await,
         };
-        waited.map(|()| target).map_err(|_| StoreError::Closed)
+        waited.map(|()| target)
+    }
+
+    /// Ask the writer to commit as soon as it holds log position `pos`, without waiting for it
+    /// (a blocking caller, the alerts seed, polls `committed_pos`); otherwise that waits for the
+    /// commit delay. The nudge is dropped when the writer's queue is full: it is busy then.
+    pub fn commit_through(&self, pos: u64) {
+        self.shared.flush_target.fetch_max(pos, Ordering::AcqRel);
+        let _ = self.to_writer.try_send(Msg::Flush);
     }
 
     /// Ask the writer to commit and checkpoint (dropped when its queue is full).
