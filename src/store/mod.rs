@@ -496,8 +496,7 @@ impl Store {
         if *rx.borrow() >= target {
             return Ok(target);
         }
-        self.shared.flush_target.fetch_max(target, Ordering::AcqRel);
-        let _ = self.to_writer.try_send(Msg::Flush);
+        self.commit_through(target);
         // A writer stopped for the in-process restart commits nothing more: answer at once
         // (503, ask again) rather than hold the connection the restart's shutdown waits for.
         let restart = self.shared.restart.clone();
