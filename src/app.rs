@@ -53,6 +53,8 @@ pub struct Running {
     pub pg_addr: SocketAddr,
     pub store: Store,
     pub metrics: Arc<Metrics>,
+    /// The alert evaluator (rules, firing gauges; its seed).
+    pub alerts: crate::alerts::runner::Alerts,
     cancel: CancellationToken,
     servers: Vec<JoinHandle<()>>,
     writer: WriterHandle,
@@ -273,6 +275,7 @@ pub async fn start(args: ServeArgs) -> Result<Running, AppError> {
         pg_addr,
         store,
         metrics,
+        alerts,
         cancel,
         servers: vec![grpc_server, http_server, pg_server, checkpointer, session_clock, task_messages, alert_runner],
         writer,

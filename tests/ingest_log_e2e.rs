@@ -1190,3 +1190,47 @@ async fn a_streamed_transaction_that_fails_is_replayed_whole_after_a_restart() {
     let _ = stop.send(());
     tokio::time::timeout(Duration::from_secs(60), serve).await.expect("serve stops").expect("join").expect("serve ok");
 }
+
+/// The alert evaluator's seed (in `start`, after a restart) waits until what the evaluator took in
+/// is committed. Under a long commit delay (10 minutes here) that commit used to come only at the
+/// end of the log's replay, which waited at the locked evaluator: `start` stalled for the seed's
+/// 60 s deadline (a CI failure). The seed now asks the writer for that commit
+/// (`Store::commit_through`). Here the evaluator took in exports the writer holds uncommitted,
+/// and a seed returns with them committed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_alert_seed_asks_for_the_commit_it_waits_for() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let mut args = streaming_args(dir.path());
+    args.commit_stream_mib = 0;
+    let running = agent_console::app::start(args).await.expect("start");
+    let base = format!("http://{}", running.http_addr);
+    let client = reqwest::Client::new();
+    for seq in 0..20 {
+        let r = client
+            .post(format!("{base}/v1/traces"))
+            .header("content-type", "application/x-protobuf")
+            .body(request_of(seq, 256).encode_to_vec())
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(r.status(), 200);
+    }
+    let observed = tokio::time::timeout(Duration::from_secs(30), async {
+        loop {
+            let p = running.alerts.observed_through();
+            if p > 0 {
+                return p;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    })
+    .await
+    .expect("the evaluator takes the exports in");
+    assert!(*running.store.shared.committed_pos.borrow() < observed, "nothing committed yet (10 minute delay)");
+    // Within the 30 s after `start` at which the checkpoint timer would commit them anyway.
+    tokio::time::timeout(Duration::from_secs(15), running.alerts.seed(&running.store))
+        .await
+        .expect("seeded without waiting for the commit delay");
+    assert!(*running.store.shared.committed_pos.borrow() >= observed);
+    running.shutdown().await;
+}

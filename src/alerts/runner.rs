@@ -93,6 +93,11 @@ impl Alerts {
         Ok(())
     }
 
+    /// The last ingest log position the evaluator took in.
+    pub fn observed_through(&self) -> u64 {
+        self.engine.lock().unwrap_or_else(|p| p.into_inner()).last_pos()
+    }
+
     /// Seed the evaluator from the store (after `load`, before `start`): one read in
     /// `spawn_blocking` while the evaluator is locked (the pipeline waits at its next batch) and
     /// everything it observed so far is committed, so the read covers exactly what it took in.
