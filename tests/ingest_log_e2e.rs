@@ -1084,20 +1084,25 @@ fn streaming_args(dir: &std::path::Path) -> agent_console::config::ServeArgs {
     args
 }
 
+/// POST export `seq` (256 spans) to `base`; it is acknowledged.
+async fn post_export(client: &reqwest::Client, base: &str, seq: u64) {
+    let r = client
+        .post(format!("{base}/v1/traces"))
+        .header("content-type", "application/x-protobuf")
+        .body(request_of(seq, 256).encode_to_vec())
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(r.status(), 200);
+}
+
 /// POST exports of 256 spans to `base` until the writer streamed `chunks` chunks into its open
 /// transaction; returns how many were acknowledged (all of them: nothing fails here).
 async fn post_until_streamed(client: &reqwest::Client, base: &str, chunks: f64) -> u64 {
     let mut acked = 0u64;
     while metric_at(base, "agent_console_commit_streamed_chunks_total").await < chunks {
         assert!(acked < 400, "no chunk streamed after {acked} exports");
-        let r = client
-            .post(format!("{base}/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(request_of(acked, 256).encode_to_vec())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200);
+        post_export(client, base, acked).await;
         acked += 1;
     }
     acked
@@ -1206,14 +1211,7 @@ async fn the_alert_seed_asks_for_the_commit_it_waits_for() {
     let base = format!("http://{}", running.http_addr);
     let client = reqwest::Client::new();
     for seq in 0..20 {
-        let r = client
-            .post(format!("{base}/v1/traces"))
-            .header("content-type", "application/x-protobuf")
-            .body(request_of(seq, 256).encode_to_vec())
-            .send()
-            .await
-            .expect("post");
-        assert_eq!(r.status(), 200);
+        post_export(&client, &base, seq).await;
     }
     let observed = tokio::time::timeout(Duration::from_secs(30), async {
         loop {
