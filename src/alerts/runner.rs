@@ -103,8 +103,7 @@ impl Alerts {
     /// everything it observed so far is committed, so the read covers exactly what it took in.
     /// Until then nothing is evaluated. A failed read is logged and evaluation starts unseeded.
     pub async fn seed(&self, store: &Store) {
-        let (engine, clock, shared) = (self.engine.clone(), self.clock.clone(), store.shared.clone());
-        let writer = store.clone();
+        let (engine, clock, writer) = (self.engine.clone(), self.clock.clone(), store.clone());
         let gauges = self.firing.clone();
         let conn = match store.reader.connection() {
             Ok(c) => c,
@@ -123,7 +122,7 @@ impl Alerts {
             // drops the ask). The writer does not wait for this thread, so this ends.
             let deadline = std::time::Instant::now() + Duration::from_secs(60);
             let mut asked = None::<std::time::Instant>;
-            while *shared.committed_pos.borrow() < last {
+            while *writer.shared.committed_pos.borrow() < last {
                 if asked.is_none_or(|a| a.elapsed() >= Duration::from_millis(100)) {
                     writer.commit_through(last);
                     asked = Some(std::time::Instant::now());
