@@ -39,13 +39,15 @@ impl<K: Hash + Eq, V> Bounded<K, V> {
     }
 }
 
-/// A (trace id, span id) pair as a 128-bit fingerprint (XXH3-128 with a per-process random
-/// seed), so a key is 16 bytes whatever the ids look like (OTLP hex, a hook's or a test's own
+/// A (trace id, span id) pair as a 64-bit fingerprint (`Fingerprint::pair64`, per-process random
+/// seed), so a key is 8 bytes whatever the ids look like (OTLP hex, a hook's or a test's own
 /// text), and a span's parent key is the fingerprint of (trace id, parent id). As strings the
-/// window held three allocations a span and a key of 64 bytes. Two distinct pairs share a
-/// fingerprint with a probability of about 2^-128; the window holds a few hundred thousand.
+/// window held three allocations a span and a key of 64 bytes; as 128-bit fingerprints, twice
+/// the heap of these (`tests/memory_bounds.rs`). A lookup in a window of a few hundred thousand
+/// keys finds a false match with a probability of about 2e-14, and a false match drops a call
+/// only when the tokens agree as well.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
-struct SpanKey(u128);
+struct SpanKey(u64);
 
 /// The window's keys (`fastmap::Fingerprint`).
 #[derive(Default)]
@@ -53,7 +55,7 @@ struct Ids(Fingerprint);
 
 impl Ids {
     fn pair(&self, a: &[u8], b: &[u8]) -> SpanKey {
-        SpanKey(self.0.pair(a, b))
+        SpanKey(self.0.pair64(a, b))
     }
     fn key(&self, trace: &str, span: &str) -> SpanKey {
         self.pair(trace.as_bytes(), span.as_bytes())
@@ -87,14 +89,20 @@ impl Ancestors {
     }
 }
 
-type Tokens = (Option<i64>, Option<i64>);
+/// A call's (input, output) token counts, packed in 16 bytes (32 as two `Option<i64>`): `None` is
+/// `i64::MIN`, and a count of `i64::MIN` (never a real one) is read as `i64::MIN + 1`.
+#[derive(Clone, Copy, PartialEq, Eq, Debug)]
+struct Tokens([i64; 2]);
+
+const NO_COUNT: i64 = i64::MIN;
 
 fn tokens(c: &ModelCallRow) -> Tokens {
-    (c.input_tokens, c.output_tokens)
+    let pack = |v: Option<i64>| v.map_or(NO_COUNT, |v| v.max(NO_COUNT + 1));
+    Tokens([pack(c.input_tokens), pack(c.output_tokens)])
 }
 
 fn has_tokens(t: Tokens) -> bool {
-    t.0.is_some() || t.1.is_some()
+    t.0 != [NO_COUNT; 2]
 }
 
 /// Same call seen at two levels: equal usage, or one level carries none.
