@@ -176,6 +176,17 @@ pub struct ServeArgs {
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_ROW_GROUP_SIZE", default_value_t = DEFAULT_ROW_GROUP_SIZE, value_parser = parse_row_group_size)]
     #[serde(default = "default_row_group_size")]
     pub duckdb_row_group_size: u64,
+    /// Detach and attach the database file again, right after a checkpoint, once the row groups
+    /// written since it was attached hold about this many MiB of DuckDB's heap (0 = never).
+    /// DuckDB keeps every row group it wrote or read in memory (segments, statistics, handles:
+    /// ~46 KiB for a row group of 23 columns, outside its buffer manager and its memory limit)
+    /// until the file is detached, so without this the collector's memory grows with the rows
+    /// it stores (~6 MiB per million rows at 8,192-row groups). Attaching again takes ~10 ms and
+    /// empties DuckDB's cache; readers running then finish first or are evicted (503 /
+    /// SQLSTATE 40001, retried) (BENCHMARKS.md, issue 11).
+    #[arg(long, env = "AGENT_CONSOLE_DUCKDB_REATTACH_MIB", default_value_t = DEFAULT_REATTACH_MIB)]
+    #[serde(default = "default_reattach_mib")]
+    pub duckdb_reattach_mib: u64,
     /// How many nice steps below the collector's own priority its bulk threads run (decoding,
     /// SQL readers, the writer's helpers), and half as many for the ingest log, the pipeline and
     /// the async runtime (0 = all the same). The DuckDB writer keeps the collector's priority: it
@@ -433,6 +444,7 @@ impl ServeArgs {
             memory_limit: self.duckdb_memory_limit.clone(),
             threads: duckdb_threads(self.duckdb_threads),
             row_group_size: self.duckdb_row_group_size,
+            reattach_bytes: self.duckdb_reattach_mib << 20,
             log,
             handoff_bytes: (self.pipeline_handoff_mib << 20).max(1 << 20),
             writer_queue_bytes: (self.writer_queue_mib << 20).max(1 << 20),
@@ -478,6 +490,13 @@ pub const DEFAULT_ROW_GROUP_SIZE: u64 = 8_192;
 
 fn default_row_group_size() -> u64 {
     DEFAULT_ROW_GROUP_SIZE
+}
+
+/// `--duckdb-reattach-mib` when not given.
+pub const DEFAULT_REATTACH_MIB: u64 = 64;
+
+fn default_reattach_mib() -> u64 {
+    DEFAULT_REATTACH_MIB
 }
 
 /// `--malloc-mmap-threshold-kib` when not given.
@@ -551,6 +570,7 @@ fn unreachable_defaults() -> ServeArgs {
         duckdb_memory_limit: "2GB".into(),
         duckdb_threads: 0,
         duckdb_row_group_size: DEFAULT_ROW_GROUP_SIZE,
+        duckdb_reattach_mib: DEFAULT_REATTACH_MIB,
         background_nice: DEFAULT_BACKGROUND_NICE,
         ingest_nice: 0,
         heap_purge_ms: crate::heap::DEFAULT_PURGE_MS,

@@ -75,6 +75,36 @@ pub fn mmap_threshold(bytes: usize) -> Result<(), ArenaError> {
     Ok(())
 }
 
+/// Give the free pages of glibc's arenas back to the system (`malloc_trim(0)`), after DuckDB
+/// freed much at once (`store::reattach`). A no-op where the C library is not glibc.
+pub fn trim() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `malloc_trim` only releases free memory of glibc's own arenas, under their locks;
+    // it reads and writes no memory of ours.
+    unsafe {
+        libc::malloc_trim(0);
+    }
+}
+
+/// Bytes allocated and not freed through glibc's `malloc` (`mallinfo2`: arena chunks in use plus
+/// mapped blocks); `None` where the C library is not glibc. The collector's own heap is mimalloc's,
+/// so this is DuckDB's: its buffer manager's blocks (`duckdb_memory()`) and what it holds outside
+/// them. The latter grows with the row groups the open database holds in memory (their columns'
+/// segments, statistics and handles: ~46 KiB per row group of a 23-column table, ~6 bytes a row
+/// at 8,192-row groups; BENCHMARKS.md, issue 11), which DuckDB frees only when the database is
+/// closed. Takes each arena's lock for a walk of its free lists: for `/metrics`, not a hot path.
+pub fn in_use_bytes() -> Option<u64> {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        // SAFETY: `mallinfo2` only reads glibc's allocator state under its own locks and returns
+        // a plain struct by value; it touches no memory of ours.
+        let m = unsafe { libc::mallinfo2() };
+        Some((m.uordblks as u64).saturating_add(m.hblkhd as u64))
+    }
+    #[cfg(not(all(target_os = "linux", target_env = "gnu")))]
+    None
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

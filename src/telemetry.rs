@@ -57,6 +57,8 @@ pub struct Metrics {
     /// Chunks of rows the writer inserted into an open transaction before its commit
     /// (`--commit-stream-mib`).
     pub streamed_chunks: AtomicU64,
+    /// Times the writer attached the database file again (`store::reattach`).
+    pub reattached: AtomicU64,
     /// SQL readers ended so that a refused checkpoint could run (`store::evict`).
     pub queries_evicted: AtomicU64,
     /// Late ancestor spans whose stored descendants the writer looked up (`store::fixups::adopt`).
@@ -183,7 +185,7 @@ impl Metrics {
         let _ = writeln!(o, "agent_console_commit_seconds_bucket{{le=\"+Inf\"}} {commits}");
         let _ = writeln!(o, "agent_console_commit_seconds_sum {}", self.commit_us_sum.load(Relaxed) as f64 / 1e6);
         let _ = writeln!(o, "agent_console_commit_seconds_count {commits}");
-        let counters: [(&str, &str, f64); 8] = [
+        let counters: [(&str, &str, f64); 9] = [
             ("queries_total", "SQL queries run through the read API.", self.queries.load(Relaxed) as f64),
             (
                 "queries_evicted_total",
@@ -199,6 +201,11 @@ impl Metrics {
                 "commit_streamed_chunks_total",
                 "Chunks of rows inserted into an open DuckDB transaction before its commit (their memory freed).",
                 self.streamed_chunks.load(Relaxed) as f64,
+            ),
+            (
+                "duckdb_reattached_total",
+                "Times the database file was attached again to free DuckDB's memory for the row groups written (--duckdb-reattach-mib).",
+                self.reattached.load(Relaxed) as f64,
             ),
             (
                 "adopt_lookups_total",
@@ -234,6 +241,14 @@ impl Metrics {
         );
         let _ = writeln!(o, "# TYPE agent_console_heap_committed_bytes gauge");
         let _ = writeln!(o, "agent_console_heap_committed_bytes {}", crate::heap::committed_bytes());
+        if let Some(glibc) = crate::malloc_arenas::in_use_bytes() {
+            let _ = writeln!(
+                o,
+                "# HELP agent_console_malloc_in_use_bytes Bytes in use in glibc's malloc, where DuckDB allocates: its buffer manager's blocks and, less agent_console_duckdb_memory_bytes, what it holds outside them, mostly the metadata of the row groups the open database has in memory (~6 bytes per row stored at 8,192-row groups, until the database is closed)."
+            );
+            let _ = writeln!(o, "# TYPE agent_console_malloc_in_use_bytes gauge");
+            let _ = writeln!(o, "agent_console_malloc_in_use_bytes {glibc}");
+        }
         if let Some(rss) = resident_bytes() {
             let _ =
                 writeln!(o, "# HELP agent_console_process_resident_bytes Resident memory of the collector process.");

@@ -118,6 +118,8 @@ async fn http_bad_bodies_are_refused_cleanly() {
     assert!(resident > duckdb, "{m}");
     // mimalloc is the binaries' allocator, not this test's: the gauge is there, its value ~0.
     assert!(m.contains("\nagent_console_heap_committed_bytes "), "{m}");
+    // glibc's heap, where DuckDB allocates (and, in this test binary, Rust too).
+    assert!(gauge("agent_console_malloc_in_use_bytes") > 0, "{m}");
     app.shutdown().await;
 }
 

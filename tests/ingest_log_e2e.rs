@@ -1232,3 +1232,75 @@ async fn the_alert_seed_asks_for_the_commit_it_waits_for() {
     assert!(*running.store.shared.committed_pos.borrow() >= observed);
     running.shutdown().await;
 }
+
+/// The writer attaches the database file again once the row groups it wrote hold
+/// `--duckdb-reattach-mib` of DuckDB's heap (`store/reattach.rs`). Under exports and SQL readers
+/// running alongside: every acknowledged span is stored once, each reader gets its answer or a
+/// 503 to retry, the count readers see never goes down, and the file was attached again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn attaching_the_database_again_under_exports_and_readers_loses_nothing() {
+    let app = common::spawn_with(|a| {
+        a.duckdb_row_group_size = 2048;
+        a.duckdb_reattach_mib = 1; // ~45,000 rows at 2,048-row groups
+        a.checkpoint_mib = 1;
+    })
+    .await;
+    let stop = Arc::new(AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (http, client, stop) = (app.http.clone(), app.client.clone(), stop.clone());
+            tokio::spawn(async move {
+                let (mut answered, mut retried, mut last) = (0u32, 0u32, 0i64);
+                while !stop.load(Ordering::Acquire) {
+                    let r = client
+                        .post(format!("{http}/api/sql"))
+                        .json(&serde_json::json!({ "sql": "SELECT count(*), sum(duration_ms) FROM spans" }))
+                        .send()
+                        .await
+                        .expect("sql request");
+                    match r.status().as_u16() {
+                        200 => {
+                            let v: Value = r.json().await.expect("json");
+                            let n = v["rows"][0][0].as_i64().expect("count");
+                            assert!(n >= last, "the count went down: {last} -> {n}");
+                            last = n;
+                            answered += 1;
+                        }
+                        503 => {
+                            assert!(r.headers().contains_key("retry-after"), "503 carries Retry-After");
+                            retried += 1;
+                        }
+                        s => panic!("reader got {s}: {:?}", r.text().await),
+                    }
+                }
+                (answered, retried)
+            })
+        })
+        .collect();
+    let mut acked = 0u64;
+    for seq in 0..40 {
+        let r = post(&app, "/v1/traces", "application/x-protobuf", request_of(seq, 2048).encode_to_vec()).await;
+        assert_eq!(r.status(), 200);
+        acked += 2048;
+    }
+    app.flush().await;
+    // The last checkpoint (and so the last reattach it may bring) can follow the flush.
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    while metric(&app, "agent_console_duckdb_reattached_total").await < 1.0 {
+        assert!(std::time::Instant::now() < deadline, "the database was never attached again");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.store(true, Ordering::Release);
+    let mut answered = 0;
+    for r in readers {
+        answered += r.await.expect("reader").0;
+    }
+    assert!(answered > 0);
+    assert_eq!(app.scalar("SELECT count(*) FROM spans").await, acked);
+    assert_eq!(app.scalar("SELECT count(DISTINCT span_id) FROM spans").await, acked);
+    // And what was attached again takes new rows.
+    let r = post(&app, "/v1/traces", "application/x-protobuf", request_of(1000, 32).encode_to_vec()).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(app.scalar("SELECT count(*) FROM spans").await, acked + 32);
+    app.shutdown().await;
+}

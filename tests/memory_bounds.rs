@@ -98,6 +98,19 @@ fn the_pipelines_windows_hold_what_benchmarks_say_at_their_bounds() {
     assert!(per_span < 100.0, "dedup holds {per_span:.0} bytes a span");
     drop(dedup);
 
+    // `/metrics`' glibc gauge counts what is allocated through glibc, which this binary's
+    // allocator passes everything to.
+    let before = agent_console::malloc_arenas::in_use_bytes().expect("glibc") as isize;
+    let counted = live();
+    let block = std::hint::black_box(vec![1u8; 16 << 20]);
+    let grown = agent_console::malloc_arenas::in_use_bytes().expect("glibc") as isize - before;
+    assert!(
+        grown >= (live() - counted) && grown < (live() - counted) + (1 << 20),
+        "glibc counts {grown} more for {} allocated",
+        live() - counted
+    );
+    drop(block);
+
     // The byte budgets of the hand-off, the writer's queue and a transaction count batches with
     // `batch_bytes`: it must be the heap a mapped batch takes, for every signal.
     let map_traces = |bytes: &[u8]| normalize::traces_pb(bytes, 1_800_000_000_000_000).map(|m| m.batch).ok();

@@ -19,7 +19,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::ops::Deref;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use duckdb::{Connection, InterruptHandle};
 use tokio::sync::Notify;
@@ -66,13 +66,26 @@ struct Entry {
 pub struct Readers {
     next: AtomicU64,
     live: Mutex<HashMap<u64, Entry>>,
+    /// Held shared while a reader connection is made and registered, exclusively while the
+    /// writer attaches the database again (`reattach.rs`).
+    gate: RwLock<()>,
     /// `queries_evicted` counts the readers evicted (`/metrics`).
     metrics: Arc<Metrics>,
 }
 
 impl Readers {
     pub fn new(metrics: Arc<Metrics>) -> Self {
-        Self { next: AtomicU64::new(0), live: Mutex::new(HashMap::new()), metrics }
+        Self { next: AtomicU64::new(0), live: Mutex::new(HashMap::new()), gate: RwLock::new(()), metrics }
+    }
+
+    /// Held while making and registering a reader connection: none is made during a reattach.
+    pub fn making(&self) -> RwLockReadGuard<'_, ()> {
+        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Held by the writer while it attaches the database again: no reader connection is made.
+    pub fn exclusive(&self) -> RwLockWriteGuard<'_, ()> {
+        self.gate.write().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Register `conn` until the returned guard is dropped.

@@ -16,6 +16,7 @@ pub mod bulk_insert;
 pub mod evict;
 pub mod fixups;
 pub mod reader;
+pub mod reattach;
 pub mod recovery;
 pub mod reprice;
 pub mod rollup;
@@ -102,6 +103,9 @@ pub struct StoreConfig {
     pub threads: i64,
     /// Rows per DuckDB row group, a multiple of 2,048 (`recovery::attach`).
     pub row_group_size: u64,
+    /// Attach the file again once the row groups written since it was attached hold about this
+    /// many bytes of DuckDB's heap (0 = never; `reattach.rs`).
+    pub reattach_bytes: u64,
     /// The ingest log (its directory is `<data_dir>/log` unless set).
     pub log: LogConfig,
     /// Bytes of mapped rows the log may hand to the pipeline in memory; beyond it records are
@@ -139,6 +143,7 @@ impl Default for StoreConfig {
             memory_limit: "2GB".into(),
             threads: 2,
             row_group_size: crate::config::DEFAULT_ROW_GROUP_SIZE,
+            reattach_bytes: crate::config::DEFAULT_REATTACH_MIB << 20,
             handoff_bytes: crate::pipeline::HANDOFF_BYTES,
             commit_max_rows: 100_000,
             commit_max_delay: Duration::from_millis(250),
@@ -406,6 +411,8 @@ impl Store {
             stream_bytes: cfg.commit_stream_bytes,
             careful_through: cfg.careful_through,
             checkpoint_bytes: cfg.checkpoint_bytes,
+            reattach: (cfg.reattach_bytes > 0)
+                .then(|| reattach::Reattach::new(path.clone(), cfg.row_group_size, cfg.reattach_bytes)),
             log_dir: log_cfg.dir.clone(),
             writeback: cfg.checkpoint_writeback.map(|every| (path.clone(), every)),
             dropper: writer::Dropper::start("writer-drop", 1),

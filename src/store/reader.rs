@@ -264,6 +264,7 @@ impl Reader {
     /// A fresh connection to the same database (for other read paths, e.g. the Postgres wire),
     /// registered so that a checkpoint can evict it (`evict.rs`).
     pub fn connection(&self) -> Result<super::evict::ReadConn, StoreError> {
+        let _making = self.readers.making();
         let base = self.base.lock().map_err(|_| StoreError::Unavailable("reader lock poisoned".into()))?;
         let conn = super::recovery::clone_connection(&base)?;
         drop(base);

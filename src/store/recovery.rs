@@ -57,11 +57,17 @@ pub const CATALOG: &str = "agent-console";
 /// BENCHMARKS.md, issue 11). Row groups written with another size stay as they are.
 fn attach(path: &Path, config: Config, row_group_size: u64) -> Result<Connection, duckdb::Error> {
     let conn = Connection::open_in_memory_with_flags(config)?;
-    let file = path.to_string_lossy().replace('\'', "''");
-    conn.execute_batch(&format!(
-        "ATTACH '{file}' AS \"{CATALOG}\" (RECOVERY_MODE NO_WAL_WRITES, ROW_GROUP_SIZE {row_group_size}); USE \"{CATALOG}\";"
-    ))?;
+    conn.execute_batch(&attach_sql(path, row_group_size))?;
     Ok(conn)
+}
+
+/// The statements that attach the file under [`CATALOG`] and make it the connection's default
+/// (`attach`, and `reattach.rs` after a detach).
+pub fn attach_sql(path: &Path, row_group_size: u64) -> String {
+    let file = path.to_string_lossy().replace('\'', "''");
+    format!(
+        "ATTACH '{file}' AS \"{CATALOG}\" (RECOVERY_MODE NO_WAL_WRITES, ROW_GROUP_SIZE {row_group_size}); USE \"{CATALOG}\";"
+    )
 }
 
 /// Another connection to the same database, defaulting to the attached file (a clone starts in

@@ -237,6 +237,9 @@ pub struct WriterConfig {
     pub careful_through: Option<u64>,
     /// Checkpoint when this many log bytes were committed since the last checkpoint.
     pub checkpoint_bytes: u64,
+    /// Attach the database file again after a checkpoint once its row groups hold this much
+    /// (`reattach.rs`; `None`: never).
+    pub reattach: Option<super::reattach::Reattach>,
     /// The ingest log directory (to copy a quarantined record's bytes).
     pub log_dir: std::path::PathBuf,
     /// The database file and how often to write it back during a checkpoint (`writeback.rs`).
@@ -699,7 +702,39 @@ impl<'c> Writer<'c> {
             }
             self.shared.committed_pos.send_replace(p.0);
         }
+        if let Some(r) = self.cfg.reattach.as_mut() {
+            r.committed(items.iter().map(|(_, b, c)| counted(b, c).0 as u64).sum());
+        }
         self.dirty = true;
+    }
+
+    /// Attach the database file again when the row groups written since the last attach hold
+    /// `--duckdb-reattach-mib` (`reattach.rs`). Right after a checkpoint, between transactions.
+    fn maybe_reattach(&mut self) {
+        if self.streamed > 0 || self.halted {
+            return;
+        }
+        let readers = self.shared.readers.clone();
+        let result = match self.cfg.reattach.as_mut() {
+            Some(r) if r.due() => r.run(self.conn, &readers),
+            _ => return,
+        };
+        match result {
+            Ok(_) => {
+                self.metrics.reattached.fetch_add(1, Ordering::Relaxed);
+                // DuckDB freed its cache and the row groups' memory into glibc's arenas: give the
+                // free pages back now rather than at DuckDB's next trim.
+                crate::malloc_arenas::trim();
+                self.sample_memory(true);
+            }
+            Err(e @ super::reattach::ReattachError::Detach(_)) => {
+                tracing::warn!(error = %e, "cannot attach the database again; tried after the next checkpoint");
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "the database is detached and cannot be attached again; restarting");
+                self.stop_for_restart(&e);
+            }
+        }
     }
 
     /// Commit everything pending (retrying record by record on failure).
@@ -933,6 +968,7 @@ impl<'c> Writer<'c> {
                     position = self.committed.0,
                     "checkpoint"
                 );
+                self.maybe_reattach();
                 true
             }
             Err(e) if is_invalidated(&e) => {
