@@ -78,9 +78,15 @@ impl Readers {
         Self { next: AtomicU64::new(0), live: Mutex::new(HashMap::new()), gate: RwLock::new(()), metrics }
     }
 
-    /// Held while making and registering a reader connection: none is made during a reattach.
-    pub fn making(&self) -> RwLockReadGuard<'_, ()> {
-        self.gate.read().unwrap_or_else(|p| p.into_inner())
+    /// Held while making and registering a reader connection; `None` while the writer attaches
+    /// the database again (the caller answers as if evicted, to retry: it runs on the async
+    /// runtime and must not wait here).
+    pub fn making(&self) -> Option<RwLockReadGuard<'_, ()>> {
+        match self.gate.try_read() {
+            Ok(g) => Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock) => None,
+        }
     }
 
     /// Held by the writer while it attaches the database again: no reader connection is made.

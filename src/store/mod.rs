@@ -68,8 +68,9 @@ pub enum StoreError {
     Restarting,
     #[error("query timed out after {0} ms")]
     Timeout(u64),
-    /// The query was ended so that DuckDB could checkpoint (`evict.rs`).
-    #[error("query cancelled: DuckDB had to checkpoint and this query's snapshot held it up; retry")]
+    /// The query was ended (or not started) so that DuckDB could checkpoint (`evict.rs`) or
+    /// the writer could attach the database file again (`reattach.rs`).
+    #[error("query cancelled: DuckDB had to checkpoint (or attach its file again) and this query held it up; retry")]
     Evicted,
     #[error("{0}")]
     Refused(String),

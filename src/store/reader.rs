@@ -264,7 +264,10 @@ impl Reader {
     /// A fresh connection to the same database (for other read paths, e.g. the Postgres wire),
     /// registered so that a checkpoint can evict it (`evict.rs`).
     pub fn connection(&self) -> Result<super::evict::ReadConn, StoreError> {
-        let _making = self.readers.making();
+        let Some(_making) = self.readers.making() else {
+            self.metrics.queries_evicted.fetch_add(1, Ordering::Relaxed);
+            return Err(StoreError::Evicted);
+        };
         let base = self.base.lock().map_err(|_| StoreError::Unavailable("reader lock poisoned".into()))?;
         let conn = super::recovery::clone_connection(&base)?;
         drop(base);

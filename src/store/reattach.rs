@@ -13,7 +13,8 @@
 //! The other connections of the instance (readers, the vacuum guard) name the file's catalog
 //! (`recovery::CATALOG`), so they reach the new attachment by name. A transaction still open on
 //! the old attachment keeps it and its file, and the new attach fails until it ends. So while
-//! this runs no reader connection is made (`Readers::exclusive`), the readers running get
+//! this runs no reader connection is made (`Readers::exclusive`; a reader asking for one is
+//! answered as evicted at once, it does not wait on the async runtime), the readers running get
 //! `READER_GRACE` to finish and are then evicted (503 / SQLSTATE 40001, which clients retry), and
 //! the attach is retried until `ATTACH_DEADLINE`. Past it the writer stops for an in-process
 //! restart, which replays the ingest log.
@@ -153,6 +154,19 @@ mod tests {
         r.committed(12_000_000);
         assert!(r.due(), "~68 MiB of row groups at 8,192 rows each");
         assert!(!Reattach { bound_bytes: 0, ..Reattach::new(PathBuf::from("x"), 8192, 0) }.due(), "0 is never");
+    }
+
+    /// While the writer attaches again, making a reader connection does not wait (it runs on the
+    /// async runtime): the reader is answered as evicted, to retry.
+    #[test]
+    fn no_reader_connection_is_made_or_waited_for_during_a_reattach() {
+        let readers = Readers::new(Arc::new(Metrics::default()));
+        let attaching = readers.exclusive();
+        assert!(readers.making().is_none());
+        drop(attaching);
+        let making = readers.making();
+        assert!(making.is_some());
+        assert!(readers.making().is_some(), "readers do not exclude one another");
     }
 
     /// Rows stay, other connections reach the new attachment by name, prepared statements are
