@@ -181,8 +181,8 @@ pub struct ServeArgs {
     /// DuckDB keeps every row group it wrote or read in memory (segments, statistics, handles:
     /// ~46 KiB for a row group of 23 columns, outside its buffer manager and its memory limit)
     /// until the file is detached, so without this the collector's memory grows with the rows
-    /// it stores (~6 MiB per million rows at 8,192-row groups). Attaching again takes ~10 ms and
-    /// empties DuckDB's cache; readers running then finish first or are evicted (503 /
+    /// it stores (~6 MiB per million rows at 8,192-row groups). Attaching again takes 30-140 ms at full
+    /// rate (plus up to 250 ms while readers finish) and empties DuckDB's cache; readers running then finish first or are evicted (503 /
     /// SQLSTATE 40001, retried) (BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_DUCKDB_REATTACH_MIB", default_value_t = DEFAULT_REATTACH_MIB)]
     #[serde(default = "default_reattach_mib")]

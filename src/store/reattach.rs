@@ -7,7 +7,7 @@
 //! (`tests/duckdb_row_groups.rs`), ~6 MiB more per million rows at the collector's 8,192-row
 //! groups, for as long as the process runs. So the writer counts the rows it commits and, right
 //! after a checkpoint (when nothing of DuckDB's lives only in memory), once their row groups hold
-//! about `--duckdb-reattach-mib`, detaches the file and attaches it again (~10 ms). DuckDB then
+//! about `--duckdb-reattach-mib`, detaches the file and attaches it again (30-140 ms at full rate). DuckDB then
 //! reads row groups back lazily, as appends and queries need them. Its cache starts empty.
 //!
 //! The other connections of the instance (readers, the vacuum guard) name the file's catalog
