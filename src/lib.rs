@@ -44,6 +44,7 @@ pub mod heap;
 pub mod import;
 pub mod ingest_log;
 pub mod live;
+pub mod local_free;
 pub mod malloc_arenas;
 pub mod model;
 pub mod net;

@@ -277,6 +277,8 @@ pub struct Batch {
     /// The ingest-log position these rows came from (0: not from a record, e.g. a timer's
     /// session changes). Live message ids derive from it, so a replay keeps them.
     pub log_pos: u64,
+    /// The thread that made the rows, where they are freed (`local_free`).
+    pub origin: crate::local_free::Origin,
 }
 
 impl Batch {
@@ -288,6 +290,10 @@ impl Batch {
         self.spans.len() + self.logs.len() + self.points.len() + self.model_calls.len() + self.tool_calls.len()
     }
     pub fn append(&mut self, mut other: Batch) {
+        // Merged into an empty batch (made elsewhere), the rows are `other`'s: so is their home.
+        if self.is_empty() && self.model_calls.is_empty() && self.tool_calls.is_empty() {
+            self.origin = other.origin;
+        }
         /// `other`'s rows at the end of `into`; an empty `into` takes `other`'s vector whole (an
         /// export is usually merged into an empty batch: no copy of ~0.3 KB a row, no new pages).
         fn take<T>(into: &mut Vec<T>, other: &mut Vec<T>) {

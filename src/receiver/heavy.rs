@@ -12,7 +12,7 @@
 //! cores that let them starve ingest (BENCHMARKS.md, issue 11).
 
 use std::panic::AssertUnwindSafe;
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, RecvTimeoutError, SyncSender, TrySendError};
 use std::sync::{Arc, Mutex};
 
 use super::ingest::IngestError;
@@ -43,7 +43,7 @@ impl HeavyPool {
                 if let Err(e) = crate::priority::lower_by(nice) {
                     tracing::warn!(error = %e, nice, "cannot lower the priority of an ingest thread");
                 }
-                work(&rx)
+                work(&rx, crate::local_free::Home::here())
             })?;
         }
         Ok(Self { tx })
@@ -80,17 +80,22 @@ impl HeavyPool {
     }
 }
 
-/// Lower the calling thread's priority by `nice` steps (Linux nice values are per thread; 19 is
-/// the lowest). Raising a priority back needs a privilege, so this only ever lowers it; a refusal
-/// is logged and the thread runs at its priority as it is.
-fn work(rx: &Mutex<Receiver<Job>>) {
+/// A pool thread: runs jobs in turn, and between them frees the rows it made that came back
+/// (`local_free`).
+fn work(rx: &Mutex<Receiver<Job>>, mut home: Option<crate::local_free::Home>) {
+    let mut worked = false;
     loop {
+        let wait = crate::local_free::wait(&mut home, worked);
         // The lock is held only while waiting for the next job, never while running one.
-        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
-        match job {
-            Ok(job) => job(),
-            Err(_) => return,
-        }
+        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(wait);
+        worked = match job {
+            Ok(job) => {
+                job();
+                true
+            }
+            Err(RecvTimeoutError::Timeout) => false,
+            Err(RecvTimeoutError::Disconnected) => return,
+        };
     }
 }
 
@@ -119,5 +124,30 @@ mod tests {
             .expect("ran")
             .expect("nice");
         assert_eq!(pool_nice, (here_nice + 3).min(19));
+    }
+
+    /// Reports the name of the thread it is dropped on.
+    struct Tell(std::sync::mpsc::Sender<Option<String>>);
+    impl Drop for Tell {
+        fn drop(&mut self) {
+            let _ = self.0.send(std::thread::current().name().map(str::to_owned));
+        }
+    }
+
+    #[tokio::test]
+    async fn what_the_pool_made_is_freed_on_its_thread() {
+        let pool = HeavyPool::new(1, 0).expect("pool");
+        // A batch mapped on the pool carries the thread as its origin.
+        let batch = pool.run(OFFLOAD_WEIGHT, crate::model::records::Batch::default).await.expect("ran");
+        let (tx, rx) = std::sync::mpsc::channel();
+        assert!(crate::local_free::send(batch.origin, Box::new(Tell(tx.clone()))).is_ok());
+        let freed_on = tokio::task::spawn_blocking(move || rx.recv_timeout(std::time::Duration::from_secs(30)))
+            .await
+            .expect("joined")
+            .expect("freed within the idle wait");
+        assert_eq!(freed_on.as_deref(), Some("ingest-heavy-0"));
+        // Made here (no home): nowhere to send it.
+        let here = crate::model::records::Batch::default();
+        assert!(crate::local_free::send(here.origin, Box::new(Tell(tx))).is_err());
     }
 }

@@ -58,6 +58,13 @@ pub struct Columns {
     /// may free the rows the columns stand for before the writer takes the batch).
     rows: usize,
     bytes: u64,
+    /// Where the columns were built, to be freed there (`local_free`).
+    origin: crate::local_free::Origin,
+}
+
+/// Where the first of `items`' columns were built (`prep` builds them all).
+fn origin_of(items: &[Item]) -> crate::local_free::Origin {
+    items.iter().find_map(|(_, _, c)| c.as_ref().map(|c| c.origin)).unwrap_or_default()
 }
 
 /// A batch's rows as the writer counts them (transaction size, metrics).
@@ -139,6 +146,7 @@ impl Columns {
             sums: rollup::Rollup::of(&b.model_calls),
             rows: batch_rows(b),
             bytes: crate::pipeline::batch_bytes(b),
+            origin: Default::default(),
         })
     }
 }
@@ -169,17 +177,33 @@ pub const PREP_AHEAD: usize = 4;
 /// Arrow columns of each batch built on the way (a batch whose columns fail to build goes on
 /// without them; the writer builds them and handles the error as before). Ends after `Close`,
 /// or when either side is gone.
-/// Once a batch's columns are built, the rows they stand for are handed to `dropper` (freed on
-/// `prep-drop`, off the serial stage) when nothing else holds the batch (`strip`).
+/// Once a batch's columns are built, the rows they stand for are freed off the serial stage when
+/// nothing else holds the batch (`strip`): handed back to the decode thread that made them
+/// (`local_free`), else to `dropper` (`prep-drop`). The columns it builds come back here to be
+/// freed once committed (or streamed), so it frees them between messages.
 pub fn prep(rx: Receiver<Msg>, tx: std::sync::mpsc::SyncSender<Msg>, dropper: Dropper) {
-    for msg in rx {
+    let mut home = crate::local_free::Home::here();
+    let mut worked = false;
+    loop {
+        let msg = match rx.recv_timeout(crate::local_free::wait(&mut home, worked)) {
+            Ok(msg) => msg,
+            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
+                worked = false;
+                continue;
+            }
+            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => return,
+        };
+        worked = true;
         let close = matches!(msg, Msg::Close);
         let msg = match msg {
             Msg::Batch { pos, mut batch, columns: None } => {
                 let columns = Columns::build(&batch).ok().map(Box::new);
                 if columns.is_some() {
+                    let origin = batch.origin;
                     if let Some(rows) = strip(&mut batch) {
-                        dropper.drop_later(Box::new(rows));
+                        if let Err(rows) = crate::local_free::send(origin, Box::new(rows)) {
+                            dropper.drop_later(rows);
+                        }
                     }
                 }
                 Msg::Batch { pos, batch, columns }
@@ -662,11 +686,14 @@ impl<'c> Writer<'c> {
         let bulk = self.bulk.as_ref().ok_or_else(|| StoreError::Unavailable("no bulk insert".into()))?;
         insert_rows(self.conn, bulk, rows)?;
         // In: free the columns (off this thread).
+        let origin = origin_of(&self.pending.items[from..]);
         let freed: Vec<_> = self.pending.items[from..]
             .iter_mut()
             .filter_map(|(_, _, built)| built.as_mut().map(|c| c.take_tables()))
             .collect();
-        self.cfg.chunk_dropper.drop_later(Box::new(freed));
+        if let Err(freed) = crate::local_free::send(origin, Box::new(freed)) {
+            self.cfg.chunk_dropper.drop_later(freed);
+        }
         self.streamed = self.pending.items.len();
         self.unstreamed_bytes = 0;
         self.metrics.streamed_chunks.fetch_add(1, Ordering::Relaxed);
@@ -770,7 +797,10 @@ impl<'c> Writer<'c> {
                     elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
                     "transaction committed"
                 );
-                self.cfg.dropper.drop_later(Box::new(pending.items));
+                let origin = origin_of(&pending.items);
+                if let Err(items) = crate::local_free::send(origin, Box::new(pending.items)) {
+                    self.cfg.dropper.drop_later(items);
+                }
             }
             Err(e) if is_invalidated(&e) => self.halt(&e),
             Err(e) if streamed => self.replay_streamed(&e, pending.last_pos().map(|(p, _)| p)),
