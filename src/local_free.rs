@@ -19,8 +19,11 @@ use std::time::Duration;
 /// No home.
 const NONE: u8 = u8::MAX;
 
-/// Items a home may have waiting to be freed (each a batch's rows or a transaction's columns).
-const WAITING: usize = 8;
+/// Batches' rows a decode thread may have waiting to be freed (~0.9 MB each at 512 spans).
+pub const ROWS_WAITING: usize = 8;
+/// Transactions' (or streamed chunks') columns `writer-prep` may have waiting: as many as the
+/// drop threads held before, so a committed transaction still waits here at most twice over.
+pub const COLUMNS_WAITING: usize = 2;
 
 /// How long a home's thread waits for its next job while memory is coming back, and when it is
 /// idle (memory handed back meanwhile waits at most this long).
@@ -45,10 +48,10 @@ pub struct Home {
 }
 
 impl Home {
-    /// Register the calling thread (`None` when 255 homes are alive: it then frees nothing of
-    /// anyone's, and what it makes is freed where it was before).
-    pub fn here() -> Option<Self> {
-        let (tx, rx) = std::sync::mpsc::sync_channel(WAITING);
+    /// Register the calling thread, with room for `waiting` items (`None` when 255 homes are
+    /// alive: it then frees nothing of anyone's, and what it makes is freed where it was before).
+    pub fn here(waiting: usize) -> Option<Self> {
+        let (tx, rx) = std::sync::mpsc::sync_channel(waiting.max(1));
         let alive = Arc::new(());
         let slot = (tx, Arc::downgrade(&alive));
         let mut homes = HOMES.write().unwrap_or_else(|p| p.into_inner());
@@ -168,7 +171,7 @@ mod tests {
         let (origin_tx, origin_rx) = channel();
         let (stop_tx, stop_rx) = channel::<()>();
         let home_thread = std::thread::spawn(move || {
-            let mut home = Home::here().expect("a home");
+            let mut home = Home::here(ROWS_WAITING).expect("a home");
             // What this thread makes carries its origin.
             origin_tx.send((Origin::default().0, home.origin().0)).expect("send");
             while stop_rx.try_recv().is_err() {
@@ -199,18 +202,18 @@ mod tests {
         let (made_tx, made_rx) = channel();
         let (stop_tx, stop_rx) = channel::<()>();
         let t = std::thread::spawn(move || {
-            let home = Home::here().expect("a home");
+            let home = Home::here(COLUMNS_WAITING).expect("a home");
             made_tx.send(home.origin()).expect("send");
             // Never drains until told to stop.
             let _ = stop_rx.recv();
             home.free_returned()
         });
         let origin = made_rx.recv().expect("origin");
-        for _ in 0..WAITING {
+        for _ in 0..COLUMNS_WAITING {
             assert!(send(origin, Box::new([0u8; 64])).is_ok());
         }
         assert!(send(origin, Box::new([0u8; 64])).is_err(), "full: back to the caller");
         stop_tx.send(()).expect("stop");
-        assert_eq!(t.join().expect("joined"), WAITING);
+        assert_eq!(t.join().expect("joined"), COLUMNS_WAITING);
     }
 }

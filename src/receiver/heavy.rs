@@ -43,7 +43,7 @@ impl HeavyPool {
                 if let Err(e) = crate::priority::lower_by(nice) {
                     tracing::warn!(error = %e, nice, "cannot lower the priority of an ingest thread");
                 }
-                work(&rx, crate::local_free::Home::here())
+                work(&rx, crate::local_free::Home::here(crate::local_free::ROWS_WAITING))
             })?;
         }
         Ok(Self { tx })
