@@ -2,8 +2,8 @@
 //! thread and its Arrow columns on `writer-prep`, and both were freed on drop threads
 //! (`store::writer::Dropper`), so every free crossed threads in mimalloc: an atomic push onto the
 //! page's remote list, which the owner collects later. Handed back to the thread that made them,
-//! the rows and columns are freed on mimalloc's local path: ~0.3 us of CPU per span less at full
-//! rate, the drop threads' work gone for ~0.1 more on the decode threads (BENCHMARKS.md, issue 11).
+//! the rows and columns are freed on mimalloc's local path: at full rate the drop threads' ~0.3 us
+//! of CPU per span became ~0.15 on the decode threads (BENCHMARKS.md, issue 11).
 //!
 //! A thread that makes such memory registers a `Home` and drains it between its jobs
 //! (`Home::free_returned`, `Home::wait`); `Origin` (a field of `Batch` and of the writer's
