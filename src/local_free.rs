@@ -44,7 +44,6 @@ pub struct Home {
     id: u8,
     rx: Receiver<Box<dyn Send>>,
     _alive: Arc<()>,
-    busy: bool,
 }
 
 impl Home {
@@ -68,7 +67,7 @@ impl Home {
         };
         let id = u8::try_from(id).ok()?;
         HERE.with(|h| h.set(id));
-        Some(Self { id, rx, _alive: alive, busy: false })
+        Some(Self { id, rx, _alive: alive })
     }
 
     /// Free what other threads handed back; returns how many items.
@@ -83,10 +82,9 @@ impl Home {
 
     /// Free what came back, then how long to wait for the next job: short while jobs or memory
     /// keep coming, longer once neither came.
-    pub fn wait(&mut self, worked: bool) -> Duration {
+    pub fn wait(&self, worked: bool) -> Duration {
         let freed = self.free_returned() > 0;
-        self.busy = worked || freed;
-        if self.busy {
+        if worked || freed {
             BUSY_WAIT
         } else {
             IDLE_WAIT
@@ -94,7 +92,8 @@ impl Home {
     }
 
     /// This home as an origin.
-    pub fn origin(&self) -> Origin {
+    #[cfg(test)]
+    fn origin(&self) -> Origin {
         Origin(self.id)
     }
 }
@@ -110,8 +109,8 @@ impl Drop for Home {
 }
 
 /// `home.wait(worked)`, or the idle wait for a thread without a home.
-pub fn wait(home: &mut Option<Home>, worked: bool) -> Duration {
-    home.as_mut().map_or(IDLE_WAIT, |h| h.wait(worked))
+pub fn wait(home: &Option<Home>, worked: bool) -> Duration {
+    home.as_ref().map_or(IDLE_WAIT, |h| h.wait(worked))
 }
 
 /// The home something was made on (`Default` reads the calling thread's). Batches compare equal
@@ -133,7 +132,8 @@ impl PartialEq for Origin {
 
 impl Origin {
     /// Made on no home.
-    pub fn none() -> Self {
+    #[cfg(test)]
+    fn none() -> Self {
         Origin(NONE)
     }
 }
@@ -171,7 +171,7 @@ mod tests {
         let (origin_tx, origin_rx) = channel();
         let (stop_tx, stop_rx) = channel::<()>();
         let home_thread = std::thread::spawn(move || {
-            let mut home = Home::here(ROWS_WAITING).expect("a home");
+            let home = Home::here(ROWS_WAITING).expect("a home");
             // What this thread makes carries its origin.
             origin_tx.send((Origin::default().0, home.origin().0)).expect("send");
             while stop_rx.try_recv().is_err() {

@@ -82,10 +82,10 @@ impl HeavyPool {
 
 /// A pool thread: runs jobs in turn, and between them frees the rows it made that came back
 /// (`local_free`).
-fn work(rx: &Mutex<Receiver<Job>>, mut home: Option<crate::local_free::Home>) {
+fn work(rx: &Mutex<Receiver<Job>>, home: Option<crate::local_free::Home>) {
     let mut worked = false;
     loop {
-        let wait = crate::local_free::wait(&mut home, worked);
+        let wait = crate::local_free::wait(&home, worked);
         // The lock is held only while waiting for the next job, never while running one.
         let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv_timeout(wait);
         worked = match job {

@@ -182,10 +182,10 @@ pub const PREP_AHEAD: usize = 4;
 /// (`local_free`), else to `dropper` (`prep-drop`). The columns it builds come back here to be
 /// freed once committed (or streamed), so it frees them between messages.
 pub fn prep(rx: Receiver<Msg>, tx: std::sync::mpsc::SyncSender<Msg>, dropper: Dropper) {
-    let mut home = crate::local_free::Home::here(crate::local_free::COLUMNS_WAITING);
+    let home = crate::local_free::Home::here(crate::local_free::COLUMNS_WAITING);
     let mut worked = false;
     loop {
-        let msg = match rx.recv_timeout(crate::local_free::wait(&mut home, worked)) {
+        let msg = match rx.recv_timeout(crate::local_free::wait(&home, worked)) {
             Ok(msg) => msg,
             Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
                 worked = false;
