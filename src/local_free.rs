@@ -13,7 +13,7 @@
 
 use std::cell::Cell;
 use std::sync::mpsc::{Receiver, SyncSender, TrySendError};
-use std::sync::{Arc, RwLock, Weak};
+use std::sync::RwLock;
 use std::time::Duration;
 
 /// No home.
@@ -34,16 +34,17 @@ thread_local! {
     static HERE: Cell<u8> = const { Cell::new(NONE) };
 }
 
-type Slot = (SyncSender<Box<dyn Send>>, Weak<()>);
+/// Every home's queue by id; a `Home` empties its slot when dropped, and a new one takes the
+/// first empty slot.
+static HOMES: RwLock<Vec<Option<Queue>>> = RwLock::new(Vec::new());
 
-/// Every home's queue by id; a slot whose `Home` is gone is reused.
-static HOMES: RwLock<Vec<Slot>> = RwLock::new(Vec::new());
+/// Where a home's memory is handed back.
+type Queue = SyncSender<Box<dyn Send>>;
 
 /// A thread's queue of memory to free. Dropping it ends the thread's registration.
 pub struct Home {
     id: u8,
     rx: Receiver<Box<dyn Send>>,
-    _alive: Arc<()>,
 }
 
 impl Home {
@@ -51,23 +52,19 @@ impl Home {
     /// alive: it then frees nothing of anyone's, and what it makes is freed where it was before).
     pub fn here(waiting: usize) -> Option<Self> {
         let (tx, rx) = std::sync::mpsc::sync_channel(waiting.max(1));
-        let alive = Arc::new(());
-        let slot = (tx, Arc::downgrade(&alive));
         let mut homes = HOMES.write().unwrap_or_else(|p| p.into_inner());
-        let id = match homes.iter().position(|(_, w)| w.strong_count() == 0) {
-            Some(i) => {
-                homes[i] = slot;
-                i
-            }
+        let id = match homes.iter().position(Option::is_none) {
+            Some(i) => i,
             None if homes.len() < usize::from(NONE) => {
-                homes.push(slot);
+                homes.push(None);
                 homes.len() - 1
             }
             None => return None,
         };
         let id = u8::try_from(id).ok()?;
+        homes[usize::from(id)] = Some(tx);
         HERE.with(|h| h.set(id));
-        Some(Self { id, rx, _alive: alive })
+        Some(Self { id, rx })
     }
 
     /// Free what other threads handed back; returns how many items.
@@ -100,6 +97,9 @@ impl Home {
 
 impl Drop for Home {
     fn drop(&mut self) {
+        if let Some(slot) = HOMES.write().unwrap_or_else(|p| p.into_inner()).get_mut(usize::from(self.id)) {
+            *slot = None;
+        }
         HERE.with(|h| {
             if h.get() == self.id {
                 h.set(NONE);
@@ -144,8 +144,8 @@ pub fn send(origin: Origin, items: Box<dyn Send>) -> Result<(), Box<dyn Send>> {
         return Err(items);
     }
     let homes = HOMES.read().unwrap_or_else(|p| p.into_inner());
-    match homes.get(usize::from(origin.0)) {
-        Some((tx, _)) => tx.try_send(items).map_err(|e| match e {
+    match homes.get(usize::from(origin.0)).and_then(Option::as_ref) {
+        Some(tx) => tx.try_send(items).map_err(|e| match e {
             TrySendError::Full(i) | TrySendError::Disconnected(i) => i,
         }),
         None => Err(items),
@@ -166,54 +166,59 @@ mod tests {
         }
     }
 
-    #[test]
-    fn memory_goes_back_to_the_thread_that_made_it() {
+    /// A thread with a home of `waiting` items: its origin, a way to stop it, and the thread,
+    /// which returns its id and how many items it freed after being told to stop. It frees what
+    /// comes back meanwhile only when `drains`.
+    fn spawn_home(
+        waiting: usize,
+        drains: bool,
+    ) -> (Origin, std::sync::mpsc::Sender<()>, std::thread::JoinHandle<(ThreadId, usize)>) {
         let (origin_tx, origin_rx) = channel();
         let (stop_tx, stop_rx) = channel::<()>();
-        let home_thread = std::thread::spawn(move || {
-            let home = Home::here(ROWS_WAITING).expect("a home");
+        let thread = std::thread::spawn(move || {
+            let home = Home::here(waiting).expect("a home");
             // What this thread makes carries its origin.
-            origin_tx.send((Origin::default().0, home.origin().0)).expect("send");
-            while stop_rx.try_recv().is_err() {
-                std::thread::sleep(home.wait(false).min(Duration::from_millis(1)));
+            assert_eq!(Origin::default().0, home.origin().0);
+            origin_tx.send(home.origin()).expect("send");
+            if drains {
+                while stop_rx.try_recv().is_err() {
+                    std::thread::sleep(home.wait(false).min(Duration::from_millis(1)));
+                }
+            } else {
+                let _ = stop_rx.recv();
             }
-            home.free_returned();
-            std::thread::current().id()
+            (std::thread::current().id(), home.free_returned())
         });
-        let (made, own) = origin_rx.recv().expect("origin");
-        assert_eq!(made, own);
-        assert_ne!(made, NONE);
+        (origin_rx.recv().expect("origin"), stop_tx, thread)
+    }
+
+    #[test]
+    fn memory_goes_back_to_the_thread_that_made_it() {
+        let (made, stop_tx, home_thread) = spawn_home(ROWS_WAITING, true);
+        assert_ne!(made.0, NONE);
         assert_eq!(Origin::default().0, NONE, "this thread has no home");
 
         let (dropped_tx, dropped_rx) = channel();
-        assert!(send(Origin(made), Box::new(Tell(dropped_tx.clone()))).is_ok());
+        assert!(send(made, Box::new(Tell(dropped_tx.clone()))).is_ok());
         let freed_on = dropped_rx.recv().expect("freed");
         // No home: the caller keeps the memory.
         let back = send(Origin::none(), Box::new(Tell(dropped_tx))).expect_err("no home");
         drop(back);
         assert_eq!(dropped_rx.recv().expect("freed here"), std::thread::current().id());
         stop_tx.send(()).expect("stop");
-        let home_id = home_thread.join().expect("joined");
+        let (home_id, _) = home_thread.join().expect("joined");
         assert_eq!(freed_on, home_id, "freed on its home's thread");
     }
 
     #[test]
     fn a_full_queue_gives_the_memory_back() {
-        let (made_tx, made_rx) = channel();
-        let (stop_tx, stop_rx) = channel::<()>();
-        let t = std::thread::spawn(move || {
-            let home = Home::here(COLUMNS_WAITING).expect("a home");
-            made_tx.send(home.origin()).expect("send");
-            // Never drains until told to stop.
-            let _ = stop_rx.recv();
-            home.free_returned()
-        });
-        let origin = made_rx.recv().expect("origin");
+        // Never drains until told to stop.
+        let (origin, stop_tx, t) = spawn_home(COLUMNS_WAITING, false);
         for _ in 0..COLUMNS_WAITING {
             assert!(send(origin, Box::new([0u8; 64])).is_ok());
         }
         assert!(send(origin, Box::new([0u8; 64])).is_err(), "full: back to the caller");
         stop_tx.send(()).expect("stop");
-        assert_eq!(t.join().expect("joined"), COLUMNS_WAITING);
+        assert_eq!(t.join().expect("joined").1, COLUMNS_WAITING);
     }
 }
