@@ -192,7 +192,8 @@ pub struct ServeArgs {
     /// the async runtime (0 = all the same). The DuckDB writer keeps the collector's priority: it
     /// is the one serial stage every stored row passes through and the rest is paced to it; at
     /// the same priority it spent ~20% of its time queued for a core behind them. Readers and
-    /// decoding share a tier, so they stay as fair to one another as at 0. Applied by
+    /// decoding share a tier, so they stay as fair to one another as at 0. While the writer is
+    /// behind, the latency tier also stops preempting it when it wakes (`SCHED_BATCH`). Applied by
     /// `agent-console serve` at start on a box with two cores or more (`priority.rs`;
     /// BENCHMARKS.md, issue 11).
     #[arg(long, env = "AGENT_CONSOLE_BACKGROUND_NICE", default_value_t = DEFAULT_BACKGROUND_NICE, value_parser = clap::value_parser!(i32).range(0..=19))]

@@ -22,6 +22,7 @@ fn main() -> anyhow::Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .on_thread_start(priority::latency)
+        .on_thread_unpark(priority::follow)
         .build()
         .context("tokio runtime")?;
     let result = rt.block_on(run(command, background));

@@ -3,7 +3,8 @@
 //! `--background-nice` steps, the acknowledgement and live path (log, pipeline, runtime) half
 //! as many, and `--background-nice 0` leaves them
 //! all at the same priority. Read from `/proc/<pid>/task/*/stat` while it serves an export and a
-//! query (so the decode, log, pipeline and reader threads have all run).
+//! query (so the decode, log, pipeline and reader threads have all run). While the writer is
+//! behind, the latency tier yields to it (`SCHED_BATCH`), and becomes normal threads again after.
 #![cfg(target_os = "linux")]
 
 mod common;
@@ -87,6 +88,112 @@ async fn every_thread_but_the_duckdb_writer_runs_at_the_background_priority() {
     assert!(tokio.contains(&latency), "{threads:?}");
     assert!(tokio.contains(&background), "the reader's thread: {threads:?}");
     assert!(tokio.iter().all(|&n| n == latency || n == background), "{threads:?}");
+}
+
+/// Thread name -> the scheduling policies of the threads with that name (`SCHED_OTHER` 0,
+/// `SCHED_BATCH` 3).
+fn policy_by_thread(pid: u32) -> BTreeMap<String, Vec<u32>> {
+    let mut out = BTreeMap::<String, Vec<u32>>::new();
+    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
+        let path = task.expect("task").path();
+        let (Ok(comm), Ok(stat)) =
+            (std::fs::read_to_string(path.join("comm")), std::fs::read_to_string(path.join("stat")))
+        else {
+            continue;
+        };
+        // Field 41 is the policy.
+        let rest = &stat[stat.rfind(')').expect("stat") + 2..];
+        let policy: u32 = rest.split(' ').nth(38).expect("policy field").parse().expect("policy");
+        out.entry(comm.trim().to_string()).or_default().push(policy);
+    }
+    out
+}
+
+const SCHED_BATCH: u32 = 3;
+
+/// Exports of 512 spans from 4 clients against budgets of 1 MiB: the writer falls behind at its
+/// first commits. The ingest log, the pipeline and the runtime's workers then run as
+/// `SCHED_BATCH` (they stop preempting the writer when they wake) and the writer never does; once
+/// the load stops they are normal threads again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_latency_tier_yields_to_the_writer_while_it_is_behind_and_only_then() {
+    if std::thread::available_parallelism().map_or(1, |n| n.get()) < 2 {
+        return; // priorities are not set on one core
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    let app =
+        spawn_binary(dir.path(), &["--background-nice", "7", "--pipeline-handoff-mib", "1", "--writer-queue-mib", "1"]);
+    let pid = app.child.id();
+    let body = {
+        use prost::Message;
+        let mut rng = agent_console::fixtures::Rng::new(11);
+        let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).expect("clock").as_nanos();
+        agent_console::fixtures::genai_traces(512, 8, &mut rng, now as u64).encode_to_vec()
+    };
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let mut clients = Vec::new();
+    for _ in 0..4 {
+        let (url, body, stop) = (format!("{}/v1/traces", app.http), body.clone(), stop.clone());
+        clients.push(tokio::spawn(async move {
+            let client = reqwest::Client::new();
+            let mut ok = 0u32;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let r = client
+                    .post(&url)
+                    .header("content-type", "application/x-protobuf")
+                    .body(body.clone())
+                    .send()
+                    .await
+                    .expect("export");
+                if r.status() == 200 {
+                    ok += 1;
+                }
+            }
+            ok
+        }));
+    }
+    // Behind while the load lasts: wait until the latency tier was seen yielding.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    let seen = loop {
+        let p = policy_by_thread(pid);
+        let writer = p.get("duckdb-writer").expect("the writer");
+        assert!(writer.iter().all(|&x| x == 0), "the writer never yields: {p:?}");
+        let yielding = |name: &str| p.get(name).is_some_and(|v| v.contains(&SCHED_BATCH));
+        if yielding("ingest-log") && yielding("pipeline") && yielding("tokio-rt-worker") {
+            break p;
+        }
+        assert!(std::time::Instant::now() < deadline, "the latency tier never yielded under load: {p:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert!(seen.get("writer-prep").is_some_and(|v| v.iter().all(|&x| x == 0)), "{seen:?}");
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let mut stored = 0;
+    for c in clients {
+        stored += c.await.expect("client");
+    }
+    assert!(stored > 0, "exports were acknowledged");
+    // The load is gone: after the hold, the log and the pipeline follow back on their next wakeup
+    // (a flush makes both wake).
+    let client = reqwest::Client::new();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        assert_eq!(client.post(format!("{}/api/flush", app.http)).send().await.expect("flush").status(), 200);
+        let _ = client
+            .post(format!("{}/v1/traces", app.http))
+            .header("content-type", "application/x-protobuf")
+            .body(fixture("langchain-openinference/traces-1.pb"))
+            .send()
+            .await
+            .expect("export");
+        let p = policy_by_thread(pid);
+        let normal = |name: &str| p.get(name).is_some_and(|v| v.iter().all(|&x| x == 0));
+        if normal("ingest-log") && normal("pipeline") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the latency tier kept yielding with nothing behind: {p:?}");
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    app.kill9();
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

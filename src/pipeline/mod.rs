@@ -185,6 +185,11 @@ fn opt_len(s: &Option<String>) -> usize {
 }
 
 impl Handoff {
+    /// Is the pipeline behind (`Budget::behind`)?
+    pub fn behind(&self) -> bool {
+        self.budget.behind()
+    }
+
     /// Called on the log thread for every durable record: never blocks.
     pub fn forward(&self, mut d: Durable<Batch>) {
         let size = d.item.as_ref().map(batch_bytes).unwrap_or(0);
@@ -259,6 +264,8 @@ pub struct Budget {
     /// stops).
     pub writer: Arc<AtomicU64>,
     pub total: u64,
+    /// Above this the pipeline counts as behind (`behind`): half the hand-off is taken.
+    behind_at: u64,
 }
 
 impl Budget {
@@ -267,7 +274,15 @@ impl Budget {
             handoff: Arc::new(AtomicU64::new(0)),
             writer: Arc::new(AtomicU64::new(0)),
             total: handoff_bytes.saturating_add(writer_bytes),
+            behind_at: writer_bytes.saturating_add(handoff_bytes / 2),
         }
+    }
+
+    /// Is the pipeline behind (more than half the hand-off taken)? Exports wait a little then
+    /// (`receiver::ingest`), and the ingest log's thread yields to the writer
+    /// (`priority::YieldWhileBehind`).
+    pub fn behind(&self) -> bool {
+        self.used() > self.behind_at
     }
 
     pub fn used(&self) -> u64 {
@@ -511,6 +526,8 @@ pub fn run(mut stages: Stages, rx: Receiver<Input>, in_flight: Arc<AtomicU64>, l
             Ok(i) => Some(i),
             Err(RecvTimeoutError::Timeout) => None,
         };
+        // While the writer is behind, this thread yields to it too (`priority::follow`).
+        crate::priority::follow();
         // Catch up from disk: everything durable before the next record handed over (or, with
         // nothing handed over, everything durable).
         let upto = match &input {

@@ -224,10 +224,9 @@ pub struct StoreShared {
 #[derive(Clone)]
 pub struct Store {
     log: IngestLog<Batch>,
-    /// Mapped rows handed to the pipeline or queued for the writer, and the level above which
-    /// the pipeline counts as behind (`behind`).
+    /// Mapped rows handed to the pipeline or queued for the writer (and when that counts as
+    /// behind, `behind`).
     budget: pipeline::Budget,
-    behind_at: u64,
     to_writer: SyncSender<Msg>,
     pipeline: PipelineSender,
     pub shared: Arc<StoreShared>,
@@ -376,7 +375,17 @@ impl Store {
         let handoff = chans.handoff;
         // The log lives in the data directory, always next to the database it feeds.
         let log_cfg = LogConfig { dir: cfg.data_dir.join("log"), ..cfg.log.clone() };
-        let (log, opened, log_handle) = IngestLog::open(&log_cfg, committed, Box::new(move |d| handoff.forward(d)))?;
+        // On the log thread: while the pipeline is behind, that thread stops preempting the
+        // writer when it wakes (`priority::YieldWhileBehind`).
+        let mut yielder = crate::priority::YieldWhileBehind::new(crate::priority::YIELD_HOLD);
+        let (log, opened, log_handle) = IngestLog::open(
+            &log_cfg,
+            committed,
+            Box::new(move |d| {
+                handoff.forward(d);
+                yielder.note(handoff.behind());
+            }),
+        )?;
         if opened.end_pos >= opened.start_pos {
             tracing::info!(
                 from = opened.start_pos,
@@ -457,7 +466,6 @@ impl Store {
         Ok((
             Store {
                 log,
-                behind_at: budget.total.saturating_sub(cfg.handoff_bytes / 2),
                 budget,
                 to_writer,
                 pipeline: chans.sender,
@@ -485,7 +493,7 @@ impl Store {
     /// hand-off and mapped a second time when the pipeline reads it back from the log
     /// (`receiver::ingest` waits a little instead).
     pub fn behind(&self) -> bool {
-        self.budget.used() > self.behind_at
+        self.budget.behind()
     }
 
     /// Make one record durable (the acknowledgement); `batch` is what it maps to.
