@@ -166,9 +166,9 @@ impl YieldWhileBehind {
 }
 
 /// A latency-tier thread takes the current decision: `SCHED_BATCH` while the tier yields, a
-/// normal thread otherwise. Called where the thread wakes (the log thread after each group, the
-/// pipeline for each input, the runtime's workers when they unpark): one atomic load unless the
-/// decision changed.
+/// normal thread otherwise. Called where the thread wakes (the log thread after each record it
+/// hands over, the pipeline for each input, the runtime's workers when they unpark): one atomic
+/// load unless the decision changed.
 pub fn follow() {
     let want = YIELDING.load(Ordering::Relaxed);
     if batched() != want {
@@ -272,6 +272,9 @@ mod tests {
         .expect("thread");
     }
 
+    /// The process-wide target stays unset here (tests run in parallel threads, and the decode
+    /// pool's test checks its own threads' priority): the steps `init` and `background` take are
+    /// tested one by one.
     #[test]
     fn background_threads_run_below_the_thread_that_set_the_target_and_others_are_untouched() {
         let base = current().expect("priority");

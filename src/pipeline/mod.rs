@@ -279,7 +279,7 @@ impl Budget {
     }
 
     /// Is the pipeline behind (more than half the hand-off taken)? Exports wait a little then
-    /// (`receiver::ingest`), and the ingest log's thread yields to the writer
+    /// (`receiver::ingest`), and the latency tier yields to the writer
     /// (`priority::YieldWhileBehind`).
     pub fn behind(&self) -> bool {
         self.used() > self.behind_at
