@@ -11,9 +11,10 @@ mod common;
 use common::{fixture, spawn_binary};
 use std::collections::BTreeMap;
 
-/// Thread name -> the nice values of the threads with that name.
-fn nice_by_thread(pid: u32) -> BTreeMap<String, Vec<i32>> {
-    let mut out = BTreeMap::<String, Vec<i32>>::new();
+/// Thread name -> one numeric field of `/proc/<pid>/task/*/stat` (`field`, counted from 1 as in
+/// proc(5)) for each thread with that name.
+fn stat_field_by_thread(pid: u32, field: usize) -> BTreeMap<String, Vec<i64>> {
+    let mut out = BTreeMap::<String, Vec<i64>>::new();
     for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
         let path = task.expect("task").path();
         let (Ok(comm), Ok(stat)) =
@@ -21,13 +22,29 @@ fn nice_by_thread(pid: u32) -> BTreeMap<String, Vec<i32>> {
         else {
             continue; // the thread ended meanwhile
         };
-        // Fields after the command name (which may hold spaces): state is field 3, nice 19.
+        // Fields after the command name (which may hold spaces) start at field 3, the state.
         let rest = &stat[stat.rfind(')').expect("stat") + 2..];
-        let nice: i32 = rest.split(' ').nth(16).expect("nice field").parse().expect("nice");
-        out.entry(comm.trim().to_string()).or_default().push(nice);
+        let value: i64 = rest.split(' ').nth(field - 3).expect("stat field").parse().expect("number");
+        out.entry(comm.trim().to_string()).or_default().push(value);
     }
     out
 }
+
+/// Thread name -> the nice values of the threads with that name (field 19).
+fn nice_by_thread(pid: u32) -> BTreeMap<String, Vec<i32>> {
+    stat_field_by_thread(pid, 19)
+        .into_iter()
+        .map(|(k, v)| (k, v.into_iter().map(|n| i32::try_from(n).expect("nice")).collect()))
+        .collect()
+}
+
+/// Thread name -> the scheduling policies of the threads with that name (field 41:
+/// `SCHED_OTHER` 0, `SCHED_BATCH` 3).
+fn policy_by_thread(pid: u32) -> BTreeMap<String, Vec<i64>> {
+    stat_field_by_thread(pid, 41)
+}
+
+const SCHED_BATCH: i64 = 3;
 
 async fn exercise(http: &str) {
     let client = reqwest::Client::new();
@@ -89,27 +106,6 @@ async fn every_thread_but_the_duckdb_writer_runs_at_the_background_priority() {
     assert!(tokio.contains(&background), "the reader's thread: {threads:?}");
     assert!(tokio.iter().all(|&n| n == latency || n == background), "{threads:?}");
 }
-
-/// Thread name -> the scheduling policies of the threads with that name (`SCHED_OTHER` 0,
-/// `SCHED_BATCH` 3).
-fn policy_by_thread(pid: u32) -> BTreeMap<String, Vec<u32>> {
-    let mut out = BTreeMap::<String, Vec<u32>>::new();
-    for task in std::fs::read_dir(format!("/proc/{pid}/task")).expect("tasks") {
-        let path = task.expect("task").path();
-        let (Ok(comm), Ok(stat)) =
-            (std::fs::read_to_string(path.join("comm")), std::fs::read_to_string(path.join("stat")))
-        else {
-            continue;
-        };
-        // Field 41 is the policy.
-        let rest = &stat[stat.rfind(')').expect("stat") + 2..];
-        let policy: u32 = rest.split(' ').nth(38).expect("policy field").parse().expect("policy");
-        out.entry(comm.trim().to_string()).or_default().push(policy);
-    }
-    out
-}
-
-const SCHED_BATCH: u32 = 3;
 
 /// Exports of 512 spans from 4 clients against budgets of 1 MiB: the writer falls behind at its
 /// first commits. The ingest log, the pipeline and the runtime's workers then run as
