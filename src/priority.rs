@@ -100,7 +100,7 @@ fn lower_to_level(level: &AtomicI32) {
 
 /// How long the latency tier keeps yielding after the pipeline was last seen behind: at full
 /// rate it is behind every commit or so (a few times a second), so the tier stays batched.
-pub const YIELD_HOLD: Duration = Duration::from_secs(1);
+const YIELD_HOLD: Duration = Duration::from_secs(1);
 
 /// Set while the latency tier should yield to the writer (`YieldWhileBehind` decides, every
 /// latency-tier thread `follow`s).
@@ -129,7 +129,7 @@ fn set_batched(want: bool) {
 }
 
 /// Decides, on the ingest log's thread, when the latency tier yields: while the pipeline is
-/// behind and for `hold` after. Does nothing when `init` set no priorities
+/// behind and for `YIELD_HOLD` after. Does nothing when `init` set no priorities
 /// (`--background-nice 0`, tests).
 pub struct YieldWhileBehind {
     hold: Duration,
@@ -137,11 +137,14 @@ pub struct YieldWhileBehind {
     enabled: bool,
 }
 
-impl YieldWhileBehind {
-    pub fn new(hold: Duration) -> Self {
-        Self::enabled(hold, LATENCY.load(Ordering::Acquire) != UNSET)
+impl Default for YieldWhileBehind {
+    /// Enabled when `init` set priorities.
+    fn default() -> Self {
+        Self::enabled(YIELD_HOLD, LATENCY.load(Ordering::Acquire) != UNSET)
     }
+}
 
+impl YieldWhileBehind {
     fn enabled(hold: Duration, enabled: bool) -> Self {
         Self { hold, last_behind: None, enabled }
     }

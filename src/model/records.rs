@@ -291,7 +291,7 @@ impl Batch {
     }
     pub fn append(&mut self, mut other: Batch) {
         // Merged into an empty batch (made elsewhere), the rows are `other`'s: so is their home.
-        if self.is_empty() && self.model_calls.is_empty() && self.tool_calls.is_empty() {
+        if self.row_count() == 0 {
             self.origin = other.origin;
         }
         /// `other`'s rows at the end of `into`; an empty `into` takes `other`'s vector whole (an

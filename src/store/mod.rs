@@ -375,9 +375,9 @@ impl Store {
         let handoff = chans.handoff;
         // The log lives in the data directory, always next to the database it feeds.
         let log_cfg = LogConfig { dir: cfg.data_dir.join("log"), ..cfg.log.clone() };
-        // On the log thread: while the pipeline is behind, that thread stops preempting the
-        // writer when it wakes (`priority::YieldWhileBehind`).
-        let mut yielder = crate::priority::YieldWhileBehind::new(crate::priority::YIELD_HOLD);
+        // On the log thread, after each record it hands over: it decides when the latency tier
+        // yields to the writer (`priority::YieldWhileBehind`).
+        let mut yielder = crate::priority::YieldWhileBehind::default();
         let (log, opened, log_handle) = IngestLog::open(
             &log_cfg,
             committed,

@@ -201,9 +201,7 @@ pub fn prep(rx: Receiver<Msg>, tx: std::sync::mpsc::SyncSender<Msg>, dropper: Dr
                 if columns.is_some() {
                     let origin = batch.origin;
                     if let Some(rows) = strip(&mut batch) {
-                        if let Err(rows) = crate::local_free::send(origin, Box::new(rows)) {
-                            dropper.drop_later(rows);
-                        }
+                        dropper.free_at(origin, Box::new(rows));
                     }
                 }
                 Msg::Batch { pos, batch, columns }
@@ -691,9 +689,7 @@ impl<'c> Writer<'c> {
             .iter_mut()
             .filter_map(|(_, _, built)| built.as_mut().map(|c| c.take_tables()))
             .collect();
-        if let Err(freed) = crate::local_free::send(origin, Box::new(freed)) {
-            self.cfg.chunk_dropper.drop_later(freed);
-        }
+        self.cfg.chunk_dropper.free_at(origin, Box::new(freed));
         self.streamed = self.pending.items.len();
         self.unstreamed_bytes = 0;
         self.metrics.streamed_chunks.fetch_add(1, Ordering::Relaxed);
@@ -798,9 +794,7 @@ impl<'c> Writer<'c> {
                     "transaction committed"
                 );
                 let origin = origin_of(&pending.items);
-                if let Err(items) = crate::local_free::send(origin, Box::new(pending.items)) {
-                    self.cfg.dropper.drop_later(items);
-                }
+                self.cfg.dropper.free_at(origin, Box::new(pending.items));
             }
             Err(e) if is_invalidated(&e) => self.halt(&e),
             Err(e) if streamed => self.replay_streamed(&e, pending.last_pos().map(|(p, _)| p)),
@@ -1127,6 +1121,13 @@ impl Dropper {
                 tracing::warn!(error = %e, "no thread to free rows on; the sender frees them");
                 Self(None)
             }
+        }
+    }
+
+    /// Free `items` on the thread that made them (`local_free`), else on this drop thread.
+    fn free_at(&self, origin: crate::local_free::Origin, items: Box<dyn Send>) {
+        if let Err(items) = crate::local_free::send(origin, items) {
+            self.drop_later(items);
         }
     }
 
